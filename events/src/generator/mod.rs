@@ -1,0 +1,530 @@
+//! The event generator: a realistic, deterministic producer of bookings and payments.
+//!
+//! It simulates a box office in event time. Orders arrive as a Poisson process; each books 1-6
+//! adjacent seats of a catalog show; most are paid within two minutes, some later, some never;
+//! payments fail and are retried; and delivery is as messy as Event Hubs producers really are:
+//! duplicates (at-least-once), out-of-order arrival, and a few malformed bodies. Every share is a
+//! setting. The same seed and start give the same bytes; the stream comes out in arrival order,
+//! and each event carries its simulated arrival time so a caller can pace it in real time, or
+//! faster (compressed time).
+
+pub mod catalog;
+mod malform;
+mod wire;
+
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+
+use chrono::{DateTime, FixedOffset, TimeZone, Utc};
+use fake::Fake;
+use fake::faker::internet::en::FreeEmailProvider;
+use fake::faker::name::en::{FirstName, LastName};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::model::{Hub, PaymentMethod, SchemaVersion};
+use catalog::{Catalog, ROWS, SEATS_PER_ROW, Show};
+use wire::{BookingWire, CustomerWire, EventDetailsWire, PaymentWire, Price, SeatWire};
+
+/// How often each kind of mess or outcome happens; each is a probability in 0..=1.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Shares {
+    /// Bookings that are never paid.
+    pub unpaid: f64,
+    /// Paid bookings whose first payment comes more than the join window after the booking.
+    pub late_payment: f64,
+    /// Payment attempts that fail (a failed attempt is retried, up to `max_retries` times).
+    pub failed: f64,
+    /// Events delivered twice (at-least-once delivery).
+    pub duplicate: f64,
+    /// Events that arrive 5-15 minutes after their own time (far out of order).
+    pub late_arrival: f64,
+    /// Events whose body is corrupted (quarantined downstream).
+    pub malformed: f64,
+    /// Orders sent in the legacy demo shape (v0).
+    pub v0: f64,
+    /// Orders sent in schema v2 (the rest are v1).
+    pub v2: f64,
+}
+
+impl Default for Shares {
+    fn default() -> Self {
+        Shares {
+            unpaid: 0.05,
+            late_payment: 0.05,
+            failed: 0.08,
+            duplicate: 0.01,
+            late_arrival: 0.01,
+            malformed: 0.005,
+            v0: 0.05,
+            v2: 0.25,
+        }
+    }
+}
+
+/// Why a generator configuration was refused.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum GeneratorError {
+    /// A share outside 0..=1.
+    #[error("share {name} must be between 0 and 1, got {value}")]
+    ShareOutOfRange {
+        /// Which share.
+        name: &'static str,
+        /// Its value.
+        value: f64,
+    },
+    /// v0 and v2 shares together over 1.
+    #[error("v0 and v2 shares add up to {0}, more than 1")]
+    VersionsOverOne(f64),
+    /// A rate that is not a positive number.
+    #[error("rate must be a positive number of events per second, got {0}")]
+    BadRate(f64),
+}
+
+impl Shares {
+    fn check(&self) -> Result<(), GeneratorError> {
+        let all = [
+            ("unpaid", self.unpaid),
+            ("late_payment", self.late_payment),
+            ("failed", self.failed),
+            ("duplicate", self.duplicate),
+            ("late_arrival", self.late_arrival),
+            ("malformed", self.malformed),
+            ("v0", self.v0),
+            ("v2", self.v2),
+        ];
+        for (name, value) in all {
+            if !(0.0..=1.0).contains(&value) {
+                return Err(GeneratorError::ShareOutOfRange { name, value });
+            }
+        }
+        if self.v0 + self.v2 > 1.0 {
+            return Err(GeneratorError::VersionsOverOne(self.v0 + self.v2));
+        }
+        Ok(())
+    }
+}
+
+/// Everything that determines the generated stream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GeneratorConfig {
+    /// Seed of every random choice.
+    pub seed: u64,
+    /// Simulated time of the first order.
+    pub start: DateTime<Utc>,
+    /// Events per simulated second, on average, duplicates included.
+    pub rate: f64,
+    /// Shows in the catalog (`event1` ...).
+    pub catalog_size: usize,
+    /// The bookings-payments join window; "late" payments come after it.
+    pub join_window_secs: i64,
+    /// Normal arrival jitter: events arrive up to this long after their own time.
+    pub max_disorder_ms: i64,
+    /// Retries after a failed payment attempt.
+    pub max_retries: u32,
+    /// Outcome and mess shares.
+    pub shares: Shares,
+}
+
+impl Default for GeneratorConfig {
+    fn default() -> Self {
+        GeneratorConfig {
+            seed: 0,
+            start: Utc
+                .with_ymd_and_hms(2025, 1, 1, 0, 0, 0)
+                .single()
+                .unwrap_or_default(),
+            rate: 100.0,
+            catalog_size: 100,
+            join_window_secs: 120,
+            max_disorder_ms: 2_000,
+            max_retries: 2,
+            shares: Shares::default(),
+        }
+    }
+}
+
+/// One generated event, ready to send.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GeneratedEvent {
+    /// The hub it is sent to (malformed events keep their original hub).
+    pub hub: Hub,
+    /// Its order, the Event Hubs partition key.
+    pub order_id: String,
+    /// Simulated time it reaches the hub; the stream is sorted by it.
+    pub arrival: DateTime<Utc>,
+    /// The JSON body, one line.
+    pub body: String,
+}
+
+struct Scheduled {
+    arrival_ms: i64,
+    seq: u64,
+    event: GeneratedEvent,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+impl Eq for Scheduled {}
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Scheduled {
+    /// Reversed, so the max-heap pops the earliest arrival (ties: first scheduled).
+    fn cmp(&self, other: &Self) -> Ordering {
+        (other.arrival_ms, other.seq).cmp(&(self.arrival_ms, self.seq))
+    }
+}
+
+#[derive(Clone)]
+struct CustomerRecord {
+    id: String,
+    name: String,
+    email: String,
+}
+
+/// India Standard Time, the zone BookMyShow-style producers stamp local times in.
+const IST: FixedOffset = match FixedOffset::east_opt(5 * 3600 + 1800) {
+    Some(offset) => offset,
+    None => panic!("+05:30 is a valid offset"),
+};
+
+/// Largest pool of returning customers kept.
+const CUSTOMER_POOL: usize = 50_000;
+
+/// The generator: an endless iterator of events in arrival order.
+pub struct Generator {
+    config: GeneratorConfig,
+    rng: ChaCha8Rng,
+    catalog: Catalog,
+    pending: BinaryHeap<Scheduled>,
+    next_order_at_ms: f64,
+    mean_gap_ms: f64,
+    next_order: u64,
+    next_payment: u64,
+    next_customer: u64,
+    scheduled: u64,
+    customers: Vec<CustomerRecord>,
+}
+
+impl Generator {
+    /// A generator for `config`; refuses shares out of range and non-positive rates.
+    pub fn new(config: GeneratorConfig) -> Result<Self, GeneratorError> {
+        config.shares.check()?;
+        if !(config.rate.is_finite() && config.rate > 0.0) {
+            return Err(GeneratorError::BadRate(config.rate));
+        }
+        let s = &config.shares;
+        let attempts: f64 = (0..=config.max_retries as i32)
+            .map(|k| s.failed.powi(k))
+            .sum();
+        let events_per_order = (1.0 + (1.0 - s.unpaid) * attempts) * (1.0 + s.duplicate);
+        let mean_gap_ms = 1000.0 * events_per_order / config.rate;
+        Ok(Generator {
+            rng: ChaCha8Rng::seed_from_u64(config.seed),
+            catalog: Catalog::standard(config.catalog_size),
+            pending: BinaryHeap::new(),
+            next_order_at_ms: config.start.timestamp_millis() as f64,
+            mean_gap_ms,
+            next_order: 2000,
+            next_payment: 3000,
+            next_customer: 2000,
+            scheduled: 0,
+            customers: Vec::new(),
+            config,
+        })
+    }
+
+    /// The catalog the bookings are drawn from.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    fn create_order(&mut self, booked_at_ms: i64) {
+        let show = self.catalog.pick(&mut self.rng).clone();
+        let version = self.pick_version();
+        let order_id = format!("order_{}", self.next_order);
+        self.next_order += 1;
+        let customer = self.customer();
+        let seats = self.seats(&show);
+        let seat_total: f64 = seats.iter().map(|(_, p)| f64::from(*p)).sum();
+        let booking = self.booking_body(
+            version,
+            &order_id,
+            booked_at_ms,
+            &customer,
+            &show,
+            &seats,
+        );
+        self.schedule(Hub::Bookings, &order_id, booked_at_ms, booking);
+
+        if self.rng.random_bool(self.config.shares.unpaid) {
+            return;
+        }
+        let window_ms = self.config.join_window_secs * 1000;
+        let mut paid_at = booked_at_ms
+            + if self.rng.random_bool(self.config.shares.late_payment) {
+                self.rng.random_range(window_ms + 1_000..=window_ms + 780_000)
+            } else {
+                // Most people pay within a minute; the tail stops short of the window.
+                let expo = -self.rng.random::<f64>().max(1e-12).ln() * 25_000.0;
+                3_000 + (expo as i64).min(window_ms - 13_000)
+            };
+        let method = self.pick_method();
+        for _ in 0..=self.config.max_retries {
+            let failed = self.rng.random_bool(self.config.shares.failed);
+            let body = self.payment_body(version, &order_id, paid_at, seat_total, method, failed);
+            self.schedule(Hub::Payments, &order_id, paid_at, body);
+            if !failed {
+                break;
+            }
+            paid_at += self.rng.random_range(10_000..=40_000);
+        }
+    }
+
+    fn pick_version(&mut self) -> SchemaVersion {
+        let x: f64 = self.rng.random();
+        let s = &self.config.shares;
+        if x < s.v0 {
+            SchemaVersion::V0
+        } else if x < s.v0 + s.v2 {
+            SchemaVersion::V2
+        } else {
+            SchemaVersion::V1
+        }
+    }
+
+    fn pick_method(&mut self) -> PaymentMethod {
+        match self.rng.random_range(0..100) {
+            0..35 => PaymentMethod::CreditCard,
+            35..60 => PaymentMethod::DebitCard,
+            60..75 => PaymentMethod::PayPal,
+            _ => PaymentMethod::Upi,
+        }
+    }
+
+    fn customer(&mut self) -> CustomerRecord {
+        if !self.customers.is_empty() && self.rng.random_bool(0.3) {
+            let i = self.rng.random_range(0..self.customers.len());
+            return self.customers[i].clone();
+        }
+        let first: String = FirstName().fake_with_rng(&mut self.rng);
+        let last: String = LastName().fake_with_rng(&mut self.rng);
+        let provider: String = FreeEmailProvider().fake_with_rng(&mut self.rng);
+        let local: String = format!("{first}.{last}")
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '.')
+            .collect::<String>()
+            .to_ascii_lowercase();
+        let record = CustomerRecord {
+            id: format!("cust{}", self.next_customer),
+            name: format!("{first} {last}"),
+            email: format!("{local}{}@{provider}", self.next_customer % 1000),
+        };
+        self.next_customer += 1;
+        if self.customers.len() < CUSTOMER_POOL {
+            self.customers.push(record.clone());
+        } else {
+            let i = self.rng.random_range(0..CUSTOMER_POOL);
+            self.customers[i] = record.clone();
+        }
+        record
+    }
+
+    /// 1-6 adjacent seats in one row, with that row's price.
+    fn seats(&mut self, show: &Show) -> Vec<(String, u32)> {
+        let n = match self.rng.random_range(0..100) {
+            0..15 => 1,
+            15..55 => 2,
+            55..70 => 3,
+            70..90 => 4,
+            90..95 => 5,
+            _ => 6,
+        };
+        let row = ROWS[self.rng.random_range(0..ROWS.len())];
+        let first = self.rng.random_range(1..=SEATS_PER_ROW - n + 1);
+        (first..first + n)
+            .map(|k| (format!("{row}{k}"), show.price_of_row(row)))
+            .collect()
+    }
+
+    fn event_id(&mut self, version: SchemaVersion) -> Option<String> {
+        (version != SchemaVersion::V0).then(|| {
+            uuid::Builder::from_random_bytes(self.rng.random())
+                .into_uuid()
+                .hyphenated()
+                .to_string()
+        })
+    }
+
+    fn timestamp(&mut self, version: SchemaVersion, ms: i64) -> String {
+        let t = Utc.timestamp_millis_opt(ms).single().unwrap_or_default();
+        match version {
+            // The demos' format: whole seconds, "Z".
+            SchemaVersion::V0 => t.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            SchemaVersion::V1 => t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
+            // v2 producers in India send local time with its offset half the time.
+            SchemaVersion::V2 if self.rng.random_bool(0.5) => t
+                .with_timezone(&IST)
+                .format("%Y-%m-%dT%H:%M:%S%.3f%:z")
+                .to_string(),
+            SchemaVersion::V2 => t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
+        }
+    }
+
+    fn booking_body(
+        &mut self,
+        version: SchemaVersion,
+        order_id: &str,
+        at_ms: i64,
+        customer: &CustomerRecord,
+        show: &Show,
+        seats: &[(String, u32)],
+    ) -> String {
+        let event_id = self.event_id(version);
+        let booking_time = self.timestamp(version, at_ms);
+        let v2 = version == SchemaVersion::V2;
+        let channel = match self.rng.random_range(0..10) {
+            0..5 => "web",
+            5..9 => "app",
+            _ => "box_office",
+        };
+        let starts_at = show.starts_at.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+        let wire = BookingWire {
+            schema_version: (version != SchemaVersion::V0).then(|| version.number()),
+            event_id: event_id.as_deref(),
+            order_id,
+            booking_time: &booking_time,
+            customer: CustomerWire {
+                customer_id: &customer.id,
+                name: &customer.name,
+                email: &customer.email,
+            },
+            event_details: EventDetailsWire {
+                event_id: &show.event_id,
+                event_name: &show.event_name,
+                event_location: &show.event_location,
+                seats: seats
+                    .iter()
+                    .map(|(n, p)| SeatWire {
+                        seat_number: n,
+                        price: Price {
+                            value: f64::from(*p),
+                            version,
+                        },
+                    })
+                    .collect(),
+                city: v2.then_some(show.city.as_str()),
+                starts_at: v2.then_some(starts_at.as_str()),
+            },
+            channel: v2.then_some(channel),
+            currency: v2.then_some("INR"),
+        };
+        serde_json::to_string(&wire).unwrap_or_default()
+    }
+
+    fn payment_body(
+        &mut self,
+        version: SchemaVersion,
+        order_id: &str,
+        at_ms: i64,
+        seat_total: f64,
+        method: PaymentMethod,
+        failed: bool,
+    ) -> String {
+        let event_id = self.event_id(version);
+        let payment_time = self.timestamp(version, at_ms);
+        let payment_id = format!("payment_{}", self.next_payment);
+        self.next_payment += 1;
+        let v2 = version == SchemaVersion::V2;
+        // v2 adds a 2% booking fee, in paise-exact decimals.
+        let fee = v2.then(|| (seat_total * 2.0).round() / 100.0);
+        let wire = PaymentWire {
+            schema_version: (version != SchemaVersion::V0).then(|| version.number()),
+            event_id: event_id.as_deref(),
+            payment_id: &payment_id,
+            order_id,
+            payment_time: &payment_time,
+            amount: Price {
+                value: seat_total + fee.unwrap_or(0.0),
+                version,
+            },
+            payment_method: method.as_str(),
+            payment_status: if failed { "Failed" } else { "Success" },
+            currency: v2.then_some("INR"),
+            fee,
+        };
+        serde_json::to_string(&wire).unwrap_or_default()
+    }
+
+    /// Queues an event (and maybe its duplicate) at its arrival time, corrupting some.
+    fn schedule(&mut self, hub: Hub, order_id: &str, at_ms: i64, body: String) {
+        let shares = &self.config.shares;
+        let (duplicate, malformed, late) = (shares.duplicate, shares.malformed, shares.late_arrival);
+        let body = if self.rng.random_bool(malformed) {
+            malform::malform(&body, hub, &mut self.rng)
+        } else {
+            body
+        };
+        let delay = if self.rng.random_bool(late) {
+            self.rng.random_range(300_000..=900_000)
+        } else {
+            self.rng.random_range(0..=self.config.max_disorder_ms.max(0))
+        };
+        let twice = self.rng.random_bool(duplicate);
+        let redelivery = self.rng.random_range(1_000..=60_000);
+        let arrival_ms = at_ms + delay;
+        let event = GeneratedEvent {
+            hub,
+            order_id: order_id.to_string(),
+            arrival: Utc
+                .timestamp_millis_opt(arrival_ms)
+                .single()
+                .unwrap_or_default(),
+            body,
+        };
+        if twice {
+            let mut copy = event.clone();
+            copy.arrival = Utc
+                .timestamp_millis_opt(arrival_ms + redelivery)
+                .single()
+                .unwrap_or_default();
+            self.push(arrival_ms + redelivery, copy);
+        }
+        self.push(arrival_ms, event);
+    }
+
+    fn push(&mut self, arrival_ms: i64, event: GeneratedEvent) {
+        self.scheduled += 1;
+        self.pending.push(Scheduled {
+            arrival_ms,
+            seq: self.scheduled,
+            event,
+        });
+    }
+}
+
+impl Iterator for Generator {
+    type Item = GeneratedEvent;
+
+    fn next(&mut self) -> Option<GeneratedEvent> {
+        loop {
+            let now = self.next_order_at_ms as i64;
+            if self.pending.peek().is_some_and(|s| s.arrival_ms <= now) {
+                return self.pending.pop().map(|s| s.event);
+            }
+            self.create_order(now);
+            let u: f64 = self.rng.random::<f64>().max(1e-12);
+            self.next_order_at_ms += -u.ln() * self.mean_gap_ms;
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "tests.rs"]
+mod tests;
