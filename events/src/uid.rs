@@ -93,7 +93,8 @@ mod tests {
     #[test]
     fn legacy_uid_ignores_key_order_and_whitespace() {
         let a = r#"{"order_id":"order_2000","amount":150,"payment_id":"payment_3000"}"#;
-        let b = "{ \"payment_id\": \"payment_3000\",\n \"amount\": 150, \"order_id\": \"order_2000\" }";
+        let b =
+            "{ \"payment_id\": \"payment_3000\",\n \"amount\": 150, \"order_id\": \"order_2000\" }";
         assert_eq!(uid(a), uid(b));
     }
 

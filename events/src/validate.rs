@@ -389,7 +389,12 @@ impl Check {
         ));
     }
 
-    fn string<'v>(&mut self, obj: &'v Map<String, Value>, path: &str, key: &str) -> Option<&'v str> {
+    fn string<'v>(
+        &mut self,
+        obj: &'v Map<String, Value>,
+        path: &str,
+        key: &str,
+    ) -> Option<&'v str> {
         let v = self.get(obj, path, key)?;
         match v.as_str() {
             Some(s) => Some(s),

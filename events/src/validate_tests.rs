@@ -56,7 +56,10 @@ fn demo_booking_shape_is_accepted_as_v0() {
     assert_eq!(b.booking_time.to_rfc3339(), "2024-10-11T09:39:30+00:00");
     assert_eq!(b.event_details.seats.len(), 2);
     assert_eq!(b.event_details.seats[0].price, 75.0);
-    assert_eq!(b.event_details.event_location, "12 MG Road\nBengaluru, KA 560001");
+    assert_eq!(
+        b.event_details.event_location,
+        "12 MG Road\nBengaluru, KA 560001"
+    );
     // v0 uid is a v5 UUID of the body.
     assert_eq!(
         uuid::Uuid::parse_str(&v.event_uid)
@@ -211,7 +214,10 @@ fn duplicate_seat_in_an_order_is_reported() {
 fn negative_price_and_amount_are_reported() {
     let body = DEMO_BOOKING.replace("\"price\": 60", "\"price\": -60");
     let r = reasons(&body, None);
-    assert!(has(&r, "event_details.seats[1].price is negative: -60"), "{r:?}");
+    assert!(
+        has(&r, "event_details.seats[1].price is negative: -60"),
+        "{r:?}"
+    );
 
     let body = DEMO_PAYMENT.replace("150", "-150");
     let r = reasons(&body, None);
@@ -276,7 +282,10 @@ fn unsupported_schema_version_and_missing_event_id() {
 #[test]
 fn wrong_hub_is_reported() {
     let r = reasons(DEMO_PAYMENT, Some(Hub::Bookings));
-    assert_eq!(r, vec!["a payment event sent to the bookings hub".to_string()]);
+    assert_eq!(
+        r,
+        vec!["a payment event sent to the bookings hub".to_string()]
+    );
 }
 
 #[test]

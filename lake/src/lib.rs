@@ -1,1 +1,74 @@
-//! placeholder
+//! The lake: where tables live and how they are written, shared by every boxoffice stage.
+//!
+//! - [`target`]: resolving a local folder, Azurite or Azure into one URL per [`Layer`].
+//! - [`table`]: declaring tables ([`TableDef`]) and opening or creating them.
+//! - [`commit`]: exactly-once appends through Delta application transactions.
+//! - [`inspect`]: versions, row counts and reader compatibility, for `boxoffice tables`.
+
+mod azurite;
+pub mod commit;
+pub mod inspect;
+pub mod layer;
+pub mod table;
+pub mod target;
+
+pub use commit::{AppendError, AppendOutcome, append_once, committed_version};
+pub use inspect::{TableInfo, TableState, compatibility_problems};
+pub use layer::Layer;
+pub use table::{TableDef, column, utc_timestamp};
+pub use target::{Lake, LakeSettings, StoreKind};
+
+/// Why a lake operation failed; every variant names the table or location involved.
+#[derive(Debug, thiserror::Error)]
+pub enum LakeError {
+    /// A lake root or layer URL that cannot be used.
+    #[error("bad lake location {location:?}: {reason}")]
+    BadLocation {
+        /// What was given.
+        location: String,
+        /// Why it is refused.
+        reason: String,
+    },
+    /// delta-rs failed on a table.
+    #[error("{table}: {source}{}", hint.as_ref().map(|h| format!(" ({h})")).unwrap_or_default())]
+    Delta {
+        /// `layer.table`.
+        table: String,
+        /// What to check, for remote lakes.
+        hint: Option<String>,
+        /// The delta-rs error.
+        #[source]
+        source: Box<deltalake::DeltaTableError>,
+    },
+    /// A table exists with other columns than boxoffice declares.
+    #[error(
+        "{table} exists with columns [{found}], but this boxoffice writes [{expected}]; point --lake at a new location or migrate the table"
+    )]
+    SchemaMismatch {
+        /// `layer.table`.
+        table: String,
+        /// Declared columns.
+        expected: String,
+        /// Columns found.
+        found: String,
+    },
+    /// An Azurite container could not be created.
+    #[error("could not create container {container:?} on Azurite at {endpoint}: {detail}")]
+    Container {
+        /// The container.
+        container: String,
+        /// The emulator endpoint.
+        endpoint: String,
+        /// What went wrong.
+        detail: String,
+    },
+    /// A local file operation failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+}

@@ -253,14 +253,7 @@ impl Generator {
         let customer = self.customer();
         let seats = self.seats(&show);
         let seat_total: f64 = seats.iter().map(|(_, p)| f64::from(*p)).sum();
-        let booking = self.booking_body(
-            version,
-            &order_id,
-            booked_at_ms,
-            &customer,
-            &show,
-            &seats,
-        );
+        let booking = self.booking_body(version, &order_id, booked_at_ms, &customer, &show, &seats);
         self.schedule(Hub::Bookings, &order_id, booked_at_ms, booking);
 
         if self.rng.random_bool(self.config.shares.unpaid) {
@@ -269,7 +262,8 @@ impl Generator {
         let window_ms = self.config.join_window_secs * 1000;
         let mut paid_at = booked_at_ms
             + if self.rng.random_bool(self.config.shares.late_payment) {
-                self.rng.random_range(window_ms + 1_000..=window_ms + 780_000)
+                self.rng
+                    .random_range(window_ms + 1_000..=window_ms + 780_000)
             } else {
                 // Most people pay within a minute; the tail stops short of the window.
                 let expo = -self.rng.random::<f64>().max(1e-12).ln() * 25_000.0;
@@ -465,7 +459,8 @@ impl Generator {
     /// Queues an event (and maybe its duplicate) at its arrival time, corrupting some.
     fn schedule(&mut self, hub: Hub, order_id: &str, at_ms: i64, body: String) {
         let shares = &self.config.shares;
-        let (duplicate, malformed, late) = (shares.duplicate, shares.malformed, shares.late_arrival);
+        let (duplicate, malformed, late) =
+            (shares.duplicate, shares.malformed, shares.late_arrival);
         let body = if self.rng.random_bool(malformed) {
             malform::malform(&body, hub, &mut self.rng)
         } else {
@@ -474,7 +469,8 @@ impl Generator {
         let delay = if self.rng.random_bool(late) {
             self.rng.random_range(300_000..=900_000)
         } else {
-            self.rng.random_range(0..=self.config.max_disorder_ms.max(0))
+            self.rng
+                .random_range(0..=self.config.max_disorder_ms.max(0))
         };
         let twice = self.rng.random_bool(duplicate);
         let redelivery = self.rng.random_range(1_000..=60_000);

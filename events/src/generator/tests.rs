@@ -10,7 +10,10 @@ fn events(seed: u64, rate: f64, n: usize) -> Vec<GeneratedEvent> {
         rate,
         ..GeneratorConfig::default()
     };
-    Generator::new(config).expect("valid config").take(n).collect()
+    Generator::new(config)
+        .expect("valid config")
+        .take(n)
+        .collect()
 }
 
 #[test]
@@ -168,10 +171,7 @@ fn every_share_is_within_tolerance_over_100k_events() {
             late += 1;
         }
         attempts += ps.len();
-        failed += ps
-            .iter()
-            .filter(|p| p.1 == PaymentStatus::Failed)
-            .count();
+        failed += ps.iter().filter(|p| p.1 == PaymentStatus::Failed).count();
     }
     within(
         "late payment",
@@ -228,7 +228,12 @@ fn orders_hold_one_to_six_unique_seats() {
         {
             let n = b.event_details.seats.len();
             assert!((1..=6).contains(&n));
-            let unique: HashSet<_> = b.event_details.seats.iter().map(|s| &s.seat_number).collect();
+            let unique: HashSet<_> = b
+                .event_details
+                .seats
+                .iter()
+                .map(|s| &s.seat_number)
+                .collect();
             assert_eq!(unique.len(), n);
         }
     }
@@ -247,7 +252,11 @@ fn v0_events_have_the_demo_shape() {
         .expect("some v0 booking");
     let v: serde_json::Value = serde_json::from_str(&v0.body).expect("json");
     assert!(v.get("event_id").is_none());
-    assert!(v["event_details"]["seats"][0]["price"].is_i64(), "{}", v0.body);
+    assert!(
+        v["event_details"]["seats"][0]["price"].is_i64(),
+        "{}",
+        v0.body
+    );
     let time = v["booking_time"].as_str().expect("time");
     assert_eq!(time.len(), 20, "%Y-%m-%dT%H:%M:%SZ, got {time}");
 }

@@ -1,0 +1,281 @@
+//! The archiver: lands a partition's batch in Bronze exactly once per (hub, partition, sequence).
+//!
+//! A batch is validated event by event: valid ones go to `bronze/<hub>_raw`, invalid ones to
+//! `bronze/quarantine` with every reason. Each table's commit carries the application transaction
+//! `("archive:<hub>:<partition>", last sequence number)`, and before writing, each table's own
+//! recorded version filters out the events it already holds. So a redelivered batch, or one that
+//! overlaps an earlier batch with other boundaries, lands only what is new.
+//!
+//! Order matters for crash safety: quarantine commits first, the raw table last, even with no
+//! rows (the transaction alone). The raw table's version is then the partition's checkpoint: any
+//! sequence number at or below it is fully landed in both tables.
+
+use std::collections::HashMap;
+
+use boxoffice_events::{Hub, validate};
+use boxoffice_lake::{AppendError, AppendOutcome, Lake, LakeError, append_once, committed_version};
+use chrono::Utc;
+use deltalake::DeltaTable;
+use deltalake::arrow::array::RecordBatch;
+use serde_json::json;
+
+use super::rows::{QuarantineRow, RawRow, quarantine_batch, raw_batch};
+use super::tables::{QUARANTINE, raw_table};
+use crate::ReceivedEvent;
+
+/// Attempts before a commit that keeps losing races to a concurrent archiver gives up.
+const MAX_CONFLICT_RETRIES: usize = 10;
+
+/// Why a batch could not be archived. The batch is intact: it can be retried as a whole.
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    /// Opening or creating a table failed.
+    #[error(transparent)]
+    Lake(#[from] LakeError),
+    /// A commit failed.
+    #[error("archiving {hub} partition {partition} into {table}: {source}")]
+    Commit {
+        /// The hub.
+        hub: Hub,
+        /// The partition.
+        partition: i32,
+        /// `layer.table`.
+        table: String,
+        /// What delta-rs said.
+        #[source]
+        source: AppendError,
+    },
+    /// Building the Arrow batch failed (a bug, not bad input).
+    #[error("building the {table} batch: {source}")]
+    Arrow {
+        /// `layer.table`.
+        table: String,
+        /// The Arrow error.
+        #[source]
+        source: deltalake::arrow::error::ArrowError,
+    },
+}
+
+/// What one call to [`BronzeArchiver::archive`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ArchiveReport {
+    /// Rows appended to the raw table.
+    pub landed: usize,
+    /// Rows appended to quarantine.
+    pub quarantined: usize,
+    /// Events skipped because an earlier delivery had already landed them.
+    pub already_landed: usize,
+}
+
+/// Lands batches of one hub; holds its tables open between batches.
+pub struct BronzeArchiver {
+    hub: Hub,
+    raw: DeltaTable,
+    quarantine: DeltaTable,
+}
+
+impl BronzeArchiver {
+    /// Opens (creating if needed) the hub's raw table and quarantine.
+    pub async fn open(lake: &Lake, hub: Hub) -> Result<BronzeArchiver, ArchiveError> {
+        Ok(BronzeArchiver {
+            hub,
+            raw: lake.ensure_table(raw_table(hub)).await?,
+            quarantine: lake.ensure_table(&QUARANTINE).await?,
+        })
+    }
+
+    /// The application id of a partition's archive stream.
+    pub fn app_id(hub: Hub, partition: i32) -> String {
+        format!("archive:{hub}:{partition}")
+    }
+
+    /// The last sequence number of `partition` fully landed in Bronze (the checkpoint).
+    pub async fn checkpoint(&mut self, partition: i32) -> Result<Option<i64>, ArchiveError> {
+        let app_id = Self::app_id(self.hub, partition);
+        committed_version(&mut self.raw, &app_id)
+            .await
+            .map_err(|e| {
+                self.commit_error(raw_table(self.hub).qualified_name(), partition, e.into())
+            })
+    }
+
+    /// Lands `events` (one partition's, in sequence order) exactly once.
+    pub async fn archive(
+        &mut self,
+        partition: i32,
+        events: &[ReceivedEvent],
+    ) -> Result<ArchiveReport, ArchiveError> {
+        let Some(last) = events.last().map(|e| e.sequence_number) else {
+            return Ok(ArchiveReport::default());
+        };
+        let app_id = Self::app_id(self.hub, partition);
+        let ingested_at = Utc::now();
+        let (valid, invalid) = self.classify(partition, events);
+        let metadata = HashMap::from([
+            ("operation".to_string(), json!("archive")),
+            ("hub".to_string(), json!(self.hub.as_str())),
+            ("partition".to_string(), json!(partition)),
+            (
+                "first_sequence_number".to_string(),
+                json!(events[0].sequence_number),
+            ),
+            ("last_sequence_number".to_string(), json!(last)),
+        ]);
+        let mut report = ArchiveReport::default();
+
+        // Quarantine first: once the raw table records `last`, all of this batch must be landed.
+        if !invalid.is_empty() {
+            let (wrote, skipped) = self
+                .land(
+                    Target::Quarantine,
+                    partition,
+                    &app_id,
+                    last,
+                    invalid.len(),
+                    &metadata,
+                    |done| {
+                        let rows: Vec<QuarantineRow> = invalid
+                            .iter()
+                            .filter(|r| r.sequence_number.is_some_and(|s| s > done))
+                            .cloned()
+                            .collect();
+                        let n = rows.len();
+                        quarantine_batch(&rows).map(|b| (b, n))
+                    },
+                )
+                .await?;
+            report.quarantined = wrote;
+            report.already_landed += skipped;
+        }
+        let hub = self.hub;
+        let (wrote, skipped) = self
+            .land(
+                Target::Raw,
+                partition,
+                &app_id,
+                last,
+                valid.len(),
+                &metadata,
+                |done| {
+                    let rows: Vec<RawRow<'_>> = valid
+                        .iter()
+                        .filter(|r| r.event.sequence_number > done)
+                        .map(|r| RawRow {
+                            event: r.event,
+                            event_uid: r.event_uid.clone(),
+                            schema_version: r.schema_version,
+                        })
+                        .collect();
+                    let n = rows.len();
+                    raw_batch(hub, partition, ingested_at, &rows).map(|b| (b, n))
+                },
+            )
+            .await?;
+        report.landed = wrote;
+        report.already_landed += skipped;
+        Ok(report)
+    }
+
+    fn classify<'a>(
+        &self,
+        partition: i32,
+        events: &'a [ReceivedEvent],
+    ) -> (Vec<RawRow<'a>>, Vec<QuarantineRow>) {
+        let mut valid = Vec::with_capacity(events.len());
+        let mut invalid = Vec::new();
+        for e in events {
+            match validate(&e.body, Some(self.hub)) {
+                Ok(v) => valid.push(RawRow {
+                    event: e,
+                    event_uid: v.event_uid,
+                    schema_version: v.event.schema_version().number(),
+                }),
+                Err(bad) => invalid.push(QuarantineRow {
+                    received_at: e.enqueued_time,
+                    source: e.source.as_str().to_string(),
+                    hub: Some(self.hub.as_str().to_string()),
+                    reason: bad.reason(),
+                    body: e.body.clone(),
+                    stage: "archive".to_string(),
+                    partition_id: Some(partition),
+                    sequence_number: Some(e.sequence_number),
+                    event_uid: bad.event_uid,
+                }),
+            }
+        }
+        (valid, invalid)
+    }
+
+    /// One guarded append: reads the table's checkpoint, builds the rows after it, commits, and
+    /// retries from the read if a concurrent writer of the same stream got in first.
+    /// Returns (rows written, rows skipped as already landed) out of `total`.
+    #[allow(clippy::too_many_arguments)]
+    async fn land<F>(
+        &mut self,
+        target: Target,
+        partition: i32,
+        app_id: &str,
+        last: i64,
+        total: usize,
+        metadata: &HashMap<String, serde_json::Value>,
+        rows_after: F,
+    ) -> Result<(usize, usize), ArchiveError>
+    where
+        F: Fn(i64) -> Result<(RecordBatch, usize), deltalake::arrow::error::ArrowError>,
+    {
+        let name = match target {
+            Target::Raw => raw_table(self.hub).qualified_name(),
+            Target::Quarantine => QUARANTINE.qualified_name(),
+        };
+        let mut attempt = 0;
+        loop {
+            let table = match target {
+                Target::Raw => &mut self.raw,
+                Target::Quarantine => &mut self.quarantine,
+            };
+            let done = committed_version(table, app_id)
+                .await
+                .map_err(|e| commit_error(self.hub, &name, partition, e.into()))?
+                .unwrap_or(-1);
+            if done >= last {
+                return Ok((0, total));
+            }
+            let (batch, n) = rows_after(done).map_err(|e| arrow_error(&name, e))?;
+            match append_once(table, vec![batch], app_id, last, metadata.clone()).await {
+                Ok(AppendOutcome::Committed(_)) => return Ok((n, total - n)),
+                Ok(AppendOutcome::AlreadyCommitted) => return Ok((0, total)),
+                Err(AppendError::Conflict { .. }) if attempt < MAX_CONFLICT_RETRIES => {
+                    attempt += 1;
+                    tracing::debug!(table = %name, partition, attempt, "concurrent archiver of the same partition; re-reading its checkpoint");
+                }
+                Err(e) => return Err(commit_error(self.hub, &name, partition, e)),
+            }
+        }
+    }
+
+    fn commit_error(&self, table: String, partition: i32, source: AppendError) -> ArchiveError {
+        commit_error(self.hub, &table, partition, source)
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Target {
+    Raw,
+    Quarantine,
+}
+
+fn commit_error(hub: Hub, table: &str, partition: i32, source: AppendError) -> ArchiveError {
+    ArchiveError::Commit {
+        hub,
+        partition,
+        table: table.to_string(),
+        source,
+    }
+}
+
+fn arrow_error(table: &str, source: deltalake::arrow::error::ArrowError) -> ArchiveError {
+    ArchiveError::Arrow {
+        table: table.to_string(),
+        source,
+    }
+}

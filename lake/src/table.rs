@@ -1,0 +1,168 @@
+//! Table definitions and opening them: every lake table is declared once, with its schema, and
+//! created on first use with a protocol that Power BI, Databricks and Synapse serverless can read.
+
+use std::sync::Arc;
+
+use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use deltalake::kernel::StructType;
+use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
+use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
+
+use crate::LakeError;
+use crate::layer::Layer;
+use crate::target::{Lake, StoreKind};
+
+/// A lake table as boxoffice declares it; the crate that writes a table owns its definition.
+#[derive(Debug, Clone, Copy)]
+pub struct TableDef {
+    /// Layer it lives in.
+    pub layer: Layer,
+    /// Table name inside the layer.
+    pub name: &'static str,
+    /// One line for `boxoffice tables` and the table's Delta description.
+    pub description: &'static str,
+    /// Column layout (Arrow; timestamps are microseconds in UTC).
+    pub schema: fn() -> Schema,
+    /// Hive-style partition columns.
+    pub partition_columns: &'static [&'static str],
+    /// Delta table properties set at creation.
+    pub properties: &'static [(&'static str, &'static str)],
+}
+
+impl TableDef {
+    /// `layer.table`, the name `boxoffice sql` and the docs use.
+    pub fn qualified_name(&self) -> String {
+        format!("{}.{}", self.layer, self.name)
+    }
+
+    /// The Arrow schema, shared.
+    pub fn arrow_schema(&self) -> SchemaRef {
+        Arc::new((self.schema)())
+    }
+}
+
+/// The timestamp type of every table: microseconds, zoned UTC (Delta `timestamp`, not NTZ).
+pub fn utc_timestamp() -> DataType {
+    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+}
+
+/// A nullable or required column; a shorthand for schema declarations.
+pub fn column(name: &str, data_type: DataType, nullable: bool) -> Field {
+    Field::new(name, data_type, nullable)
+}
+
+impl Lake {
+    /// Opens a table; `None` when it has not been created yet.
+    pub async fn open_table(&self, def: &TableDef) -> Result<Option<DeltaTable>, LakeError> {
+        let mut table = self.table_handle(def)?;
+        match table.load().await {
+            Ok(()) => Ok(Some(table)),
+            Err(DeltaTableError::NotATable(_)) => Ok(None),
+            Err(e) => Err(self.delta_error(def, e)),
+        }
+    }
+
+    /// Opens a table, creating it first if needed, and checks its schema matches `def`.
+    pub async fn ensure_table(&self, def: &TableDef) -> Result<DeltaTable, LakeError> {
+        let table = match self.open_table(def).await? {
+            Some(t) => t,
+            None => self.create_table(def).await?,
+        };
+        check_schema(def, &table)?;
+        Ok(table)
+    }
+
+    async fn create_table(&self, def: &TableDef) -> Result<DeltaTable, LakeError> {
+        if let Some(dir) = self.local_dir(def.layer) {
+            let dir = dir.join(def.name);
+            std::fs::create_dir_all(&dir).map_err(|e| LakeError::Io {
+                path: dir.display().to_string(),
+                source: e,
+            })?;
+        }
+        let schema: StructType = def
+            .arrow_schema()
+            .as_ref()
+            .try_into_kernel()
+            .map_err(|e| self.delta_error(def, e.into()))?;
+        let table = self.table_handle(def)?;
+        let created = table
+            .create()
+            .with_table_name(def.name)
+            .with_comment(def.description)
+            .with_columns(schema.fields().cloned())
+            .with_partition_columns(def.partition_columns.iter().copied())
+            .with_configuration(
+                def.properties
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), Some(v.to_string()))),
+            )
+            .await;
+        match created {
+            Ok(t) => {
+                tracing::info!(table = %def.qualified_name(), "created table");
+                Ok(t)
+            }
+            // Another writer created it between our load and create: use theirs.
+            Err(DeltaTableError::VersionAlreadyExists(_)) => self
+                .open_table(def)
+                .await?
+                .ok_or_else(|| self.delta_error(def, DeltaTableError::NotInitialized)),
+            Err(e) => Err(self.delta_error(def, e)),
+        }
+    }
+
+    fn table_handle(&self, def: &TableDef) -> Result<DeltaTable, LakeError> {
+        let url = self.table_url(def.layer, def.name)?;
+        DeltaTableBuilder::from_url(url)
+            .and_then(|b| {
+                b.with_storage_options(self.storage_options().clone())
+                    .build()
+            })
+            .map_err(|e| self.delta_error(def, e))
+    }
+
+    /// Wraps a Delta error with the table's name and, for remote lakes, a hint.
+    pub fn delta_error(&self, def: &TableDef, source: DeltaTableError) -> LakeError {
+        let hint = match (self.kind(), &source) {
+            (StoreKind::Azurite, DeltaTableError::ObjectStore { .. }) => Some(format!(
+                "is Azurite running at {}?",
+                self.emulator_endpoint()
+            )),
+            (StoreKind::Azure, DeltaTableError::ObjectStore { .. }) => Some(
+                "check the container exists and that you are signed in (`az login`) with Storage Blob Data Contributor".to_string(),
+            ),
+            _ => None,
+        };
+        LakeError::Delta {
+            table: def.qualified_name(),
+            hint,
+            source: Box::new(source),
+        }
+    }
+}
+
+/// Refuses a table whose columns differ from its definition (a table from another version).
+fn check_schema(def: &TableDef, table: &DeltaTable) -> Result<(), LakeError> {
+    let snapshot = table.snapshot().map_err(|e| LakeError::Delta {
+        table: def.qualified_name(),
+        hint: None,
+        source: Box::new(e),
+    })?;
+    let actual = snapshot.schema();
+    let expected: Vec<String> = def
+        .arrow_schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    let found: Vec<String> = actual.fields().map(|f| f.name().clone()).collect();
+    if expected != found {
+        return Err(LakeError::SchemaMismatch {
+            table: def.qualified_name(),
+            expected: expected.join(", "),
+            found: found.join(", "),
+        });
+    }
+    Ok(())
+}

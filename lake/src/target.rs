@@ -1,0 +1,367 @@
+//! Where the lake lives: a local folder, Azurite, or Azure (ARCHITECTURE.md section 3).
+//!
+//! A target is one root URL with the layer folders under it (`./lakehouse/bronze/...`), or a root
+//! with a `{layer}` placeholder that gives each layer its own container
+//! (`abfss://{layer}@acct.dfs.core.windows.net/`), or explicit per-layer URLs.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Once;
+
+use serde::Deserialize;
+use url::Url;
+
+use crate::LakeError;
+use crate::layer::Layer;
+
+/// The default lake: a folder in the working directory.
+pub const DEFAULT_ROOT: &str = "./lakehouse";
+
+/// Azurite's well-known account (documented by Microsoft; not a secret).
+pub const EMULATOR_ACCOUNT: &str = "devstoreaccount1";
+
+/// Azurite's well-known account key (documented by Microsoft; not a secret).
+pub const EMULATOR_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+/// Azurite's default blob endpoint.
+pub const EMULATOR_ENDPOINT: &str = "http://127.0.0.1:10000";
+
+/// The `[lake]` section of `boxoffice.toml` (every field optional).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LakeSettings {
+    /// Root path or URL; `{layer}` in it is replaced by each layer's container name.
+    pub root: Option<String>,
+    /// Per-layer URLs, overriding the root (keys: bronze, silver, gold, ops, landing, system).
+    #[serde(default)]
+    pub layers: BTreeMap<String, String>,
+    /// Extra object_store options (for example `azure_storage_account_name`).
+    #[serde(default)]
+    pub storage_options: HashMap<String, String>,
+    /// Treat `az://` URLs as the Azurite emulator (default: `AZURE_STORAGE_USE_EMULATOR`).
+    pub emulator: Option<bool>,
+    /// Azurite's blob endpoint (default: `AZURITE_BLOB_STORAGE_URL`, else 127.0.0.1:10000).
+    pub emulator_endpoint: Option<String>,
+}
+
+/// What kind of storage the lake is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    /// A folder on this machine.
+    Local,
+    /// The Azurite emulator (Blob API, well-known account).
+    Azurite,
+    /// Azure Blob Storage / ADLS Gen2.
+    Azure,
+}
+
+/// A resolved lake: one URL per layer plus the options to reach them.
+#[derive(Debug, Clone)]
+pub struct Lake {
+    kind: StoreKind,
+    layers: BTreeMap<Layer, Url>,
+    storage_options: HashMap<String, String>,
+    emulator_endpoint: String,
+}
+
+static REGISTER_AZURE: Once = Once::new();
+
+impl Lake {
+    /// Resolves settings into layer URLs. Local folders are made absolute (not created yet).
+    pub fn resolve(settings: &LakeSettings) -> Result<Lake, LakeError> {
+        REGISTER_AZURE.call_once(|| deltalake::azure::register_handlers(None));
+        let root = settings.root.as_deref().unwrap_or(DEFAULT_ROOT);
+        let mut layers = BTreeMap::new();
+        for layer in Layer::ALL {
+            let explicit = settings
+                .layers
+                .get(layer.dir_name())
+                .or_else(|| settings.layers.get(layer.container_name()));
+            let url = match explicit {
+                Some(u) => parse_location(u)?,
+                None => layer_under_root(root, layer)?,
+            };
+            layers.insert(layer, url);
+        }
+        for key in settings.layers.keys() {
+            if Layer::parse(key).is_none() {
+                return Err(LakeError::BadLocation {
+                    location: key.clone(),
+                    reason: "unknown layer; expected bronze, silver, gold, ops, landing or system"
+                        .into(),
+                });
+            }
+        }
+        let kind = kind_of(&layers[&Layer::Bronze], settings);
+        let emulator_endpoint = settings
+            .emulator_endpoint
+            .clone()
+            .or_else(|| std::env::var("AZURITE_BLOB_STORAGE_URL").ok())
+            .unwrap_or_else(|| EMULATOR_ENDPOINT.to_string())
+            .trim_end_matches('/')
+            .to_string();
+        let mut storage_options = settings.storage_options.clone();
+        if kind == StoreKind::Azurite {
+            // An explicit endpoint instead of object_store's emulator mode, which only reads its
+            // port from the environment: this lets several emulators (tests) run side by side.
+            let defaults = [
+                ("azure_storage_use_emulator", "false".to_string()),
+                ("azure_storage_account_name", EMULATOR_ACCOUNT.to_string()),
+                ("azure_storage_account_key", EMULATOR_KEY.to_string()),
+                (
+                    "azure_storage_endpoint",
+                    format!("{emulator_endpoint}/{EMULATOR_ACCOUNT}"),
+                ),
+                ("azure_allow_http", "true".to_string()),
+            ];
+            for (k, v) in defaults {
+                storage_options.entry(k.to_string()).or_insert(v);
+            }
+        }
+        Ok(Lake {
+            kind,
+            layers,
+            storage_options,
+            emulator_endpoint,
+        })
+    }
+
+    /// The local lake at `path`, with default settings (handy in tests and tools).
+    pub fn local(path: &Path) -> Result<Lake, LakeError> {
+        Lake::resolve(&LakeSettings {
+            root: Some(path.display().to_string()),
+            ..LakeSettings::default()
+        })
+    }
+
+    /// What kind of storage this is.
+    pub fn kind(&self) -> StoreKind {
+        self.kind
+    }
+
+    /// The URL of a layer (ends with `/`).
+    pub fn layer_url(&self, layer: Layer) -> &Url {
+        &self.layers[&layer]
+    }
+
+    /// The URL of a table in a layer.
+    pub fn table_url(&self, layer: Layer, name: &str) -> Result<Url, LakeError> {
+        self.layer_url(layer)
+            .join(&format!("{name}/"))
+            .map_err(|e| LakeError::BadLocation {
+                location: name.to_string(),
+                reason: e.to_string(),
+            })
+    }
+
+    /// object_store options for every table of this lake.
+    pub fn storage_options(&self) -> &HashMap<String, String> {
+        &self.storage_options
+    }
+
+    /// Azurite's blob endpoint (meaningful for [`StoreKind::Azurite`] only).
+    pub fn emulator_endpoint(&self) -> &str {
+        &self.emulator_endpoint
+    }
+
+    /// The local folder of a layer, when the lake is local.
+    pub fn local_dir(&self, layer: Layer) -> Option<std::path::PathBuf> {
+        (self.kind == StoreKind::Local)
+            .then(|| self.layer_url(layer).to_file_path().ok())
+            .flatten()
+    }
+
+    /// A one-line description for logs and progress output (no secrets: URLs only).
+    pub fn describe(&self) -> String {
+        let kind = match self.kind {
+            StoreKind::Local => "local folder",
+            StoreKind::Azurite => "Azurite",
+            StoreKind::Azure => "Azure",
+        };
+        format!("{kind} {}", self.layer_url(Layer::Bronze))
+    }
+
+    /// Makes the lake writable: creates the Azurite containers the layers need.
+    ///
+    /// Local folders are created by the first write; Azure containers are created by the
+    /// deployment (infra/), never by a running job.
+    pub async fn prepare(&self) -> Result<(), LakeError> {
+        if self.kind == StoreKind::Azurite {
+            let mut containers: Vec<&str> =
+                self.layers.values().filter_map(|u| u.host_str()).collect();
+            containers.sort_unstable();
+            containers.dedup();
+            for container in containers {
+                crate::azurite::create_container(&self.emulator_endpoint, container).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn is_azure_scheme(scheme: &str) -> bool {
+    matches!(scheme, "az" | "azure" | "abfs" | "abfss" | "adl")
+}
+
+fn kind_of(url: &Url, settings: &LakeSettings) -> StoreKind {
+    if url.scheme() == "file" {
+        return StoreKind::Local;
+    }
+    let env_emulator = std::env::var("AZURE_STORAGE_USE_EMULATOR")
+        .map(|v| matches!(v.to_ascii_lowercase().as_str(), "true" | "1" | "yes"))
+        .unwrap_or(false);
+    if settings.emulator.unwrap_or(env_emulator) && url.scheme() == "az" {
+        StoreKind::Azurite
+    } else {
+        StoreKind::Azure
+    }
+}
+
+/// Parses a path or URL into a directory URL (trailing `/`).
+fn parse_location(location: &str) -> Result<Url, LakeError> {
+    let bad = |reason: String| LakeError::BadLocation {
+        location: location.to_string(),
+        reason,
+    };
+    let url = match Url::parse(location) {
+        Ok(u) if u.scheme() == "file" || is_azure_scheme(u.scheme()) => u,
+        Ok(u) if u.scheme().len() > 1 => {
+            return Err(bad(format!(
+                "unsupported scheme {}:// (use a local path, az://, abfss:// or file://)",
+                u.scheme()
+            )));
+        }
+        // A relative or absolute path (or a Windows drive letter parsed as a scheme).
+        _ => {
+            let abs = std::path::absolute(location).map_err(|e| bad(e.to_string()))?;
+            Url::from_directory_path(&abs).map_err(|()| bad("not an absolute path".into()))?
+        }
+    };
+    if is_azure_scheme(url.scheme()) && url.host_str().is_none_or(str::is_empty) {
+        return Err(bad(
+            "an Azure URL needs a container: az://<container>/... or abfss://<container>@<account>.dfs.core.windows.net/..."
+                .into(),
+        ));
+    }
+    let mut url = url;
+    if !url.path().ends_with('/') {
+        let path = format!("{}/", url.path());
+        url.set_path(&path);
+    }
+    Ok(url)
+}
+
+fn layer_under_root(root: &str, layer: Layer) -> Result<Url, LakeError> {
+    if root.contains("{layer}") {
+        return parse_location(&root.replace("{layer}", layer.container_name()));
+    }
+    let base = parse_location(root)?;
+    base.join(&format!("{}/", layer.dir_name()))
+        .map_err(|e| LakeError::BadLocation {
+            location: root.to_string(),
+            reason: e.to_string(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(root: &str) -> LakeSettings {
+        LakeSettings {
+            root: Some(root.into()),
+            ..LakeSettings::default()
+        }
+    }
+
+    #[test]
+    fn local_root_puts_layers_in_folders() {
+        let lake = Lake::resolve(&settings("/tmp/lh")).expect("resolves");
+        assert_eq!(lake.kind(), StoreKind::Local);
+        assert_eq!(
+            lake.layer_url(Layer::Bronze).as_str(),
+            "file:///tmp/lh/bronze/"
+        );
+        assert_eq!(
+            lake.layer_url(Layer::System).as_str(),
+            "file:///tmp/lh/_system/"
+        );
+        assert_eq!(
+            lake.table_url(Layer::Bronze, "bookings_raw")
+                .expect("url")
+                .as_str(),
+            "file:///tmp/lh/bronze/bookings_raw/"
+        );
+    }
+
+    #[test]
+    fn relative_root_is_made_absolute() {
+        let lake = Lake::resolve(&settings("./lakehouse")).expect("resolves");
+        let dir = lake.local_dir(Layer::Gold).expect("local");
+        assert!(dir.is_absolute());
+        assert!(dir.ends_with("lakehouse/gold"));
+    }
+
+    #[test]
+    fn layer_placeholder_gives_one_container_per_layer() {
+        let lake = Lake::resolve(&settings("abfss://{layer}@acct.dfs.core.windows.net/"))
+            .expect("resolves");
+        assert_eq!(lake.kind(), StoreKind::Azure);
+        assert_eq!(
+            lake.table_url(Layer::Gold, "payment_mix")
+                .expect("url")
+                .as_str(),
+            "abfss://gold@acct.dfs.core.windows.net/payment_mix/"
+        );
+        assert_eq!(
+            lake.layer_url(Layer::System).as_str(),
+            "abfss://system@acct.dfs.core.windows.net/"
+        );
+    }
+
+    #[test]
+    fn azurite_gets_an_explicit_endpoint_and_the_well_known_account() {
+        let lake = Lake::resolve(&LakeSettings {
+            root: Some("az://lake/dev".into()),
+            emulator: Some(true),
+            emulator_endpoint: Some("http://127.0.0.1:41234/".into()),
+            ..LakeSettings::default()
+        })
+        .expect("resolves");
+        assert_eq!(lake.kind(), StoreKind::Azurite);
+        assert_eq!(
+            lake.layer_url(Layer::Silver).as_str(),
+            "az://lake/dev/silver/"
+        );
+        assert_eq!(
+            lake.storage_options()["azure_storage_endpoint"],
+            "http://127.0.0.1:41234/devstoreaccount1"
+        );
+    }
+
+    #[test]
+    fn per_layer_override_and_unknown_layer() {
+        let mut s = settings("/tmp/lh");
+        s.layers.insert("gold".into(), "/tmp/elsewhere/gold".into());
+        let lake = Lake::resolve(&s).expect("resolves");
+        assert_eq!(
+            lake.layer_url(Layer::Gold).as_str(),
+            "file:///tmp/elsewhere/gold/"
+        );
+        s.layers.insert("platinum".into(), "/tmp/x".into());
+        let err = Lake::resolve(&s).expect_err("unknown layer");
+        assert!(err.to_string().contains("unknown layer"), "{err}");
+    }
+
+    #[test]
+    fn unsupported_scheme_and_missing_container_are_clear_errors() {
+        let err = Lake::resolve(&settings("s3://bucket/lake")).expect_err("s3");
+        assert!(
+            err.to_string().contains("unsupported scheme s3://"),
+            "{err}"
+        );
+        let err = Lake::resolve(&settings("az:///lake")).expect_err("no container");
+        assert!(err.to_string().contains("needs a container"), "{err}");
+    }
+}
