@@ -4,17 +4,20 @@
 //! - [`table`]: declaring tables ([`TableDef`]) and opening or creating them.
 //! - [`commit`]: exactly-once appends through Delta application transactions.
 //! - [`inspect`]: versions, row counts and reader compatibility, for `boxoffice tables`.
+//! - [`read`]: a table's rows without a query engine (Bronze readers, tests).
 
 mod azurite;
 pub mod commit;
 pub mod inspect;
 pub mod layer;
+pub mod read;
 pub mod table;
 pub mod target;
 
 pub use commit::{AppendError, AppendOutcome, append_once, committed_version};
 pub use inspect::{TableInfo, TableState, compatibility_problems};
 pub use layer::Layer;
+pub use read::read_rows;
 pub use table::{TableDef, column, utc_timestamp};
 pub use target::{Lake, LakeSettings, StoreKind};
 

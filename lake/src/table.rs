@@ -54,6 +54,12 @@ pub fn column(name: &str, data_type: DataType, nullable: bool) -> Field {
 impl Lake {
     /// Opens a table; `None` when it has not been created yet.
     pub async fn open_table(&self, def: &TableDef) -> Result<Option<DeltaTable>, LakeError> {
+        // delta-rs refuses a handle on a local folder that does not exist yet.
+        if let Some(dir) = self.local_dir(def.layer)
+            && !dir.join(def.name).exists()
+        {
+            return Ok(None);
+        }
         let mut table = self.table_handle(def)?;
         match table.load().await {
             Ok(()) => Ok(Some(table)),
@@ -103,23 +109,27 @@ impl Lake {
                 tracing::info!(table = %def.qualified_name(), "created table");
                 Ok(t)
             }
-            // Another writer created it between our load and create: use theirs.
-            Err(DeltaTableError::VersionAlreadyExists(_)) => self
-                .open_table(def)
-                .await?
-                .ok_or_else(|| self.delta_error(def, DeltaTableError::NotInitialized)),
-            Err(e) => Err(self.delta_error(def, e)),
+            // Another writer may have created it between our load and create (delta-rs reports
+            // that as "version exists" or "table exists"): if it is there now, use theirs.
+            Err(e) => match self.open_table(def).await {
+                Ok(Some(theirs)) => Ok(theirs),
+                _ => Err(self.delta_error(def, e)),
+            },
         }
     }
 
     fn table_handle(&self, def: &TableDef) -> Result<DeltaTable, LakeError> {
         let url = self.table_url(def.layer, def.name)?;
-        DeltaTableBuilder::from_url(url)
-            .and_then(|b| {
-                b.with_storage_options(self.storage_options().clone())
-                    .build()
-            })
-            .map_err(|e| self.delta_error(def, e))
+        let mut builder = DeltaTableBuilder::from_url(url.clone())
+            .map_err(|e| self.delta_error(def, e))?
+            .with_storage_options(self.storage_options().clone());
+        if self.kind() == StoreKind::Azurite {
+            let container = url.host_str().unwrap_or_default();
+            let store = crate::azurite::emulator_store(self.emulator_endpoint(), container)
+                .map_err(|e| self.delta_error(def, e.into()))?;
+            builder = builder.with_storage_backend(store, url);
+        }
+        builder.build().map_err(|e| self.delta_error(def, e))
     }
 
     /// Wraps a Delta error with the table's name and, for remote lakes, a hint.

@@ -101,24 +101,7 @@ impl Lake {
             .unwrap_or_else(|| EMULATOR_ENDPOINT.to_string())
             .trim_end_matches('/')
             .to_string();
-        let mut storage_options = settings.storage_options.clone();
-        if kind == StoreKind::Azurite {
-            // An explicit endpoint instead of object_store's emulator mode, which only reads its
-            // port from the environment: this lets several emulators (tests) run side by side.
-            let defaults = [
-                ("azure_storage_use_emulator", "false".to_string()),
-                ("azure_storage_account_name", EMULATOR_ACCOUNT.to_string()),
-                ("azure_storage_account_key", EMULATOR_KEY.to_string()),
-                (
-                    "azure_storage_endpoint",
-                    format!("{emulator_endpoint}/{EMULATOR_ACCOUNT}"),
-                ),
-                ("azure_allow_http", "true".to_string()),
-            ];
-            for (k, v) in defaults {
-                storage_options.entry(k.to_string()).or_insert(v);
-            }
-        }
+        let storage_options = settings.storage_options.clone();
         Ok(Lake {
             kind,
             layers,
@@ -334,10 +317,7 @@ mod tests {
             lake.layer_url(Layer::Silver).as_str(),
             "az://lake/dev/silver/"
         );
-        assert_eq!(
-            lake.storage_options()["azure_storage_endpoint"],
-            "http://127.0.0.1:41234/devstoreaccount1"
-        );
+        assert_eq!(lake.emulator_endpoint(), "http://127.0.0.1:41234");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 /// Seed of the standard catalog; fixed forever so show ids keep their meaning.
-const CATALOG_SEED: u64 = 0xB0C5_0FF1_CE;
+const CATALOG_SEED: u64 = 0x00B0_C50F_F1CE;
 
 /// Kinds of show with their weight; the names carry the substrings the category derivation reads
 /// (Concert -> Music, Play -> Theater, Movie -> Cinema, anything else -> Other).

@@ -66,7 +66,14 @@ struct Tally {
     late_arrivals: usize,
     valid: usize,
     bookings: HashMap<String, (DateTime<Utc>, f64, SchemaVersion)>,
-    payments: HashMap<String, Vec<(DateTime<Utc>, PaymentStatus, f64, Option<f64>)>>,
+    payments: HashMap<String, Vec<PaymentSeen>>,
+}
+
+struct PaymentSeen {
+    time: DateTime<Utc>,
+    status: PaymentStatus,
+    amount: f64,
+    fee: Option<f64>,
 }
 
 fn tally(stream: &[GeneratedEvent]) -> Tally {
@@ -98,12 +105,12 @@ fn tally(stream: &[GeneratedEvent]) -> Tally {
                 t.bookings
                     .insert(b.order_id, (b.booking_time, total, b.schema_version));
             }
-            Event::Payment(p) => t.payments.entry(p.order_id).or_default().push((
-                p.payment_time,
-                p.payment_status,
-                p.amount,
-                p.fee,
-            )),
+            Event::Payment(p) => t.payments.entry(p.order_id).or_default().push(PaymentSeen {
+                time: p.payment_time,
+                status: p.payment_status,
+                amount: p.amount,
+                fee: p.fee,
+            }),
         }
     }
     t
@@ -166,12 +173,15 @@ fn every_share_is_within_tolerance_over_100k_events() {
             continue;
         };
         paid += 1;
-        let first = ps.iter().map(|p| p.0).min().unwrap_or(*booked);
+        let first = ps.iter().map(|p| p.time).min().unwrap_or(*booked);
         if (first - *booked).num_seconds() > 120 {
             late += 1;
         }
         attempts += ps.len();
-        failed += ps.iter().filter(|p| p.1 == PaymentStatus::Failed).count();
+        failed += ps
+            .iter()
+            .filter(|p| p.status == PaymentStatus::Failed)
+            .count();
     }
     within(
         "late payment",
@@ -207,11 +217,13 @@ fn amounts_equal_seat_sums_plus_fee() {
         let Some((_, seat_total, _)) = t.bookings.get(order) else {
             continue;
         };
-        for (_, _, amount, fee) in payments {
-            let expected = seat_total + fee.unwrap_or(0.0);
+        for p in payments {
+            let expected = seat_total + p.fee.unwrap_or(0.0);
             assert!(
-                (amount - expected).abs() < 1e-9,
-                "{order}: amount {amount}, seats {seat_total}, fee {fee:?}"
+                (p.amount - expected).abs() < 1e-9,
+                "{order}: amount {}, seats {seat_total}, fee {:?}",
+                p.amount,
+                p.fee
             );
             checked += 1;
         }

@@ -43,7 +43,7 @@ pub enum ArchiveError {
         table: String,
         /// What delta-rs said.
         #[source]
-        source: AppendError,
+        source: Box<AppendError>,
     },
     /// Building the Arrow batch failed (a bug, not bad input).
     #[error("building the {table} batch: {source}")]
@@ -269,7 +269,7 @@ fn commit_error(hub: Hub, table: &str, partition: i32, source: AppendError) -> A
         hub,
         partition,
         table: table.to_string(),
-        source,
+        source: Box::new(source),
     }
 }
 

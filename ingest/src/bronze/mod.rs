@@ -7,3 +7,6 @@ mod tables;
 pub use archive::{ArchiveError, ArchiveReport, BronzeArchiver};
 pub use rows::{QuarantineRow, quarantine_batch};
 pub use tables::{BOOKINGS_RAW, PAYMENTS_RAW, QUARANTINE, TABLES, raw_table};
+
+#[cfg(test)]
+mod archive_tests;

@@ -1,0 +1,296 @@
+use std::collections::HashMap;
+
+use boxoffice_events::Hub;
+use boxoffice_lake::{Lake, LakeSettings, append_once, compatibility_problems, read_rows};
+use chrono::{TimeZone, Utc};
+use deltalake::arrow::array::{Array, AsArray, RecordBatch};
+use deltalake::arrow::datatypes::{DataType, Int32Type, Int64Type, TimeUnit};
+
+use super::*;
+use crate::bronze::tables::{BOOKINGS_RAW, QUARANTINE};
+use crate::{ReceivedEvent, Source};
+
+fn booking(order: i64) -> String {
+    format!(
+        r#"{{"order_id": "order_{order}", "booking_time": "2024-10-11T09:39:30Z", "customer": {{"customer_id": "cust{order}", "name": "A", "email": "a@example.com"}}, "event_details": {{"event_id": "event1", "event_name": "Concert", "event_location": "x", "seats": [{{"seat_number": "A1", "price": 50}}]}}}}"#
+    )
+}
+
+/// Events `from..=to` of one partition; every tenth is broken JSON.
+fn events(from: i64, to: i64) -> Vec<ReceivedEvent> {
+    (from..=to)
+        .map(|seq| ReceivedEvent {
+            sequence_number: seq,
+            offset: seq * 100,
+            enqueued_time: Utc
+                .timestamp_opt(1_728_639_570 + seq, 0)
+                .single()
+                .expect("time"),
+            partition_key: Some(format!("order_{seq}")),
+            source: Source::Generator,
+            body: if seq % 10 == 9 {
+                format!("{{\"order_id\": \"order_{seq}\", ")
+            } else {
+                booking(seq)
+            },
+        })
+        .collect()
+}
+
+async fn rows(lake: &Lake, def: &boxoffice_lake::TableDef) -> Vec<RecordBatch> {
+    let table = lake.open_table(def).await.expect("open").expect("exists");
+    read_rows(&table).await.expect("read")
+}
+
+async fn sequence_numbers(lake: &Lake, def: &boxoffice_lake::TableDef) -> Vec<(i32, i64)> {
+    let mut out = Vec::new();
+    for b in rows(lake, def).await {
+        let p = b.column_by_name("partition_id").expect("partition_id");
+        let s = b
+            .column_by_name("sequence_number")
+            .expect("sequence_number");
+        let (p, s) = (p.as_primitive::<Int32Type>(), s.as_primitive::<Int64Type>());
+        out.extend((0..b.num_rows()).map(|i| (p.value(i), s.value(i))));
+    }
+    out.sort_unstable();
+    out
+}
+
+fn local_lake() -> (tempfile::TempDir, Lake) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lake = Lake::local(dir.path()).expect("lake");
+    (dir, lake)
+}
+
+#[tokio::test]
+async fn valid_events_land_raw_and_invalid_ones_quarantined_with_reasons() {
+    let (_dir, lake) = local_lake();
+    let mut a = BronzeArchiver::open(&lake, Hub::Bookings)
+        .await
+        .expect("open");
+    let report = a.archive(0, &events(0, 19)).await.expect("archive");
+    assert_eq!(report.landed, 18);
+    assert_eq!(report.quarantined, 2);
+    assert_eq!(a.checkpoint(0).await.expect("cp"), Some(19));
+
+    let raw = sequence_numbers(&lake, &BOOKINGS_RAW).await;
+    assert_eq!(raw.len(), 18);
+    assert!(!raw.contains(&(0, 9)) && !raw.contains(&(0, 19)));
+    let q = rows(&lake, &QUARANTINE).await;
+    let reasons: Vec<String> = q
+        .iter()
+        .flat_map(|b| {
+            let r = b
+                .column_by_name("reason")
+                .expect("reason")
+                .as_string::<i32>()
+                .clone();
+            (0..r.len()).map(move |i| r.value(i).to_string())
+        })
+        .collect();
+    assert_eq!(reasons.len(), 2);
+    assert!(
+        reasons.iter().all(|r| r.starts_with("malformed JSON")),
+        "{reasons:?}"
+    );
+    // Raw keeps the body byte for byte and the Event Hubs stamps.
+    let b = &rows(&lake, &BOOKINGS_RAW).await[0];
+    let body = b.column_by_name("body").expect("body").as_string::<i32>();
+    assert_eq!(body.value(0), booking(0));
+    let uid = b
+        .column_by_name("event_uid")
+        .expect("uid")
+        .as_string::<i32>();
+    assert_eq!(uid.value(0).len(), 36);
+}
+
+#[tokio::test]
+async fn the_same_batch_archived_twice_lands_once() {
+    let (_dir, lake) = local_lake();
+    let mut a = BronzeArchiver::open(&lake, Hub::Bookings)
+        .await
+        .expect("open");
+    let batch = events(0, 49);
+    a.archive(1, &batch).await.expect("first");
+    let again = a.archive(1, &batch).await.expect("redelivery");
+    assert_eq!((again.landed, again.quarantined), (0, 0));
+    assert_eq!(again.already_landed, 50);
+    let raw = sequence_numbers(&lake, &BOOKINGS_RAW).await;
+    assert_eq!(raw.len(), 45);
+    let q = sequence_numbers(&lake, &QUARANTINE).await;
+    assert_eq!(q.len(), 5);
+}
+
+#[tokio::test]
+async fn an_overlapping_redelivery_lands_only_what_is_new() {
+    let (_dir, lake) = local_lake();
+    let mut a = BronzeArchiver::open(&lake, Hub::Bookings)
+        .await
+        .expect("open");
+    a.archive(0, &events(0, 29)).await.expect("first");
+    let report = a.archive(0, &events(20, 59)).await.expect("overlap");
+    assert_eq!(report.already_landed, 10);
+    let mut all = sequence_numbers(&lake, &BOOKINGS_RAW).await;
+    all.extend(sequence_numbers(&lake, &QUARANTINE).await);
+    all.sort_unstable();
+    let expected: Vec<(i32, i64)> = (0..60).map(|s| (0, s)).collect();
+    assert_eq!(
+        all, expected,
+        "every sequence number exactly once across raw and quarantine"
+    );
+}
+
+#[tokio::test]
+async fn a_crash_between_the_quarantine_and_raw_commits_is_completed_by_the_retry() {
+    let (_dir, lake) = local_lake();
+    let batch = events(0, 39);
+    // The crashed attempt: quarantine committed (with its transaction), raw never written.
+    let mut quarantine = lake.ensure_table(&QUARANTINE).await.expect("quarantine");
+    let invalid: Vec<_> = batch
+        .iter()
+        .filter(|e| e.sequence_number % 10 == 9)
+        .map(|e| QuarantineRow {
+            received_at: e.enqueued_time,
+            source: "generator".into(),
+            hub: Some("bookings".into()),
+            reason: "malformed JSON".into(),
+            body: e.body.clone(),
+            stage: "archive".into(),
+            partition_id: Some(0),
+            sequence_number: Some(e.sequence_number),
+            event_uid: None,
+        })
+        .collect();
+    let app = BronzeArchiver::app_id(Hub::Bookings, 0);
+    append_once(
+        &mut quarantine,
+        vec![quarantine_batch(&invalid).expect("batch")],
+        &app,
+        39,
+        HashMap::new(),
+    )
+    .await
+    .expect("quarantine commit");
+
+    let mut a = BronzeArchiver::open(&lake, Hub::Bookings)
+        .await
+        .expect("open");
+    assert_eq!(
+        a.checkpoint(0).await.expect("cp"),
+        None,
+        "raw holds nothing: replay all"
+    );
+    let report = a.archive(0, &batch).await.expect("retry");
+    assert_eq!((report.landed, report.quarantined), (36, 0));
+    assert_eq!(sequence_numbers(&lake, &QUARANTINE).await.len(), 4);
+    assert_eq!(sequence_numbers(&lake, &BOOKINGS_RAW).await.len(), 36);
+}
+
+#[tokio::test]
+async fn an_all_invalid_batch_still_advances_the_checkpoint() {
+    let (_dir, lake) = local_lake();
+    let mut a = BronzeArchiver::open(&lake, Hub::Payments)
+        .await
+        .expect("open");
+    let mut batch = events(0, 2);
+    for e in &mut batch {
+        e.body = "not json".into();
+    }
+    let report = a.archive(1, &batch).await.expect("archive");
+    assert_eq!((report.landed, report.quarantined), (0, 3));
+    assert_eq!(a.checkpoint(1).await.expect("cp"), Some(2));
+}
+
+#[tokio::test]
+async fn concurrent_archivers_of_one_partition_land_each_event_once() {
+    let (_dir, lake) = local_lake();
+    let batch = events(0, 99);
+    let mut handles = Vec::new();
+    for _ in 0..3 {
+        let lake = lake.clone();
+        let batch = batch.clone();
+        handles.push(tokio::spawn(async move {
+            let mut a = BronzeArchiver::open(&lake, Hub::Bookings)
+                .await
+                .expect("open");
+            a.archive(0, &batch).await.expect("archive")
+        }));
+    }
+    let mut landed = 0;
+    for h in handles {
+        landed += h.await.expect("join").landed;
+    }
+    assert_eq!(landed, 90, "the winners' rows add up to the batch once");
+    assert_eq!(sequence_numbers(&lake, &BOOKINGS_RAW).await.len(), 90);
+    assert_eq!(sequence_numbers(&lake, &QUARANTINE).await.len(), 10);
+}
+
+#[tokio::test]
+async fn bronze_tables_are_readable_by_power_bi() {
+    let (_dir, lake) = local_lake();
+    for hub in Hub::ALL {
+        let mut a = BronzeArchiver::open(&lake, hub).await.expect("open");
+        a.archive(0, &events(0, 9)).await.expect("archive");
+    }
+    for def in TABLES {
+        let table = lake.open_table(def).await.expect("open").expect("exists");
+        let snapshot = table.snapshot().expect("snapshot");
+        assert_eq!(snapshot.protocol().min_reader_version(), 1, "{}", def.name);
+        assert_eq!(snapshot.protocol().min_writer_version(), 2, "{}", def.name);
+        assert_eq!(
+            compatibility_problems(&table).expect("check"),
+            Vec::<String>::new()
+        );
+        // Timestamps come back from the files as microseconds zoned UTC.
+        for b in read_rows(&table).await.expect("read") {
+            for f in b.schema().fields() {
+                if let DataType::Timestamp(unit, tz) = f.data_type() {
+                    assert_eq!(*unit, TimeUnit::Microsecond, "{}", f.name());
+                    assert_eq!(tz.as_deref(), Some("UTC"), "{}", f.name());
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn on_azurite_tables_land_under_their_own_path_and_versions_count_writes() {
+    let azurite = boxoffice_testkit::Azurite::start();
+    let lake = Lake::resolve(&LakeSettings {
+        root: Some("az://lake/test".into()),
+        emulator: Some(true),
+        emulator_endpoint: Some(azurite.endpoint()),
+        ..LakeSettings::default()
+    })
+    .expect("lake");
+    lake.prepare().await.expect("container");
+    let mut a = BronzeArchiver::open(&lake, Hub::Bookings)
+        .await
+        .expect("open");
+    a.archive(0, &events(0, 9)).await.expect("first write");
+    a.archive(0, &events(10, 19)).await.expect("second write");
+
+    let raw = lake
+        .open_table(&BOOKINGS_RAW)
+        .await
+        .expect("open")
+        .expect("exists");
+    assert_eq!(
+        raw.table_url().as_str(),
+        "az://lake/test/bronze/bookings_raw/"
+    );
+    // Version 0 is the creation; then one commit per archived batch.
+    assert_eq!(raw.version(), Some(2));
+    assert_eq!(sequence_numbers(&lake, &BOOKINGS_RAW).await.len(), 18);
+    let q = lake
+        .open_table(&QUARANTINE)
+        .await
+        .expect("open")
+        .expect("exists");
+    assert_eq!(q.table_url().as_str(), "az://lake/test/bronze/quarantine/");
+    assert_eq!(
+        q.version(),
+        Some(2),
+        "one quarantine commit per batch with a bad event"
+    );
+}

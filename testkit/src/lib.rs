@@ -1,0 +1,144 @@
+//! Test harness shared by every boxoffice test that needs a real component.
+//!
+//! [`Azurite`] starts npm's Azurite blob emulator on a free loopback port, installing it from
+//! the npm registry into `~/.cache/boxoffice/azurite` first if no installation is found, and
+//! stops it when dropped. A test never skips because Azurite is missing: it installs it, or fails
+//! saying why (no Node.js/npm).
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// The npm package and version range the harness installs.
+pub const AZURITE_PACKAGE: &str = "azurite@3";
+
+/// A free TCP port on 127.0.0.1, as the OS hands it out.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("cannot get a free port from the OS: {e}"))
+}
+
+/// Where the harness keeps its Azurite installation.
+pub fn azurite_home() -> PathBuf {
+    let base = std::env::var_os("BOXOFFICE_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/boxoffice")))
+        .unwrap_or_else(|| std::env::temp_dir().join("boxoffice-cache"));
+    base.join("azurite")
+}
+
+static INSTALL: Mutex<()> = Mutex::new(());
+
+/// Finds `azurite-blob`, installing it with npm when it is nowhere to be found.
+pub fn azurite_blob_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("AZURITE_BLOB_BIN") {
+        return PathBuf::from(p);
+    }
+    let home = azurite_home();
+    let bin = home.join("node_modules/.bin/azurite-blob");
+    let _guard = INSTALL.lock().unwrap_or_else(|p| p.into_inner());
+    if bin.exists() {
+        return bin;
+    }
+    std::fs::create_dir_all(&home)
+        .unwrap_or_else(|e| panic!("cannot create {}: {e}", home.display()));
+    eprintln!(
+        "installing {AZURITE_PACKAGE} from npm into {}",
+        home.display()
+    );
+    let status = Command::new("npm")
+        .args(["install", "--no-audit", "--no-fund", "--loglevel=error", "--prefix"])
+        .arg(&home)
+        .arg(AZURITE_PACKAGE)
+        .status()
+        .unwrap_or_else(|e| {
+            panic!("Azurite is not installed and npm could not be run ({e}); install Node.js and npm, or run ./scripts/test which installs everything")
+        });
+    assert!(
+        status.success(),
+        "npm install {AZURITE_PACKAGE} failed: {status}"
+    );
+    assert!(
+        bin.exists(),
+        "npm installed Azurite but {} is missing",
+        bin.display()
+    );
+    bin
+}
+
+/// A running Azurite blob emulator, stopped on drop.
+pub struct Azurite {
+    child: Child,
+    port: u16,
+}
+
+impl Azurite {
+    /// Starts Azurite on a free port and waits until it accepts connections.
+    pub fn start() -> Azurite {
+        let bin = azurite_blob_binary();
+        let mut last_error = String::new();
+        for _ in 0..3 {
+            let port = free_port();
+            match spawn(&bin, port) {
+                Ok(child) => {
+                    let mut azurite = Azurite { child, port };
+                    if azurite.wait_ready(Duration::from_secs(60)) {
+                        return azurite;
+                    }
+                    last_error = format!("did not listen on port {port} within 60 s");
+                }
+                Err(e) => last_error = e.to_string(),
+            }
+        }
+        panic!("could not start Azurite ({}): {last_error}", bin.display());
+    }
+
+    fn wait_ready(&mut self, timeout: Duration) -> bool {
+        let started = Instant::now();
+        while started.elapsed() < timeout {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return false;
+            }
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        false
+    }
+
+    /// The blob endpoint, `http://127.0.0.1:<port>`.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+fn spawn(bin: &Path, port: u16) -> std::io::Result<Child> {
+    // In memory: nothing to clean up, and the telemetry Azurite sends by default is turned off
+    // (tests must not reach the internet).
+    Command::new(bin)
+        .args(["--blobHost", "127.0.0.1", "--blobPort"])
+        .arg(port.to_string())
+        .args([
+            "--silent",
+            "--skipApiVersionCheck",
+            "--loose",
+            "--disableTelemetry",
+            "--inMemoryPersistence",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+}
+
+impl Drop for Azurite {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
