@@ -1,1 +1,64 @@
-fn main() {}
+//! The `boxoffice` command: see `boxoffice --help`.
+
+mod cli;
+mod commands;
+mod config;
+mod pacing;
+mod progress;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use cli::{Cli, Command};
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.global.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let global = &cli.global;
+    match cli.command {
+        Command::Up(args) => commands::up::run(global, args).await,
+        Command::Generate(args) => commands::generate::run(global, args).await,
+        Command::Ingest(args) => commands::ingest::run(global, args).await,
+        Command::Tables(args) => commands::tables::run(global, args).await,
+        Command::Bench(command) => commands::bench::run(global, command).await,
+    }
+}
+
+/// Warnings by default (progress lines are the normal output); -v and -vv add our own detail.
+fn init_logging(verbose: u8) {
+    let ours = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    // delta-rs warns on every concurrent append it resolves; our partitions share tables, so
+    // that is routine, not a warning.
+    let default = format!(
+        "warn,deltalake_core::kernel::transaction=error,boxoffice={ours},boxoffice_ingest={ours},boxoffice_lake={ours}"
+    );
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

@@ -5,7 +5,7 @@
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use fake::Fake;
-use fake::faker::address::en::{BuildingNumber, CityName, StateAbbr, StreetName, ZipCode};
+use fake::faker::address::en::{BuildingNumber, StreetName};
 use fake::faker::name::en::LastName;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -23,6 +23,23 @@ const KINDS: [(&str, u32); 7] = [
     ("Cricket Match", 10),
     ("Football Match", 5),
     ("Opera", 5),
+];
+
+/// Cities of the venues, with their PIN code prefix: the demos are an Indian box office (INR,
+/// UPI, IST), so the catalog is too.
+const CITIES: [(&str, &str); 12] = [
+    ("Mumbai", "400"),
+    ("Delhi", "110"),
+    ("Bengaluru", "560"),
+    ("Hyderabad", "500"),
+    ("Chennai", "600"),
+    ("Kolkata", "700"),
+    ("Pune", "411"),
+    ("Ahmedabad", "380"),
+    ("Jaipur", "302"),
+    ("Lucknow", "226"),
+    ("Kochi", "682"),
+    ("Chandigarh", "160"),
 ];
 
 /// Seat rows, front to back; front rows cost more.
@@ -131,11 +148,10 @@ fn make_show(n: usize, anchor: DateTime<Utc>, rng: &mut ChaCha8Rng) -> Show {
         "Movie" => format!("{headliner}: The Movie"),
         other => format!("{headliner} {other}"),
     };
-    let city: String = CityName().fake_with_rng(rng);
+    let (city, pin_prefix) = CITIES[rng.random_range(0..CITIES.len())];
     let street: String = StreetName().fake_with_rng(rng);
     let building: String = BuildingNumber().fake_with_rng(rng);
-    let state: String = StateAbbr().fake_with_rng(rng);
-    let zip: String = ZipCode().fake_with_rng(rng);
+    let pin = format!("{pin_prefix}{:03}", rng.random_range(1..100));
     let venue_kind = match kind {
         "Movie" => "Cinema",
         "Cricket Match" | "Football Match" => "Stadium",
@@ -146,8 +162,8 @@ fn make_show(n: usize, anchor: DateTime<Utc>, rng: &mut ChaCha8Rng) -> Show {
         event_id: format!("event{n}"),
         event_name,
         venue: format!("{city} {venue_kind}"),
-        event_location: format!("{building} {street}\n{city}, {state} {zip}"),
-        city,
+        event_location: format!("{building} {street}\n{city} {pin}"),
+        city: city.to_string(),
         starts_at: anchor
             + Duration::days(rng.random_range(0..730))
             + Duration::minutes(rng.random_range(10 * 60..22 * 60) / 30 * 30),

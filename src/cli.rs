@@ -1,0 +1,257 @@
+//! The command line: every command and flag, with the help a user reads.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use boxoffice_events::Hub;
+use clap::{Args, Parser, Subcommand};
+
+/// boxoffice: a real-time and batch lakehouse for ticket bookings.
+///
+/// Booking and payment events are produced, landed raw in Bronze exactly once, and (in later
+/// releases) joined into Silver and aggregated into Gold. Everything runs on this machine on a
+/// local-folder lake by default (./lakehouse); point --lake at Azurite or Azure to use those.
+#[derive(Debug, Parser)]
+#[command(
+    name = "boxoffice",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Lake and settings")]
+pub struct GlobalArgs {
+    /// Where the lake lives: a folder (default ./lakehouse), az://<container>/<path> (Azurite
+    /// with --emulator, or Azure), or abfss://<container>@<account>.dfs.core.windows.net/<path>.
+    /// A {layer} placeholder gives each layer its own container: abfss://{layer}@acct.dfs.core.windows.net/
+    #[arg(long, global = true, env = "BOXOFFICE_LAKE", value_name = "PATH|URL")]
+    pub lake: Option<String>,
+
+    /// Treat az:// as the Azurite emulator (well-known dev account). Also set by
+    /// AZURE_STORAGE_USE_EMULATOR=true.
+    #[arg(long, global = true)]
+    pub emulator: bool,
+
+    /// Azurite's blob endpoint [default: AZURITE_BLOB_STORAGE_URL, else http://127.0.0.1:10000]
+    #[arg(long, global = true, value_name = "URL")]
+    pub emulator_endpoint: Option<String>,
+
+    /// Settings file; flags and environment variables override it [default: ./boxoffice.toml if present]
+    #[arg(long, global = true, env = "BOXOFFICE_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Log more (-v: info, -vv: debug). RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the pipeline on this machine until Ctrl-C or --duration: generate bookings and
+    /// payments, queue them on 2 partitions per hub as Event Hubs would, and land them in Bronze
+    /// exactly once. A live line shows events/s, rows per table and what was quarantined.
+    /// Stopping lands every event already accepted; a crash loses none (they are replayed).
+    Up(UpArgs),
+
+    /// Write generated booking and payment events as NDJSON, one event per line, to stdout or
+    /// --output. Paced in real time at --rate (or --speed times faster, or --fast); with --seed
+    /// the same bytes every time.
+    Generate(GenerateArgs),
+
+    /// Land NDJSON events from a file or stdin in Bronze, through the same queue and archiver
+    /// as `up` (backfills, other producers' exports, or `boxoffice generate | boxoffice ingest`).
+    /// Each line's fields tell booking from payment, or give --hub. Invalid events are
+    /// quarantined with their reasons, never dropped.
+    Ingest(IngestArgs),
+
+    /// Show every lake table: location, Delta version, row count, last commit time, and whether
+    /// Power BI / Synapse can read it (protocol 1/2).
+    Tables(TablesArgs),
+
+    /// Measure throughput and memory on this machine.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+/// How the generator behaves; shared by `up`, `generate` and `bench`.
+#[derive(Debug, Args, Clone, Default)]
+#[command(next_help_heading = "Generator")]
+pub struct GeneratorArgs {
+    /// Events per simulated second once steady, duplicates included; payments trail their
+    /// bookings by up to minutes, so the first minutes run lower [default: 1000]
+    #[arg(long, value_name = "EVENTS_PER_SEC")]
+    pub rate: Option<f64>,
+
+    /// Seed for every random choice: the same seed (and --start) gives the same events
+    /// [default: random]
+    #[arg(long)]
+    pub seed: Option<u64>,
+
+    /// Simulated time of the first order, RFC 3339 [default: now; with --seed in `generate`,
+    /// 2025-01-01T00:00:00Z so the output is reproducible]
+    #[arg(long, value_name = "TIME")]
+    pub start: Option<String>,
+
+    /// Compressed time: simulated seconds per real second (3600 = an hour per second)
+    /// [default: 1]
+    #[arg(long, value_name = "FACTOR")]
+    pub speed: Option<f64>,
+
+    /// Do not pace at all: produce as fast as possible.
+    #[arg(long)]
+    pub fast: bool,
+
+    /// Shows in the catalog (event1 ... eventN) [default: 100]
+    #[arg(long, value_name = "N")]
+    pub catalog_size: Option<usize>,
+
+    /// Share of bookings never paid [default: 0.05]
+    #[arg(long, value_name = "SHARE")]
+    pub unpaid_share: Option<f64>,
+
+    /// Share of paid bookings whose payment comes after the 2-minute window [default: 0.05]
+    #[arg(long, value_name = "SHARE")]
+    pub late_payment_share: Option<f64>,
+
+    /// Share of payment attempts that fail (then retried, up to twice) [default: 0.08]
+    #[arg(long, value_name = "SHARE")]
+    pub failed_share: Option<f64>,
+
+    /// Share of events delivered twice [default: 0.01]
+    #[arg(long, value_name = "SHARE")]
+    pub duplicate_share: Option<f64>,
+
+    /// Share of events arriving 5-15 minutes late, far out of order [default: 0.01]
+    #[arg(long, value_name = "SHARE")]
+    pub late_arrival_share: Option<f64>,
+
+    /// Share of events with a corrupted body [default: 0.005]
+    #[arg(long, value_name = "SHARE")]
+    pub malformed_share: Option<f64>,
+
+    /// Share of orders in the legacy demo shape, v0 [default: 0.05]
+    #[arg(long, value_name = "SHARE")]
+    pub v0_share: Option<f64>,
+
+    /// Share of orders in schema v2 (the rest are v1) [default: 0.25]
+    #[arg(long, value_name = "SHARE")]
+    pub v2_share: Option<f64>,
+}
+
+/// How events are batched into Bronze; shared by `up`, `ingest` and `bench`.
+#[derive(Debug, Args, Clone, Default)]
+#[command(next_help_heading = "Landing in Bronze")]
+pub struct LandingArgs {
+    /// Longest an event waits before its batch is committed [default: 1s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub flush_interval: Option<Duration>,
+
+    /// Most events per committed batch [default: 50000]
+    #[arg(long, value_name = "N")]
+    pub flush_events: Option<usize>,
+
+    /// Folder of the queue's partition logs [default: <lake>/_system/queue for a local lake,
+    /// else ./.boxoffice/queue]
+    #[arg(long, value_name = "DIR")]
+    pub queue_dir: Option<PathBuf>,
+
+    /// fsync the queue log before each batch (survives power loss, not only crashes)
+    #[arg(long)]
+    pub fsync: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    #[command(flatten)]
+    pub generator: GeneratorArgs,
+
+    #[command(flatten)]
+    pub landing: LandingArgs,
+
+    /// Stop after this long, e.g. 30s, 5m [default: run until Ctrl-C]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+
+    /// Stop after this many events [default: no limit]
+    #[arg(long, value_name = "N")]
+    pub count: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    #[command(flatten)]
+    pub generator: GeneratorArgs,
+
+    /// Events to write [default: no limit, until Ctrl-C]
+    #[arg(long, short = 'n', value_name = "N")]
+    pub count: Option<u64>,
+
+    /// File to write [default: stdout]
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    /// NDJSON file to land; - or nothing reads stdin
+    #[arg(value_name = "FILE|-", default_value = "-")]
+    pub input: String,
+
+    /// Send every event to this hub instead of telling it by its fields (bookings or payments);
+    /// events whose fields tell neither go to bookings unless this is given
+    #[arg(long, value_parser = parse_hub)]
+    pub hub: Option<Hub>,
+
+    #[command(flatten)]
+    pub landing: LandingArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct TablesArgs {
+    /// Print JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Generator events/s, then end-to-end Bronze landing events/s (generator -> queue ->
+    /// archiver -> Delta) over --events, with peak memory. Uses a temporary local lake unless
+    /// --lake is given.
+    Ingest(BenchIngestArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchIngestArgs {
+    /// Events to generate and land
+    #[arg(long, default_value_t = 1_000_000)]
+    pub events: u64,
+
+    /// Generator seed
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+
+    #[command(flatten)]
+    pub landing: LandingArgs,
+
+    /// Print JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 500ms, 30s, 5m, 1h)"))
+}
+
+fn parse_hub(s: &str) -> Result<Hub, String> {
+    s.parse::<Hub>().map_err(|e| e.to_string())
+}

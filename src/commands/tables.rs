@@ -1,0 +1,94 @@
+//! `boxoffice tables`: every declared table, where it is and what state it is in.
+
+use boxoffice_ingest::bronze;
+use boxoffice_lake::{TableDef, TableInfo, TableState};
+
+use crate::cli::{GlobalArgs, TablesArgs};
+use crate::config;
+use crate::progress::thousands;
+
+/// Every table boxoffice writes, in data-flow order.
+pub fn catalog() -> Vec<&'static TableDef> {
+    bronze::TABLES.to_vec()
+}
+
+pub async fn run(global: &GlobalArgs, args: TablesArgs) -> anyhow::Result<()> {
+    let file = config::load(global)?;
+    let lake = config::lake(global, &file)?;
+    let mut infos = Vec::new();
+    for def in catalog() {
+        infos.push(lake.inspect(def).await?);
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&infos)?);
+    } else {
+        print!("{}", render(&infos));
+    }
+    Ok(())
+}
+
+fn render(infos: &[TableInfo]) -> String {
+    let mut rows = vec![[
+        "TABLE".to_string(),
+        "VERSION".into(),
+        "ROWS".into(),
+        "FILES".into(),
+        "LAST COMMIT (UTC)".into(),
+        "PROTOCOL".into(),
+        "LOCATION".into(),
+    ]];
+    for info in infos {
+        let cells = match &info.state {
+            TableState::Missing => [
+                "-".to_string(),
+                "-".into(),
+                "-".into(),
+                "not created yet".into(),
+                "-".into(),
+            ],
+            TableState::Present {
+                version,
+                rows,
+                files,
+                last_commit,
+                protocol,
+                problems,
+            } => [
+                version.to_string(),
+                rows.map_or("?".into(), thousands),
+                files.to_string(),
+                last_commit.map_or("-".into(), |t| t.format("%Y-%m-%d %H:%M:%S").to_string()),
+                if problems.is_empty() {
+                    protocol.clone()
+                } else {
+                    format!("{protocol} ({})", problems.join(", "))
+                },
+            ],
+        };
+        let [v, r, f, c, p] = cells;
+        rows.push([info.name.clone(), v, r, f, c, p, info.location.clone()]);
+    }
+    let widths: Vec<usize> = (0..7)
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for row in &rows {
+        let line: Vec<String> = row
+            .iter()
+            .enumerate()
+            .map(|(i, cell)| {
+                // Numbers right-aligned, text left-aligned; the last column is not padded.
+                if i == 6 {
+                    cell.clone()
+                } else if (1..=3).contains(&i) {
+                    format!("{cell:>w$}", w = widths[i])
+                } else {
+                    format!("{cell:<w$}", w = widths[i])
+                }
+            })
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}

@@ -1,0 +1,310 @@
+//! Settings: flags beat environment variables, which beat `boxoffice.toml`, which beats defaults.
+//!
+//! Every key of the file is optional; an unknown key is an error naming it, so a typo does not
+//! silently fall back to a default.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use boxoffice_events::{GeneratorConfig, Shares};
+use boxoffice_ingest::landing::LandingConfig;
+use boxoffice_ingest::queue::QueueConfig;
+use boxoffice_lake::{Lake, LakeSettings, Layer};
+use chrono::{DateTime, TimeZone, Utc};
+use serde::Deserialize;
+
+use crate::cli::{GeneratorArgs, GlobalArgs, LandingArgs};
+
+/// The default settings file, read when present.
+pub const DEFAULT_FILE: &str = "boxoffice.toml";
+
+/// `boxoffice.toml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    #[serde(default)]
+    pub lake: LakeSettings,
+    #[serde(default)]
+    pub landing: LandingFile,
+    #[serde(default)]
+    pub generator: GeneratorFile,
+}
+
+/// `[landing]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LandingFile {
+    pub queue_dir: Option<PathBuf>,
+    pub flush_interval: Option<String>,
+    pub flush_events: Option<usize>,
+    pub fsync: Option<bool>,
+    pub max_pending: Option<usize>,
+}
+
+/// `[generator]` and `[generator.shares]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GeneratorFile {
+    pub rate: Option<f64>,
+    pub seed: Option<u64>,
+    pub speed: Option<f64>,
+    pub catalog_size: Option<usize>,
+    #[serde(default)]
+    pub shares: SharesFile,
+}
+
+/// `[generator.shares]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SharesFile {
+    pub unpaid: Option<f64>,
+    pub late_payment: Option<f64>,
+    pub failed: Option<f64>,
+    pub duplicate: Option<f64>,
+    pub late_arrival: Option<f64>,
+    pub malformed: Option<f64>,
+    pub v0: Option<f64>,
+    pub v2: Option<f64>,
+}
+
+/// Reads the settings file: the given one (which must exist) or `./boxoffice.toml` if present.
+pub fn load(global: &GlobalArgs) -> anyhow::Result<FileConfig> {
+    let (path, required) = match &global.config {
+        Some(p) => (p.clone(), true),
+        None => (PathBuf::from(DEFAULT_FILE), false),
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(text) => toml::from_str(&text).with_context(|| format!("reading {}", path.display())),
+        Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => {
+            Ok(FileConfig::default())
+        }
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+/// The lake, from --lake / BOXOFFICE_LAKE, then the file, then ./lakehouse.
+pub fn lake(global: &GlobalArgs, file: &FileConfig) -> anyhow::Result<Lake> {
+    let mut settings = file.lake.clone();
+    if let Some(root) = &global.lake {
+        settings.root = Some(root.clone());
+        settings.layers.clear();
+    }
+    if global.emulator {
+        settings.emulator = Some(true);
+    }
+    if let Some(endpoint) = &global.emulator_endpoint {
+        settings.emulator_endpoint = Some(endpoint.clone());
+    }
+    Ok(Lake::resolve(&settings)?)
+}
+
+/// The landing pipeline's settings.
+pub fn landing(
+    lake: &Lake,
+    args: &LandingArgs,
+    file: &FileConfig,
+) -> anyhow::Result<LandingConfig> {
+    let f = &file.landing;
+    let dir = match args.queue_dir.clone().or_else(|| f.queue_dir.clone()) {
+        Some(d) => d,
+        None => default_queue_dir(lake),
+    };
+    let mut queue = QueueConfig::new(dir);
+    queue.fsync = args.fsync || f.fsync.unwrap_or(false);
+    if let Some(n) = f.max_pending {
+        queue.max_pending = n;
+    }
+    let mut config = LandingConfig::new(queue);
+    if let Some(n) = args.flush_events.or(f.flush_events) {
+        if n == 0 {
+            bail!("flush_events must be at least 1");
+        }
+        config.max_batch = n;
+    }
+    match (args.flush_interval, &f.flush_interval) {
+        (Some(d), _) => config.linger = d,
+        (None, Some(s)) => {
+            config.linger = humantime::parse_duration(s)
+                .with_context(|| format!("[landing] flush_interval = {s:?}"))?;
+        }
+        (None, None) => {}
+    }
+    Ok(config)
+}
+
+/// The local lake keeps its queue inside `_system`; a remote lake needs a local folder.
+fn default_queue_dir(lake: &Lake) -> PathBuf {
+    match lake.local_dir(Layer::System) {
+        Some(system) => system.join("queue"),
+        None => {
+            let name: String = lake
+                .layer_url(Layer::Bronze)
+                .as_str()
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+                .collect();
+            Path::new(".boxoffice").join("queue").join(name)
+        }
+    }
+}
+
+/// How generated events are paced against the wall clock.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Pacing {
+    /// `speed` simulated seconds per real second.
+    RealTime { speed: f64 },
+    /// As fast as possible.
+    Unpaced,
+}
+
+/// What the simulated clock starts at when --start is not given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartDefault {
+    /// Always now (a live pipeline).
+    Now,
+    /// A fixed instant when a seed is given (reproducible files), else now.
+    FixedWhenSeeded,
+}
+
+/// The fixed start of seeded `generate` runs.
+pub fn fixed_start() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0)
+        .single()
+        .unwrap_or_default()
+}
+
+/// The generator's settings and pacing.
+pub fn generator(
+    args: &GeneratorArgs,
+    file: &FileConfig,
+    start_default: StartDefault,
+) -> anyhow::Result<(GeneratorConfig, Pacing)> {
+    let f = &file.generator;
+    let seed = args.seed.or(f.seed);
+    let start = match &args.start {
+        Some(s) => DateTime::parse_from_rfc3339(s)
+            .with_context(|| {
+                format!("--start {s:?} is not an RFC 3339 time such as 2025-01-01T00:00:00Z")
+            })?
+            .with_timezone(&Utc),
+        None if start_default == StartDefault::FixedWhenSeeded && seed.is_some() => fixed_start(),
+        None => Utc::now(),
+    };
+    let d = Shares::default();
+    let s = &f.shares;
+    let shares = Shares {
+        unpaid: args.unpaid_share.or(s.unpaid).unwrap_or(d.unpaid),
+        late_payment: args
+            .late_payment_share
+            .or(s.late_payment)
+            .unwrap_or(d.late_payment),
+        failed: args.failed_share.or(s.failed).unwrap_or(d.failed),
+        duplicate: args.duplicate_share.or(s.duplicate).unwrap_or(d.duplicate),
+        late_arrival: args
+            .late_arrival_share
+            .or(s.late_arrival)
+            .unwrap_or(d.late_arrival),
+        malformed: args.malformed_share.or(s.malformed).unwrap_or(d.malformed),
+        v0: args.v0_share.or(s.v0).unwrap_or(d.v0),
+        v2: args.v2_share.or(s.v2).unwrap_or(d.v2),
+    };
+    let config = GeneratorConfig {
+        seed: seed.unwrap_or_else(rand_seed),
+        start,
+        rate: args.rate.or(f.rate).unwrap_or(1000.0),
+        catalog_size: args.catalog_size.or(f.catalog_size).unwrap_or(100),
+        shares,
+        ..GeneratorConfig::default()
+    };
+    let pacing = if args.fast {
+        Pacing::Unpaced
+    } else {
+        let speed = args.speed.or(f.speed).unwrap_or(1.0);
+        if !(speed.is_finite() && speed > 0.0) {
+            bail!("--speed must be a positive number, got {speed}");
+        }
+        Pacing::RealTime { speed }
+    };
+    Ok((config, pacing))
+}
+
+fn rand_seed() -> u64 {
+    let nanos = Utc::now().timestamp_nanos_opt().unwrap_or_default();
+    (nanos as u64) ^ u64::from(std::process::id()).rotate_left(32)
+}
+
+/// A short human rendering of a duration.
+pub fn short_duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    if secs >= 3600 {
+        format!("{}h{:02}m", secs / 3600, (secs % 3600) / 60)
+    } else if secs >= 60 {
+        format!("{}m{:02}s", secs / 60, secs % 60)
+    } else {
+        format!("{:.1}s", d.as_secs_f64())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_keys_are_refused_by_name() {
+        let err = toml::from_str::<FileConfig>("[landing]\nflush_intervall = \"2s\"\n")
+            .expect_err("typo");
+        assert!(err.to_string().contains("flush_intervall"), "{err}");
+    }
+
+    #[test]
+    fn flags_beat_the_file_and_the_file_beats_defaults() {
+        let file: FileConfig =
+            toml::from_str("[generator]\nrate = 50\nseed = 9\n[generator.shares]\nunpaid = 0.2\n")
+                .expect("parses");
+        let args = GeneratorArgs {
+            rate: Some(70.0),
+            ..GeneratorArgs::default()
+        };
+        let (config, pacing) =
+            generator(&args, &file, StartDefault::FixedWhenSeeded).expect("config");
+        assert_eq!(config.rate, 70.0);
+        assert_eq!(config.seed, 9);
+        assert_eq!(config.shares.unpaid, 0.2);
+        assert_eq!(config.shares.failed, Shares::default().failed);
+        assert_eq!(
+            config.start,
+            fixed_start(),
+            "seeded generate is reproducible"
+        );
+        assert_eq!(pacing, Pacing::RealTime { speed: 1.0 });
+    }
+
+    #[test]
+    fn bad_start_and_speed_are_explained() {
+        let args = GeneratorArgs {
+            start: Some("tomorrow".into()),
+            ..GeneratorArgs::default()
+        };
+        let err = generator(&args, &FileConfig::default(), StartDefault::Now).expect_err("bad");
+        assert!(format!("{err:#}").contains("RFC 3339"), "{err:#}");
+        let args = GeneratorArgs {
+            speed: Some(0.0),
+            ..GeneratorArgs::default()
+        };
+        let err = generator(&args, &FileConfig::default(), StartDefault::Now).expect_err("bad");
+        assert!(err.to_string().contains("--speed"), "{err}");
+    }
+
+    #[test]
+    fn local_lakes_queue_inside_system_remote_ones_locally() {
+        let lake = Lake::local(Path::new("/tmp/lh")).expect("lake");
+        assert_eq!(default_queue_dir(&lake), Path::new("/tmp/lh/_system/queue"));
+        let remote = Lake::resolve(&LakeSettings {
+            root: Some("abfss://lake@acct.dfs.core.windows.net/x".into()),
+            ..LakeSettings::default()
+        })
+        .expect("lake");
+        assert!(default_queue_dir(&remote).starts_with(".boxoffice/queue"));
+    }
+}
