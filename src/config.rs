@@ -112,9 +112,6 @@ pub fn landing(
     };
     let mut queue = QueueConfig::new(dir);
     queue.fsync = args.fsync || f.fsync.unwrap_or(false);
-    if let Some(n) = f.max_pending {
-        queue.max_pending = n;
-    }
     let mut config = LandingConfig::new(queue);
     if let Some(n) = args.flush_events.or(f.flush_events) {
         if n == 0 {
@@ -122,6 +119,18 @@ pub fn landing(
         }
         config.max_batch = n;
     }
+    // One full batch may wait while the previous one is archived; a smaller bound would keep
+    // batches from ever filling, a larger one only holds more memory.
+    config.queue.max_pending = match f.max_pending {
+        Some(n) if n < config.max_batch => {
+            bail!(
+                "[landing] max_pending ({n}) must be at least flush_events ({})",
+                config.max_batch
+            )
+        }
+        Some(n) => n,
+        None => config.max_batch,
+    };
     match (args.flush_interval, &f.flush_interval) {
         (Some(d), _) => config.linger = d,
         (None, Some(s)) => {

@@ -3,7 +3,7 @@
 
 mod common;
 
-use boxoffice_lake::{Lake, LakeSettings};
+use boxoffice_lake::Lake;
 use boxoffice_testkit::Azurite;
 use common::*;
 
@@ -43,13 +43,7 @@ fn up_and_tables_work_on_azurite() {
     }
     assert_eq!(total, 4000);
 
-    let lake = Lake::resolve(&LakeSettings {
-        root: Some("az://lake/e2e".into()),
-        emulator: Some(true),
-        emulator_endpoint: Some(endpoint.clone()),
-        ..LakeSettings::default()
-    })
-    .expect("lake");
+    let lake = Lake::azurite("az://lake/e2e", &endpoint).expect("lake");
     assert_eq!(assert_no_duplicate_and_no_gap(&lake), 4000);
     // A remote lake keeps its queue log in a local folder of the working directory.
     assert!(work.path().join(".boxoffice/queue").is_dir());

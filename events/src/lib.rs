@@ -14,4 +14,4 @@ pub mod validate;
 
 pub use generator::{GeneratedEvent, Generator, GeneratorConfig, Shares};
 pub use model::{Event, Hub, SchemaVersion};
-pub use validate::{Invalid, MAX_EVENT_BYTES, ValidEvent, sniff, validate};
+pub use validate::{Identity, Invalid, MAX_EVENT_BYTES, ValidEvent, identify, sniff, validate};

@@ -37,40 +37,47 @@ pub fn raw_uid(body: &str) -> String {
 }
 
 fn legacy_uid(value: &Value) -> String {
-    let mut canonical = String::with_capacity(512);
+    let mut canonical = Vec::with_capacity(512);
     write_canonical(value, &mut canonical);
-    raw_uid(&canonical)
+    Uuid::new_v5(&LEGACY_NAMESPACE, &canonical)
+        .hyphenated()
+        .to_string()
 }
 
 /// Writes JSON with object keys sorted, whatever map type serde_json was built with.
-fn write_canonical(value: &Value, out: &mut String) {
+fn write_canonical(value: &Value, out: &mut Vec<u8>) {
     match value {
         Value::Object(map) => {
             let mut keys: Vec<&String> = map.keys().collect();
             keys.sort();
-            out.push('{');
+            out.push(b'{');
             for (i, k) in keys.into_iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
-                out.push_str(&Value::String(k.clone()).to_string());
-                out.push(':');
+                write_leaf(k, out);
+                out.push(b':');
                 write_canonical(&map[k], out);
             }
-            out.push('}');
+            out.push(b'}');
         }
         Value::Array(items) => {
-            out.push('[');
+            out.push(b'[');
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
                 write_canonical(item, out);
             }
-            out.push(']');
+            out.push(b']');
         }
-        scalar => out.push_str(&scalar.to_string()),
+        scalar => write_leaf(scalar, out),
     }
+}
+
+/// A key or scalar in serde_json's compact form (writing to a Vec cannot fail).
+fn write_leaf<T: serde::Serialize + ?Sized>(leaf: &T, out: &mut Vec<u8>) {
+    let _ = serde_json::to_writer(&mut *out, leaf);
 }
 
 #[cfg(test)]

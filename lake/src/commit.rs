@@ -8,14 +8,17 @@
 
 use std::collections::HashMap;
 
+use delta_kernel::expressions::Scalar;
 use deltalake::arrow::array::RecordBatch;
 use deltalake::kernel::transaction::{
     CommitBuilder, CommitConflictError, CommitProperties, TransactionError,
 };
 use deltalake::kernel::{Action, Transaction};
+use deltalake::parquet::file::properties::WriterProperties;
 use deltalake::protocol::{DeltaOperation, SaveMode};
-use deltalake::writer::{DeltaWriter, RecordBatchWriter};
+use deltalake::writer::{DeltaWriter, RecordBatchWriter, WriteMode};
 use deltalake::{DeltaTable, DeltaTableError};
+use indexmap::IndexMap;
 
 /// How an exactly-once append ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +43,38 @@ pub enum AppendError {
     Delta(#[from] DeltaTableError),
 }
 
+/// The value of a partition column for a group of rows.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PartitionValue {
+    /// A `date` column, as days since 1970-01-01.
+    Date(i32),
+    /// A `string` column.
+    Text(String),
+}
+
+/// Rows of one partition (or of an unpartitioned table, with no values).
+///
+/// Writers that know their rows' partitions say so, and each group goes straight to its file;
+/// otherwise delta-rs would re-split every batch, copying every column of every row.
+#[derive(Debug, Clone)]
+pub struct PartitionRows {
+    /// The rows, with or without their partition columns.
+    pub batch: RecordBatch,
+    /// Each partition column and its value for all these rows; empty when unpartitioned or
+    /// unknown (then delta-rs splits the batch itself).
+    pub values: Vec<(String, PartitionValue)>,
+}
+
+impl PartitionRows {
+    /// Rows whose partition the writer leaves to delta-rs to work out.
+    pub fn unsplit(batch: RecordBatch) -> Self {
+        PartitionRows {
+            batch,
+            values: Vec::new(),
+        }
+    }
+}
+
 /// Refreshes the table and returns the last version committed by `app_id`, if any.
 pub async fn committed_version(
     table: &mut DeltaTable,
@@ -52,15 +87,16 @@ pub async fn committed_version(
         .await
 }
 
-/// Appends `batches` and records `(app_id, version)` in the same commit, unless that version (or
-/// a later one) is already recorded. An empty `batches` still records the version, which is how a
-/// writer marks a batch that produced no rows as done.
+/// Appends `rows` and records `(app_id, version)` in the same commit, unless that version (or a
+/// later one) is already recorded. No rows still records the version, which is how a writer
+/// marks a batch that produced no rows as done.
 pub async fn append_once(
     table: &mut DeltaTable,
-    batches: Vec<RecordBatch>,
+    rows: Vec<PartitionRows>,
     app_id: &str,
     version: i64,
     metadata: HashMap<String, serde_json::Value>,
+    writer_properties: WriterProperties,
 ) -> Result<AppendOutcome, AppendError> {
     if committed_version(table, app_id)
         .await?
@@ -68,11 +104,40 @@ pub async fn append_once(
     {
         return Ok(AppendOutcome::AlreadyCommitted);
     }
+    append_after_check(table, rows, app_id, version, metadata, writer_properties)
+        .await
+        .map(AppendOutcome::Committed)
+}
+
+/// Appends on the snapshot the table already holds, without refreshing it: for a writer that
+/// has just read [`committed_version`] from this same table and filtered its rows by it. If
+/// another writer committed for `app_id` since that snapshot, Delta's conflict check refuses
+/// this commit ([`AppendError::Conflict`]), so nothing lands twice. Returns the table version.
+pub async fn append_after_check(
+    table: &mut DeltaTable,
+    rows: Vec<PartitionRows>,
+    app_id: &str,
+    version: i64,
+    metadata: HashMap<String, serde_json::Value>,
+    writer_properties: WriterProperties,
+) -> Result<u64, AppendError> {
     let mut actions = Vec::new();
-    if batches.iter().any(|b| b.num_rows() > 0) {
-        let mut writer = RecordBatchWriter::for_table(table)?;
-        for batch in batches.into_iter().filter(|b| b.num_rows() > 0) {
-            writer.write(batch).await?;
+    if rows.iter().any(|r| r.batch.num_rows() > 0) {
+        let mut writer =
+            RecordBatchWriter::for_table(table)?.with_writer_properties(writer_properties);
+        for r in rows.into_iter().filter(|r| r.batch.num_rows() > 0) {
+            if r.values.is_empty() {
+                writer.write(r.batch).await?;
+            } else {
+                let values: IndexMap<String, Scalar> = r
+                    .values
+                    .into_iter()
+                    .map(|(k, v)| (k, v.into_scalar()))
+                    .collect();
+                writer
+                    .write_partition(r.batch, &values, WriteMode::Default)
+                    .await?;
+            }
         }
         actions.extend(writer.flush().await?.into_iter().map(Action::Add));
     }
@@ -96,7 +161,7 @@ pub async fn append_once(
         Ok(finalized) => {
             let table_version = finalized.version();
             table.state = Some(finalized.snapshot());
-            Ok(AppendOutcome::Committed(table_version))
+            Ok(table_version)
         }
         Err(DeltaTableError::Transaction {
             source: TransactionError::CommitConflict(CommitConflictError::ConcurrentTransaction),
@@ -104,5 +169,14 @@ pub async fn append_once(
             app_id: app_id.to_string(),
         }),
         Err(e) => Err(e.into()),
+    }
+}
+
+impl PartitionValue {
+    fn into_scalar(self) -> Scalar {
+        match self {
+            PartitionValue::Date(days) => Scalar::Date(days),
+            PartitionValue::Text(s) => Scalar::String(s),
+        }
     }
 }

@@ -14,7 +14,10 @@ pub mod read;
 pub mod table;
 pub mod target;
 
-pub use commit::{AppendError, AppendOutcome, append_once, committed_version};
+pub use commit::{
+    AppendError, AppendOutcome, PartitionRows, PartitionValue, append_after_check, append_once,
+    committed_version,
+};
 pub use inspect::{TableInfo, TableState, compatibility_problems};
 pub use layer::Layer;
 pub use read::read_rows;

@@ -6,6 +6,9 @@ use std::sync::Arc;
 use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use deltalake::kernel::StructType;
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
+use deltalake::parquet::basic::Compression;
+use deltalake::parquet::file::properties::{EnabledStatistics, WriterProperties};
+use deltalake::parquet::schema::types::ColumnPath;
 use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
 
 use crate::LakeError;
@@ -27,6 +30,9 @@ pub struct TableDef {
     pub partition_columns: &'static [&'static str],
     /// Delta table properties set at creation.
     pub properties: &'static [(&'static str, &'static str)],
+    /// Large free-text columns (raw bodies): written without dictionary encoding or min/max
+    /// statistics, which cost time on every write and help no reader.
+    pub blob_columns: &'static [&'static str],
 }
 
 impl TableDef {
@@ -38,6 +44,23 @@ impl TableDef {
     /// The Arrow schema, shared.
     pub fn arrow_schema(&self) -> SchemaRef {
         Arc::new((self.schema)())
+    }
+
+    /// How this table's Parquet files are written: Snappy (fast, and what every reader knows);
+    /// statistics per column chunk, which are what Delta's file skipping reads, not per page;
+    /// blob columns spared dictionaries and statistics altogether.
+    pub fn writer_properties(&self) -> WriterProperties {
+        let mut builder = WriterProperties::builder()
+            .set_created_by(format!("boxoffice {}", env!("CARGO_PKG_VERSION")))
+            .set_compression(Compression::SNAPPY)
+            .set_statistics_enabled(EnabledStatistics::Chunk);
+        for column in self.blob_columns {
+            let path = ColumnPath::from(*column);
+            builder = builder
+                .set_column_dictionary_enabled(path.clone(), false)
+                .set_column_statistics_enabled(path, EnabledStatistics::None);
+        }
+        builder.build()
     }
 }
 

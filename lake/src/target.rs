@@ -118,6 +118,17 @@ impl Lake {
         })
     }
 
+    /// A lake on the Azurite emulator at `endpoint` (`http://127.0.0.1:<port>`), rooted at `root`
+    /// (`az://<container>/<path>`).
+    pub fn azurite(root: &str, endpoint: &str) -> Result<Lake, LakeError> {
+        Lake::resolve(&LakeSettings {
+            root: Some(root.to_string()),
+            emulator: Some(true),
+            emulator_endpoint: Some(endpoint.to_string()),
+            ..LakeSettings::default()
+        })
+    }
+
     /// What kind of storage this is.
     pub fn kind(&self) -> StoreKind {
         self.kind
@@ -305,13 +316,7 @@ mod tests {
 
     #[test]
     fn azurite_gets_an_explicit_endpoint_and_the_well_known_account() {
-        let lake = Lake::resolve(&LakeSettings {
-            root: Some("az://lake/dev".into()),
-            emulator: Some(true),
-            emulator_endpoint: Some("http://127.0.0.1:41234/".into()),
-            ..LakeSettings::default()
-        })
-        .expect("resolves");
+        let lake = Lake::azurite("az://lake/dev", "http://127.0.0.1:41234/").expect("resolves");
         assert_eq!(lake.kind(), StoreKind::Azurite);
         assert_eq!(
             lake.layer_url(Layer::Silver).as_str(),

@@ -7,7 +7,7 @@ use anyhow::Context;
 use boxoffice_events::{Hub, sniff};
 use boxoffice_ingest::Source;
 use boxoffice_ingest::landing::Landing;
-use boxoffice_ingest::queue::QueueError;
+use boxoffice_ingest::queue::{Queue, QueueError};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, BufReader};
 
 use super::{BronzeRows, finish_landing, print_bronze_summary, shutdown_signal};
@@ -52,48 +52,14 @@ pub async fn run(global: &GlobalArgs, args: IngestArgs) -> anyhow::Result<()> {
         })
     };
 
-    let mut interrupt = std::pin::pin!(shutdown_signal());
-    let mut line = Vec::with_capacity(4096);
-    let mut line_no = 0u64;
-    let mut blank = 0u64;
-    let mut interrupted = false;
-    let mut queue_closed = false;
-    loop {
-        line.clear();
-        let read = tokio::select! {
-            biased;
-            _ = &mut interrupt => { interrupted = true; break; }
-            r = reader.read_until(b'\n', &mut line) => r,
-        };
-        if read.with_context(|| format!("reading line {}", line_no + 1))? == 0 {
-            break;
-        }
-        line_no += 1;
-        lines_read.store(line_no, Ordering::Relaxed);
-        while line.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
-            line.pop();
-        }
-        if line.iter().all(u8::is_ascii_whitespace) {
-            blank += 1;
-            continue;
-        }
-        // Invalid UTF-8 is kept (as replacement characters) so it reaches quarantine, not /dev/null.
-        let body = String::from_utf8(std::mem::take(&mut line))
-            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
-        let sniffed = sniff(&body);
-        let hub = args.hub.or(sniffed.hub).unwrap_or(Hub::Bookings);
-        match queue
-            .send(hub, sniffed.order_id.as_deref(), Source::Batch, body)
-            .await
-        {
-            Ok(_) => {}
-            Err(QueueError::Closed) => {
-                queue_closed = true;
-                break;
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
+    let lines = land_lines(
+        &mut reader,
+        &queue,
+        args.hub,
+        &lines_read,
+        shutdown_signal(),
+    )
+    .await?;
     progress.finish().await;
     let accepted = queue.accepted();
     let totals = finish_landing(landing).await?;
@@ -106,11 +72,12 @@ pub async fn run(global: &GlobalArgs, args: IngestArgs) -> anyhow::Result<()> {
     println!(
         "ingested {} events from {source} ({} lines, {} blank skipped)",
         thousands(accepted),
-        thousands(line_no),
-        thousands(blank)
+        thousands(lines.read),
+        thousands(lines.blank)
     );
     print_bronze_summary(&before, &totals);
-    if interrupted || queue_closed {
+    if let Some(why) = lines.stopped {
+        let line_no = lines.read;
         let resume = if from_stdin {
             "the rest of stdin was not read".to_string()
         } else {
@@ -120,7 +87,75 @@ pub async fn run(global: &GlobalArgs, args: IngestArgs) -> anyhow::Result<()> {
                 args.input
             )
         };
-        anyhow::bail!("stopped after line {line_no}: lines 1-{line_no} are landed; {resume}");
+        anyhow::bail!("{why} after line {line_no}: lines 1-{line_no} are landed; {resume}");
     }
     Ok(())
+}
+
+/// How reading the input ended.
+pub struct Lines {
+    /// Lines read, blank ones included.
+    pub read: u64,
+    /// Blank lines skipped.
+    pub blank: u64,
+    /// Why reading stopped before the end, if it did.
+    pub stopped: Option<&'static str>,
+}
+
+/// Sends every non-blank line of `reader` to the queue, routed by its fields (or `hub`), until
+/// the input ends, `interrupt` resolves, or the queue closes.
+pub async fn land_lines(
+    reader: &mut (dyn AsyncBufRead + Unpin + Send),
+    queue: &Queue,
+    hub: Option<Hub>,
+    lines_read: &AtomicU64,
+    interrupt: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<Lines> {
+    let mut interrupt = std::pin::pin!(interrupt);
+    let mut line = Vec::with_capacity(4096);
+    let mut lines = Lines {
+        read: 0,
+        blank: 0,
+        stopped: None,
+    };
+    loop {
+        line.clear();
+        let read = tokio::select! {
+            biased;
+            _ = &mut interrupt => {
+                lines.stopped = Some("interrupted");
+                break;
+            }
+            r = reader.read_until(b'\n', &mut line) => r,
+        };
+        if read.with_context(|| format!("reading line {}", lines.read + 1))? == 0 {
+            break;
+        }
+        lines.read += 1;
+        lines_read.store(lines.read, Ordering::Relaxed);
+        while line.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+            line.pop();
+        }
+        if line.iter().all(u8::is_ascii_whitespace) {
+            lines.blank += 1;
+            continue;
+        }
+        // One exact-size copy per body, so the line buffer keeps its capacity. Invalid UTF-8 is
+        // kept (as replacement characters) so it reaches quarantine, not /dev/null.
+        let body = String::from_utf8_lossy(&line).into_owned();
+        let sniffed = sniff(&body);
+        let to = hub.or(sniffed.hub).unwrap_or(Hub::Bookings);
+        match queue
+            .send(to, sniffed.order_id.as_deref(), Source::Batch, body)
+            .await
+        {
+            Ok(_) => {}
+            Err(QueueError::Closed) => {
+                lines.stopped = Some("the queue closed");
+                break;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(lines)
 }

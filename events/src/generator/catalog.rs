@@ -3,6 +3,8 @@
 //! A real box office sells from a catalog that does not change with every producer restart, so
 //! the catalog has its own fixed seed: `event17` is the same show in every run, whatever `--seed`.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use fake::Fake;
 use fake::faker::address::en::{BuildingNumber, StreetName};
@@ -87,7 +89,7 @@ impl Show {
 /// Every show on sale, with cumulative popularity for weighted picking.
 #[derive(Debug, Clone)]
 pub struct Catalog {
-    shows: Vec<Show>,
+    shows: Vec<Arc<Show>>,
     cumulative: Vec<u64>,
 }
 
@@ -99,8 +101,8 @@ impl Catalog {
             .with_ymd_and_hms(2025, 1, 1, 0, 0, 0)
             .single()
             .unwrap_or_default();
-        let shows: Vec<Show> = (1..=size.max(1))
-            .map(|n| make_show(n, anchor, &mut rng))
+        let shows: Vec<Arc<Show>> = (1..=size.max(1))
+            .map(|n| Arc::new(make_show(n, anchor, &mut rng)))
             .collect();
         let mut total = 0u64;
         let cumulative = shows
@@ -114,16 +116,16 @@ impl Catalog {
     }
 
     /// The shows, in id order.
-    pub fn shows(&self) -> &[Show] {
+    pub fn shows(&self) -> &[Arc<Show>] {
         &self.shows
     }
 
     /// Picks a show, popular ones more often.
-    pub fn pick<R: Rng + ?Sized>(&self, rng: &mut R) -> &Show {
+    pub fn pick<R: Rng + ?Sized>(&self, rng: &mut R) -> Arc<Show> {
         let total = self.cumulative.last().copied().unwrap_or(1);
         let x = rng.random_range(0..total);
         let i = self.cumulative.partition_point(|&c| c <= x);
-        &self.shows[i.min(self.shows.len() - 1)]
+        Arc::clone(&self.shows[i.min(self.shows.len() - 1)])
     }
 }
 

@@ -14,8 +14,9 @@ mod wire;
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
+use std::sync::Arc;
 
-use chrono::{DateTime, FixedOffset, TimeZone, Utc};
+use chrono::{DateTime, FixedOffset, SecondsFormat, TimeZone, Utc};
 use fake::Fake;
 use fake::faker::internet::en::FreeEmailProvider;
 use fake::faker::name::en::{FirstName, LastName};
@@ -157,10 +158,36 @@ pub struct GeneratedEvent {
     pub body: String,
 }
 
+/// A payment attempt decided at booking time but rendered only when it comes due: payments sit
+/// in the schedule for minutes, and a rendered body is several times the size of its plan.
+struct PaymentPlan {
+    version: SchemaVersion,
+    order_id: String,
+    at_ms: i64,
+    seat_total: f64,
+    method: PaymentMethod,
+    failed: bool,
+    payment_no: u64,
+}
+
+enum Pending {
+    Ready(GeneratedEvent),
+    Payment(PaymentPlan),
+}
+
+/// The random fate of one delivery.
+struct Delivery {
+    malformed: bool,
+    delay_ms: i64,
+    duplicate: bool,
+    redelivery_ms: i64,
+}
+
+/// A scheduled item; boxed, so the heap moves 24 bytes, not a whole event, on each sift.
 struct Scheduled {
     arrival_ms: i64,
     seq: u64,
-    event: GeneratedEvent,
+    item: Box<Pending>,
 }
 
 impl PartialEq for Scheduled {
@@ -181,7 +208,6 @@ impl Ord for Scheduled {
     }
 }
 
-#[derive(Clone)]
 struct CustomerRecord {
     id: String,
     name: String,
@@ -209,7 +235,7 @@ pub struct Generator {
     next_payment: u64,
     next_customer: u64,
     scheduled: u64,
-    customers: Vec<CustomerRecord>,
+    customers: Vec<Arc<CustomerRecord>>,
 }
 
 impl Generator {
@@ -246,7 +272,7 @@ impl Generator {
     }
 
     fn create_order(&mut self, booked_at_ms: i64) {
-        let show = self.catalog.pick(&mut self.rng).clone();
+        let show = self.catalog.pick(&mut self.rng);
         let version = self.pick_version();
         let order_id = format!("order_{}", self.next_order);
         self.next_order += 1;
@@ -254,7 +280,8 @@ impl Generator {
         let seats = self.seats(&show);
         let seat_total: f64 = seats.iter().map(|(_, p)| f64::from(*p)).sum();
         let booking = self.booking_body(version, &order_id, booked_at_ms, &customer, &show, &seats);
-        self.schedule(Hub::Bookings, &order_id, booked_at_ms, booking);
+        let delivery = self.delivery();
+        self.schedule(Hub::Bookings, &order_id, booked_at_ms, booking, delivery);
 
         if self.rng.random_bool(self.config.shares.unpaid) {
             return;
@@ -272,8 +299,17 @@ impl Generator {
         let method = self.pick_method();
         for _ in 0..=self.config.max_retries {
             let failed = self.rng.random_bool(self.config.shares.failed);
-            let body = self.payment_body(version, &order_id, paid_at, seat_total, method, failed);
-            self.schedule(Hub::Payments, &order_id, paid_at, body);
+            let plan = PaymentPlan {
+                version,
+                order_id: order_id.clone(),
+                at_ms: paid_at,
+                seat_total,
+                method,
+                failed,
+                payment_no: self.next_payment,
+            };
+            self.next_payment += 1;
+            self.schedule_payment(plan);
             if !failed {
                 break;
             }
@@ -302,10 +338,10 @@ impl Generator {
         }
     }
 
-    fn customer(&mut self) -> CustomerRecord {
+    fn customer(&mut self) -> Arc<CustomerRecord> {
         if !self.customers.is_empty() && self.rng.random_bool(0.3) {
             let i = self.rng.random_range(0..self.customers.len());
-            return self.customers[i].clone();
+            return Arc::clone(&self.customers[i]);
         }
         let first: String = FirstName().fake_with_rng(&mut self.rng);
         let last: String = LastName().fake_with_rng(&mut self.rng);
@@ -315,17 +351,17 @@ impl Generator {
             .filter(|c| c.is_ascii_alphanumeric() || *c == '.')
             .collect::<String>()
             .to_ascii_lowercase();
-        let record = CustomerRecord {
+        let record = Arc::new(CustomerRecord {
             id: format!("cust{}", self.next_customer),
             name: format!("{first} {last}"),
             email: format!("{local}{}@{provider}", self.next_customer % 1000),
-        };
+        });
         self.next_customer += 1;
         if self.customers.len() < CUSTOMER_POOL {
-            self.customers.push(record.clone());
+            self.customers.push(Arc::clone(&record));
         } else {
             let i = self.rng.random_range(0..CUSTOMER_POOL);
-            self.customers[i] = record.clone();
+            self.customers[i] = Arc::clone(&record);
         }
         record
     }
@@ -360,14 +396,12 @@ impl Generator {
         let t = Utc.timestamp_millis_opt(ms).single().unwrap_or_default();
         match version {
             // The demos' format: whole seconds, "Z".
-            SchemaVersion::V0 => t.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
-            SchemaVersion::V1 => t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
+            SchemaVersion::V0 => t.to_rfc3339_opts(SecondsFormat::Secs, true),
             // v2 producers in India send local time with its offset half the time.
             SchemaVersion::V2 if self.rng.random_bool(0.5) => t
                 .with_timezone(&IST)
-                .format("%Y-%m-%dT%H:%M:%S%.3f%:z")
-                .to_string(),
-            SchemaVersion::V2 => t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
+                .to_rfc3339_opts(SecondsFormat::Millis, false),
+            _ => t.to_rfc3339_opts(SecondsFormat::Millis, true),
         }
     }
 
@@ -388,7 +422,7 @@ impl Generator {
             5..9 => "app",
             _ => "box_office",
         };
-        let starts_at = show.starts_at.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+        let starts_at = show.starts_at.to_rfc3339_opts(SecondsFormat::Secs, true);
         let wire = BookingWire {
             schema_version: (version != SchemaVersion::V0).then(|| version.number()),
             event_id: event_id.as_deref(),
@@ -422,87 +456,109 @@ impl Generator {
         serde_json::to_string(&wire).unwrap_or_default()
     }
 
-    fn payment_body(
-        &mut self,
-        version: SchemaVersion,
-        order_id: &str,
-        at_ms: i64,
-        seat_total: f64,
-        method: PaymentMethod,
-        failed: bool,
-    ) -> String {
+    fn payment_body(&mut self, plan: &PaymentPlan) -> String {
+        let version = plan.version;
         let event_id = self.event_id(version);
-        let payment_time = self.timestamp(version, at_ms);
-        let payment_id = format!("payment_{}", self.next_payment);
-        self.next_payment += 1;
+        let payment_time = self.timestamp(version, plan.at_ms);
+        let payment_id = format!("payment_{}", plan.payment_no);
         let v2 = version == SchemaVersion::V2;
         // v2 adds a 2% booking fee, in paise-exact decimals.
-        let fee = v2.then(|| (seat_total * 2.0).round() / 100.0);
+        let fee = v2.then(|| (plan.seat_total * 2.0).round() / 100.0);
         let wire = PaymentWire {
             schema_version: (version != SchemaVersion::V0).then(|| version.number()),
             event_id: event_id.as_deref(),
             payment_id: &payment_id,
-            order_id,
+            order_id: &plan.order_id,
             payment_time: &payment_time,
             amount: Price {
-                value: seat_total + fee.unwrap_or(0.0),
+                value: plan.seat_total + fee.unwrap_or(0.0),
                 version,
             },
-            payment_method: method.as_str(),
-            payment_status: if failed { "Failed" } else { "Success" },
+            payment_method: plan.method.as_str(),
+            payment_status: if plan.failed { "Failed" } else { "Success" },
             currency: v2.then_some("INR"),
             fee,
         };
         serde_json::to_string(&wire).unwrap_or_default()
     }
 
-    /// Queues an event (and maybe its duplicate) at its arrival time, corrupting some.
-    fn schedule(&mut self, hub: Hub, order_id: &str, at_ms: i64, body: String) {
+    /// Schedules a payment; its body is rendered when it comes due, unless it must exist now
+    /// (to be corrupted, or delivered twice with the same bytes).
+    fn schedule_payment(&mut self, plan: PaymentPlan) {
+        let delivery = self.delivery();
+        if delivery.malformed || delivery.duplicate {
+            let body = self.payment_body(&plan);
+            self.schedule(Hub::Payments, &plan.order_id, plan.at_ms, body, delivery);
+        } else {
+            self.push(plan.at_ms + delivery.delay_ms, Pending::Payment(plan));
+        }
+    }
+
+    /// How one event will be delivered; every random choice about it, made once.
+    fn delivery(&mut self) -> Delivery {
         let shares = &self.config.shares;
-        let (duplicate, malformed, late) =
-            (shares.duplicate, shares.malformed, shares.late_arrival);
-        let body = if self.rng.random_bool(malformed) {
+        let (malformed, late, duplicate) =
+            (shares.malformed, shares.late_arrival, shares.duplicate);
+        Delivery {
+            malformed: self.rng.random_bool(malformed),
+            delay_ms: if self.rng.random_bool(late) {
+                self.rng.random_range(300_000..=900_000)
+            } else {
+                self.rng
+                    .random_range(0..=self.config.max_disorder_ms.max(0))
+            },
+            duplicate: self.rng.random_bool(duplicate),
+            redelivery_ms: self.rng.random_range(1_000..=60_000),
+        }
+    }
+
+    /// Queues a rendered event (and its duplicate, if any) at its arrival time, corrupted if
+    /// the delivery says so.
+    fn schedule(&mut self, hub: Hub, order_id: &str, at_ms: i64, body: String, d: Delivery) {
+        let body = if d.malformed {
             malform::malform(&body, hub, &mut self.rng)
         } else {
             body
         };
-        let delay = if self.rng.random_bool(late) {
-            self.rng.random_range(300_000..=900_000)
-        } else {
-            self.rng
-                .random_range(0..=self.config.max_disorder_ms.max(0))
-        };
-        let twice = self.rng.random_bool(duplicate);
-        let redelivery = self.rng.random_range(1_000..=60_000);
-        let arrival_ms = at_ms + delay;
+        let arrival_ms = at_ms + d.delay_ms;
         let event = GeneratedEvent {
             hub,
             order_id: order_id.to_string(),
-            arrival: Utc
-                .timestamp_millis_opt(arrival_ms)
-                .single()
-                .unwrap_or_default(),
+            arrival: millis(arrival_ms),
             body,
         };
-        if twice {
+        if d.duplicate {
             let mut copy = event.clone();
-            copy.arrival = Utc
-                .timestamp_millis_opt(arrival_ms + redelivery)
-                .single()
-                .unwrap_or_default();
-            self.push(arrival_ms + redelivery, copy);
+            copy.arrival = millis(arrival_ms + d.redelivery_ms);
+            self.push(arrival_ms + d.redelivery_ms, Pending::Ready(copy));
         }
-        self.push(arrival_ms, event);
+        self.push(arrival_ms, Pending::Ready(event));
     }
 
-    fn push(&mut self, arrival_ms: i64, event: GeneratedEvent) {
+    fn push(&mut self, arrival_ms: i64, item: Pending) {
         self.scheduled += 1;
         self.pending.push(Scheduled {
             arrival_ms,
             seq: self.scheduled,
-            event,
+            item: Box::new(item),
         });
     }
+
+    fn render(&mut self, arrival_ms: i64, item: Pending) -> GeneratedEvent {
+        match item {
+            Pending::Ready(event) => event,
+            Pending::Payment(plan) => GeneratedEvent {
+                hub: Hub::Payments,
+                body: self.payment_body(&plan),
+                order_id: plan.order_id,
+                arrival: millis(arrival_ms),
+            },
+        }
+    }
+}
+
+fn millis(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
 }
 
 impl Iterator for Generator {
@@ -511,8 +567,10 @@ impl Iterator for Generator {
     fn next(&mut self) -> Option<GeneratedEvent> {
         loop {
             let now = self.next_order_at_ms as i64;
-            if self.pending.peek().is_some_and(|s| s.arrival_ms <= now) {
-                return self.pending.pop().map(|s| s.event);
+            if self.pending.peek().is_some_and(|s| s.arrival_ms <= now)
+                && let Some(s) = self.pending.pop()
+            {
+                return Some(self.render(s.arrival_ms, *s.item));
             }
             self.create_order(now);
             let u: f64 = self.rng.random::<f64>().max(1e-12);

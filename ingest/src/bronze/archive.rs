@@ -12,14 +12,15 @@
 
 use std::collections::HashMap;
 
-use boxoffice_events::{Hub, validate};
-use boxoffice_lake::{AppendError, AppendOutcome, Lake, LakeError, append_once, committed_version};
+use boxoffice_events::{Hub, identify};
+use boxoffice_lake::{
+    AppendError, Lake, LakeError, PartitionRows, append_after_check, committed_version,
+};
 use chrono::Utc;
 use deltalake::DeltaTable;
-use deltalake::arrow::array::RecordBatch;
 use serde_json::json;
 
-use super::rows::{QuarantineRow, RawRow, quarantine_batch, raw_batch};
+use super::rows::{QuarantineRow, RawRow, quarantine_batch, raw_partitions};
 use super::tables::{QUARANTINE, raw_table};
 use crate::ReceivedEvent;
 
@@ -111,16 +112,20 @@ impl BronzeArchiver {
         let app_id = Self::app_id(self.hub, partition);
         let ingested_at = Utc::now();
         let (valid, invalid) = self.classify(partition, events);
-        let metadata = HashMap::from([
-            ("operation".to_string(), json!("archive")),
-            ("hub".to_string(), json!(self.hub.as_str())),
-            ("partition".to_string(), json!(partition)),
-            (
-                "first_sequence_number".to_string(),
-                json!(events[0].sequence_number),
-            ),
-            ("last_sequence_number".to_string(), json!(last)),
-        ]);
+        let stream = Stream {
+            app_id: &app_id,
+            last,
+            metadata: HashMap::from([
+                ("operation".to_string(), json!("archive")),
+                ("hub".to_string(), json!(self.hub.as_str())),
+                ("partition".to_string(), json!(partition)),
+                (
+                    "first_sequence_number".to_string(),
+                    json!(events[0].sequence_number),
+                ),
+                ("last_sequence_number".to_string(), json!(last)),
+            ]),
+        };
         let mut report = ArchiveReport::default();
 
         // Quarantine first: once the raw table records `last`, all of this batch must be landed.
@@ -129,10 +134,8 @@ impl BronzeArchiver {
                 .land(
                     Target::Quarantine,
                     partition,
-                    &app_id,
-                    last,
+                    &stream,
                     invalid.len(),
-                    &metadata,
                     |done| {
                         let rows: Vec<QuarantineRow> = invalid
                             .iter()
@@ -140,7 +143,7 @@ impl BronzeArchiver {
                             .cloned()
                             .collect();
                         let n = rows.len();
-                        quarantine_batch(&rows).map(|b| (b, n))
+                        quarantine_batch(&rows).map(|b| (vec![PartitionRows::unsplit(b)], n))
                     },
                 )
                 .await?;
@@ -149,27 +152,14 @@ impl BronzeArchiver {
         }
         let hub = self.hub;
         let (wrote, skipped) = self
-            .land(
-                Target::Raw,
-                partition,
-                &app_id,
-                last,
-                valid.len(),
-                &metadata,
-                |done| {
-                    let rows: Vec<RawRow<'_>> = valid
-                        .iter()
-                        .filter(|r| r.event.sequence_number > done)
-                        .map(|r| RawRow {
-                            event: r.event,
-                            event_uid: r.event_uid.clone(),
-                            schema_version: r.schema_version,
-                        })
-                        .collect();
-                    let n = rows.len();
-                    raw_batch(hub, partition, ingested_at, &rows).map(|b| (b, n))
-                },
-            )
+            .land(Target::Raw, partition, &stream, valid.len(), |done| {
+                let rows: Vec<&RawRow<'_>> = valid
+                    .iter()
+                    .filter(|r| r.event.sequence_number > done)
+                    .collect();
+                let n = rows.len();
+                raw_partitions(hub, partition, ingested_at, &rows).map(|p| (p, n))
+            })
             .await?;
         report.landed = wrote;
         report.already_landed += skipped;
@@ -184,11 +174,11 @@ impl BronzeArchiver {
         let mut valid = Vec::with_capacity(events.len());
         let mut invalid = Vec::new();
         for e in events {
-            match validate(&e.body, Some(self.hub)) {
-                Ok(v) => valid.push(RawRow {
+            match identify(&e.body, Some(self.hub)) {
+                Ok(id) => valid.push(RawRow {
                     event: e,
-                    event_uid: v.event_uid,
-                    schema_version: v.event.schema_version().number(),
+                    event_uid: id.event_uid,
+                    schema_version: id.schema_version.number(),
                 }),
                 Err(bad) => invalid.push(QuarantineRow {
                     received_at: e.enqueued_time,
@@ -209,41 +199,43 @@ impl BronzeArchiver {
     /// One guarded append: reads the table's checkpoint, builds the rows after it, commits, and
     /// retries from the read if a concurrent writer of the same stream got in first.
     /// Returns (rows written, rows skipped as already landed) out of `total`.
-    #[allow(clippy::too_many_arguments)]
     async fn land<F>(
         &mut self,
         target: Target,
         partition: i32,
-        app_id: &str,
-        last: i64,
+        stream: &Stream<'_>,
         total: usize,
-        metadata: &HashMap<String, serde_json::Value>,
         rows_after: F,
     ) -> Result<(usize, usize), ArchiveError>
     where
-        F: Fn(i64) -> Result<(RecordBatch, usize), deltalake::arrow::error::ArrowError>,
+        F: Fn(i64) -> Result<(Vec<PartitionRows>, usize), deltalake::arrow::error::ArrowError>,
     {
-        let name = match target {
-            Target::Raw => raw_table(self.hub).qualified_name(),
-            Target::Quarantine => QUARANTINE.qualified_name(),
+        let def = match target {
+            Target::Raw => raw_table(self.hub),
+            Target::Quarantine => &QUARANTINE,
         };
+        let name = def.qualified_name();
         let mut attempt = 0;
         loop {
             let table = match target {
                 Target::Raw => &mut self.raw,
                 Target::Quarantine => &mut self.quarantine,
             };
-            let done = committed_version(table, app_id)
+            let done = committed_version(table, stream.app_id)
                 .await
                 .map_err(|e| commit_error(self.hub, &name, partition, e.into()))?
                 .unwrap_or(-1);
-            if done >= last {
+            if done >= stream.last {
                 return Ok((0, total));
             }
-            let (batch, n) = rows_after(done).map_err(|e| arrow_error(&name, e))?;
-            match append_once(table, vec![batch], app_id, last, metadata.clone()).await {
-                Ok(AppendOutcome::Committed(_)) => return Ok((n, total - n)),
-                Ok(AppendOutcome::AlreadyCommitted) => return Ok((0, total)),
+            let (rows, n) = rows_after(done).map_err(|e| arrow_error(&name, e))?;
+            let (metadata, props) = (stream.metadata.clone(), def.writer_properties());
+            // The checkpoint was just read from this snapshot; a concurrent commit of the same
+            // stream since then makes this one conflict rather than land twice.
+            let appended =
+                append_after_check(table, rows, stream.app_id, stream.last, metadata, props).await;
+            match appended {
+                Ok(_) => return Ok((n, total - n)),
                 Err(AppendError::Conflict { .. }) if attempt < MAX_CONFLICT_RETRIES => {
                     attempt += 1;
                     tracing::debug!(table = %name, partition, attempt, "concurrent archiver of the same partition; re-reading its checkpoint");
@@ -256,6 +248,14 @@ impl BronzeArchiver {
     fn commit_error(&self, table: String, partition: i32, source: AppendError) -> ArchiveError {
         commit_error(self.hub, &table, partition, source)
     }
+}
+
+/// One partition's archive stream as a batch commits it: the application transaction
+/// `(app_id, last)` and the commit's metadata.
+struct Stream<'a> {
+    app_id: &'a str,
+    last: i64,
+    metadata: HashMap<String, serde_json::Value>,
 }
 
 #[derive(Clone, Copy)]

@@ -1,7 +1,7 @@
 use std::collections::HashMap;
 
 use boxoffice_events::Hub;
-use boxoffice_lake::{Lake, LakeSettings, append_once, compatibility_problems, read_rows};
+use boxoffice_lake::{Lake, PartitionRows, append_once, compatibility_problems, read_rows};
 use chrono::{TimeZone, Utc};
 use deltalake::arrow::array::{Array, AsArray, RecordBatch};
 use deltalake::arrow::datatypes::{DataType, Int32Type, Int64Type, TimeUnit};
@@ -164,10 +164,13 @@ async fn a_crash_between_the_quarantine_and_raw_commits_is_completed_by_the_retr
     let app = BronzeArchiver::app_id(Hub::Bookings, 0);
     append_once(
         &mut quarantine,
-        vec![quarantine_batch(&invalid).expect("batch")],
+        vec![PartitionRows::unsplit(
+            quarantine_batch(&invalid).expect("batch"),
+        )],
         &app,
         39,
         HashMap::new(),
+        QUARANTINE.writer_properties(),
     )
     .await
     .expect("quarantine commit");
@@ -256,13 +259,7 @@ async fn bronze_tables_are_readable_by_power_bi() {
 #[tokio::test]
 async fn on_azurite_tables_land_under_their_own_path_and_versions_count_writes() {
     let azurite = boxoffice_testkit::Azurite::start();
-    let lake = Lake::resolve(&LakeSettings {
-        root: Some("az://lake/test".into()),
-        emulator: Some(true),
-        emulator_endpoint: Some(azurite.endpoint()),
-        ..LakeSettings::default()
-    })
-    .expect("lake");
+    let lake = Lake::azurite("az://lake/test", &azurite.endpoint()).expect("lake");
     lake.prepare().await.expect("container");
     let mut a = BronzeArchiver::open(&lake, Hub::Bookings)
         .await
@@ -293,4 +290,92 @@ async fn on_azurite_tables_land_under_their_own_path_and_versions_count_writes()
         Some(2),
         "one quarantine commit per batch with a bad event"
     );
+}
+
+/// What Power BI's `DeltaLake.Table` and Synapse read is the log itself: check it without
+/// delta-rs, straight from the JSON of the creating commit.
+#[tokio::test]
+async fn the_delta_log_declares_protocol_1_2_and_zoned_timestamps() {
+    let (dir, lake) = local_lake();
+    for hub in Hub::ALL {
+        let mut a = BronzeArchiver::open(&lake, hub).await.expect("open");
+        a.archive(0, &events(0, 9)).await.expect("archive");
+    }
+    for def in TABLES {
+        let first = dir
+            .path()
+            .join("bronze")
+            .join(def.name)
+            .join("_delta_log/00000000000000000000.json");
+        let text = std::fs::read_to_string(&first).expect("commit 0");
+        let actions: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("json line"))
+            .collect();
+        let protocol = actions
+            .iter()
+            .find_map(|a| a.get("protocol"))
+            .expect("protocol action");
+        assert_eq!(protocol["minReaderVersion"], 1, "{}", def.name);
+        assert_eq!(protocol["minWriterVersion"], 2, "{}", def.name);
+        assert!(
+            protocol.get("readerFeatures").is_none() && protocol.get("writerFeatures").is_none()
+        );
+        let metadata = actions
+            .iter()
+            .find_map(|a| a.get("metaData"))
+            .expect("metaData action");
+        let schema: serde_json::Value =
+            serde_json::from_str(metadata["schemaString"].as_str().expect("schemaString"))
+                .expect("schema json");
+        let types: Vec<&str> = schema["fields"]
+            .as_array()
+            .expect("fields")
+            .iter()
+            .filter_map(|f| f["type"].as_str())
+            .collect();
+        assert!(types.contains(&"timestamp"), "{}: {types:?}", def.name);
+        assert!(!types.contains(&"timestamp_ntz"), "{}: {types:?}", def.name);
+        let config = &metadata["configuration"];
+        assert!(config.get("delta.enableDeletionVectors").is_none());
+        assert!(config.get("delta.columnMapping.mode").is_none());
+    }
+}
+
+#[tokio::test]
+async fn raw_files_are_partitioned_by_the_enqueued_date() {
+    let (dir, lake) = local_lake();
+    let mut a = BronzeArchiver::open(&lake, Hub::Bookings)
+        .await
+        .expect("open");
+    // Sequence 86_430 onwards is enqueued after midnight UTC (the test clock starts 2024-10-11
+    // at 09:39:30), so this batch spans two ingest dates.
+    let mut batch = events(0, 4);
+    batch.extend(events(86_430, 86_432));
+    a.archive(0, &batch).await.expect("archive");
+    let log = dir
+        .path()
+        .join("bronze/bookings_raw/_delta_log/00000000000000000001.json");
+    let text = std::fs::read_to_string(log).expect("commit 1");
+    let mut dates: Vec<String> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|a| a.get("add").cloned())
+        .map(|add| {
+            let date = add["partitionValues"]["ingest_date"]
+                .as_str()
+                .expect("value")
+                .to_string();
+            assert!(
+                add["path"]
+                    .as_str()
+                    .expect("path")
+                    .starts_with(&format!("ingest_date={date}/"))
+            );
+            date
+        })
+        .collect();
+    dates.sort();
+    assert_eq!(dates, ["2024-10-11", "2024-10-12"]);
+    assert_eq!(sequence_numbers(&lake, &BOOKINGS_RAW).await.len(), 8);
 }

@@ -1,8 +1,10 @@
 //! Arrow batches for the Bronze tables.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use boxoffice_events::Hub;
+use boxoffice_lake::{PartitionRows, PartitionValue};
 use chrono::{DateTime, NaiveDate, Utc};
 use deltalake::arrow::array::{
     ArrayRef, Date32Builder, Int32Builder, Int64Builder, RecordBatch, StringBuilder,
@@ -56,12 +58,38 @@ fn epoch_days(t: DateTime<Utc>) -> i32 {
     (t.date_naive() - epoch).num_days() as i32
 }
 
-/// A batch for `bronze/<hub>_raw`.
-pub fn raw_batch(
+/// Batches for `bronze/<hub>_raw`, one per ingest date (nearly always just one), each tagged
+/// with its `ingest_date` partition value.
+pub fn raw_partitions(
     hub: Hub,
     partition_id: i32,
     ingested_at: DateTime<Utc>,
-    rows: &[RawRow<'_>],
+    rows: &[&RawRow<'_>],
+) -> Result<Vec<PartitionRows>, ArrowError> {
+    let mut by_date: BTreeMap<i32, Vec<&RawRow<'_>>> = BTreeMap::new();
+    for &r in rows {
+        by_date
+            .entry(epoch_days(r.event.enqueued_time))
+            .or_default()
+            .push(r);
+    }
+    by_date
+        .into_iter()
+        .map(|(days, rows)| {
+            Ok(PartitionRows {
+                batch: raw_batch(hub, partition_id, ingested_at, &rows)?,
+                values: vec![("ingest_date".to_string(), PartitionValue::Date(days))],
+            })
+        })
+        .collect()
+}
+
+/// A batch for `bronze/<hub>_raw`.
+fn raw_batch(
+    hub: Hub,
+    partition_id: i32,
+    ingested_at: DateTime<Utc>,
+    rows: &[&RawRow<'_>],
 ) -> Result<RecordBatch, ArrowError> {
     let n = rows.len();
     let body_bytes: usize = rows.iter().map(|r| r.event.body.len()).sum();

@@ -29,6 +29,7 @@ pub const BOOKINGS_RAW: TableDef = TableDef {
     schema: raw_schema,
     partition_columns: &["ingest_date"],
     properties: &[],
+    blob_columns: &["body", "event_uid"],
 };
 
 /// `bronze/payments_raw`: every valid payment event, raw JSON plus its Event Hubs stamps.
@@ -39,6 +40,7 @@ pub const PAYMENTS_RAW: TableDef = TableDef {
     schema: raw_schema,
     partition_columns: &["ingest_date"],
     properties: &[],
+    blob_columns: &["body", "event_uid"],
 };
 
 fn quarantine_schema() -> Schema {
@@ -65,6 +67,7 @@ pub const QUARANTINE: TableDef = TableDef {
     schema: quarantine_schema,
     partition_columns: &[],
     properties: &[],
+    blob_columns: &["body", "reason"],
 };
 
 /// The raw table of a hub.

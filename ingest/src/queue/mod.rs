@@ -50,7 +50,7 @@ impl QueueConfig {
         QueueConfig {
             dir: dir.into(),
             partitions: DEFAULT_PARTITIONS,
-            max_pending: 200_000,
+            max_pending: 25000,
             segment_bytes: 64 << 20,
             fsync: false,
         }

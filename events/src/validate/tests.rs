@@ -1,4 +1,5 @@
 use super::*;
+use crate::model::{PaymentMethod, PaymentStatus, SchemaVersion};
 use serde_json::json;
 
 /// The demos' exact booking shape (reference/demos.md part A): no schema_version, no event_id,
@@ -320,4 +321,114 @@ fn sniff_routes_by_shape_and_reads_order_id() {
 fn zero_price_is_valid_here_and_left_to_silver_expectations() {
     let body = DEMO_BOOKING.replace("\"price\": 60", "\"price\": 0");
     assert!(validate(&body, None).is_ok());
+}
+
+/// The fast path may only ever accept what the complete check accepts, with the same result.
+fn assert_agree(body: &str, hub: Option<Hub>) -> bool {
+    let complete = check::validate(body, hub);
+    match fast::accept(body, hub) {
+        Some(accepted) => {
+            let uid = accepted.event_uid(body).expect("uid");
+            let fast = ValidEvent {
+                event: accepted.into_event(),
+                event_uid: uid,
+            };
+            assert_eq!(Ok(&fast), complete.as_ref(), "fast path accepted: {body}");
+            let id = identify(body, hub).expect("identify agrees");
+            assert_eq!(
+                (id.hub, id.schema_version, id.event_uid),
+                (
+                    fast.event.hub(),
+                    fast.event.schema_version(),
+                    fast.event_uid
+                )
+            );
+            true
+        }
+        None => {
+            assert_eq!(identify(body, hub).is_ok(), complete.is_ok(), "{body}");
+            false
+        }
+    }
+}
+
+#[test]
+fn fast_and_complete_checks_agree() {
+    use crate::generator::{Generator, GeneratorConfig, Shares};
+    let config = GeneratorConfig {
+        seed: 99,
+        shares: Shares {
+            malformed: 0.3,
+            v0: 0.3,
+            v2: 0.4,
+            ..Shares::default()
+        },
+        ..GeneratorConfig::default()
+    };
+    let (mut valid, mut fast_accepted) = (0, 0);
+    for e in Generator::new(config).expect("config").take(30_000) {
+        let other = match e.hub {
+            Hub::Bookings => Hub::Payments,
+            Hub::Payments => Hub::Bookings,
+        };
+        for hub in [Some(e.hub), None, Some(other)] {
+            let accepted = assert_agree(&e.body, hub);
+            if hub == Some(e.hub) && check::validate(&e.body, hub).is_ok() {
+                valid += 1;
+                fast_accepted += usize::from(accepted);
+            }
+        }
+    }
+    assert!(valid > 15_000);
+    assert_eq!(
+        fast_accepted, valid,
+        "every generated valid event takes the fast path"
+    );
+}
+
+#[test]
+fn fast_path_edge_cases_defer_to_the_complete_check() {
+    let b = v1_booking();
+    let mut cases = Vec::new();
+    let mut with = |f: &dyn Fn(&mut serde_json::Value)| {
+        let mut v = b.clone();
+        f(&mut v);
+        cases.push(v.to_string());
+    };
+    with(&|v| v["schema_version"] = json!(null));
+    with(&|v| v["schema_version"] = json!(1.0));
+    with(&|v| v["schema_version"] = json!("1"));
+    with(&|v| v["payment_id"] = json!(null));
+    with(&|v| v["payment_time"] = json!("2024-10-11T09:39:30Z"));
+    with(&|v| v["event_id"] = json!(null));
+    with(&|v| v["customer"]["name"] = json!(null));
+    with(&|v| v["event_details"]["seats"][0]["seat_number"] = json!("  "));
+    with(&|v| v["event_details"]["city"] = json!(7));
+    with(&|v| v["currency"] = json!("inr"));
+    with(&|v| v["channel"] = json!(null));
+    with(&|v| {
+        v.as_object_mut().expect("obj").remove("schema_version");
+    });
+    with(&|v| {
+        let obj = v.as_object_mut().expect("obj");
+        obj.remove("schema_version");
+        obj.insert("event_id".into(), json!("not-a-uuid"));
+    });
+    cases.push(
+        r#"{"order_id":"o1","order_id":"o2","booking_time":"2024-10-11T09:39:30Z","customer":{"customer_id":"c","name":"n","email":"e"},"event_details":{"event_id":"e","event_name":"n","event_location":"l","seats":[{"seat_number":"A1","price":1}]}}"#
+            .to_string(),
+    );
+    cases.push(DEMO_BOOKING.to_string());
+    cases.push(DEMO_PAYMENT.to_string());
+    cases.push(
+        DEMO_PAYMENT
+            .replace("150", "150.5")
+            .replace("}", r#", "fee": null}"#),
+    );
+    cases.push(v2_payment().to_string());
+    for body in &cases {
+        for hub in [None, Some(Hub::Bookings), Some(Hub::Payments)] {
+            assert_agree(body, hub);
+        }
+    }
 }

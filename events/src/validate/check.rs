@@ -1,97 +1,21 @@
-//! The validator: turns a raw event body into a typed [`Event`], or lists every reason it cannot.
-//!
-//! Serde stops at the first error; a producer fixing its events wants all of them at once, and the
-//! quarantine table should say everything that is wrong with a row. So the body is parsed to a JSON
-//! value and walked field by field, collecting reasons.
+//! The complete check: every reason an event is invalid, by walking its JSON value.
 
 use std::collections::HashSet;
 
-use chrono::{DateTime, NaiveDateTime, Utc};
-use serde::Deserialize;
-use serde::de::IgnoredAny;
+use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
+use super::{
+    Invalid, MAX_EVENT_BYTES, MAX_SEATS_PER_ORDER, TimestampError, ValidEvent, parse_timestamp,
+};
 use crate::model::{
     Booking, Customer, Event, EventDetails, Hub, Payment, PaymentMethod, PaymentStatus,
     SchemaVersion, Seat,
 };
 use crate::uid;
 
-/// Largest accepted event body: Event Hubs takes 1 MB, but we keep events well under 256 KB.
-pub const MAX_EVENT_BYTES: usize = 256 * 1024;
-
-/// Most seats one order may hold.
-pub const MAX_SEATS_PER_ORDER: usize = 6;
-
-/// A valid event with its stable identity.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ValidEvent {
-    /// The typed event.
-    pub event: Event,
-    /// `event_id`, or for v0 a UUID derived from the body (see [`uid`]).
-    pub event_uid: String,
-}
-
-/// An invalid event: every reason, plus what could still be read of it.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{}", self.reason())]
-pub struct Invalid {
-    /// One entry per defect, in field order.
-    pub reasons: Vec<String>,
-    /// The identity the event would have had, when the body is JSON.
-    pub event_uid: Option<String>,
-}
-
-impl Invalid {
-    /// All reasons as one line, as stored in `bronze/quarantine.reason`.
-    pub fn reason(&self) -> String {
-        self.reasons.join("; ")
-    }
-}
-
-/// What can be told of a body cheaply, before validation: where to route it.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Sniffed {
-    /// The hub its fields point to, if any.
-    pub hub: Option<Hub>,
-    /// Its `order_id` when that is a string (the partition key).
-    pub order_id: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct Probe {
-    order_id: Option<Value>,
-    payment_id: Option<IgnoredAny>,
-    payment_time: Option<IgnoredAny>,
-    booking_time: Option<IgnoredAny>,
-    event_details: Option<IgnoredAny>,
-    customer: Option<IgnoredAny>,
-}
-
-/// Tells the hub and order of a body without validating it, for routing to a queue partition.
-pub fn sniff(body: &str) -> Sniffed {
-    let Ok(probe) = serde_json::from_str::<Probe>(body) else {
-        return Sniffed::default();
-    };
-    let hub = if probe.payment_id.is_some() || probe.payment_time.is_some() {
-        Some(Hub::Payments)
-    } else if probe.booking_time.is_some()
-        || probe.event_details.is_some()
-        || probe.customer.is_some()
-    {
-        Some(Hub::Bookings)
-    } else {
-        None
-    };
-    let order_id = match probe.order_id {
-        Some(Value::String(s)) => Some(s),
-        _ => None,
-    };
-    Sniffed { hub, order_id }
-}
-
-/// Validates one event body. `hub` is where it arrived; `None` lets its fields decide.
-pub fn validate(body: &str, hub: Option<Hub>) -> Result<ValidEvent, Invalid> {
+/// Validates `body`, listing every reason it is invalid.
+pub(super) fn validate(body: &str, hub: Option<Hub>) -> Result<ValidEvent, Invalid> {
     let mut reasons = Vec::new();
     if body.len() > MAX_EVENT_BYTES {
         reasons.push(format!(
@@ -552,32 +476,3 @@ fn sniff_object(obj: &Map<String, Value>) -> Option<Hub> {
         None
     }
 }
-
-/// Why a timestamp string was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TimestampError {
-    /// A valid date and time, but no zone: we cannot know which instant it means.
-    NoZone,
-    /// Not a timestamp at all.
-    Unparseable,
-}
-
-/// Parses an RFC 3339 timestamp with a zone and converts it to UTC.
-pub fn parse_timestamp(s: &str) -> Result<DateTime<Utc>, TimestampError> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Ok(t.with_timezone(&Utc));
-    }
-    let zoneless = ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"];
-    if zoneless
-        .iter()
-        .any(|f| NaiveDateTime::parse_from_str(s, f).is_ok())
-    {
-        Err(TimestampError::NoZone)
-    } else {
-        Err(TimestampError::Unparseable)
-    }
-}
-
-#[cfg(test)]
-#[path = "validate_tests.rs"]
-mod tests;
