@@ -83,13 +83,21 @@ impl PartitionLog {
         if self.segment_bytes >= self.max_segment_bytes {
             self.roll(event.sequence_number)?;
         }
-        let payload = encode(event);
-        let crc = crc32fast::hash(&payload);
-        self.writer
-            .write_all(&(payload.len() as u32).to_le_bytes())?;
-        self.writer.write_all(&crc.to_le_bytes())?;
-        self.writer.write_all(&payload)?;
-        self.segment_bytes += 8 + payload.len() as u64;
+        // The payload goes to the buffer piece by piece, its CRC computed over the same pieces,
+        // so an event is copied once (into the buffer), not twice.
+        let pieces = Pieces::of(event);
+        let mut crc = crc32fast::Hasher::new();
+        let mut len = 0usize;
+        for piece in pieces.iter() {
+            crc.update(piece);
+            len += piece.len();
+        }
+        self.writer.write_all(&(len as u32).to_le_bytes())?;
+        self.writer.write_all(&crc.finalize().to_le_bytes())?;
+        for piece in pieces.iter() {
+            self.writer.write_all(piece)?;
+        }
+        self.segment_bytes += 8 + len as u64;
         Ok(())
     }
 
@@ -175,23 +183,43 @@ fn read_segment(path: &Path) -> io::Result<(Vec<ReceivedEvent>, u64, u64)> {
     Ok((events, at as u64, bytes.len() as u64))
 }
 
-fn encode(e: &ReceivedEvent) -> Vec<u8> {
-    let key = e.partition_key.as_deref();
-    let mut out = Vec::with_capacity(37 + key.map_or(0, str::len) + e.body.len());
-    out.extend_from_slice(&e.sequence_number.to_le_bytes());
-    out.extend_from_slice(&e.offset.to_le_bytes());
-    out.extend_from_slice(&e.enqueued_time.timestamp_micros().to_le_bytes());
-    out.push(e.source as u8);
-    match key {
-        Some(k) => {
-            out.extend_from_slice(&(k.len() as u32).to_le_bytes());
-            out.extend_from_slice(k.as_bytes());
+/// A record's payload as the slices it is made of:
+/// `seq | offset | enqueued µs | source | key length | key | body length | body`.
+struct Pieces<'a> {
+    fixed: [u8; 25],
+    key_len: [u8; 4],
+    key: &'a [u8],
+    body_len: [u8; 4],
+    body: &'a [u8],
+}
+
+impl<'a> Pieces<'a> {
+    fn of(e: &'a ReceivedEvent) -> Self {
+        let mut fixed = [0u8; 25];
+        fixed[0..8].copy_from_slice(&e.sequence_number.to_le_bytes());
+        fixed[8..16].copy_from_slice(&e.offset.to_le_bytes());
+        fixed[16..24].copy_from_slice(&e.enqueued_time.timestamp_micros().to_le_bytes());
+        fixed[24] = e.source as u8;
+        let key = e.partition_key.as_deref();
+        Pieces {
+            fixed,
+            key_len: key.map_or(NO_KEY, |k| k.len() as u32).to_le_bytes(),
+            key: key.map_or(&[][..], str::as_bytes),
+            body_len: (e.body.len() as u32).to_le_bytes(),
+            body: e.body.as_bytes(),
         }
-        None => out.extend_from_slice(&NO_KEY.to_le_bytes()),
     }
-    out.extend_from_slice(&(e.body.len() as u32).to_le_bytes());
-    out.extend_from_slice(e.body.as_bytes());
-    out
+
+    fn iter(&self) -> impl Iterator<Item = &[u8]> {
+        [
+            &self.fixed[..],
+            &self.key_len[..],
+            self.key,
+            &self.body_len[..],
+            self.body,
+        ]
+        .into_iter()
+    }
 }
 
 struct Cursor<'a> {
