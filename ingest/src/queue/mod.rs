@@ -26,6 +26,10 @@ use tokio::sync::{Notify, Semaphore};
 use crate::{ReceivedEvent, Source};
 use log::PartitionLog;
 
+/// Longest an accepted event stays in the log's user-space buffer before it is handed to the OS
+/// (from then on, it survives a crash of this process).
+pub const LOG_FLUSH_EVERY: Duration = Duration::from_millis(100);
+
 /// Partitions per hub, as the demos' Event Hubs have.
 pub const DEFAULT_PARTITIONS: u32 = 2;
 
@@ -224,6 +228,8 @@ struct State {
     next_offset: i64,
     pending: VecDeque<ReceivedEvent>,
     oldest_since: Option<Instant>,
+    /// When the log's buffer was last handed to the OS.
+    flushed_at: Instant,
     /// Batch size the consumer waits for; reaching it wakes the consumer early.
     wake_at: usize,
     closed: bool,
@@ -280,6 +286,7 @@ impl Partition {
                 oldest_since: (!pending.is_empty()).then(Instant::now),
                 pending,
                 wake_at: usize::MAX,
+                flushed_at: Instant::now(),
                 closed: false,
             }),
             has_data: Notify::new(),
@@ -325,6 +332,12 @@ impl Partition {
             body,
         };
         st.log.append(&event).map_err(io_err(&self.dir))?;
+        // Bound what a crash of this process can take with it to the last moments of sends,
+        // not a whole flush interval's worth waiting in the buffer.
+        if st.flushed_at.elapsed() >= LOG_FLUSH_EVERY {
+            st.log.flush(false).map_err(io_err(&self.dir))?;
+            st.flushed_at = Instant::now();
+        }
         st.next_seq += 1;
         st.next_offset += event.body.len() as i64;
         let seq = event.sequence_number;
@@ -381,6 +394,7 @@ impl Partition {
         let batch: Vec<ReceivedEvent> = st.pending.drain(..n).collect();
         st.oldest_since = (!st.pending.is_empty()).then(Instant::now);
         st.log.flush(self.fsync).map_err(io_err(&self.dir))?;
+        st.flushed_at = Instant::now();
         self.room.add_permits(n);
         Ok(batch)
     }

@@ -231,3 +231,32 @@ async fn partition_count_is_fixed_per_queue_folder() {
         })
     ));
 }
+
+#[tokio::test]
+async fn accepted_events_reach_the_os_within_the_flush_bound_without_a_consumer() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let q = Queue::open(&config(dir.path()), |_, _| None).expect("open");
+    let log_bytes = || -> u64 {
+        let part = dir
+            .path()
+            .join(format!("bookings-{}", q.partition_for("k")));
+        std::fs::read_dir(part)
+            .expect("partition dir")
+            .filter_map(|e| e.ok()?.metadata().ok())
+            .map(|m| m.len())
+            .sum()
+    };
+    for _ in 0..10 {
+        q.send(Hub::Bookings, Some("k"), Source::Generator, "{}".into())
+            .await
+            .expect("send");
+    }
+    tokio::time::sleep(LOG_FLUSH_EVERY + Duration::from_millis(20)).await;
+    q.send(Hub::Bookings, Some("k"), Source::Generator, "{}".into())
+        .await
+        .expect("send");
+    assert!(
+        log_bytes() > 0,
+        "the buffer went to the OS once it was older than the bound"
+    );
+}
