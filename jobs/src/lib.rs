@@ -1,0 +1,3 @@
+//! The lakehouse jobs: Bronze to Silver, Silver to Gold.
+
+pub mod silver;

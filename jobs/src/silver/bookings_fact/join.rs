@@ -1,0 +1,482 @@
+//! The bookings-payments join as a state machine (ARCHITECTURE.md section 6), with no I/O.
+//!
+//! Events are fed in arrival order: by enqueued time, then hub, partition and sequence number, an
+//! order that is a property of Bronze's contents, so everything below is a function of the data,
+//! not of how it was cut into runs.
+//!
+//! - The **watermark** is the smaller of the two streams' largest join time seen, minus the
+//!   allowed lateness. An event older than the watermark on arrival is **late**.
+//! - A booking and a payment **match** on order_id when the payment's time is 0 to `window` after
+//!   the booking's (event-time mode), or, in Stream Analytics mode, when their arrival minutes
+//!   differ by 0, 1 or 2 (`DATEDIFF(minute, b, p) BETWEEN 0 AND 2`). Every matching pair yields a
+//!   match: a failed attempt and its retry both count.
+//! - A booking is kept until no event that is not late could still match it, then leaves as
+//!   **unpaid** if it never matched; a payment likewise leaves as an **orphan**. Because nothing
+//!   that could still match is ever evicted, evicting at the end of each run, or only at the end
+//!   of the last, gives the same outputs.
+//! - A **duplicate** (same event_uid) is dropped while the first is remembered: until the
+//!   watermark passes its time plus the dedup horizon. The rule is checked at lookup, so it does
+//!   not depend on when memory is cleaned either.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::Arc;
+
+use boxoffice_events::model::{Booking, Payment};
+
+/// Microseconds since the Unix epoch (UTC), the unit of every time here.
+pub type Micros = i64;
+
+/// One minute, in microseconds.
+pub const MINUTE: Micros = 60_000_000;
+
+/// Where an event sits in the arrival order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ArrivalKey {
+    /// Enqueued time (made non-decreasing within its partition).
+    pub at: Micros,
+    /// 0 for bookings, 1 for payments.
+    pub hub: u8,
+    /// Event Hubs partition.
+    pub partition: i32,
+    /// Sequence number in that partition.
+    pub sequence: i64,
+}
+
+/// A booking as the join sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BookingIn {
+    /// Its event_uid.
+    pub uid: String,
+    /// Its place in the arrival order.
+    pub arrival: ArrivalKey,
+    /// The parsed event.
+    pub booking: Booking,
+    /// The raw JSON, kept for late_events and the state checkpoint.
+    pub body: Arc<str>,
+}
+
+/// A payment as the join sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PaymentIn {
+    /// Its event_uid.
+    pub uid: String,
+    /// Its place in the arrival order.
+    pub arrival: ArrivalKey,
+    /// The parsed event.
+    pub payment: Payment,
+    /// The raw JSON, kept for late_events and the state checkpoint.
+    pub body: Arc<str>,
+}
+
+/// An event for the join.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JoinEvent {
+    /// From bookings_raw.
+    Booking(Arc<BookingIn>),
+    /// From payments_raw.
+    Payment(Arc<PaymentIn>),
+}
+
+impl JoinEvent {
+    /// Its event_uid.
+    pub fn uid(&self) -> &str {
+        match self {
+            JoinEvent::Booking(b) => &b.uid,
+            JoinEvent::Payment(p) => &p.uid,
+        }
+    }
+
+    /// Its place in the arrival order.
+    pub fn arrival(&self) -> ArrivalKey {
+        match self {
+            JoinEvent::Booking(b) => b.arrival,
+            JoinEvent::Payment(p) => p.arrival,
+        }
+    }
+
+    /// Its own time (booking_time or payment_time).
+    pub fn event_time(&self) -> Micros {
+        match self {
+            JoinEvent::Booking(b) => b.booking.booking_time.timestamp_micros(),
+            JoinEvent::Payment(p) => p.payment.payment_time.timestamp_micros(),
+        }
+    }
+}
+
+/// Which clock the join runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeMode {
+    /// booking_time and payment_time, with a window in seconds (the default).
+    EventTime,
+    /// Arrival (enqueued) time and minute boundaries, as the demos' Stream Analytics query.
+    StreamAnalytics,
+}
+
+/// Settings of the join.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct JoinConfig {
+    /// Longest a payment may follow its booking (event-time mode).
+    pub window: Micros,
+    /// How far behind the watermark trails the streams' largest time.
+    pub lateness: Micros,
+    /// How long past its time an event_uid is remembered for dropping duplicates.
+    pub dedup_horizon: Micros,
+    /// An event more than this ahead of its arrival does not move the watermark (a producer's
+    /// clock far in the future must not make everyone else late).
+    pub max_future: Micros,
+    /// The clock.
+    pub mode: TimeMode,
+}
+
+impl Default for JoinConfig {
+    fn default() -> Self {
+        JoinConfig {
+            window: 2 * MINUTE,
+            lateness: 30_000_000,
+            dedup_horizon: 10 * MINUTE,
+            max_future: 5 * MINUTE,
+            mode: TimeMode::EventTime,
+        }
+    }
+}
+
+/// A booking and a payment that belong together.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Match {
+    /// The booking.
+    pub booking: Arc<BookingIn>,
+    /// The payment.
+    pub payment: Arc<PaymentIn>,
+}
+
+/// An event that arrived behind the watermark.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Late {
+    /// The event.
+    pub event: JoinEvent,
+    /// The watermark when it arrived.
+    pub watermark: Micros,
+}
+
+/// What the join produced since the output was last taken.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct JoinOutput {
+    /// Pairs to write to bookings_fact (one row per seat each).
+    pub matches: Vec<Match>,
+    /// Bookings that will never match.
+    pub unpaid: Vec<Arc<BookingIn>>,
+    /// Payments that will never match.
+    pub orphans: Vec<Arc<PaymentIn>>,
+    /// Events that arrived behind the watermark.
+    pub late: Vec<Late>,
+    /// Duplicates dropped.
+    pub duplicates: u64,
+    /// Bookings and payments accepted (neither duplicate nor late).
+    pub accepted: u64,
+}
+
+/// A kept event and whether it has matched yet.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pending<T> {
+    /// The event.
+    pub item: Arc<T>,
+    /// Whether it has matched at least once.
+    pub matched: bool,
+}
+
+/// Everything the join remembers between events (and, checkpointed, between runs).
+#[derive(Debug, Clone)]
+pub struct JoinState {
+    config: JoinConfig,
+    /// Largest join time seen on each stream.
+    pub max_booking: Option<Micros>,
+    /// Largest join time seen on each stream.
+    pub max_payment: Option<Micros>,
+    /// A lower bound set by a drain: the watermark never goes below it again.
+    pub floor: Option<Micros>,
+    /// Bookings that may still match, by order_id.
+    pub bookings: HashMap<String, Vec<Pending<BookingIn>>>,
+    /// Payments that may still match, by order_id.
+    pub payments: HashMap<String, Vec<Pending<PaymentIn>>>,
+    /// Remembered event_uids and their join time.
+    pub seen: HashMap<String, Micros>,
+    /// When kept bookings, payments and uids expire, earliest first, so eviction touches only
+    /// what expires. Entries may be stale (already released); eviction checks.
+    expiries: BinaryHeap<Reverse<(Micros, Kept, String)>>,
+}
+
+/// What an expiry entry refers to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Kept {
+    Booking,
+    Payment,
+    Uid,
+}
+
+impl JoinState {
+    /// An empty state.
+    pub fn new(config: JoinConfig) -> Self {
+        JoinState {
+            config,
+            max_booking: None,
+            max_payment: None,
+            floor: None,
+            bookings: HashMap::new(),
+            payments: HashMap::new(),
+            seen: HashMap::new(),
+            expiries: BinaryHeap::new(),
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &JoinConfig {
+        &self.config
+    }
+
+    /// The current watermark: `None` until both streams have been seen (and nothing drained).
+    pub fn watermark(&self) -> Option<Micros> {
+        let streams = match (self.max_booking, self.max_payment) {
+            (Some(b), Some(p)) => Some(b.min(p) - self.config.lateness),
+            _ => None,
+        };
+        match (streams, self.floor) {
+            (Some(w), Some(f)) => Some(w.max(f)),
+            (w, f) => w.or(f),
+        }
+    }
+
+    /// Whether a booking at `b` and a payment at `p` (join times) belong together.
+    pub fn joins(&self, b: Micros, p: Micros) -> bool {
+        joins(&self.config, b, p)
+    }
+
+    /// Feeds one event (in arrival order).
+    pub fn process(&mut self, event: JoinEvent, out: &mut JoinOutput) {
+        let time = match &event {
+            JoinEvent::Booking(b) => booking_time(self.config.mode, b),
+            JoinEvent::Payment(p) => payment_time(self.config.mode, p),
+        };
+        let watermark = self.watermark();
+        let uid = event.uid();
+        if let Some(&first) = self.seen.get(uid)
+            && watermark.is_none_or(|w| first + self.config.dedup_horizon >= w)
+        {
+            out.duplicates += 1;
+            return;
+        }
+        self.seen.insert(uid.to_string(), time);
+        self.expiries.push(Reverse((
+            time + self.config.dedup_horizon,
+            Kept::Uid,
+            uid.to_string(),
+        )));
+        if let Some(w) = watermark
+            && time < w
+        {
+            out.late.push(Late {
+                event,
+                watermark: w,
+            });
+            return;
+        }
+        out.accepted += 1;
+        let moves_watermark = time <= event.arrival().at + self.config.max_future;
+        match event {
+            JoinEvent::Booking(b) => {
+                if moves_watermark {
+                    self.max_booking = self.max_booking.max(Some(time));
+                }
+                self.add_booking(b, time, out);
+            }
+            JoinEvent::Payment(p) => {
+                if moves_watermark {
+                    self.max_payment = self.max_payment.max(Some(time));
+                }
+                self.add_payment(p, time, out);
+            }
+        }
+    }
+
+    fn add_booking(&mut self, b: Arc<BookingIn>, time: Micros, out: &mut JoinOutput) {
+        let mut matched = false;
+        if let Some(payments) = self.payments.get_mut(&b.booking.order_id) {
+            for p in payments.iter_mut() {
+                if joins(&self.config, time, payment_time(self.config.mode, &p.item)) {
+                    p.matched = true;
+                    matched = true;
+                    out.matches.push(Match {
+                        booking: Arc::clone(&b),
+                        payment: Arc::clone(&p.item),
+                    });
+                }
+            }
+        }
+        let expiry = booking_expiry(&self.config, time);
+        let order = b.booking.order_id.clone();
+        self.expiries
+            .push(Reverse((expiry, Kept::Booking, order.clone())));
+        self.bookings
+            .entry(order)
+            .or_default()
+            .push(Pending { item: b, matched });
+    }
+
+    fn add_payment(&mut self, p: Arc<PaymentIn>, time: Micros, out: &mut JoinOutput) {
+        let mut matched = false;
+        if let Some(bookings) = self.bookings.get_mut(&p.payment.order_id) {
+            for b in bookings.iter_mut() {
+                if joins(&self.config, booking_time(self.config.mode, &b.item), time) {
+                    b.matched = true;
+                    matched = true;
+                    out.matches.push(Match {
+                        booking: Arc::clone(&b.item),
+                        payment: Arc::clone(&p),
+                    });
+                }
+            }
+        }
+        let expiry = payment_expiry(&self.config, time);
+        let order = p.payment.order_id.clone();
+        self.expiries
+            .push(Reverse((expiry, Kept::Payment, order.clone())));
+        self.payments
+            .entry(order)
+            .or_default()
+            .push(Pending { item: p, matched });
+    }
+
+    /// Releases everything the watermark has passed: unmatched bookings as unpaid, unmatched
+    /// payments as orphans, and remembered uids past the dedup horizon.
+    pub fn evict(&mut self, out: &mut JoinOutput) {
+        let Some(w) = self.watermark() else {
+            return;
+        };
+        let config = self.config;
+        while let Some(Reverse((expiry, kind, key))) = self.expiries.peek().cloned()
+            && expiry < w
+        {
+            self.expiries.pop();
+            match kind {
+                Kept::Booking => {
+                    let expired = take_expired(&mut self.bookings, &key, |b| {
+                        w > booking_expiry(&config, booking_time(config.mode, &b.item))
+                    });
+                    out.unpaid
+                        .extend(expired.into_iter().filter(|b| !b.matched).map(|b| b.item));
+                }
+                Kept::Payment => {
+                    let expired = take_expired(&mut self.payments, &key, |p| {
+                        w > payment_expiry(&config, payment_time(config.mode, &p.item))
+                    });
+                    out.orphans
+                        .extend(expired.into_iter().filter(|p| !p.matched).map(|p| p.item));
+                }
+                Kept::Uid => {
+                    if self
+                        .seen
+                        .get(&key)
+                        .is_some_and(|t| *t + config.dedup_horizon < w)
+                    {
+                        self.seen.remove(&key);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Treats the input as complete: moves the watermark past every kept event, so each is
+    /// released as matched, unpaid or orphan. Later events older than that are late.
+    pub fn drain(&mut self, out: &mut JoinOutput) {
+        let config = self.config;
+        let booking_max = self
+            .bookings
+            .values()
+            .flatten()
+            .map(|b| booking_expiry(&config, booking_time(config.mode, &b.item)))
+            .max();
+        let payment_max = self
+            .payments
+            .values()
+            .flatten()
+            .map(|p| payment_expiry(&config, payment_time(config.mode, &p.item)))
+            .max();
+        if let Some(past) = booking_max.max(payment_max) {
+            self.floor = self.floor.max(Some(past + 1));
+        }
+        self.evict(out);
+    }
+
+    /// Bookings and payments still kept.
+    pub fn pending(&self) -> (usize, usize) {
+        (
+            self.bookings.values().map(Vec::len).sum(),
+            self.payments.values().map(Vec::len).sum(),
+        )
+    }
+}
+
+/// Removes and returns the items under `key` that `expired` says are done.
+fn take_expired<T>(
+    map: &mut HashMap<String, Vec<Pending<T>>>,
+    key: &str,
+    expired: impl Fn(&Pending<T>) -> bool,
+) -> Vec<Pending<T>> {
+    let Some(items) = map.get_mut(key) else {
+        return Vec::new();
+    };
+    let (done, kept): (Vec<_>, Vec<_>) = std::mem::take(items).into_iter().partition(expired);
+    if kept.is_empty() {
+        map.remove(key);
+    } else {
+        *items = kept;
+    }
+    done
+}
+
+/// The time a booking joins on: its booking_time, or its arrival in Stream Analytics mode.
+pub fn booking_time(mode: TimeMode, b: &BookingIn) -> Micros {
+    match mode {
+        TimeMode::EventTime => b.booking.booking_time.timestamp_micros(),
+        TimeMode::StreamAnalytics => b.arrival.at,
+    }
+}
+
+/// The time a payment joins on: its payment_time, or its arrival in Stream Analytics mode.
+pub fn payment_time(mode: TimeMode, p: &PaymentIn) -> Micros {
+    match mode {
+        TimeMode::EventTime => p.payment.payment_time.timestamp_micros(),
+        TimeMode::StreamAnalytics => p.arrival.at,
+    }
+}
+
+/// Whether a booking at `b` and a payment at `p` (join times) belong together.
+fn joins(config: &JoinConfig, b: Micros, p: Micros) -> bool {
+    match config.mode {
+        TimeMode::EventTime => (0..=config.window).contains(&(p - b)),
+        TimeMode::StreamAnalytics => {
+            (0..=2).contains(&(p.div_euclid(MINUTE) - b.div_euclid(MINUTE)))
+        }
+    }
+}
+
+/// The largest watermark at which a booking at `b` may still match: no event that is not late
+/// can be a matching payment once the watermark is past it.
+fn booking_expiry(config: &JoinConfig, b: Micros) -> Micros {
+    match config.mode {
+        TimeMode::EventTime => b + config.window,
+        TimeMode::StreamAnalytics => (b.div_euclid(MINUTE) + 3) * MINUTE - 1,
+    }
+}
+
+/// The largest watermark at which a payment at `p` may still match a booking yet to arrive.
+fn payment_expiry(config: &JoinConfig, p: Micros) -> Micros {
+    match config.mode {
+        TimeMode::EventTime => p,
+        TimeMode::StreamAnalytics => (p.div_euclid(MINUTE) + 1) * MINUTE - 1,
+    }
+}
+
+#[cfg(test)]
+#[path = "join_tests.rs"]
+mod tests;

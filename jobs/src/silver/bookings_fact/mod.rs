@@ -1,0 +1,3 @@
+//! `silver/bookings_fact`: bookings joined with their payments in event time, one row per seat.
+
+pub mod join;

@@ -1,0 +1,3 @@
+//! Silver: cleaned, joined, deduplicated tables.
+
+pub mod bookings_fact;
