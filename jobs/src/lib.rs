@@ -1,3 +1,80 @@
 //! The lakehouse jobs: Bronze to Silver, Silver to Gold.
+//!
+//! - [`silver::bookings_fact`]: the 2-minute bookings-payments join, exactly once.
 
 pub mod silver;
+
+use boxoffice_lake::{AppendError, LakeError};
+
+/// Why a job run stopped. A run that fails commits nothing more; rerunning resumes it.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// The lake could not be reached or a table opened.
+    #[error(transparent)]
+    Lake(#[from] LakeError),
+    /// Bronze could not be read as expected.
+    #[error("reading Bronze: {0}")]
+    Bronze(String),
+    /// Writing an output table failed.
+    #[error("writing {table}: {source}")]
+    Commit {
+        /// `layer.table`.
+        table: String,
+        /// What delta-rs said.
+        #[source]
+        source: Box<AppendError>,
+    },
+    /// Building an output batch failed (a bug, not bad input).
+    #[error("building {table} rows: {source}")]
+    Arrow {
+        /// `layer.table`.
+        table: String,
+        /// The Arrow error.
+        #[source]
+        source: deltalake::arrow::error::ArrowError,
+    },
+    /// An expectation with action `fail` found a row that breaks it; nothing was committed.
+    #[error(
+        "expectation {expectation} on {table} failed ({failed} rows break `{condition}`); nothing was committed. First offending row: {sample}"
+    )]
+    ExpectationFailed {
+        /// `layer.table`.
+        table: String,
+        /// Its name.
+        expectation: String,
+        /// Its SQL condition.
+        condition: String,
+        /// Rows that broke it.
+        failed: u64,
+        /// One of them, as JSON.
+        sample: String,
+    },
+    /// A checkpoint or plan could not be read or written.
+    #[error("{job} checkpoint: {detail}")]
+    Checkpoint {
+        /// The job.
+        job: &'static str,
+        /// What went wrong.
+        detail: String,
+    },
+    /// Another run planned the same batch first.
+    #[error("another run of {job} is planning batch {batch} at the same time; run one at a time")]
+    Concurrent {
+        /// The job.
+        job: &'static str,
+        /// The batch.
+        batch: u64,
+    },
+    /// The settings changed under batches already planned.
+    #[error(
+        "{job} batch {batch} was planned with other settings ({detail}); rerun with those settings to finish it, or start over on a new lake"
+    )]
+    SettingsChanged {
+        /// The job.
+        job: &'static str,
+        /// The batch.
+        batch: u64,
+        /// What differs.
+        detail: String,
+    },
+}

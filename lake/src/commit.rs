@@ -75,6 +75,35 @@ impl PartitionRows {
     }
 }
 
+/// Days since 1970-01-01, as Arrow's Date32 and Delta's `date` partition values count them.
+pub fn epoch_days(t: chrono::DateTime<chrono::Utc>) -> i32 {
+    let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
+    (t.date_naive() - epoch).num_days() as i32
+}
+
+/// Groups rows by a date partition column, in date order, keeping each group's rows in order.
+/// `build` turns one date's rows into a batch; the result is ready for [`append_once`].
+pub fn partitioned_by_date<T, E>(
+    column: &str,
+    rows: impl IntoIterator<Item = T>,
+    date: impl Fn(&T) -> i32,
+    build: impl Fn(&[T]) -> Result<RecordBatch, E>,
+) -> Result<Vec<PartitionRows>, E> {
+    let mut by_date: std::collections::BTreeMap<i32, Vec<T>> = std::collections::BTreeMap::new();
+    for row in rows {
+        by_date.entry(date(&row)).or_default().push(row);
+    }
+    by_date
+        .into_iter()
+        .map(|(days, rows)| {
+            Ok(PartitionRows {
+                batch: build(&rows)?,
+                values: vec![(column.to_string(), PartitionValue::Date(days))],
+            })
+        })
+        .collect()
+}
+
 /// Refreshes the table and returns the last version committed by `app_id`, if any.
 pub async fn committed_version(
     table: &mut DeltaTable,

@@ -5,9 +5,11 @@
 //! - [`commit`]: exactly-once appends through Delta application transactions.
 //! - [`inspect`]: versions, row counts and reader compatibility, for `boxoffice tables`.
 //! - [`read`]: a table's rows without a query engine (Bronze readers, tests).
+//! - [`files`]: plain files beside the tables (job plans and checkpoints).
 
 mod azurite;
 pub mod commit;
+pub mod files;
 pub mod inspect;
 pub mod layer;
 pub mod read;
@@ -16,8 +18,9 @@ pub mod target;
 
 pub use commit::{
     AppendError, AppendOutcome, PartitionRows, PartitionValue, append_after_check, append_once,
-    committed_version,
+    committed_version, epoch_days, partitioned_by_date,
 };
+pub use files::Files;
 pub use inspect::{TableInfo, TableState, compatibility_problems};
 pub use layer::Layer;
 pub use read::read_rows;

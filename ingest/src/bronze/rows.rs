@@ -1,11 +1,10 @@
 //! Arrow batches for the Bronze tables.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use boxoffice_events::Hub;
-use boxoffice_lake::{PartitionRows, PartitionValue};
-use chrono::{DateTime, NaiveDate, Utc};
+use boxoffice_lake::{PartitionRows, epoch_days, partitioned_by_date};
+use chrono::{DateTime, Utc};
 use deltalake::arrow::array::{
     ArrayRef, Date32Builder, Int32Builder, Int64Builder, RecordBatch, StringBuilder,
     TimestampMicrosecondBuilder,
@@ -52,12 +51,6 @@ fn utc_micros() -> TimestampMicrosecondBuilder {
     TimestampMicrosecondBuilder::new().with_timezone("UTC")
 }
 
-/// Days since the Unix epoch, as Arrow's Date32 counts them.
-fn epoch_days(t: DateTime<Utc>) -> i32 {
-    let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
-    (t.date_naive() - epoch).num_days() as i32
-}
-
 /// Batches for `bronze/<hub>_raw`, one per ingest date (nearly always just one), each tagged
 /// with its `ingest_date` partition value.
 pub fn raw_partitions(
@@ -66,22 +59,12 @@ pub fn raw_partitions(
     ingested_at: DateTime<Utc>,
     rows: &[&RawRow<'_>],
 ) -> Result<Vec<PartitionRows>, ArrowError> {
-    let mut by_date: BTreeMap<i32, Vec<&RawRow<'_>>> = BTreeMap::new();
-    for &r in rows {
-        by_date
-            .entry(epoch_days(r.event.enqueued_time))
-            .or_default()
-            .push(r);
-    }
-    by_date
-        .into_iter()
-        .map(|(days, rows)| {
-            Ok(PartitionRows {
-                batch: raw_batch(hub, partition_id, ingested_at, &rows)?,
-                values: vec![("ingest_date".to_string(), PartitionValue::Date(days))],
-            })
-        })
-        .collect()
+    partitioned_by_date(
+        "ingest_date",
+        rows.iter().copied(),
+        |r| epoch_days(r.event.enqueued_time),
+        |rows| raw_batch(hub, partition_id, ingested_at, rows),
+    )
 }
 
 /// A batch for `bronze/<hub>_raw`.

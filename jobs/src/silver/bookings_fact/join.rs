@@ -105,7 +105,8 @@ impl JoinEvent {
 }
 
 /// Which clock the join runs on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum TimeMode {
     /// booking_time and payment_time, with a window in seconds (the default).
     EventTime,
@@ -114,7 +115,7 @@ pub enum TimeMode {
 }
 
 /// Settings of the join.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct JoinConfig {
     /// Longest a payment may follow its booking (event-time mode).
     pub window: Micros,
@@ -176,6 +177,17 @@ pub struct JoinOutput {
     pub accepted: u64,
 }
 
+/// What the watermark is computed from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Marks {
+    /// Largest booking join time seen.
+    pub max_booking: Option<Micros>,
+    /// Largest payment join time seen.
+    pub max_payment: Option<Micros>,
+    /// Set by a drain.
+    pub floor: Option<Micros>,
+}
+
 /// A kept event and whether it has matched yet.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pending<T> {
@@ -226,6 +238,58 @@ impl JoinState {
             payments: HashMap::new(),
             seen: HashMap::new(),
             expiries: BinaryHeap::new(),
+        }
+    }
+
+    /// A state rebuilt from a checkpoint's parts.
+    pub fn restore(
+        config: JoinConfig,
+        marks: Marks,
+        bookings: Vec<Pending<BookingIn>>,
+        payments: Vec<Pending<PaymentIn>>,
+        seen: HashMap<String, Micros>,
+    ) -> Self {
+        let mut state = JoinState::new(config);
+        state.max_booking = marks.max_booking;
+        state.max_payment = marks.max_payment;
+        state.floor = marks.floor;
+        for b in bookings {
+            let time = booking_time(config.mode, &b.item);
+            let order = b.item.booking.order_id.clone();
+            state.expiries.push(Reverse((
+                booking_expiry(&config, time),
+                Kept::Booking,
+                order.clone(),
+            )));
+            state.bookings.entry(order).or_default().push(b);
+        }
+        for p in payments {
+            let time = payment_time(config.mode, &p.item);
+            let order = p.item.payment.order_id.clone();
+            state.expiries.push(Reverse((
+                payment_expiry(&config, time),
+                Kept::Payment,
+                order.clone(),
+            )));
+            state.payments.entry(order).or_default().push(p);
+        }
+        for (uid, time) in &seen {
+            state.expiries.push(Reverse((
+                time + config.dedup_horizon,
+                Kept::Uid,
+                uid.clone(),
+            )));
+        }
+        state.seen = seen;
+        state
+    }
+
+    /// The watermark's inputs, for a checkpoint.
+    pub fn marks(&self) -> Marks {
+        Marks {
+            max_booking: self.max_booking,
+            max_payment: self.max_payment,
+            floor: self.floor,
         }
     }
 

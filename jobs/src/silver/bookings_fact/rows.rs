@@ -1,0 +1,335 @@
+//! Arrow rows for the tables the join writes: one fact row per seat per match, one unpaid row per
+//! booking, one orphan row per payment, one late row per event.
+
+use std::sync::Arc;
+
+use boxoffice_lake::{PartitionRows, TableDef, epoch_days, partitioned_by_date};
+use chrono::{DateTime, Utc};
+use deltalake::arrow::array::{
+    ArrayRef, Date32Builder, Float64Builder, Int32Builder, Int64Builder, RecordBatch,
+    StringBuilder, TimestampMicrosecondBuilder,
+};
+use deltalake::arrow::error::ArrowError;
+
+use super::join::{BookingIn, JoinEvent, Late, Match, PaymentIn};
+use crate::silver::derive::{day_of_week, event_category, hour, payment_type};
+use crate::silver::tables::{BOOKINGS_FACT, LATE_EVENTS, ORPHAN_PAYMENTS, UNPAID_BOOKINGS};
+
+/// Silver rows from the event stream (batch-loaded sales say `batch`).
+pub const SOURCE_STREAM: &str = "stream";
+
+fn micros(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+fn utc() -> TimestampMicrosecondBuilder {
+    TimestampMicrosecondBuilder::new().with_timezone("UTC")
+}
+
+fn batch(def: &TableDef, columns: Vec<ArrayRef>) -> Result<RecordBatch, ArrowError> {
+    RecordBatch::try_new(def.arrow_schema(), columns)
+}
+
+/// `silver/bookings_fact` rows for `matches`, partitioned by booking date.
+pub fn fact_rows(
+    matches: &[Match],
+    processed_at: DateTime<Utc>,
+) -> Result<Vec<PartitionRows>, ArrowError> {
+    partitioned_by_date(
+        "booking_date",
+        matches.iter(),
+        |m| epoch_days(m.booking.booking.booking_time),
+        |ms| fact_batch(ms, processed_at),
+    )
+}
+
+fn fact_batch(matches: &[&Match], processed_at: DateTime<Utc>) -> Result<RecordBatch, ArrowError> {
+    let n: usize = matches
+        .iter()
+        .map(|m| m.booking.booking.event_details.seats.len())
+        .sum();
+    let text = || StringBuilder::with_capacity(n, n * 16);
+    let (mut order_id, mut customer_id, mut customer_name, mut customer_email) =
+        (text(), text(), text(), text());
+    let (mut event_id, mut event_name, mut event_location, mut seat_number) =
+        (text(), text(), text(), text());
+    let (mut category, mut day, mut payment_id, mut method, mut ptype) =
+        (text(), text(), text(), text(), text());
+    let (mut status, mut currency, mut channel, mut city, mut source, mut b_uid, mut p_uid) =
+        (text(), text(), text(), text(), text(), text(), text());
+    let (mut booking_time, mut payment_time, mut b_arrival, mut p_arrival, mut processed) =
+        (utc(), utc(), utc(), utc(), utc());
+    let (mut seat_price, mut amount) = (
+        Float64Builder::with_capacity(n),
+        Float64Builder::with_capacity(n),
+    );
+    let (mut booking_hour, mut version) = (
+        Int32Builder::with_capacity(n),
+        Int32Builder::with_capacity(n),
+    );
+    let mut booking_date = Date32Builder::with_capacity(n);
+    for m in matches {
+        let (b, p) = (&m.booking.booking, &m.payment.payment);
+        let d = &b.event_details;
+        for seat in &d.seats {
+            order_id.append_value(&b.order_id);
+            booking_time.append_value(micros(b.booking_time));
+            customer_id.append_value(&b.customer.customer_id);
+            customer_name.append_value(&b.customer.name);
+            customer_email.append_value(&b.customer.email);
+            event_id.append_value(&d.event_id);
+            event_name.append_value(&d.event_name);
+            event_location.append_value(&d.event_location);
+            seat_number.append_value(&seat.seat_number);
+            seat_price.append_value(seat.price);
+            category.append_value(event_category(&d.event_name));
+            day.append_value(day_of_week(b.booking_time));
+            booking_hour.append_value(hour(b.booking_time));
+            payment_id.append_value(&p.payment_id);
+            payment_time.append_value(micros(p.payment_time));
+            amount.append_value(p.amount);
+            method.append_value(p.payment_method.as_str());
+            ptype.append_value(payment_type(p.payment_method));
+            b_arrival.append_value(m.booking.arrival.at);
+            p_arrival.append_value(m.payment.arrival.at);
+            status.append_value(p.payment_status.as_str());
+            currency.append_option(p.currency.as_deref().or(b.currency.as_deref()));
+            channel.append_option(b.channel.as_deref());
+            city.append_option(d.city.as_deref());
+            version.append_value(b.schema_version.number());
+            source.append_value(SOURCE_STREAM);
+            b_uid.append_value(&m.booking.uid);
+            p_uid.append_value(&m.payment.uid);
+            processed.append_value(micros(processed_at));
+            booking_date.append_value(epoch_days(b.booking_time));
+        }
+    }
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(order_id.finish()),
+        Arc::new(booking_time.finish()),
+        Arc::new(customer_id.finish()),
+        Arc::new(customer_name.finish()),
+        Arc::new(customer_email.finish()),
+        Arc::new(event_id.finish()),
+        Arc::new(event_name.finish()),
+        Arc::new(event_location.finish()),
+        Arc::new(seat_number.finish()),
+        Arc::new(seat_price.finish()),
+        Arc::new(category.finish()),
+        Arc::new(day.finish()),
+        Arc::new(booking_hour.finish()),
+        Arc::new(payment_id.finish()),
+        Arc::new(payment_time.finish()),
+        Arc::new(amount.finish()),
+        Arc::new(method.finish()),
+        Arc::new(ptype.finish()),
+        Arc::new(b_arrival.finish()),
+        Arc::new(p_arrival.finish()),
+        Arc::new(status.finish()),
+        Arc::new(currency.finish()),
+        Arc::new(channel.finish()),
+        Arc::new(city.finish()),
+        Arc::new(version.finish()),
+        Arc::new(source.finish()),
+        Arc::new(b_uid.finish()),
+        Arc::new(p_uid.finish()),
+        Arc::new(processed.finish()),
+        Arc::new(booking_date.finish()),
+    ];
+    batch(&BOOKINGS_FACT, columns)
+}
+
+/// `silver/unpaid_bookings` rows, partitioned by booking date.
+pub fn unpaid_rows(
+    bookings: &[Arc<BookingIn>],
+    processed_at: DateTime<Utc>,
+) -> Result<Vec<PartitionRows>, ArrowError> {
+    partitioned_by_date(
+        "booking_date",
+        bookings.iter(),
+        |b| epoch_days(b.booking.booking_time),
+        |bs| unpaid_batch(bs, processed_at),
+    )
+}
+
+fn unpaid_batch(
+    bookings: &[&Arc<BookingIn>],
+    processed_at: DateTime<Utc>,
+) -> Result<RecordBatch, ArrowError> {
+    let mut s: Vec<StringBuilder> = (0..13).map(|_| StringBuilder::new()).collect();
+    let (mut booking_time, mut arrival, mut processed) = (utc(), utc(), utc());
+    let (mut seats, mut hour_col, mut version) = (
+        Int32Builder::new(),
+        Int32Builder::new(),
+        Int32Builder::new(),
+    );
+    let mut total = Float64Builder::new();
+    let mut date = Date32Builder::new();
+    for item in bookings {
+        let b = &item.booking;
+        let d = &b.event_details;
+        let numbers: Vec<&str> = d.seats.iter().map(|s| s.seat_number.as_str()).collect();
+        s[0].append_value(&b.order_id);
+        booking_time.append_value(micros(b.booking_time));
+        s[1].append_value(&b.customer.customer_id);
+        s[2].append_value(&b.customer.name);
+        s[3].append_value(&b.customer.email);
+        s[4].append_value(&d.event_id);
+        s[5].append_value(&d.event_name);
+        s[6].append_value(event_category(&d.event_name));
+        seats.append_value(d.seats.len() as i32);
+        s[7].append_value(numbers.join(","));
+        total.append_value(d.seats.iter().map(|s| s.price).sum());
+        s[8].append_value(day_of_week(b.booking_time));
+        hour_col.append_value(hour(b.booking_time));
+        arrival.append_value(item.arrival.at);
+        s[9].append_option(b.channel.as_deref());
+        s[10].append_option(d.city.as_deref());
+        s[11].append_option(b.currency.as_deref());
+        version.append_value(b.schema_version.number());
+        s[12].append_value(&item.uid);
+        processed.append_value(micros(processed_at));
+        date.append_value(epoch_days(b.booking_time));
+    }
+    let mut s = s.into_iter().map(|mut b| Arc::new(b.finish()) as ArrayRef);
+    let mut next = || {
+        s.next()
+            .unwrap_or_else(|| unreachable!("13 string columns"))
+    };
+    let columns: Vec<ArrayRef> = vec![
+        next(),
+        Arc::new(booking_time.finish()),
+        next(),
+        next(),
+        next(),
+        next(),
+        next(),
+        next(),
+        Arc::new(seats.finish()),
+        next(),
+        Arc::new(total.finish()),
+        next(),
+        Arc::new(hour_col.finish()),
+        Arc::new(arrival.finish()),
+        next(),
+        next(),
+        next(),
+        Arc::new(version.finish()),
+        next(),
+        Arc::new(processed.finish()),
+        Arc::new(date.finish()),
+    ];
+    batch(&UNPAID_BOOKINGS, columns)
+}
+
+/// `silver/orphan_payments` rows, partitioned by payment date.
+pub fn orphan_rows(
+    payments: &[Arc<PaymentIn>],
+    processed_at: DateTime<Utc>,
+) -> Result<Vec<PartitionRows>, ArrowError> {
+    partitioned_by_date(
+        "payment_date",
+        payments.iter(),
+        |p| epoch_days(p.payment.payment_time),
+        |ps| orphan_batch(ps, processed_at),
+    )
+}
+
+fn orphan_batch(
+    payments: &[&Arc<PaymentIn>],
+    processed_at: DateTime<Utc>,
+) -> Result<RecordBatch, ArrowError> {
+    let (mut payment_id, mut order_id, mut method, mut ptype, mut status, mut currency, mut uid) = (
+        StringBuilder::new(),
+        StringBuilder::new(),
+        StringBuilder::new(),
+        StringBuilder::new(),
+        StringBuilder::new(),
+        StringBuilder::new(),
+        StringBuilder::new(),
+    );
+    let (mut payment_time, mut arrival, mut processed) = (utc(), utc(), utc());
+    let (mut amount, mut fee) = (Float64Builder::new(), Float64Builder::new());
+    let mut version = Int32Builder::new();
+    let mut date = Date32Builder::new();
+    for item in payments {
+        let p = &item.payment;
+        payment_id.append_value(&p.payment_id);
+        order_id.append_value(&p.order_id);
+        payment_time.append_value(micros(p.payment_time));
+        amount.append_value(p.amount);
+        method.append_value(p.payment_method.as_str());
+        ptype.append_value(payment_type(p.payment_method));
+        status.append_value(p.payment_status.as_str());
+        currency.append_option(p.currency.as_deref());
+        fee.append_option(p.fee);
+        arrival.append_value(item.arrival.at);
+        version.append_value(p.schema_version.number());
+        uid.append_value(&item.uid);
+        processed.append_value(micros(processed_at));
+        date.append_value(epoch_days(p.payment_time));
+    }
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(payment_id.finish()),
+        Arc::new(order_id.finish()),
+        Arc::new(payment_time.finish()),
+        Arc::new(amount.finish()),
+        Arc::new(method.finish()),
+        Arc::new(ptype.finish()),
+        Arc::new(status.finish()),
+        Arc::new(currency.finish()),
+        Arc::new(fee.finish()),
+        Arc::new(arrival.finish()),
+        Arc::new(version.finish()),
+        Arc::new(uid.finish()),
+        Arc::new(processed.finish()),
+        Arc::new(date.finish()),
+    ];
+    batch(&ORPHAN_PAYMENTS, columns)
+}
+
+/// `silver/late_events` rows (one unpartitioned batch).
+pub fn late_rows(late: &[Late], processed_at: DateTime<Utc>) -> Result<RecordBatch, ArrowError> {
+    let (mut hub, mut uid, mut order, mut body) = (
+        StringBuilder::new(),
+        StringBuilder::new(),
+        StringBuilder::new(),
+        StringBuilder::new(),
+    );
+    let (mut event_time, mut arrival, mut watermark, mut processed) = (utc(), utc(), utc(), utc());
+    let mut behind = Float64Builder::new();
+    let mut partition = Int32Builder::new();
+    let mut sequence = Int64Builder::new();
+    for l in late {
+        let (hub_name, order_id, item_body) = match &l.event {
+            JoinEvent::Booking(b) => ("bookings", &b.booking.order_id, &b.body),
+            JoinEvent::Payment(p) => ("payments", &p.payment.order_id, &p.body),
+        };
+        let key = l.event.arrival();
+        hub.append_value(hub_name);
+        uid.append_value(l.event.uid());
+        order.append_value(order_id);
+        event_time.append_value(l.event.event_time());
+        arrival.append_value(key.at);
+        watermark.append_value(l.watermark);
+        behind.append_value((l.watermark - l.event.event_time()) as f64 / 1e6);
+        partition.append_value(key.partition);
+        sequence.append_value(key.sequence);
+        body.append_value(item_body.as_ref());
+        processed.append_value(micros(processed_at));
+    }
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(hub.finish()),
+        Arc::new(uid.finish()),
+        Arc::new(order.finish()),
+        Arc::new(event_time.finish()),
+        Arc::new(arrival.finish()),
+        Arc::new(watermark.finish()),
+        Arc::new(behind.finish()),
+        Arc::new(partition.finish()),
+        Arc::new(sequence.finish()),
+        Arc::new(body.finish()),
+        Arc::new(processed.finish()),
+    ];
+    batch(&LATE_EVENTS, columns)
+}
