@@ -1,7 +1,10 @@
 //! The lakehouse jobs: Bronze to Silver, Silver to Gold.
 //!
 //! - [`silver::bookings_fact`]: the 2-minute bookings-payments join, exactly once.
+//! - [`gold`]: aggregates refreshed from what changed in Silver.
 
+pub mod expectations;
+pub mod gold;
 pub mod silver;
 
 use boxoffice_lake::{AppendError, LakeError};
@@ -12,6 +15,9 @@ pub enum JobError {
     /// The lake could not be reached or a table opened.
     #[error(transparent)]
     Lake(#[from] LakeError),
+    /// A Gold refresh failed (reading Silver, its query, or its table).
+    #[error("Gold refresh, {0}")]
+    Gold(String),
     /// Bronze could not be read as expected.
     #[error("reading Bronze: {0}")]
     Bronze(String),
@@ -77,4 +83,14 @@ pub enum JobError {
         /// What differs.
         detail: String,
     },
+}
+
+/// Fault injection for the crash tests (and for anyone who wants to see recovery work): when the
+/// environment variable `BOXOFFICE_CRASH_AT` names this point, the process aborts right here, as
+/// a power cut or an OOM kill would, with nothing flushed or cleaned up.
+pub fn crash_point(point: &str) {
+    if std::env::var("BOXOFFICE_CRASH_AT").is_ok_and(|p| p == point) {
+        eprintln!("BOXOFFICE_CRASH_AT={point}: aborting the process");
+        std::process::abort();
+    }
 }

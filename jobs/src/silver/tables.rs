@@ -4,7 +4,7 @@ use boxoffice_lake::{Layer, TableDef, column, utc_timestamp};
 use deltalake::arrow::datatypes::{DataType, Schema};
 
 fn bookings_fact_schema() -> Schema {
-    use DataType::{Date32, Float64, Int32, Utf8};
+    use DataType::{Boolean, Date32, Float64, Int32, Utf8};
     let ts = utc_timestamp;
     Schema::new(vec![
         // The demos' Synapse columns, in their order.
@@ -37,6 +37,12 @@ fn bookings_fact_schema() -> Schema {
         column("source", Utf8, false),
         column("booking_event_uid", Utf8, true),
         column("payment_event_uid", Utf8, true),
+        // Where Gold counts each thing once: the booking's first match (the order), the
+        // payment's first match (the attempt and its amount), the booking's first successful
+        // payment (the seats sold). Every seat row of that match carries the flag.
+        column("is_first_booking_match", Boolean, false),
+        column("is_first_payment_match", Boolean, false),
+        column("is_sale", Boolean, false),
         column("processed_at", ts(), false),
         column("booking_date", Date32, false),
     ])

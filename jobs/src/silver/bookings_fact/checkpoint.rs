@@ -64,6 +64,7 @@ fn schema() -> Arc<Schema> {
         Field::new("body", DataType::Utf8, true),
         Field::new("matched", DataType::Boolean, true),
         Field::new("time", DataType::Int64, true),
+        Field::new("paid", DataType::Boolean, true),
     ]))
 }
 
@@ -78,10 +79,12 @@ struct Columns {
     body: StringBuilder,
     matched: BooleanBuilder,
     time: Int64Builder,
+    paid: BooleanBuilder,
 }
 
 impl Columns {
-    fn event(&mut self, kind: u8, uid: &str, key: ArrivalKey, body: &str, matched: bool) {
+    fn event(&mut self, kind: u8, uid: &str, key: ArrivalKey, body: &str, flags: (bool, bool)) {
+        let (matched, paid) = flags;
         self.kind.append_value(kind);
         self.uid.append_value(uid);
         self.arrival.append_value(key.at);
@@ -91,6 +94,7 @@ impl Columns {
         self.body.append_value(body);
         self.matched.append_value(matched);
         self.time.append_null();
+        self.paid.append_value(paid);
     }
 
     fn uid(&mut self, uid: &str, time: Micros) {
@@ -103,6 +107,7 @@ impl Columns {
         self.body.append_null();
         self.matched.append_null();
         self.time.append_value(time);
+        self.paid.append_null();
     }
 
     fn finish(mut self) -> Vec<ArrayRef> {
@@ -116,6 +121,7 @@ impl Columns {
             Arc::new(self.body.finish()),
             Arc::new(self.matched.finish()),
             Arc::new(self.time.finish()),
+            Arc::new(self.paid.finish()),
         ]
     }
 }
@@ -129,7 +135,7 @@ pub fn encode(batch: u64, positions: &Positions, state: &JoinState) -> Result<By
             &b.item.uid,
             b.item.arrival,
             &b.item.body,
-            b.matched,
+            (b.matched, b.paid),
         );
     }
     for p in state.payments.values().flatten() {
@@ -138,7 +144,7 @@ pub fn encode(batch: u64, positions: &Positions, state: &JoinState) -> Result<By
             &p.item.uid,
             p.item.arrival,
             &p.item.body,
-            p.matched,
+            (p.matched, false),
         );
     }
     for (uid, time) in &state.seen {
@@ -174,6 +180,9 @@ pub fn decode(bytes: Bytes) -> Result<Checkpoint, String> {
     let (mut bookings, mut payments, mut seen) = (Vec::new(), Vec::new(), HashMap::new());
     for batch in builder.build().map_err(|e| e.to_string())? {
         let batch = batch.map_err(|e| e.to_string())?;
+        if batch.schema().fields() != schema().fields() {
+            return Err("the checkpoint was written by another version of boxoffice".into());
+        }
         read_rows(&batch, &mut bookings, &mut payments, &mut seen)?;
     }
     Ok(Checkpoint {
@@ -199,6 +208,7 @@ fn read_rows(
     let body = col(6).as_string::<i32>();
     let matched = col(7).as_boolean();
     let time = col(8).as_primitive::<Int64Type>();
+    let paid = col(9).as_boolean();
     for i in 0..batch.num_rows() {
         if kind.value(i) == KIND_UID {
             seen.insert(uid.value(i).to_string(), time.value(i));
@@ -229,6 +239,7 @@ fn read_rows(
                     body: text,
                 }),
                 matched: matched.value(i),
+                paid: paid.value(i),
             }),
             Event::Payment(payment) => payments.push(Pending {
                 item: Arc::new(PaymentIn {
@@ -238,6 +249,7 @@ fn read_rows(
                     body: text,
                 }),
                 matched: matched.value(i),
+                paid: false,
             }),
         }
     }

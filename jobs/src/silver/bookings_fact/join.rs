@@ -22,7 +22,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::sync::Arc;
 
-use boxoffice_events::model::{Booking, Payment};
+use boxoffice_events::model::{Booking, Payment, PaymentStatus};
 
 /// Microseconds since the Unix epoch (UTC), the unit of every time here.
 pub type Micros = i64;
@@ -149,6 +149,12 @@ pub struct Match {
     pub booking: Arc<BookingIn>,
     /// The payment.
     pub payment: Arc<PaymentIn>,
+    /// The booking's first match: Gold counts the order here, once.
+    pub first_for_booking: bool,
+    /// The payment's first match: Gold counts the attempt and its amount here, once.
+    pub first_for_payment: bool,
+    /// The booking's first successful payment: its seats are sold here, once.
+    pub sale: bool,
 }
 
 /// An event that arrived behind the watermark.
@@ -195,6 +201,8 @@ pub struct Pending<T> {
     pub item: Arc<T>,
     /// Whether it has matched at least once.
     pub matched: bool,
+    /// Whether it has matched a successful payment (bookings only).
+    pub paid: bool,
 }
 
 /// Everything the join remembers between events (and, checkpointed, between runs).
@@ -363,16 +371,21 @@ impl JoinState {
     }
 
     fn add_booking(&mut self, b: Arc<BookingIn>, time: Micros, out: &mut JoinOutput) {
-        let mut matched = false;
+        let (mut matched, mut paid) = (false, false);
         if let Some(payments) = self.payments.get_mut(&b.booking.order_id) {
             for p in payments.iter_mut() {
                 if joins(&self.config, time, payment_time(self.config.mode, &p.item)) {
-                    p.matched = true;
-                    matched = true;
+                    let sale = !paid && p.item.payment.payment_status == PaymentStatus::Success;
                     out.matches.push(Match {
                         booking: Arc::clone(&b),
                         payment: Arc::clone(&p.item),
+                        first_for_booking: !matched,
+                        first_for_payment: !p.matched,
+                        sale,
                     });
+                    p.matched = true;
+                    matched = true;
+                    paid |= sale;
                 }
             }
         }
@@ -383,20 +396,30 @@ impl JoinState {
         self.bookings
             .entry(order)
             .or_default()
-            .push(Pending { item: b, matched });
+            .push(Pending {
+                item: b,
+                matched,
+                paid,
+            });
     }
 
     fn add_payment(&mut self, p: Arc<PaymentIn>, time: Micros, out: &mut JoinOutput) {
         let mut matched = false;
+        let success = p.payment.payment_status == PaymentStatus::Success;
         if let Some(bookings) = self.bookings.get_mut(&p.payment.order_id) {
             for b in bookings.iter_mut() {
                 if joins(&self.config, booking_time(self.config.mode, &b.item), time) {
-                    b.matched = true;
-                    matched = true;
+                    let sale = success && !b.paid;
                     out.matches.push(Match {
                         booking: Arc::clone(&b.item),
                         payment: Arc::clone(&p),
+                        first_for_booking: !b.matched,
+                        first_for_payment: !matched,
+                        sale,
                     });
+                    b.matched = true;
+                    b.paid |= sale;
+                    matched = true;
                 }
             }
         }
@@ -407,7 +430,11 @@ impl JoinState {
         self.payments
             .entry(order)
             .or_default()
-            .push(Pending { item: p, matched });
+            .push(Pending {
+                item: p,
+                matched,
+                paid: false,
+            });
     }
 
     /// Releases everything the watermark has passed: unmatched bookings as unpaid, unmatched

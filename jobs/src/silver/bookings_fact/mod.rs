@@ -1,6 +1,531 @@
-//! `silver/bookings_fact`: bookings joined with their payments in event time, one row per seat.
+//! `silver/bookings_fact`: bookings joined with their payments in event time, one row per seat,
+//! exactly once, with unpaid bookings, orphan payments and late events beside it.
+//!
+//! A run plans batches of Bronze events ([`input`]), feeds them to the join ([`join`]) and writes
+//! its outputs ([`rows`]). Exactly once (ARCHITECTURE.md section 6):
+//!
+//! 1. Before a batch is processed its plan (the Bronze ranges it takes) is written, create-only,
+//!    to `_system/jobs/bookings_fact/plans/`.
+//! 2. Each output table's commit carries the application transaction
+//!    `("bookings_fact:<table>", batch)`; a table that already has it is skipped.
+//! 3. The join's state is checkpointed with the batch it follows ([`checkpoint`]).
+//!
+//! After a crash anywhere, a run loads the latest checkpoint and processes again every batch
+//! planned after it, from its plan: the same events give the same rows, tables that committed
+//! them are skipped, the others are completed.
 
 pub mod checkpoint;
 pub mod input;
 pub mod join;
 pub mod rows;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use boxoffice_events::model::Hub;
+use boxoffice_events::{Event, validate};
+use boxoffice_ingest::bronze::{QUARANTINE, QuarantineRow, quarantine_batch};
+use boxoffice_lake::{
+    AppendOutcome, Files, Lake, Layer, PartitionRows, TableDef, append_once,
+};
+use bytes::Bytes;
+use chrono::{DateTime, TimeZone, Utc};
+use deltalake::DeltaTable;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::JobError;
+use crate::expectations::{Action, Expectation, ExpectationResult, Expectations};
+use crate::silver::tables::{
+    BOOKINGS_FACT, EXPECTATIONS, LATE_EVENTS, ORPHAN_PAYMENTS, UNPAID_BOOKINGS,
+};
+use input::{BOOKINGS, PAYMENTS, PartitionId, Positions, Range};
+use join::{BookingIn, JoinConfig, JoinEvent, JoinOutput, JoinState, Micros, PaymentIn};
+
+/// The job's name: in plans, checkpoints, app ids and `_system` tables.
+pub const JOB: &str = "bookings_fact";
+
+/// How the job runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// The join's settings.
+    pub join: JoinConfig,
+    /// Partitions per hub in Bronze (each must have landed something before events are taken).
+    pub partitions_per_hub: u32,
+    /// Most events per batch (bounds memory; a run processes as many batches as needed).
+    pub max_events: usize,
+    /// Checkpoint the state every this many batches (and at the end of every run).
+    pub checkpoint_every: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            join: JoinConfig::default(),
+            partitions_per_hub: 2,
+            max_events: 500_000,
+            checkpoint_every: 50,
+        }
+    }
+}
+
+/// The expectations declared on `silver/bookings_fact` (actions and conditions can be changed,
+/// and more added, under `[expectations.bookings_fact]` in boxoffice.toml).
+pub fn declared_expectations(join: &JoinConfig) -> Vec<Expectation> {
+    let window = join.window / 1_000_000;
+    let future = join.max_future / 1_000_000;
+    let e = |name: &str, condition: String, action| Expectation {
+        name: name.to_string(),
+        condition,
+        action,
+    };
+    vec![
+        e(
+            "order_id_present",
+            "order_id IS NOT NULL AND length(trim(order_id)) > 0".into(),
+            Action::Fail,
+        ),
+        e("seat_price_positive", "seat_price > 0".into(), Action::Drop),
+        e("amount_not_negative", "amount >= 0".into(), Action::Drop),
+        e(
+            "booking_time_not_in_future",
+            format!("booking_time <= booking_event_time + INTERVAL '{future} seconds'"),
+            Action::Drop,
+        ),
+        e(
+            "email_well_formed",
+            // Something, an @, a domain with a dot, no spaces; no backslashes, so no SQL dialect
+            // question of how they are read.
+            "customer_email ~ '^[^@ ]+@[^@ ]+[.][^@ ]+$'".into(),
+            Action::Warn,
+        ),
+        e(
+            "payment_within_join_window",
+            format!(
+                "payment_time >= booking_time AND payment_time <= booking_time + INTERVAL '{window} seconds'"
+            ),
+            Action::Warn,
+        ),
+    ]
+}
+
+/// A batch's plan, written before it is processed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    /// Its number, from 1.
+    pub batch: u64,
+    /// The Bronze ranges it takes.
+    pub ranges: Vec<Range>,
+    /// Whether it ends with a drain (the input treated as complete).
+    pub drain: bool,
+    /// The join settings it was planned with.
+    pub join: JoinConfig,
+}
+
+/// What one batch did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BatchReport {
+    /// The batch.
+    pub batch: u64,
+    /// Bronze events read.
+    pub events: u64,
+    /// Fact rows written (one per seat per match).
+    pub fact_rows: u64,
+    /// Matches (booking-payment pairs).
+    pub matches: u64,
+    /// Bookings released as unpaid.
+    pub unpaid: u64,
+    /// Payments released as orphans.
+    pub orphans: u64,
+    /// Late events.
+    pub late: u64,
+    /// Duplicates dropped.
+    pub duplicates: u64,
+    /// Rows sent to quarantine (unparseable events, rows dropped by expectations).
+    pub quarantined: u64,
+    /// Expectation counts.
+    pub expectations: Vec<ExpectationResult>,
+    /// Whether it was a batch planned before a crash, processed again.
+    pub replayed: bool,
+    /// For each match, when its later event arrived (enqueued time, microseconds): the moment
+    /// the match became knowable, from which freshness is measured.
+    pub match_arrivals: Vec<Micros>,
+}
+
+/// The job, with its state loaded.
+pub struct BookingsFact {
+    lake: Lake,
+    settings: Settings,
+    expectations: Expectations,
+    files: Files,
+    batch: u64,
+    checkpointed: u64,
+    positions: Positions,
+    state: JoinState,
+    tables: HashMap<&'static str, DeltaTable>,
+}
+
+fn checkpoint_name(batch: u64) -> String {
+    format!("state/{batch:020}.parquet")
+}
+
+fn plan_name(batch: u64) -> String {
+    format!("plans/{batch:020}.json")
+}
+
+fn batch_of(name: &str) -> Option<u64> {
+    name.rsplit('/')
+        .next()?
+        .split('.')
+        .next()?
+        .parse()
+        .ok()
+}
+
+fn checkpoint_error(detail: impl std::fmt::Display) -> JobError {
+    JobError::Checkpoint {
+        job: JOB,
+        detail: detail.to_string(),
+    }
+}
+
+impl BookingsFact {
+    /// Loads the latest checkpoint and finishes any batch planned after it (crash recovery).
+    pub async fn open(
+        lake: &Lake,
+        settings: Settings,
+        expectations: Expectations,
+    ) -> Result<(BookingsFact, Vec<BatchReport>), JobError> {
+        let files = lake.files(Layer::System, &format!("jobs/{JOB}"))?;
+        let mut job = BookingsFact {
+            lake: lake.clone(),
+            state: JoinState::new(settings.join),
+            settings,
+            expectations,
+            files,
+            batch: 0,
+            checkpointed: 0,
+            positions: Positions::new(),
+            tables: HashMap::new(),
+        };
+        if let Some(name) = job.files.list("state/").await?.pop() {
+            let bytes = job
+                .files
+                .get(&name)
+                .await?
+                .ok_or_else(|| checkpoint_error(format!("{name} vanished")))?;
+            let loaded = checkpoint::decode(bytes).map_err(checkpoint_error)?;
+            job.check_settings(loaded.batch, loaded.state.config())?;
+            job.batch = loaded.batch;
+            job.checkpointed = loaded.batch;
+            job.positions = loaded.positions;
+            job.state = loaded.state;
+        }
+        let mut replayed = Vec::new();
+        for name in job.files.list("plans/").await? {
+            let Some(batch) = batch_of(&name).filter(|b| *b > job.batch) else {
+                continue;
+            };
+            let plan: Plan = match job.files.get(&name).await? {
+                Some(bytes) => serde_json::from_slice(&bytes).map_err(checkpoint_error)?,
+                None => continue,
+            };
+            if plan.batch != batch || batch != job.batch + 1 {
+                return Err(checkpoint_error(format!(
+                    "plan {name} does not follow batch {}",
+                    job.batch
+                )));
+            }
+            job.check_settings(batch, &plan.join)?;
+            tracing::info!(batch, "finishing a batch planned before the last stop");
+            let landed = input::scan(&job.lake, &job.positions).await?;
+            let mut report = job.process(&plan, &landed).await?;
+            report.replayed = true;
+            replayed.push(report);
+        }
+        if !replayed.is_empty() {
+            job.checkpoint().await?;
+        }
+        Ok((job, replayed))
+    }
+
+    fn check_settings(&self, batch: u64, planned: &JoinConfig) -> Result<(), JobError> {
+        if *planned != self.settings.join {
+            return Err(JobError::SettingsChanged {
+                job: JOB,
+                batch,
+                detail: format!("planned with {planned:?}, now {:?}", self.settings.join),
+            });
+        }
+        Ok(())
+    }
+
+    /// The last batch processed.
+    pub fn batch(&self) -> u64 {
+        self.batch
+    }
+
+    /// The join's current watermark.
+    pub fn watermark(&self) -> Option<DateTime<Utc>> {
+        self.state
+            .watermark()
+            .and_then(|w| Utc.timestamp_micros(w).single())
+    }
+
+    /// Bookings and payments still waiting for a match.
+    pub fn pending(&self) -> (usize, usize) {
+        self.state.pending()
+    }
+
+    /// Processes everything that landed (batch by batch); with `drain`, treats it as complete.
+    /// Checkpoints at the end.
+    pub async fn run(&mut self, drain: bool) -> Result<Vec<BatchReport>, JobError> {
+        let mut reports = Vec::new();
+        let expected: Vec<PartitionId> = [BOOKINGS, PAYMENTS]
+            .into_iter()
+            .flat_map(|hub| {
+                (0..self.settings.partitions_per_hub as i32)
+                    .map(move |partition| PartitionId { hub, partition })
+            })
+            .collect();
+        loop {
+            let landed = input::scan(&self.lake, &self.positions).await?;
+            let (ranges, all) = input::plan(
+                &landed,
+                &self.positions,
+                &expected,
+                self.settings.max_events,
+                drain,
+            );
+            let finishing = drain && all;
+            if ranges.is_empty() && !finishing {
+                break;
+            }
+            let plan = Plan {
+                batch: self.batch + 1,
+                ranges,
+                drain: finishing,
+                join: self.settings.join,
+            };
+            let text = serde_json::to_vec(&plan).map_err(checkpoint_error)?;
+            if !self
+                .files
+                .put_new(&plan_name(plan.batch), Bytes::from(text))
+                .await?
+            {
+                return Err(JobError::Concurrent {
+                    job: JOB,
+                    batch: plan.batch,
+                });
+            }
+            let empty = plan.ranges.is_empty();
+            reports.push(self.process(&plan, &landed).await?);
+            if self.batch - self.checkpointed >= self.settings.checkpoint_every {
+                self.checkpoint().await?;
+            }
+            if finishing || empty {
+                break;
+            }
+        }
+        if self.batch > self.checkpointed {
+            self.checkpoint().await?;
+        }
+        Ok(reports)
+    }
+
+    /// Writes the state after the current batch, then forgets older checkpoints and plans.
+    pub async fn checkpoint(&mut self) -> Result<(), JobError> {
+        crate::crash_point(&format!("{JOB}:before-checkpoint:{}", self.batch));
+        let bytes =
+            checkpoint::encode(self.batch, &self.positions, &self.state).map_err(checkpoint_error)?;
+        self.files.put(&checkpoint_name(self.batch), bytes).await?;
+        for name in self.files.list("state/").await? {
+            if batch_of(&name).is_some_and(|b| b < self.batch) {
+                self.files.delete(&name).await?;
+            }
+        }
+        for name in self.files.list("plans/").await? {
+            if batch_of(&name).is_some_and(|b| b <= self.batch) {
+                self.files.delete(&name).await?;
+            }
+        }
+        self.checkpointed = self.batch;
+        Ok(())
+    }
+
+    async fn process(
+        &mut self,
+        plan: &Plan,
+        landed: &input::Landed,
+    ) -> Result<BatchReport, JobError> {
+        let processed_at = Utc::now();
+        let events = input::read(landed, &plan.ranges).await?;
+        let mut out = JoinOutput::default();
+        let mut quarantine = Vec::new();
+        for e in &events {
+            match parse(e) {
+                Ok(event) => self.state.process(event, &mut out),
+                Err(reason) => quarantine.push(quarantine_row(e, reason, processed_at)),
+            }
+        }
+        if plan.drain {
+            self.state.drain(&mut out);
+        } else {
+            self.state.evict(&mut out);
+        }
+        let mut report = BatchReport {
+            batch: plan.batch,
+            events: events.len() as u64,
+            matches: out.matches.len() as u64,
+            unpaid: out.unpaid.len() as u64,
+            orphans: out.orphans.len() as u64,
+            late: out.late.len() as u64,
+            duplicates: out.duplicates,
+            match_arrivals: out
+                .matches
+                .iter()
+                .map(|m| m.booking.arrival.at.max(m.payment.arrival.at))
+                .collect(),
+            ..BatchReport::default()
+        };
+        let arrow = |table: &TableDef| {
+            let name = table.qualified_name();
+            move |source| JobError::Arrow {
+                table: name.clone(),
+                source,
+            }
+        };
+        let fact = rows::fact_rows(&out.matches, processed_at).map_err(arrow(&BOOKINGS_FACT))?;
+        let checked = self.expectations.check(&BOOKINGS_FACT, fact, processed_at)?;
+        report.fact_rows = checked.kept_rows;
+        quarantine.extend(checked.dropped);
+        report.expectations = checked.results;
+        report.quarantined = quarantine.len() as u64;
+
+        let mut outputs: Vec<(&'static TableDef, Vec<PartitionRows>)> = vec![
+            (
+                &LATE_EVENTS,
+                vec![PartitionRows::unsplit(
+                    rows::late_rows(&out.late, processed_at).map_err(arrow(&LATE_EVENTS))?,
+                )],
+            ),
+            (
+                &UNPAID_BOOKINGS,
+                rows::unpaid_rows(&out.unpaid, processed_at).map_err(arrow(&UNPAID_BOOKINGS))?,
+            ),
+            (
+                &ORPHAN_PAYMENTS,
+                rows::orphan_rows(&out.orphans, processed_at).map_err(arrow(&ORPHAN_PAYMENTS))?,
+            ),
+            (
+                &QUARANTINE,
+                vec![PartitionRows::unsplit(
+                    quarantine_batch(&quarantine).map_err(arrow(&QUARANTINE))?,
+                )],
+            ),
+            (
+                &EXPECTATIONS,
+                vec![PartitionRows::unsplit(
+                    crate::expectations::result_rows(JOB, plan.batch, &report.expectations, processed_at)
+                        .map_err(arrow(&EXPECTATIONS))?,
+                )],
+            ),
+        ];
+        outputs.push((&BOOKINGS_FACT, checked.kept));
+        for (def, rows) in outputs {
+            crate::crash_point(&format!(
+                "{JOB}:before:{}:{}",
+                def.qualified_name(),
+                plan.batch
+            ));
+            self.commit(def, rows, plan).await?;
+        }
+        crate::crash_point(&format!("{JOB}:after-commits:{}", plan.batch));
+        for r in &plan.ranges {
+            self.positions.insert(r.id, r.after);
+        }
+        self.batch = plan.batch;
+        Ok(report)
+    }
+
+    /// Appends a batch's rows to one table exactly once (nothing to do for no rows).
+    async fn commit(
+        &mut self,
+        def: &'static TableDef,
+        rows: Vec<PartitionRows>,
+        plan: &Plan,
+    ) -> Result<(), JobError> {
+        if rows.iter().all(|r| r.batch.num_rows() == 0) {
+            return Ok(());
+        }
+        let table = match self.tables.remove(def.name) {
+            Some(t) => t,
+            None => self.lake.ensure_table(def).await?,
+        };
+        let mut table = table;
+        let app_id = format!("{JOB}:{}", def.qualified_name());
+        let metadata = HashMap::from([
+            ("operation".to_string(), json!(JOB)),
+            ("batch".to_string(), json!(plan.batch)),
+        ]);
+        let outcome = append_once(
+            &mut table,
+            rows,
+            &app_id,
+            plan.batch as i64,
+            metadata,
+            def.writer_properties(),
+        )
+        .await
+        .map_err(|e| JobError::Commit {
+            table: def.qualified_name(),
+            source: Box::new(e),
+        });
+        self.tables.insert(def.name, table);
+        if let AppendOutcome::AlreadyCommitted = outcome? {
+            tracing::info!(table = %def.qualified_name(), batch = plan.batch, "already committed; skipped");
+        }
+        Ok(())
+    }
+}
+
+/// Parses a Bronze event for the join; the reason when it cannot be (Bronze written by a producer
+/// that did not validate, or a validator since made stricter).
+fn parse(e: &input::BronzeEvent) -> Result<JoinEvent, String> {
+    let hub = if e.key.hub == PAYMENTS {
+        Hub::Payments
+    } else {
+        Hub::Bookings
+    };
+    let valid = validate(&e.body, Some(hub)).map_err(|invalid| invalid.reason())?;
+    let body = Arc::clone(&e.body);
+    Ok(match valid.event {
+        Event::Booking(booking) => JoinEvent::Booking(Arc::new(BookingIn {
+            uid: e.uid.clone(),
+            arrival: e.key,
+            booking,
+            body,
+        })),
+        Event::Payment(payment) => JoinEvent::Payment(Arc::new(PaymentIn {
+            uid: e.uid.clone(),
+            arrival: e.key,
+            payment,
+            body,
+        })),
+    })
+}
+
+fn quarantine_row(e: &input::BronzeEvent, reason: String, at: DateTime<Utc>) -> QuarantineRow {
+    let received: Micros = e.key.at;
+    QuarantineRow {
+        received_at: Utc.timestamp_micros(received).single().unwrap_or(at),
+        source: "bronze".to_string(),
+        hub: Some(if e.key.hub == PAYMENTS { "payments" } else { "bookings" }.to_string()),
+        reason,
+        body: e.body.to_string(),
+        stage: JOB.to_string(),
+        partition_id: Some(e.key.partition),
+        sequence_number: Some(e.key.sequence),
+        event_uid: Some(e.uid.clone()),
+    }
+}

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use boxoffice_lake::{PartitionRows, TableDef, epoch_days, partitioned_by_date};
 use chrono::{DateTime, Utc};
 use deltalake::arrow::array::{
-    ArrayRef, Date32Builder, Float64Builder, Int32Builder, Int64Builder, RecordBatch,
+    ArrayRef, BooleanBuilder, Date32Builder, Float64Builder, Int32Builder, Int64Builder, RecordBatch,
     StringBuilder, TimestampMicrosecondBuilder,
 };
 use deltalake::arrow::error::ArrowError;
@@ -68,6 +68,8 @@ fn fact_batch(matches: &[&Match], processed_at: DateTime<Utc>) -> Result<RecordB
         Int32Builder::with_capacity(n),
     );
     let mut booking_date = Date32Builder::with_capacity(n);
+    let flag = || BooleanBuilder::with_capacity(n);
+    let (mut first_booking, mut first_payment, mut sale) = (flag(), flag(), flag());
     for m in matches {
         let (b, p) = (&m.booking.booking, &m.payment.payment);
         let d = &b.event_details;
@@ -100,6 +102,9 @@ fn fact_batch(matches: &[&Match], processed_at: DateTime<Utc>) -> Result<RecordB
             source.append_value(SOURCE_STREAM);
             b_uid.append_value(&m.booking.uid);
             p_uid.append_value(&m.payment.uid);
+            first_booking.append_value(m.first_for_booking);
+            first_payment.append_value(m.first_for_payment);
+            sale.append_value(m.sale);
             processed.append_value(micros(processed_at));
             booking_date.append_value(epoch_days(b.booking_time));
         }
@@ -133,6 +138,9 @@ fn fact_batch(matches: &[&Match], processed_at: DateTime<Utc>) -> Result<RecordB
         Arc::new(source.finish()),
         Arc::new(b_uid.finish()),
         Arc::new(p_uid.finish()),
+        Arc::new(first_booking.finish()),
+        Arc::new(first_payment.finish()),
+        Arc::new(sale.finish()),
         Arc::new(processed.finish()),
         Arc::new(booking_date.finish()),
     ];

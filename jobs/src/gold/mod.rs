@@ -1,0 +1,291 @@
+//! Gold: aggregates of Silver, refreshed from what changed in it.
+//!
+//! Each Gold table is a [`Model`]: a SQL query over the rows Silver gained since the table's
+//! last refresh (`fact`, `unpaid`, `orphans`) and the rows the table already holds (`current`),
+//! that groups both into the table's new contents. Measures are sums, so adding the new rows'
+//! sums to the current ones is the same as summing everything again; distinct counts are made
+//! additive by the flags the join sets on `bookings_fact` (each booking, payment and sale is
+//! counted on exactly one match, whose rows are committed together).
+//!
+//! Exactly once: a table's overwrite commit records, as application transactions
+//! `gold:<table>:<silver table>`, the Silver versions it has consumed. A refresh reads them back
+//! and takes only later commits; a crash between two Gold tables leaves each at its own
+//! versions, and the next refresh brings both forward.
+
+pub mod changes;
+mod conversion;
+mod event_performance;
+mod payment_mix;
+mod sales_by_category_hour;
+pub mod tables;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use boxoffice_lake::{Lake, TableDef, committed_version};
+use chrono::{DateTime, Utc};
+use deltalake::DeltaTable;
+use deltalake::arrow::array::{ArrayRef, RecordBatch, TimestampMicrosecondArray};
+use deltalake::arrow::compute::cast;
+use deltalake::datafusion::datasource::MemTable;
+use deltalake::datafusion::prelude::SessionContext;
+use deltalake::kernel::transaction::CommitProperties;
+use deltalake::kernel::Transaction;
+use deltalake::protocol::SaveMode;
+use serde_json::json;
+
+use crate::JobError;
+use crate::silver::tables::{BOOKINGS_FACT, ORPHAN_PAYMENTS, UNPAID_BOOKINGS};
+use changes::{Changes, added_since};
+
+/// One Gold table and the query that refreshes it.
+#[derive(Debug, Clone, Copy)]
+pub struct Model {
+    /// The table it writes.
+    pub table: &'static TableDef,
+    /// Its query (every column of the table but `refreshed_at`).
+    pub sql: &'static str,
+}
+
+/// Every Gold table, in refresh order.
+pub const MODELS: [Model; 4] = [
+    event_performance::MODEL,
+    sales_by_category_hour::MODEL,
+    payment_mix::MODEL,
+    conversion::MODEL,
+];
+
+/// The Silver tables Gold reads, under the names its queries use.
+const INPUTS: [(&str, &TableDef); 3] = [
+    ("fact", &BOOKINGS_FACT),
+    ("unpaid", &UNPAID_BOOKINGS),
+    ("orphans", &ORPHAN_PAYMENTS),
+];
+
+/// How a Gold table was refreshed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Refresh {
+    /// Silver had nothing new for it.
+    Unchanged,
+    /// The Silver files added since its last refresh were folded in.
+    Incremental {
+        /// Silver files read.
+        files: usize,
+    },
+    /// It was rebuilt from all of Silver.
+    Full {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// What one Gold table's refresh did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RefreshReport {
+    /// `gold.<table>`.
+    pub table: String,
+    /// How.
+    pub refresh: Refresh,
+    /// Rows the table holds now.
+    pub rows: usize,
+    /// Wall time.
+    pub millis: u128,
+}
+
+fn gold_error(table: &TableDef, e: impl std::fmt::Display) -> JobError {
+    JobError::Gold(format!("{}: {e}", table.qualified_name()))
+}
+
+fn app_id(model: &Model, input: &TableDef) -> String {
+    format!("gold:{}:{}", model.table.name, input.qualified_name())
+}
+
+/// A Silver input as the refresh found it.
+struct Input {
+    name: &'static str,
+    def: &'static TableDef,
+    table: Option<DeltaTable>,
+}
+
+impl Input {
+    fn version(&self) -> Option<i64> {
+        self.table
+            .as_ref()
+            .and_then(|t| t.version())
+            .and_then(|v| i64::try_from(v).ok())
+    }
+}
+
+/// Refreshes every Gold table from what changed in Silver; `full` rebuilds them from all of it.
+pub async fn refresh(lake: &Lake, full: bool) -> Result<Vec<RefreshReport>, JobError> {
+    let mut inputs = Vec::new();
+    for (name, def) in INPUTS {
+        inputs.push(Input {
+            name,
+            def,
+            table: lake.open_table(def).await?,
+        });
+    }
+    let mut reports = Vec::new();
+    for model in &MODELS {
+        reports.push(refresh_model(lake, model, &inputs, full).await?);
+    }
+    Ok(reports)
+}
+
+async fn refresh_model(
+    lake: &Lake,
+    model: &Model,
+    inputs: &[Input],
+    full: bool,
+) -> Result<RefreshReport, JobError> {
+    let started = Instant::now();
+    let def = model.table;
+    let mut gold = lake.ensure_table(def).await?;
+    let mut consumed = Vec::new();
+    for input in inputs {
+        let recorded = committed_version(&mut gold, &app_id(model, input.def))
+            .await
+            .map_err(|e| gold_error(def, e))?;
+        consumed.push(recorded);
+    }
+    let current: Vec<Option<i64>> = inputs.iter().map(Input::version).collect();
+    let report = |refresh, rows| RefreshReport {
+        table: def.qualified_name(),
+        refresh,
+        rows,
+        millis: started.elapsed().as_millis(),
+    };
+    if !full && consumed == current {
+        let rows = gold_rows(&gold);
+        return Ok(report(Refresh::Unchanged, rows));
+    }
+    let mut selections = Vec::new();
+    let mut rebuild = full.then(|| "asked for (--full)".to_string());
+    for (input, after) in inputs.iter().zip(&consumed) {
+        let (Some(table), Some(through)) = (&input.table, input.version()) else {
+            selections.push(Some(Vec::new()));
+            continue;
+        };
+        match added_since(table, *after, through).await? {
+            Changes::Added(paths) => selections.push(Some(paths)),
+            Changes::Rewritten(reason) => {
+                rebuild.get_or_insert(format!("{}: {reason}", input.def.qualified_name()));
+                selections.push(None);
+            }
+        }
+    }
+    let ctx = SessionContext::new();
+    let mut files = 0;
+    for (input, selection) in inputs.iter().zip(&selections) {
+        let selection = if rebuild.is_some() { None } else { selection.clone() };
+        files += selection.as_ref().map_or(0, Vec::len);
+        register(&ctx, input.name, input.def, input.table.as_ref(), selection).await?;
+    }
+    let holds = if rebuild.is_some() { None } else { Some(&gold) };
+    register(&ctx, "current", def, holds, None).await?;
+    let batches = ctx
+        .sql(model.sql)
+        .await
+        .map_err(|e| gold_error(def, e))?
+        .collect()
+        .await
+        .map_err(|e| gold_error(def, e))?;
+    let batches = conform(def, batches, Utc::now())?;
+    let rows = batches.iter().map(RecordBatch::num_rows).sum();
+    let txns = inputs
+        .iter()
+        .zip(&current)
+        .filter_map(|(input, v)| v.map(|v| Transaction::new(app_id(model, input.def), v)))
+        .collect();
+    let properties = CommitProperties::default()
+        .with_application_transactions(txns)
+        .with_metadata(HashMap::from([("operation".to_string(), json!("gold refresh"))]));
+    crate::crash_point(&format!("gold:before:{}", def.qualified_name()));
+    gold.write(batches)
+        .with_save_mode(SaveMode::Overwrite)
+        .with_writer_properties(def.writer_properties())
+        .with_commit_properties(properties)
+        .await
+        .map_err(|e| JobError::Commit {
+            table: def.qualified_name(),
+            source: Box::new(e.into()),
+        })?;
+    let refresh = match rebuild {
+        Some(reason) => Refresh::Full { reason },
+        None => Refresh::Incremental { files },
+    };
+    Ok(report(refresh, rows))
+}
+
+fn gold_rows(table: &DeltaTable) -> usize {
+    table.snapshot().map_or(0, |s| {
+        s.log_data()
+            .iter()
+            .filter_map(|f| f.num_records())
+            .sum::<usize>()
+    })
+}
+
+/// Registers `name` as `table`'s rows: all of them (`selection` None), only the listed files, or
+/// none (no table yet, or no files listed).
+async fn register(
+    ctx: &SessionContext,
+    name: &str,
+    def: &TableDef,
+    table: Option<&DeltaTable>,
+    selection: Option<Vec<String>>,
+) -> Result<(), JobError> {
+    let has_files = table.is_some_and(|t| t.snapshot().is_ok_and(|s| s.log_data().num_files() > 0));
+    let provider: Arc<dyn deltalake::datafusion::catalog::TableProvider> = match table {
+        Some(t) if has_files && selection.as_ref().is_none_or(|s| !s.is_empty()) => {
+            t.update_datafusion_session(&ctx.state())
+                .map_err(|e| gold_error(def, e))?;
+            let mut builder = t.table_provider();
+            if let Some(paths) = selection {
+                builder = builder.with_file_paths(paths);
+            }
+            builder.await.map_err(|e| gold_error(def, e))?
+        }
+        _ => Arc::new(
+            MemTable::try_new(def.arrow_schema(), vec![vec![]]).map_err(|e| gold_error(def, e))?,
+        ),
+    };
+    ctx.register_table(name, provider)
+        .map_err(|e| gold_error(def, e))?;
+    Ok(())
+}
+
+/// The query's rows as the table's schema: types cast (DataFusion reads strings as views),
+/// `refreshed_at` added.
+fn conform(
+    def: &TableDef,
+    batches: Vec<RecordBatch>,
+    refreshed_at: DateTime<Utc>,
+) -> Result<Vec<RecordBatch>, JobError> {
+    let schema = def.arrow_schema();
+    let mut out = Vec::new();
+    for batch in batches.into_iter().filter(|b| b.num_rows() > 0) {
+        let mut columns: Vec<ArrayRef> = Vec::new();
+        for field in schema.fields() {
+            if field.name() == "refreshed_at" {
+                let at = refreshed_at.timestamp_micros();
+                columns.push(Arc::new(
+                    TimestampMicrosecondArray::from(vec![at; batch.num_rows()])
+                        .with_timezone("UTC"),
+                ));
+                continue;
+            }
+            let column = batch
+                .column_by_name(field.name())
+                .ok_or_else(|| gold_error(def, format!("the query gives no {}", field.name())))?;
+            columns.push(cast(column, field.data_type()).map_err(|e| gold_error(def, e))?);
+        }
+        out.push(RecordBatch::try_new(Arc::clone(&schema), columns).map_err(|e| gold_error(def, e))?);
+    }
+    if out.is_empty() {
+        out.push(RecordBatch::new_empty(schema));
+    }
+    Ok(out)
+}
