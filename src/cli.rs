@@ -4,12 +4,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use boxoffice_events::Hub;
+
 use clap::{Args, Parser, Subcommand};
 
 /// boxoffice: a real-time and batch lakehouse for ticket bookings.
 ///
-/// Booking and payment events are produced, landed raw in Bronze exactly once, and (in later
-/// releases) joined into Silver and aggregated into Gold. Everything runs on this machine on a
+/// Booking and payment events are produced, landed raw in Bronze exactly once, joined in event
+/// time into Silver and aggregated into Gold. Everything runs on this machine on a
 /// local-folder lake by default (./lakehouse); point --lake at Azurite or Azure to use those.
 #[derive(Debug, Parser)]
 #[command(
@@ -77,9 +78,87 @@ pub enum Command {
     /// Power BI / Synapse can read it (protocol 1/2).
     Tables(TablesArgs),
 
+    /// Run a lakehouse job once over what is new: `bookings_fact` (Bronze to Silver: the
+    /// bookings-payments join) or `gold` (Silver to Gold). `up` runs both every few seconds.
+    #[command(subcommand)]
+    Job(JobCommand),
+
+    /// Query any lake table with SQL, named layer.table (bronze.bookings_raw, silver.bookings_fact,
+    /// gold.payment_mix, _system.expectations, ...). `show tables` lists them.
+    Sql(SqlArgs),
+
     /// Measure throughput and memory on this machine.
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobCommand {
+    /// Run one job once over everything new, then exit. Safe to interrupt or crash at any point:
+    /// the next run finishes what was started and no row is written twice.
+    Run(JobRunArgs),
+}
+
+/// The jobs `job run` knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum JobName {
+    /// Bronze to silver.bookings_fact, unpaid_bookings, orphan_payments, late_events.
+    #[value(name = "bookings_fact")]
+    BookingsFact,
+    /// Silver to gold.event_performance, sales_by_category_hour, payment_mix, conversion.
+    Gold,
+}
+
+#[derive(Debug, Args)]
+pub struct JobRunArgs {
+    /// The job
+    #[arg(value_enum)]
+    pub name: JobName,
+
+    /// bookings_fact: treat the input as complete: the watermark moves past the last event, so
+    /// every booking and payment still waiting is resolved (joined, unpaid or orphan)
+    #[arg(long)]
+    pub drain: bool,
+
+    /// gold: rebuild every Gold table from all of Silver instead of adding what changed
+    #[arg(long)]
+    pub full: bool,
+
+    /// bookings_fact: the join's clock, overriding [join] mode: event_time (booking_time and
+    /// payment_time, the default) or stream_analytics (arrival time, minute boundaries 0..2,
+    /// as the demos' Stream Analytics query)
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub mode: Option<ModeArg>,
+}
+
+/// The join's clock, as a flag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ModeArg {
+    #[value(name = "event_time")]
+    EventTime,
+    #[value(name = "stream_analytics")]
+    StreamAnalytics,
+}
+
+#[derive(Debug, Args)]
+pub struct SqlArgs {
+    /// The query, e.g. "select * from gold.payment_mix order by attempts desc"
+    pub query: String,
+
+    /// Output format
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: SqlFormat,
+}
+
+/// How `sql` prints rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SqlFormat {
+    /// An aligned text table
+    Table,
+    /// CSV with a header line
+    Csv,
+    /// One JSON array of objects
+    Json,
 }
 
 /// How the generator behaves; shared by `up`, `generate` and `bench`.
@@ -184,6 +263,14 @@ pub struct UpArgs {
     /// Stop after this many events [default: no limit]
     #[arg(long, value_name = "N")]
     pub count: Option<u64>,
+
+    /// How often the join and the Gold refresh run [default: [jobs] interval, else 2s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub job_interval: Option<Duration>,
+
+    /// Only land Bronze; do not run the join and Gold refresh
+    #[arg(long)]
+    pub no_jobs: bool,
 }
 
 #[derive(Debug, Args)]
@@ -228,6 +315,30 @@ pub enum BenchCommand {
     /// archiver -> Delta) over --events, with peak memory. Uses a temporary local lake unless
     /// --lake is given.
     Ingest(BenchIngestArgs),
+
+    /// The join and Gold: lands --bookings generated orders (and their payments) in a scratch
+    /// lake, then times the bookings_fact job over all of it, a full Gold build, and an
+    /// incremental Gold refresh after --new more events; with peak memory.
+    Jobs(BenchJobsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchJobsArgs {
+    /// Orders to generate (each a booking, most with a payment; failed attempts add retries)
+    #[arg(long, default_value_t = 1_000_000)]
+    pub bookings: u64,
+
+    /// Events landed after the first Gold build, for the incremental refresh
+    #[arg(long, default_value_t = 10_000)]
+    pub new: u64,
+
+    /// Generator seed
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+
+    /// Print JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -10,9 +10,14 @@ use anyhow::{Context, bail};
 use boxoffice_events::{GeneratorConfig, Shares};
 use boxoffice_ingest::landing::LandingConfig;
 use boxoffice_ingest::queue::QueueConfig;
+use boxoffice_jobs::expectations::{ExpectationSetting, Expectations};
+use boxoffice_jobs::silver::bookings_fact::join::{JoinConfig, TimeMode};
+use boxoffice_jobs::silver::bookings_fact::{self, Settings};
+use boxoffice_jobs::silver::tables::BOOKINGS_FACT;
 use boxoffice_lake::{Lake, LakeSettings, Layer};
 use chrono::{DateTime, TimeZone, Utc};
 use serde::Deserialize;
+use std::collections::BTreeMap;
 
 use crate::cli::{GeneratorArgs, GlobalArgs, LandingArgs};
 
@@ -29,6 +34,36 @@ pub struct FileConfig {
     pub landing: LandingFile,
     #[serde(default)]
     pub generator: GeneratorFile,
+    #[serde(default)]
+    pub join: JoinFile,
+    #[serde(default)]
+    pub jobs: JobsFile,
+    /// `[expectations.<table>.<name>]`: change a declared expectation or add one.
+    #[serde(default)]
+    pub expectations: BTreeMap<String, BTreeMap<String, ExpectationSetting>>,
+}
+
+/// `[join]`: the bookings-payments join.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JoinFile {
+    /// `event_time` (default) or `stream_analytics`.
+    pub mode: Option<TimeMode>,
+    pub window: Option<String>,
+    pub lateness: Option<String>,
+    pub dedup_horizon: Option<String>,
+    pub max_future: Option<String>,
+}
+
+/// `[jobs]`: how often and how much the jobs take.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobsFile {
+    /// How often `up` runs the join and the Gold refresh.
+    pub interval: Option<String>,
+    pub max_events: Option<usize>,
+    pub checkpoint_every: Option<u64>,
+    pub partitions_per_hub: Option<u32>,
 }
 
 /// `[landing]`.
@@ -316,4 +351,79 @@ mod tests {
         .expect("lake");
         assert!(default_queue_dir(&remote).starts_with(".boxoffice/queue"));
     }
+}
+
+fn duration_setting(key: &str, value: &Option<String>) -> anyhow::Result<Option<Duration>> {
+    value
+        .as_deref()
+        .map(|s| {
+            humantime::parse_duration(s)
+                .with_context(|| format!("{key} = {s:?} (examples: 500ms, 30s, 2m)"))
+        })
+        .transpose()
+}
+
+fn micros(d: Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}
+
+/// The bookings_fact job's settings, from `[join]` and `[jobs]`; `mode` (a flag) beats the file.
+pub fn bookings_fact(file: &FileConfig, mode: Option<TimeMode>) -> anyhow::Result<Settings> {
+    let j = &file.join;
+    let mut join = JoinConfig::default();
+    if let Some(d) = duration_setting("[join] window", &j.window)? {
+        join.window = micros(d);
+    }
+    if let Some(d) = duration_setting("[join] lateness", &j.lateness)? {
+        join.lateness = micros(d);
+    }
+    if let Some(d) = duration_setting("[join] dedup_horizon", &j.dedup_horizon)? {
+        join.dedup_horizon = micros(d);
+    }
+    if let Some(d) = duration_setting("[join] max_future", &j.max_future)? {
+        join.max_future = micros(d);
+    }
+    if let Some(m) = mode.or(j.mode) {
+        join.mode = m;
+    }
+    let mut settings = Settings {
+        join,
+        ..Settings::default()
+    };
+    let f = &file.jobs;
+    if let Some(n) = f.max_events {
+        if n == 0 {
+            bail!("[jobs] max_events must be at least 1");
+        }
+        settings.max_events = n;
+    }
+    if let Some(n) = f.checkpoint_every {
+        settings.checkpoint_every = n.max(1);
+    }
+    if let Some(n) = f.partitions_per_hub {
+        settings.partitions_per_hub = n;
+    }
+    Ok(settings)
+}
+
+/// The expectations of every job's tables, with `[expectations]` applied.
+pub fn expectations(file: &FileConfig, settings: &Settings) -> anyhow::Result<Expectations> {
+    let declared = [(
+        &BOOKINGS_FACT,
+        bookings_fact::declared_expectations(&settings.join),
+    )];
+    Expectations::compile(&declared, &file.expectations).map_err(|e| anyhow::anyhow!(e))
+}
+
+/// How often `up` runs the jobs: `[jobs] interval`, else 2 s.
+pub fn job_interval(file: &FileConfig, flag: Option<Duration>) -> anyhow::Result<Duration> {
+    let d = match flag {
+        Some(d) => d,
+        None => duration_setting("[jobs] interval", &file.jobs.interval)?
+            .unwrap_or(Duration::from_secs(2)),
+    };
+    if d.is_zero() {
+        bail!("the job interval must be more than 0");
+    }
+    Ok(d)
 }

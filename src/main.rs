@@ -45,6 +45,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Generate(args) => commands::generate::run(global, args).await,
         Command::Ingest(args) => commands::ingest::run(global, args).await,
         Command::Tables(args) => commands::tables::run(global, args).await,
+        Command::Job(command) => commands::job::run(global, command).await,
+        Command::Sql(args) => commands::sql::run(global, args).await,
         Command::Bench(command) => commands::bench::run(global, command).await,
     }
 }
@@ -59,7 +61,7 @@ fn init_logging(verbose: u8) {
     // delta-rs warns on every concurrent append it resolves; our partitions share tables, so
     // that is routine, not a warning.
     let default = format!(
-        "warn,deltalake_core::kernel::transaction=error,boxoffice={ours},boxoffice_ingest={ours},boxoffice_lake={ours}"
+        "warn,deltalake_core::kernel::transaction=error,boxoffice={ours},boxoffice_ingest={ours},boxoffice_lake={ours},boxoffice_jobs={ours}"
     );
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     tracing_subscriber::fmt()

@@ -239,7 +239,9 @@ impl Expectations {
                     }
                     Action::Drop => {
                         keep = Some(match keep {
-                            Some(k) => and_kleene(&k, &holds).map_err(|e| arrow_error(&table, e))?,
+                            Some(k) => {
+                                and_kleene(&k, &holds).map_err(|e| arrow_error(&table, e))?
+                            }
                             None => holds.clone(),
                         });
                         broken_by.push((&c.expectation.name, holds));
@@ -251,7 +253,11 @@ impl Expectations {
                 Some(keep) => {
                     let dropped = not(&keep).map_err(|e| arrow_error(&table, e))?;
                     checked.dropped.extend(quarantine_rows(
-                        def, &part.batch, &dropped, &broken_by, at,
+                        def,
+                        &part.batch,
+                        &dropped,
+                        &broken_by,
+                        at,
                     )?);
                     filter_record_batch(&part.batch, &keep).map_err(|e| arrow_error(&table, e))?
                 }
@@ -358,8 +364,11 @@ pub fn result_rows(
     at: DateTime<Utc>,
 ) -> Result<RecordBatch, ArrowError> {
     let mut text: Vec<StringBuilder> = (0..5).map(|_| StringBuilder::new()).collect();
-    let (mut batch_col, mut passed, mut failed) =
-        (Int64Builder::new(), Int64Builder::new(), Int64Builder::new());
+    let (mut batch_col, mut passed, mut failed) = (
+        Int64Builder::new(),
+        Int64Builder::new(),
+        Int64Builder::new(),
+    );
     let mut run_at = TimestampMicrosecondBuilder::new().with_timezone("UTC");
     for r in results {
         text[0].append_value(job);
@@ -372,7 +381,9 @@ pub fn result_rows(
         failed.append_value(r.failed as i64);
         run_at.append_value(at.timestamp_micros());
     }
-    let mut text = text.into_iter().map(|mut b| Arc::new(b.finish()) as ArrayRef);
+    let mut text = text
+        .into_iter()
+        .map(|mut b| Arc::new(b.finish()) as ArrayRef);
     let mut next = || {
         text.next()
             .unwrap_or_else(|| Arc::new(StringBuilder::new().finish()))

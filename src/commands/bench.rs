@@ -31,6 +31,7 @@ use crate::progress::{Progress, rate, thousands};
 pub async fn run(global: &GlobalArgs, command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Ingest(args) => ingest(global, args).await,
+        BenchCommand::Jobs(args) => super::bench_jobs::run(global, args).await,
     }
 }
 
@@ -165,7 +166,7 @@ fn write_events(config: &GeneratorConfig, n: u64, path: &Path) -> anyhow::Result
     Ok(bytes)
 }
 
-async fn end_to_end(
+pub(super) async fn end_to_end(
     lake: &Lake,
     landing_config: LandingConfig,
     generator_config: GeneratorConfig,
@@ -234,12 +235,12 @@ fn print_report(r: &IngestReport) {
 }
 
 /// Resets the process's peak resident memory, so each phase reports its own (Linux).
-fn reset_peak_rss() {
+pub(super) fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
 /// The process's peak resident memory since the last reset, from /proc (Linux).
-fn peak_rss_mb() -> Option<f64> {
+pub(super) fn peak_rss_mb() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let kb: f64 = status
         .lines()

@@ -1,8 +1,11 @@
 //! One module per command.
 
 pub mod bench;
+pub mod bench_jobs;
 pub mod generate;
 pub mod ingest;
+pub mod job;
+pub mod sql;
 pub mod tables;
 pub mod up;
 

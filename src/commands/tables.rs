@@ -9,7 +9,10 @@ use crate::progress::thousands;
 
 /// Every table boxoffice writes, in data-flow order.
 pub fn catalog() -> Vec<&'static TableDef> {
-    bronze::TABLES.to_vec()
+    let mut tables = bronze::TABLES.to_vec();
+    tables.extend(boxoffice_jobs::silver::tables::TABLES);
+    tables.extend(boxoffice_jobs::gold::tables::TABLES);
+    tables
 }
 
 pub async fn run(global: &GlobalArgs, args: TablesArgs) -> anyhow::Result<()> {

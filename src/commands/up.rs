@@ -1,7 +1,7 @@
 //! `boxoffice up`: the whole pipeline on this machine, until Ctrl-C or --duration.
 
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use boxoffice_events::Generator;
@@ -9,6 +9,7 @@ use boxoffice_ingest::landing::Landing;
 use boxoffice_ingest::queue::QueueError;
 use tokio::sync::watch;
 
+use super::job::{Cycle, percentiles};
 use super::{BronzeRows, finish_landing, print_bronze_summary, produce, shutdown_signal};
 use crate::cli::{GlobalArgs, UpArgs};
 use crate::config::{self, Pacing, StartDefault};
@@ -43,6 +44,21 @@ pub async fn run(global: &GlobalArgs, args: UpArgs) -> anyhow::Result<()> {
         humantime::format_duration(landing_config.linger),
         thousands(landing_config.max_batch as u64),
     );
+    let interval = config::job_interval(&file, args.job_interval)?;
+    let cycle = if args.no_jobs {
+        None
+    } else {
+        eprintln!(
+            "  joining into Silver and refreshing Gold every {}",
+            humantime::format_duration(interval)
+        );
+        lake.prepare().await?;
+        Some(
+            Cycle::open(&lake, &file)
+                .await
+                .context("opening the jobs")?,
+        )
+    };
     let landing = Landing::start(&lake, landing_config)
         .await
         .context("starting the landing pipeline")?;
@@ -59,14 +75,26 @@ pub async fn run(global: &GlobalArgs, args: UpArgs) -> anyhow::Result<()> {
         stop_rx,
         args.count,
     ));
+    let jobs = Arc::new(Mutex::new(JobsStatus::default()));
+    let (jobs_stop_tx, jobs_stop_rx) = watch::channel(false);
+    let job_task = cycle.map(|cycle| {
+        tokio::spawn(run_jobs(
+            cycle,
+            lake.clone(),
+            interval,
+            Arc::clone(&jobs),
+            jobs_stop_rx,
+        ))
+    });
     let progress = {
         let queue = Arc::clone(&queue);
         let stats = Arc::clone(&stats);
+        let jobs = Arc::clone(&jobs);
         Progress::start(move |elapsed| {
             let t = stats.totals();
             let rows = before.plus(&t);
             format!(
-                "up {} | {} events/s | bookings_raw {} | payments_raw {} | quarantined {} | queued {} | bronze lag {:.1}s",
+                "up {} | {} events/s | bookings_raw {} | payments_raw {} | quarantined {} | queued {} | bronze lag {:.1}s{}",
                 config::short_duration(elapsed),
                 thousands(rate(queue.accepted(), elapsed)),
                 thousands(rows.bookings),
@@ -74,6 +102,7 @@ pub async fn run(global: &GlobalArgs, args: UpArgs) -> anyhow::Result<()> {
                 thousands(rows.quarantined),
                 thousands(queue.pending() as u64),
                 t.last_lag_ms as f64 / 1000.0,
+                jobs.lock().map(|j| j.line()).unwrap_or_default(),
             )
         })
     };
@@ -106,6 +135,11 @@ pub async fn run(global: &GlobalArgs, args: UpArgs) -> anyhow::Result<()> {
     let elapsed = started.elapsed();
     let accepted = queue.accepted();
     let totals = finish_landing(landing).await?;
+    let _ = jobs_stop_tx.send(true);
+    let job_result = match job_task {
+        Some(task) => Some(task.await.context("the job task failed")?),
+        None => None,
+    };
 
     let why = match stop {
         Stop::Interrupted => "interrupted",
@@ -128,5 +162,96 @@ pub async fn run(global: &GlobalArgs, args: UpArgs) -> anyhow::Result<()> {
         }
     );
     print_bronze_summary(&before, &totals);
+    if let Some(result) = job_result {
+        result.context("the last job cycle")?;
+        let mut status = jobs.lock().map(|j| j.clone()).unwrap_or_default();
+        println!(
+            "  silver.bookings_fact   +{} rows in {} job cycles",
+            thousands(status.fact_rows),
+            status.cycles
+        );
+        if let Some((p50, p95)) = percentiles(&mut status.lags) {
+            println!(
+                "  freshness (a match's later event arriving -> in Gold): median {p50:.1}s, p95 {p95:.1}s over {} matches",
+                thousands(status.lags.len() as u64)
+            );
+        }
+        println!(
+            "  bookings still waiting for a payment stay in the join's state; `boxoffice job run bookings_fact --drain` resolves them"
+        );
+    }
     Ok(())
+}
+
+/// What the job cycles have done so far, for the progress line and the summary.
+#[derive(Debug, Default, Clone)]
+struct JobsStatus {
+    cycles: u64,
+    fact_rows: u64,
+    /// Freshness of every match so far, seconds.
+    lags: Vec<f64>,
+    /// Median freshness of the last cycle with matches.
+    last_p50: Option<f64>,
+    last_error: Option<String>,
+    /// How long the last cycle took.
+    last_millis: u128,
+}
+
+impl JobsStatus {
+    fn line(&self) -> String {
+        let fresh = self
+            .last_p50
+            .map_or("-".to_string(), |p| format!("{p:.1}s"));
+        let error = self
+            .last_error
+            .as_ref()
+            .map_or(String::new(), |e| format!(" | job error: {e}"));
+        format!(
+            " | silver fact {} | gold freshness {fresh} (cycle {} ms){error}",
+            thousands(self.fact_rows),
+            self.last_millis
+        )
+    }
+}
+
+/// Runs the join and the Gold refresh every `interval` until `stop`, then once more so Silver
+/// and Gold take in everything landed. An error is shown and retried next cycle, except in the
+/// last one, which is returned.
+async fn run_jobs(
+    mut cycle: Cycle,
+    lake: boxoffice_lake::Lake,
+    interval: Duration,
+    status: Arc<Mutex<JobsStatus>>,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    loop {
+        let stopping = tokio::select! {
+            _ = tokio::time::sleep(interval) => false,
+            _ = stop.changed() => true,
+        };
+        let result = cycle.run(&lake).await;
+        if let Ok(mut s) = status.lock() {
+            match &result {
+                Ok(r) => {
+                    s.cycles += 1;
+                    s.last_millis = r.millis;
+                    s.fact_rows += r.fact_rows;
+                    let mut lags = r.lags.clone();
+                    if let Some((p50, _)) = percentiles(&mut lags) {
+                        s.last_p50 = Some(p50);
+                    }
+                    s.lags.extend(lags);
+                    // Bounded: a long run keeps its most recent million matches.
+                    if s.lags.len() > 2_000_000 {
+                        s.lags.drain(..1_000_000);
+                    }
+                    s.last_error = None;
+                }
+                Err(e) => s.last_error = Some(format!("{e:#}")),
+            }
+        }
+        if stopping {
+            return result.map(|_| ());
+        }
+    }
 }

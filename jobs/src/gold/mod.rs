@@ -30,8 +30,8 @@ use deltalake::arrow::array::{ArrayRef, RecordBatch, TimestampMicrosecondArray};
 use deltalake::arrow::compute::cast;
 use deltalake::datafusion::datasource::MemTable;
 use deltalake::datafusion::prelude::SessionContext;
-use deltalake::kernel::transaction::CommitProperties;
 use deltalake::kernel::Transaction;
+use deltalake::kernel::transaction::CommitProperties;
 use deltalake::protocol::SaveMode;
 use serde_json::json;
 
@@ -179,7 +179,11 @@ async fn refresh_model(
     let ctx = SessionContext::new();
     let mut files = 0;
     for (input, selection) in inputs.iter().zip(&selections) {
-        let selection = if rebuild.is_some() { None } else { selection.clone() };
+        let selection = if rebuild.is_some() {
+            None
+        } else {
+            selection.clone()
+        };
         files += selection.as_ref().map_or(0, Vec::len);
         register(&ctx, input.name, input.def, input.table.as_ref(), selection).await?;
     }
@@ -201,7 +205,10 @@ async fn refresh_model(
         .collect();
     let properties = CommitProperties::default()
         .with_application_transactions(txns)
-        .with_metadata(HashMap::from([("operation".to_string(), json!("gold refresh"))]));
+        .with_metadata(HashMap::from([(
+            "operation".to_string(),
+            json!("gold refresh"),
+        )]));
     crate::crash_point(&format!("gold:before:{}", def.qualified_name()));
     gold.write(batches)
         .with_save_mode(SaveMode::Overwrite)
@@ -282,7 +289,9 @@ fn conform(
                 .ok_or_else(|| gold_error(def, format!("the query gives no {}", field.name())))?;
             columns.push(cast(column, field.data_type()).map_err(|e| gold_error(def, e))?);
         }
-        out.push(RecordBatch::try_new(Arc::clone(&schema), columns).map_err(|e| gold_error(def, e))?);
+        out.push(
+            RecordBatch::try_new(Arc::clone(&schema), columns).map_err(|e| gold_error(def, e))?,
+        );
     }
     if out.is_empty() {
         out.push(RecordBatch::new_empty(schema));

@@ -393,14 +393,11 @@ impl JoinState {
         let order = b.booking.order_id.clone();
         self.expiries
             .push(Reverse((expiry, Kept::Booking, order.clone())));
-        self.bookings
-            .entry(order)
-            .or_default()
-            .push(Pending {
-                item: b,
-                matched,
-                paid,
-            });
+        self.bookings.entry(order).or_default().push(Pending {
+            item: b,
+            matched,
+            paid,
+        });
     }
 
     fn add_payment(&mut self, p: Arc<PaymentIn>, time: Micros, out: &mut JoinOutput) {
@@ -427,14 +424,11 @@ impl JoinState {
         let order = p.payment.order_id.clone();
         self.expiries
             .push(Reverse((expiry, Kept::Payment, order.clone())));
-        self.payments
-            .entry(order)
-            .or_default()
-            .push(Pending {
-                item: p,
-                matched,
-                paid: false,
-            });
+        self.payments.entry(order).or_default().push(Pending {
+            item: p,
+            matched,
+            paid: false,
+        });
     }
 
     /// Releases everything the watermark has passed: unmatched bookings as unpaid, unmatched

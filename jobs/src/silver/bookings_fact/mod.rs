@@ -25,9 +25,7 @@ use std::sync::Arc;
 use boxoffice_events::model::Hub;
 use boxoffice_events::{Event, validate};
 use boxoffice_ingest::bronze::{QUARANTINE, QuarantineRow, quarantine_batch};
-use boxoffice_lake::{
-    AppendOutcome, Files, Lake, Layer, PartitionRows, TableDef, append_once,
-};
+use boxoffice_lake::{AppendOutcome, Files, Lake, Layer, PartitionRows, TableDef, append_once};
 use bytes::Bytes;
 use chrono::{DateTime, TimeZone, Utc};
 use deltalake::DeltaTable;
@@ -174,12 +172,7 @@ fn plan_name(batch: u64) -> String {
 }
 
 fn batch_of(name: &str) -> Option<u64> {
-    name.rsplit('/')
-        .next()?
-        .split('.')
-        .next()?
-        .parse()
-        .ok()
+    name.rsplit('/').next()?.split('.').next()?.parse().ok()
 }
 
 fn checkpoint_error(detail: impl std::fmt::Display) -> JobError {
@@ -336,8 +329,8 @@ impl BookingsFact {
     /// Writes the state after the current batch, then forgets older checkpoints and plans.
     pub async fn checkpoint(&mut self) -> Result<(), JobError> {
         crate::crash_point(&format!("{JOB}:before-checkpoint:{}", self.batch));
-        let bytes =
-            checkpoint::encode(self.batch, &self.positions, &self.state).map_err(checkpoint_error)?;
+        let bytes = checkpoint::encode(self.batch, &self.positions, &self.state)
+            .map_err(checkpoint_error)?;
         self.files.put(&checkpoint_name(self.batch), bytes).await?;
         for name in self.files.list("state/").await? {
             if batch_of(&name).is_some_and(|b| b < self.batch) {
@@ -396,7 +389,9 @@ impl BookingsFact {
             }
         };
         let fact = rows::fact_rows(&out.matches, processed_at).map_err(arrow(&BOOKINGS_FACT))?;
-        let checked = self.expectations.check(&BOOKINGS_FACT, fact, processed_at)?;
+        let checked = self
+            .expectations
+            .check(&BOOKINGS_FACT, fact, processed_at)?;
         report.fact_rows = checked.kept_rows;
         quarantine.extend(checked.dropped);
         report.expectations = checked.results;
@@ -426,8 +421,13 @@ impl BookingsFact {
             (
                 &EXPECTATIONS,
                 vec![PartitionRows::unsplit(
-                    crate::expectations::result_rows(JOB, plan.batch, &report.expectations, processed_at)
-                        .map_err(arrow(&EXPECTATIONS))?,
+                    crate::expectations::result_rows(
+                        JOB,
+                        plan.batch,
+                        &report.expectations,
+                        processed_at,
+                    )
+                    .map_err(arrow(&EXPECTATIONS))?,
                 )],
             ),
         ];
@@ -520,7 +520,14 @@ fn quarantine_row(e: &input::BronzeEvent, reason: String, at: DateTime<Utc>) -> 
     QuarantineRow {
         received_at: Utc.timestamp_micros(received).single().unwrap_or(at),
         source: "bronze".to_string(),
-        hub: Some(if e.key.hub == PAYMENTS { "payments" } else { "bookings" }.to_string()),
+        hub: Some(
+            if e.key.hub == PAYMENTS {
+                "payments"
+            } else {
+                "bookings"
+            }
+            .to_string(),
+        ),
         reason,
         body: e.body.to_string(),
         stage: JOB.to_string(),

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use boxoffice_lake::{PartitionRows, TableDef, epoch_days, partitioned_by_date};
 use chrono::{DateTime, Utc};
 use deltalake::arrow::array::{
-    ArrayRef, BooleanBuilder, Date32Builder, Float64Builder, Int32Builder, Int64Builder, RecordBatch,
-    StringBuilder, TimestampMicrosecondBuilder,
+    ArrayRef, BooleanBuilder, Date32Builder, Float64Builder, Int32Builder, Int64Builder,
+    RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
 };
 use deltalake::arrow::error::ArrowError;
 

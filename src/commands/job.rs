@@ -1,0 +1,228 @@
+//! `boxoffice job run`: one job, once, over what is new; and the job cycle `up` repeats.
+
+use std::time::Instant;
+
+use anyhow::Context;
+use boxoffice_jobs::gold::{self, Refresh, RefreshReport};
+use boxoffice_jobs::silver::bookings_fact::join::TimeMode;
+use boxoffice_jobs::silver::bookings_fact::{BatchReport, BookingsFact};
+use boxoffice_lake::Lake;
+use chrono::Utc;
+
+use crate::cli::{GlobalArgs, JobCommand, JobName, JobRunArgs, ModeArg};
+use crate::config::{self, FileConfig};
+use crate::progress::thousands;
+
+pub async fn run(global: &GlobalArgs, command: JobCommand) -> anyhow::Result<()> {
+    let JobCommand::Run(args) = command;
+    let file = config::load(global)?;
+    let lake = config::lake(global, &file)?;
+    lake.prepare().await?;
+    match args.name {
+        JobName::BookingsFact => run_bookings_fact(&lake, &file, &args).await,
+        JobName::Gold => {
+            if args.drain || args.mode.is_some() {
+                anyhow::bail!("--drain and --mode are options of bookings_fact, not gold");
+            }
+            let reports = gold::refresh(&lake, args.full).await?;
+            for r in &reports {
+                println!("{}", gold_line(r));
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn run_bookings_fact(
+    lake: &Lake,
+    file: &FileConfig,
+    args: &JobRunArgs,
+) -> anyhow::Result<()> {
+    if args.full {
+        anyhow::bail!("--full is an option of gold; bookings_fact always resumes where it stopped");
+    }
+    let mode = args.mode.map(|m| match m {
+        ModeArg::EventTime => TimeMode::EventTime,
+        ModeArg::StreamAnalytics => TimeMode::StreamAnalytics,
+    });
+    let settings = config::bookings_fact(file, mode)?;
+    let expectations = config::expectations(file, &settings)?;
+    let started = Instant::now();
+    let (mut job, replayed) = BookingsFact::open(lake, settings, expectations)
+        .await
+        .context("opening bookings_fact")?;
+    for r in &replayed {
+        eprintln!("{}", batch_line(r));
+    }
+    let reports = job.run(args.drain).await?;
+    for r in &reports {
+        eprintln!("{}", batch_line(r));
+    }
+    let all: Vec<&BatchReport> = replayed.iter().chain(&reports).collect();
+    print_summary(&job, &all, started);
+    Ok(())
+}
+
+/// One line per batch, as it completes.
+pub fn batch_line(r: &BatchReport) -> String {
+    format!(
+        "batch {}{}: {} events -> {} fact rows ({} matches), {} unpaid, {} orphans, {} late, {} duplicates, {} quarantined",
+        r.batch,
+        if r.replayed {
+            " (finished after a stop)"
+        } else {
+            ""
+        },
+        thousands(r.events),
+        thousands(r.fact_rows),
+        thousands(r.matches),
+        thousands(r.unpaid),
+        thousands(r.orphans),
+        thousands(r.late),
+        thousands(r.duplicates),
+        thousands(r.quarantined),
+    )
+}
+
+fn print_summary(job: &BookingsFact, reports: &[&BatchReport], started: Instant) {
+    let sum = |f: fn(&BatchReport) -> u64| reports.iter().map(|r| f(r)).sum::<u64>();
+    let events = sum(|r| r.events);
+    let secs = started.elapsed().as_secs_f64();
+    if reports.is_empty() {
+        println!("bookings_fact: nothing new in Bronze");
+    } else {
+        println!(
+            "bookings_fact: {} batches, {} events in {:.1}s ({} events/s)",
+            reports.len(),
+            thousands(events),
+            secs,
+            thousands((events as f64 / secs.max(1e-9)) as u64)
+        );
+        println!(
+            "  silver.bookings_fact     +{} rows",
+            thousands(sum(|r| r.fact_rows))
+        );
+        println!(
+            "  silver.unpaid_bookings   +{} rows",
+            thousands(sum(|r| r.unpaid))
+        );
+        println!(
+            "  silver.orphan_payments   +{} rows",
+            thousands(sum(|r| r.orphans))
+        );
+        println!(
+            "  silver.late_events       +{} rows",
+            thousands(sum(|r| r.late))
+        );
+        println!(
+            "  bronze.quarantine        +{} rows",
+            thousands(sum(|r| r.quarantined))
+        );
+        println!(
+            "  duplicates dropped        {}",
+            thousands(sum(|r| r.duplicates))
+        );
+        let mut failed: Vec<String> = Vec::new();
+        for r in reports {
+            for e in r.expectations.iter().filter(|e| e.failed > 0) {
+                failed.push(format!(
+                    "{} ({}): {} rows",
+                    e.name,
+                    e.action.as_str(),
+                    e.failed
+                ));
+            }
+        }
+        if !failed.is_empty() {
+            println!(
+                "  expectations broken: {} (per batch: _system.expectations)",
+                failed.join("; ")
+            );
+        }
+    }
+    let (bookings, payments) = job.pending();
+    match job.watermark() {
+        Some(w) => println!(
+            "  watermark {}; waiting for a match: {} bookings, {} payments{}",
+            w.format("%Y-%m-%d %H:%M:%S UTC"),
+            thousands(bookings as u64),
+            thousands(payments as u64),
+            if bookings + payments > 0 {
+                " (kept for the next run; --drain resolves them)"
+            } else {
+                ""
+            }
+        ),
+        None => println!("  no watermark yet (no bookings and payments seen)"),
+    }
+}
+
+/// One line per Gold table refreshed.
+pub fn gold_line(r: &RefreshReport) -> String {
+    let how = match &r.refresh {
+        Refresh::Unchanged => "unchanged (nothing new in Silver)".to_string(),
+        Refresh::Incremental { files } => format!("added {files} new Silver files"),
+        Refresh::Full { reason } => format!("rebuilt from all of Silver ({reason})"),
+    };
+    format!(
+        "{:<28} {:>8} rows  {how}  {} ms",
+        r.table,
+        thousands(r.rows as u64),
+        r.millis
+    )
+}
+
+/// The job cycle `up` runs every interval: the join over what landed, then the Gold refresh.
+pub struct Cycle {
+    job: BookingsFact,
+}
+
+/// What one cycle did, and how fresh Gold is.
+#[derive(Debug, Default, Clone)]
+pub struct CycleReport {
+    pub events: u64,
+    pub fact_rows: u64,
+    /// Seconds from each match's later event arriving to Gold including it.
+    pub lags: Vec<f64>,
+    pub millis: u128,
+}
+
+impl Cycle {
+    /// Opens the join (finishing any batch a crash interrupted).
+    pub async fn open(lake: &Lake, file: &FileConfig) -> anyhow::Result<Cycle> {
+        let settings = config::bookings_fact(file, None)?;
+        let expectations = config::expectations(file, &settings)?;
+        let (job, _) = BookingsFact::open(lake, settings, expectations).await?;
+        Ok(Cycle { job })
+    }
+
+    /// Runs the join, then the Gold refresh.
+    pub async fn run(&mut self, lake: &Lake) -> anyhow::Result<CycleReport> {
+        let started = Instant::now();
+        let reports = self.job.run(false).await?;
+        gold::refresh(lake, false).await?;
+        let now = Utc::now().timestamp_micros();
+        let mut report = CycleReport {
+            millis: started.elapsed().as_millis(),
+            ..CycleReport::default()
+        };
+        for r in &reports {
+            report.events += r.events;
+            report.fact_rows += r.fact_rows;
+            report
+                .lags
+                .extend(r.match_arrivals.iter().map(|at| (now - at) as f64 / 1e6));
+        }
+        Ok(report)
+    }
+}
+
+/// The median and 95th percentile of `values` (sorted in place).
+pub fn percentiles(values: &mut [f64]) -> Option<(f64, f64)> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    let at = |q: f64| values[((values.len() - 1) as f64 * q).round() as usize];
+    Some((at(0.5), at(0.95)))
+}

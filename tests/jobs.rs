@@ -1,0 +1,451 @@
+//! The lakehouse jobs through the binary: `job run bookings_fact`, `job run gold` and `sql`, on a
+//! local-folder lake: the demos' worked example, exactly once across crashes at every commit
+//! point, run-size independence, Gold's revenue, and expectations.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::{boxoffice, run_err, run_ok};
+
+/// Runs `boxoffice` against `lake`.
+fn on(lake: &Path) -> Command {
+    let mut cmd = boxoffice();
+    cmd.arg("--lake").arg(lake);
+    cmd
+}
+
+/// `boxoffice sql` as CSV.
+fn sql(lake: &Path, query: &str) -> String {
+    let out = run_ok(on(lake).args(["sql", "--format", "csv", query]));
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+/// One number from a one-cell query.
+fn scalar(lake: &Path, query: &str) -> String {
+    sql(lake, query)
+        .lines()
+        .nth(1)
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Every output table's rows, sorted, without the processing time: what "the same tables" means.
+fn snapshot(lake: &Path) -> Vec<(String, String)> {
+    let tables = [
+        (
+            "silver.bookings_fact",
+            "booking_event_uid, payment_event_uid, seat_number",
+        ),
+        ("silver.unpaid_bookings", "booking_event_uid"),
+        ("silver.orphan_payments", "payment_event_uid"),
+        ("silver.late_events", "event_uid"),
+        ("gold.event_performance", "event_id, event_name"),
+        (
+            "gold.sales_by_category_hour",
+            "booking_date, booking_hour, event_category",
+        ),
+        ("gold.payment_mix", "payment_method, payment_type"),
+        ("gold.conversion", "booking_date, booking_hour"),
+    ];
+    tables
+        .iter()
+        .map(|(table, order)| {
+            let except = if table.starts_with("gold") {
+                "refreshed_at"
+            } else {
+                "processed_at"
+            };
+            let q = format!("select * exclude ({except}) from {table} order by {order}");
+            (table.to_string(), sql(lake, &q))
+        })
+        .collect()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read dir") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy");
+        }
+    }
+}
+
+/// A lake whose Bronze holds `n` seeded generated events (failed payments, retries, late and
+/// duplicate events, unpaid bookings and malformed bodies included).
+fn bronze_lake(dir: &Path, n: &str) -> std::path::PathBuf {
+    let events = dir.join("events.ndjson");
+    run_ok(
+        boxoffice()
+            .args([
+                "generate", "--seed", "11", "--fast", "--rate", "5", "-n", n, "-o",
+            ])
+            .arg(&events),
+    );
+    let lake = dir.join("bronze-only");
+    run_ok(on(&lake).arg("ingest").arg(&events));
+    lake
+}
+
+fn run_jobs(lake: &Path, config: Option<&Path>) {
+    let mut cmd = on(lake);
+    if let Some(c) = config {
+        cmd.arg("--config").arg(c);
+    }
+    run_ok(cmd.args(["job", "run", "bookings_fact", "--drain"]));
+    run_ok(on(lake).args(["job", "run", "gold"]));
+}
+
+const SMALL_BATCHES: &str = "[jobs]\nmax_events = 500\ncheckpoint_every = 2\n";
+
+#[test]
+fn the_demos_worked_example_gives_one_row_per_seat_with_derived_columns() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lake = dir.path().join("lake");
+    let events = dir.path().join("example.ndjson");
+    std::fs::write(
+        &events,
+        concat!(
+            r#"{"order_id":"order_2000","booking_time":"2024-10-11T09:39:30Z","customer":{"customer_id":"cust1","name":"Ann Lee","email":"ann@example.com"},"event_details":{"event_id":"event7","event_name":"Concert","event_location":"1 Main St\nSpringfield","seats":[{"seat_number":"A1","price":60},{"seat_number":"B7","price":85}]}}"#,
+            "\n",
+            r#"{"payment_id":"payment_3000","order_id":"order_2000","payment_time":"2024-10-11T09:40:10Z","amount":150,"payment_method":"PayPal","payment_status":"Success"}"#,
+            "\n"
+        ),
+    )
+    .expect("write");
+    run_ok(on(&lake).arg("ingest").arg(&events));
+    run_jobs(&lake, None);
+    let rows = sql(
+        &lake,
+        "select order_id, seat_number, seat_price, payment_id, amount, event_category, payment_type, \
+         booking_day_of_week, booking_hour, payment_status from silver.bookings_fact order by seat_number",
+    );
+    assert_eq!(
+        rows.lines().collect::<Vec<_>>(),
+        [
+            "order_id,seat_number,seat_price,payment_id,amount,event_category,payment_type,booking_day_of_week,booking_hour,payment_status",
+            "order_2000,A1,60.0,payment_3000,150.0,Music,Online,Friday,9,Success",
+            "order_2000,B7,85.0,payment_3000,150.0,Music,Online,Friday,9,Success",
+        ]
+    );
+    // The demos' 20 columns come first, in their order.
+    let header = sql(&lake, "select * from silver.bookings_fact limit 1");
+    let first: Vec<&str> = header
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split(',')
+        .take(20)
+        .collect();
+    assert_eq!(
+        first,
+        [
+            "order_id",
+            "booking_time",
+            "customer_id",
+            "customer_name",
+            "customer_email",
+            "event_id",
+            "event_name",
+            "event_location",
+            "seat_number",
+            "seat_price",
+            "event_category",
+            "booking_day_of_week",
+            "booking_hour",
+            "payment_id",
+            "payment_time",
+            "amount",
+            "payment_method",
+            "payment_type",
+            "booking_event_time",
+            "payment_event_time",
+        ]
+    );
+    assert_eq!(
+        sql(&lake, "select orders, seats_sold, revenue, avg_seat_price, failed_payments from gold.event_performance")
+            .lines()
+            .nth(1),
+        Some("1,2,150.00,72.50,0")
+    );
+    assert_eq!(
+        sql(
+            &lake,
+            "select bookings, paid, unpaid, conversion_rate from gold.conversion"
+        )
+        .lines()
+        .nth(1),
+        Some("1,1,0,1.0")
+    );
+}
+
+#[test]
+fn many_small_runs_give_the_same_tables_as_one_run() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bronze = bronze_lake(dir.path(), "6000");
+    let whole = dir.path().join("whole");
+    copy_dir(&bronze, &whole);
+    run_jobs(&whole, None);
+
+    let pieces = dir.path().join("pieces");
+    copy_dir(&bronze, &pieces);
+    let config = dir.path().join("small.toml");
+    std::fs::write(&config, SMALL_BATCHES).expect("config");
+    // Several runs without drain (each resumes from the state the last one kept), Gold refreshed
+    // incrementally after each, then the drain.
+    for run in 0..2 {
+        let out =
+            run_ok(
+                on(&pieces)
+                    .arg("--config")
+                    .arg(&config)
+                    .args(["job", "run", "bookings_fact"]),
+            );
+        let said = String::from_utf8_lossy(&out.stdout);
+        if run == 0 {
+            assert!(
+                String::from_utf8_lossy(&out.stderr).contains("batch 9:"),
+                "small batches"
+            );
+        } else {
+            assert!(said.contains("nothing new"), "{said}");
+        }
+        run_ok(on(&pieces).args(["job", "run", "gold"]));
+    }
+    run_jobs(&pieces, Some(&config));
+
+    let expected = snapshot(&whole);
+    assert!(
+        expected[0].1.lines().count() > 1000,
+        "the fact table has rows"
+    );
+    assert!(
+        expected[1].1.lines().count() > 10,
+        "some bookings stay unpaid"
+    );
+    assert!(expected[3].1.lines().count() > 10, "some events are late");
+    for (a, b) in expected.iter().zip(snapshot(&pieces)) {
+        assert_eq!(a.1, b.1, "{} differs between one run and many", a.0);
+    }
+    // An incremental Gold equals a full rebuild.
+    run_ok(on(&pieces).args(["job", "run", "gold", "--full"]));
+    for (a, b) in expected.iter().zip(snapshot(&pieces)) {
+        assert_eq!(a.1, b.1, "{} differs after gold --full", a.0);
+    }
+}
+
+#[test]
+fn a_crash_at_any_commit_point_then_a_rerun_gives_the_same_tables_as_a_clean_run() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bronze = bronze_lake(dir.path(), "3000");
+    let config = dir.path().join("small.toml");
+    std::fs::write(&config, SMALL_BATCHES).expect("config");
+    let clean = dir.path().join("clean");
+    copy_dir(&bronze, &clean);
+    run_jobs(&clean, Some(&config));
+    let expected = snapshot(&clean);
+
+    let mut points: Vec<String> = [
+        "bronze.quarantine",
+        "silver.late_events",
+        "silver.unpaid_bookings",
+        "silver.orphan_payments",
+        "_system.expectations",
+        "silver.bookings_fact",
+    ]
+    .iter()
+    .map(|t| format!("bookings_fact:before:{t}:2"))
+    .collect();
+    points.push("bookings_fact:after-commits:2".into());
+    points.push("bookings_fact:before-checkpoint:2".into());
+    points.push("bookings_fact:after-commits:5".into());
+    for (i, point) in points.iter().enumerate() {
+        let lake = dir.path().join(format!("crash{i}"));
+        copy_dir(&bronze, &lake);
+        let err = run_err(
+            on(&lake)
+                .arg("--config")
+                .arg(&config)
+                .env("BOXOFFICE_CRASH_AT", point)
+                .args(["job", "run", "bookings_fact", "--drain"]),
+        );
+        assert!(err.contains("aborting"), "{point} was reached: {err}");
+        run_jobs(&lake, Some(&config));
+        for (a, b) in expected.iter().zip(snapshot(&lake)) {
+            assert_eq!(a.1, b.1, "{} differs after a crash at {point}", a.0);
+        }
+    }
+    // Gold: a crash between two Gold tables, then a refresh.
+    let lake = dir.path().join("crash-gold");
+    copy_dir(&bronze, &lake);
+    run_ok(
+        on(&lake)
+            .arg("--config")
+            .arg(&config)
+            .args(["job", "run", "bookings_fact", "--drain"]),
+    );
+    run_err(
+        on(&lake)
+            .env("BOXOFFICE_CRASH_AT", "gold:before:gold.payment_mix")
+            .args(["job", "run", "gold"]),
+    );
+    run_ok(on(&lake).args(["job", "run", "gold"]));
+    for (a, b) in expected.iter().zip(snapshot(&lake)) {
+        assert_eq!(a.1, b.1, "{} differs after a Gold crash", a.0);
+    }
+}
+
+#[test]
+fn gold_revenue_is_the_sum_of_distinct_successful_payments() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lake = bronze_lake(dir.path(), "4000");
+    run_jobs(&lake, None);
+    let distinct = scalar(
+        &lake,
+        "select cast(sum(amount) as decimal(18,2)) from (select distinct payment_event_uid, amount \
+         from silver.bookings_fact where payment_status = 'Success')",
+    );
+    let seat_rows = scalar(
+        &lake,
+        "select cast(sum(amount) as decimal(18,2)) from silver.bookings_fact where payment_status = 'Success'",
+    );
+    assert_ne!(
+        distinct, seat_rows,
+        "summing seat rows would count a payment once per seat"
+    );
+    for table in ["gold.event_performance", "gold.sales_by_category_hour"] {
+        assert_eq!(
+            scalar(&lake, &format!("select sum(revenue) from {table}")),
+            distinct,
+            "{table}"
+        );
+    }
+    let orphans = scalar(
+        &lake,
+        "select cast(coalesce(sum(amount), 0) as decimal(18,2)) from silver.orphan_payments where payment_status = 'Success'",
+    );
+    let mix: f64 = scalar(&lake, "select sum(amount) from gold.payment_mix")
+        .parse()
+        .expect("number");
+    let want: f64 =
+        distinct.parse::<f64>().expect("number") + orphans.parse::<f64>().expect("number");
+    assert!(
+        (mix - want).abs() < 0.005,
+        "payment_mix amount {mix} = matched {distinct} + orphans {orphans}"
+    );
+    // Failed attempts are counted, never summed into revenue.
+    assert!(
+        scalar(
+            &lake,
+            "select sum(failed_payments) from gold.event_performance"
+        )
+        .parse::<u64>()
+        .expect("n")
+            > 0
+    );
+}
+
+#[test]
+fn a_fail_expectation_stops_the_run_names_itself_and_commits_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lake = bronze_lake(dir.path(), "1000");
+    let config = dir.path().join("strict.toml");
+    std::fs::write(
+        &config,
+        "[expectations.bookings_fact.cheap_seats_only]\ncondition = \"seat_price < 90\"\naction = \"fail\"\n",
+    )
+    .expect("config");
+    let err = run_err(on(&lake).arg("--config").arg(&config).args([
+        "job",
+        "run",
+        "bookings_fact",
+        "--drain",
+    ]));
+    assert!(err.contains("cheap_seats_only"), "{err}");
+    assert!(err.contains("seat_price < 90"), "{err}");
+    assert!(err.contains("nothing was committed"), "{err}");
+    assert!(
+        err.contains("\"seat_price\""),
+        "a sample row is shown: {err}"
+    );
+    for table in [
+        "bookings_fact",
+        "unpaid_bookings",
+        "orphan_payments",
+        "late_events",
+    ] {
+        assert!(
+            !lake.join("silver").join(table).join("_delta_log").exists() || {
+                scalar(&lake, &format!("select count(*) from silver.{table}")) == "0"
+            },
+            "{table} got rows"
+        );
+    }
+}
+
+#[test]
+fn a_drop_expectation_quarantines_rows_with_the_reason_and_counts_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lake = bronze_lake(dir.path(), "2000");
+    let config = dir.path().join("drop.toml");
+    std::fs::write(
+        &config,
+        "[expectations.bookings_fact.cheap_seats_only]\ncondition = \"seat_price < 90\"\naction = \"drop\"\n\
+         [expectations.bookings_fact.email_well_formed]\naction = \"warn\"\n",
+    )
+    .expect("config");
+    run_ok(
+        on(&lake)
+            .arg("--config")
+            .arg(&config)
+            .args(["job", "run", "bookings_fact", "--drain"]),
+    );
+    assert_eq!(
+        scalar(
+            &lake,
+            "select count(*) from silver.bookings_fact where seat_price >= 90"
+        ),
+        "0"
+    );
+    let dropped: u64 = scalar(
+        &lake,
+        "select count(*) from bronze.quarantine where stage = 'silver.bookings_fact' and reason like '%cheap_seats_only%'",
+    )
+    .parse()
+    .expect("count");
+    assert!(dropped > 0);
+    let counted: u64 = scalar(
+        &lake,
+        "select sum(failed) from _system.expectations where expectation = 'cheap_seats_only'",
+    )
+    .parse()
+    .expect("count");
+    assert_eq!(
+        counted, dropped,
+        "every dropped row is counted and quarantined"
+    );
+}
+
+#[test]
+fn sql_prints_a_table_csv_and_json_and_explains_unknown_tables() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lake = bronze_lake(dir.path(), "500");
+    let table = run_ok(on(&lake).args(["sql", "select count(*) as n from bronze.bookings_raw"]));
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(text.contains("| n "), "{text}");
+    let json = run_ok(on(&lake).args(["sql", "--format", "json", "select 1 as one"]));
+    assert_eq!(
+        String::from_utf8_lossy(&json.stdout).trim(),
+        r#"[{"one":1}]"#
+    );
+    let err = run_err(on(&lake).args(["sql", "select * from gold.nothing_here"]));
+    assert!(
+        err.contains("bronze.bookings_raw"),
+        "lists the tables there are: {err}"
+    );
+}
