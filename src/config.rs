@@ -290,69 +290,6 @@ pub fn short_duration(d: Duration) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn unknown_keys_are_refused_by_name() {
-        let err = toml::from_str::<FileConfig>("[landing]\nflush_intervall = \"2s\"\n")
-            .expect_err("typo");
-        assert!(err.to_string().contains("flush_intervall"), "{err}");
-    }
-
-    #[test]
-    fn flags_beat_the_file_and_the_file_beats_defaults() {
-        let file: FileConfig =
-            toml::from_str("[generator]\nrate = 50\nseed = 9\n[generator.shares]\nunpaid = 0.2\n")
-                .expect("parses");
-        let args = GeneratorArgs {
-            rate: Some(70.0),
-            ..GeneratorArgs::default()
-        };
-        let (config, pacing) =
-            generator(&args, &file, StartDefault::FixedWhenSeeded).expect("config");
-        assert_eq!(config.rate, 70.0);
-        assert_eq!(config.seed, 9);
-        assert_eq!(config.shares.unpaid, 0.2);
-        assert_eq!(config.shares.failed, Shares::default().failed);
-        assert_eq!(
-            config.start,
-            fixed_start(),
-            "seeded generate is reproducible"
-        );
-        assert_eq!(pacing, Pacing::RealTime { speed: 1.0 });
-    }
-
-    #[test]
-    fn bad_start_and_speed_are_explained() {
-        let args = GeneratorArgs {
-            start: Some("tomorrow".into()),
-            ..GeneratorArgs::default()
-        };
-        let err = generator(&args, &FileConfig::default(), StartDefault::Now).expect_err("bad");
-        assert!(format!("{err:#}").contains("RFC 3339"), "{err:#}");
-        let args = GeneratorArgs {
-            speed: Some(0.0),
-            ..GeneratorArgs::default()
-        };
-        let err = generator(&args, &FileConfig::default(), StartDefault::Now).expect_err("bad");
-        assert!(err.to_string().contains("--speed"), "{err}");
-    }
-
-    #[test]
-    fn local_lakes_queue_inside_system_remote_ones_locally() {
-        let lake = Lake::local(Path::new("/tmp/lh")).expect("lake");
-        assert_eq!(default_queue_dir(&lake), Path::new("/tmp/lh/_system/queue"));
-        let remote = Lake::resolve(&LakeSettings {
-            root: Some("abfss://lake@acct.dfs.core.windows.net/x".into()),
-            ..LakeSettings::default()
-        })
-        .expect("lake");
-        assert!(default_queue_dir(&remote).starts_with(".boxoffice/queue"));
-    }
-}
-
 fn duration_setting(key: &str, value: &Option<String>) -> anyhow::Result<Option<Duration>> {
     value
         .as_deref()
@@ -426,4 +363,67 @@ pub fn job_interval(file: &FileConfig, flag: Option<Duration>) -> anyhow::Result
         bail!("the job interval must be more than 0");
     }
     Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_keys_are_refused_by_name() {
+        let err = toml::from_str::<FileConfig>("[landing]\nflush_intervall = \"2s\"\n")
+            .expect_err("typo");
+        assert!(err.to_string().contains("flush_intervall"), "{err}");
+    }
+
+    #[test]
+    fn flags_beat_the_file_and_the_file_beats_defaults() {
+        let file: FileConfig =
+            toml::from_str("[generator]\nrate = 50\nseed = 9\n[generator.shares]\nunpaid = 0.2\n")
+                .expect("parses");
+        let args = GeneratorArgs {
+            rate: Some(70.0),
+            ..GeneratorArgs::default()
+        };
+        let (config, pacing) =
+            generator(&args, &file, StartDefault::FixedWhenSeeded).expect("config");
+        assert_eq!(config.rate, 70.0);
+        assert_eq!(config.seed, 9);
+        assert_eq!(config.shares.unpaid, 0.2);
+        assert_eq!(config.shares.failed, Shares::default().failed);
+        assert_eq!(
+            config.start,
+            fixed_start(),
+            "seeded generate is reproducible"
+        );
+        assert_eq!(pacing, Pacing::RealTime { speed: 1.0 });
+    }
+
+    #[test]
+    fn bad_start_and_speed_are_explained() {
+        let args = GeneratorArgs {
+            start: Some("tomorrow".into()),
+            ..GeneratorArgs::default()
+        };
+        let err = generator(&args, &FileConfig::default(), StartDefault::Now).expect_err("bad");
+        assert!(format!("{err:#}").contains("RFC 3339"), "{err:#}");
+        let args = GeneratorArgs {
+            speed: Some(0.0),
+            ..GeneratorArgs::default()
+        };
+        let err = generator(&args, &FileConfig::default(), StartDefault::Now).expect_err("bad");
+        assert!(err.to_string().contains("--speed"), "{err}");
+    }
+
+    #[test]
+    fn local_lakes_queue_inside_system_remote_ones_locally() {
+        let lake = Lake::local(Path::new("/tmp/lh")).expect("lake");
+        assert_eq!(default_queue_dir(&lake), Path::new("/tmp/lh/_system/queue"));
+        let remote = Lake::resolve(&LakeSettings {
+            root: Some("abfss://lake@acct.dfs.core.windows.net/x".into()),
+            ..LakeSettings::default()
+        })
+        .expect("lake");
+        assert!(default_queue_dir(&remote).starts_with(".boxoffice/queue"));
+    }
 }

@@ -175,6 +175,7 @@ pub fn gold_line(r: &RefreshReport) -> String {
 /// The job cycle `up` runs every interval: the join over what landed, then the Gold refresh.
 pub struct Cycle {
     job: BookingsFact,
+    gold: gold::Gold,
 }
 
 /// What one cycle did, and how fresh Gold is.
@@ -193,14 +194,17 @@ impl Cycle {
         let settings = config::bookings_fact(file, None)?;
         let expectations = config::expectations(file, &settings)?;
         let (job, _) = BookingsFact::open(lake, settings, expectations).await?;
-        Ok(Cycle { job })
+        Ok(Cycle {
+            job,
+            gold: gold::Gold::new(lake),
+        })
     }
 
     /// Runs the join, then the Gold refresh.
-    pub async fn run(&mut self, lake: &Lake) -> anyhow::Result<CycleReport> {
+    pub async fn run(&mut self) -> anyhow::Result<CycleReport> {
         let started = Instant::now();
-        let reports = self.job.run(false).await?;
-        gold::refresh(lake, false).await?;
+        let reports = self.job.run_batches(false).await?;
+        self.gold.refresh(false).await?;
         let now = Utc::now().timestamp_micros();
         let mut report = CycleReport {
             millis: started.elapsed().as_millis(),
@@ -214,6 +218,14 @@ impl Cycle {
                 .extend(r.match_arrivals.iter().map(|at| (now - at) as f64 / 1e6));
         }
         Ok(report)
+    }
+}
+
+impl Cycle {
+    /// Checkpoints the join's state (when `up` stops).
+    pub async fn checkpoint(&mut self) -> anyhow::Result<()> {
+        self.job.checkpoint().await?;
+        Ok(())
     }
 }
 

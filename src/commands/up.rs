@@ -77,15 +77,8 @@ pub async fn run(global: &GlobalArgs, args: UpArgs) -> anyhow::Result<()> {
     ));
     let jobs = Arc::new(Mutex::new(JobsStatus::default()));
     let (jobs_stop_tx, jobs_stop_rx) = watch::channel(false);
-    let job_task = cycle.map(|cycle| {
-        tokio::spawn(run_jobs(
-            cycle,
-            lake.clone(),
-            interval,
-            Arc::clone(&jobs),
-            jobs_stop_rx,
-        ))
-    });
+    let job_task =
+        cycle.map(|cycle| tokio::spawn(run_jobs(cycle, interval, Arc::clone(&jobs), jobs_stop_rx)));
     let progress = {
         let queue = Arc::clone(&queue);
         let stats = Arc::clone(&stats);
@@ -219,7 +212,6 @@ impl JobsStatus {
 /// last one, which is returned.
 async fn run_jobs(
     mut cycle: Cycle,
-    lake: boxoffice_lake::Lake,
     interval: Duration,
     status: Arc<Mutex<JobsStatus>>,
     mut stop: watch::Receiver<bool>,
@@ -229,7 +221,7 @@ async fn run_jobs(
             _ = tokio::time::sleep(interval) => false,
             _ = stop.changed() => true,
         };
-        let result = cycle.run(&lake).await;
+        let result = cycle.run().await;
         if let Ok(mut s) = status.lock() {
             match &result {
                 Ok(r) => {
@@ -251,7 +243,8 @@ async fn run_jobs(
             }
         }
         if stopping {
-            return result.map(|_| ());
+            result?;
+            return cycle.checkpoint().await;
         }
     }
 }

@@ -117,32 +117,70 @@ impl Input {
     }
 }
 
-/// Refreshes every Gold table from what changed in Silver; `full` rebuilds them from all of it.
+/// Refreshes every Gold table once from what changed in Silver; `full` rebuilds them from all of
+/// it.
 pub async fn refresh(lake: &Lake, full: bool) -> Result<Vec<RefreshReport>, JobError> {
-    let mut inputs = Vec::new();
-    for (name, def) in INPUTS {
-        inputs.push(Input {
-            name,
-            def,
-            table: lake.open_table(def).await?,
-        });
+    Gold::new(lake).refresh(full).await
+}
+
+/// The Gold refresh, keeping the Silver and Gold tables open between refreshes so each reads only
+/// the new commits of their logs (what `up` does every few seconds).
+pub struct Gold {
+    lake: Lake,
+    inputs: Vec<Input>,
+    outputs: HashMap<&'static str, DeltaTable>,
+}
+
+impl Gold {
+    /// Nothing opened yet.
+    pub fn new(lake: &Lake) -> Gold {
+        Gold {
+            lake: lake.clone(),
+            inputs: INPUTS
+                .iter()
+                .map(|&(name, def)| Input {
+                    name,
+                    def,
+                    table: None,
+                })
+                .collect(),
+            outputs: HashMap::new(),
+        }
     }
-    let mut reports = Vec::new();
-    for model in &MODELS {
-        reports.push(refresh_model(lake, model, &inputs, full).await?);
+
+    /// Refreshes every Gold table; `full` rebuilds them from all of Silver.
+    pub async fn refresh(&mut self, full: bool) -> Result<Vec<RefreshReport>, JobError> {
+        for input in &mut self.inputs {
+            match &mut input.table {
+                Some(table) => table
+                    .update_state()
+                    .await
+                    .map_err(|e| self.lake.delta_error(input.def, e))?,
+                None => input.table = self.lake.open_table(input.def).await?,
+            }
+        }
+        let mut reports = Vec::new();
+        for model in &MODELS {
+            let gold = match self.outputs.remove(model.table.name) {
+                Some(table) => table,
+                None => self.lake.ensure_table(model.table).await?,
+            };
+            let (gold, report) = refresh_model(model, gold, &self.inputs, full).await?;
+            self.outputs.insert(model.table.name, gold);
+            reports.push(report);
+        }
+        Ok(reports)
     }
-    Ok(reports)
 }
 
 async fn refresh_model(
-    lake: &Lake,
     model: &Model,
+    mut gold: DeltaTable,
     inputs: &[Input],
     full: bool,
-) -> Result<RefreshReport, JobError> {
+) -> Result<(DeltaTable, RefreshReport), JobError> {
     let started = Instant::now();
     let def = model.table;
-    let mut gold = lake.ensure_table(def).await?;
     let mut consumed = Vec::new();
     for input in inputs {
         let recorded = committed_version(&mut gold, &app_id(model, input.def))
@@ -159,7 +197,7 @@ async fn refresh_model(
     };
     if !full && consumed == current {
         let rows = gold_rows(&gold);
-        return Ok(report(Refresh::Unchanged, rows));
+        return Ok((gold, report(Refresh::Unchanged, rows)));
     }
     let mut selections = Vec::new();
     let mut rebuild = full.then(|| "asked for (--full)".to_string());
@@ -210,7 +248,8 @@ async fn refresh_model(
             json!("gold refresh"),
         )]));
     crate::crash_point(&format!("gold:before:{}", def.qualified_name()));
-    gold.write(batches)
+    let gold = gold
+        .write(batches)
         .with_save_mode(SaveMode::Overwrite)
         .with_writer_properties(def.writer_properties())
         .with_commit_properties(properties)
@@ -223,7 +262,7 @@ async fn refresh_model(
         Some(reason) => Refresh::Full { reason },
         None => Refresh::Incremental { files },
     };
-    Ok(report(refresh, rows))
+    Ok((gold, report(refresh, rows)))
 }
 
 fn gold_rows(table: &DeltaTable) -> usize {

@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use boxoffice_ingest::bronze::{BOOKINGS_RAW, PAYMENTS_RAW};
 use boxoffice_lake::{Lake, TableDef};
+use deltalake::DeltaTable;
 use deltalake::arrow::array::{Array, AsArray, RecordBatch};
 use deltalake::arrow::datatypes::{Int32Type, Int64Type, TimestampMicrosecondType};
 use deltalake::parquet::arrow::ProjectionMask;
@@ -102,11 +103,45 @@ pub struct Landed {
     rows: BTreeMap<PartitionId, Vec<(i64, Micros)>>,
 }
 
+/// The Bronze tables, kept open between scans so each scan reads only the new commits of their
+/// logs (a long `up` makes thousands of them).
+#[derive(Default)]
+pub struct BronzeTables {
+    open: HashMap<&'static str, DeltaTable>,
+}
+
+impl BronzeTables {
+    async fn current(
+        &mut self,
+        lake: &Lake,
+        def: &TableDef,
+    ) -> Result<Option<&DeltaTable>, JobError> {
+        if !self.open.contains_key(def.name) {
+            match lake.open_table(def).await? {
+                Some(table) => self.open.insert(def.name, table),
+                None => return Ok(None),
+            };
+        } else if let Some(table) = self.open.get_mut(def.name) {
+            table
+                .update_state()
+                .await
+                .map_err(|e| lake.delta_error(def, e))?;
+        }
+        Ok(self.open.get(def.name))
+    }
+}
+
 /// Lists Bronze's files and reads the metadata of every row after `positions`.
-pub async fn scan(lake: &Lake, positions: &Positions) -> Result<Landed, JobError> {
+pub async fn scan(
+    lake: &Lake,
+    tables: &mut BronzeTables,
+    positions: &Positions,
+) -> Result<Landed, JobError> {
     let mut files = Vec::new();
     for (hub, def) in [(BOOKINGS, &BOOKINGS_RAW), (PAYMENTS, &PAYMENTS_RAW)] {
-        files.extend(list_files(lake, hub, def).await?);
+        if let Some(table) = tables.current(lake, def).await? {
+            files.extend(list_files(lake, table, hub, def)?);
+        }
     }
     let mut rows: BTreeMap<PartitionId, Vec<(i64, Micros)>> = BTreeMap::new();
     for f in &files {
@@ -170,10 +205,12 @@ fn meta_columns(batch: &RecordBatch) -> Result<MetaColumns<'_>, JobError> {
     ))
 }
 
-async fn list_files(lake: &Lake, hub: u8, def: &TableDef) -> Result<Vec<FileRef>, JobError> {
-    let Some(table) = lake.open_table(def).await? else {
-        return Ok(Vec::new());
-    };
+fn list_files(
+    lake: &Lake,
+    table: &DeltaTable,
+    hub: u8,
+    def: &TableDef,
+) -> Result<Vec<FileRef>, JobError> {
     let store = table.object_store();
     let snapshot = table.snapshot().map_err(|e| lake.delta_error(def, e))?;
     Ok(snapshot
@@ -311,11 +348,13 @@ pub struct BronzeEvent {
     pub body: Arc<str>,
 }
 
+/// A Bronze row as read: sequence number, enqueued time, event_uid, body.
+type RawRow = (i64, Micros, String, Arc<str>);
+
 /// Reads the events of `ranges`, in arrival order. `landed` may come from any scan at least as
 /// recent as the plan (after a crash, a new one): Bronze only grows.
 pub async fn read(landed: &Landed, ranges: &[Range]) -> Result<Vec<BronzeEvent>, JobError> {
-    let mut by_partition: HashMap<PartitionId, Vec<(i64, Micros, String, Arc<str>)>> =
-        HashMap::new();
+    let mut by_partition: HashMap<PartitionId, Vec<RawRow>> = HashMap::new();
     let wanted: HashMap<PartitionId, &Range> = ranges.iter().map(|r| (r.id, r)).collect();
     for f in &landed.files {
         if !ranges

@@ -161,6 +161,7 @@ pub struct BookingsFact {
     positions: Positions,
     state: JoinState,
     tables: HashMap<&'static str, DeltaTable>,
+    bronze: input::BronzeTables,
 }
 
 fn checkpoint_name(batch: u64) -> String {
@@ -200,6 +201,7 @@ impl BookingsFact {
             checkpointed: 0,
             positions: Positions::new(),
             tables: HashMap::new(),
+            bronze: input::BronzeTables::default(),
         };
         if let Some(name) = job.files.list("state/").await?.pop() {
             let bytes = job
@@ -231,7 +233,7 @@ impl BookingsFact {
             }
             job.check_settings(batch, &plan.join)?;
             tracing::info!(batch, "finishing a batch planned before the last stop");
-            let landed = input::scan(&job.lake, &job.positions).await?;
+            let landed = input::scan(&job.lake, &mut job.bronze, &job.positions).await?;
             let mut report = job.process(&plan, &landed).await?;
             report.replayed = true;
             replayed.push(report);
@@ -273,6 +275,17 @@ impl BookingsFact {
     /// Processes everything that landed (batch by batch); with `drain`, treats it as complete.
     /// Checkpoints at the end.
     pub async fn run(&mut self, drain: bool) -> Result<Vec<BatchReport>, JobError> {
+        let reports = self.run_batches(drain).await?;
+        if self.batch > self.checkpointed {
+            self.checkpoint().await?;
+        }
+        Ok(reports)
+    }
+
+    /// As [`run`](Self::run), but checkpoints only every `checkpoint_every` batches: for a
+    /// process that runs again in seconds (`up`), where writing the whole state each time would
+    /// cost more than replaying a few batches after a crash.
+    pub async fn run_batches(&mut self, drain: bool) -> Result<Vec<BatchReport>, JobError> {
         let mut reports = Vec::new();
         let expected: Vec<PartitionId> = [BOOKINGS, PAYMENTS]
             .into_iter()
@@ -282,7 +295,7 @@ impl BookingsFact {
             })
             .collect();
         loop {
-            let landed = input::scan(&self.lake, &self.positions).await?;
+            let landed = input::scan(&self.lake, &mut self.bronze, &self.positions).await?;
             let (ranges, all) = input::plan(
                 &landed,
                 &self.positions,
@@ -320,14 +333,15 @@ impl BookingsFact {
                 break;
             }
         }
-        if self.batch > self.checkpointed {
-            self.checkpoint().await?;
-        }
         Ok(reports)
     }
 
-    /// Writes the state after the current batch, then forgets older checkpoints and plans.
+    /// Writes the state after the current batch (unless already written), then forgets older
+    /// checkpoints and plans.
     pub async fn checkpoint(&mut self) -> Result<(), JobError> {
+        if self.batch == self.checkpointed {
+            return Ok(());
+        }
         crate::crash_point(&format!("{JOB}:before-checkpoint:{}", self.batch));
         let bytes = checkpoint::encode(self.batch, &self.positions, &self.state)
             .map_err(checkpoint_error)?;
