@@ -301,7 +301,10 @@ mod tests {
             .collect()
     }
 
-    fn summary(out: &JoinOutput) -> (Vec<(String, String)>, Vec<String>, Vec<String>, usize, u64) {
+    /// Matches, unpaid, orphans (each by uid, sorted), late count, duplicate count.
+    type Summary = (Vec<(String, String)>, Vec<String>, Vec<String>, usize, u64);
+
+    fn summary(out: &JoinOutput) -> Summary {
         let mut m: Vec<_> = out
             .matches
             .iter()
