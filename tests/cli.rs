@@ -12,7 +12,7 @@ use common::*;
 fn help_explains_every_command() {
     let out = run_ok(boxoffice().arg("--help"));
     let help = String::from_utf8_lossy(&out.stdout);
-    for command in ["up", "generate", "ingest", "tables", "bench"] {
+    for command in ["up", "generate", "ingest", "tables", "job", "sql", "bench"] {
         assert!(
             help.contains(&format!("  {command} ")),
             "{command} missing from\n{help}"
@@ -26,9 +26,21 @@ fn help_explains_every_command() {
         "--seed",
         "--speed",
         "--flush-interval",
+        "--job-interval",
         "--lake",
     ] {
         assert!(help.contains(flag), "{flag} missing from up --help");
+    }
+    let out = run_ok(boxoffice().args(["job", "run", "--help"]));
+    let help = String::from_utf8_lossy(&out.stdout);
+    for text in [
+        "bookings_fact",
+        "gold",
+        "--drain",
+        "--full",
+        "stream_analytics",
+    ] {
+        assert!(help.contains(text), "{text} missing from job run --help");
     }
 }
 
