@@ -449,3 +449,61 @@ fn sql_prints_a_table_csv_and_json_and_explains_unknown_tables() {
         "lists the tables there are: {err}"
     );
 }
+
+#[test]
+fn gold_follows_a_compacted_silver_without_double_counting_and_rebuilds_after_a_delete() {
+    use boxoffice_jobs::silver::tables::BOOKINGS_FACT;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lake_dir = bronze_lake(dir.path(), "3000");
+    let config = dir.path().join("small.toml");
+    std::fs::write(&config, SMALL_BATCHES).expect("config");
+    run_jobs(&lake_dir, Some(&config));
+    let before = snapshot(&lake_dir);
+    let lake = common::local(&lake_dir);
+
+    // Compaction rewrites files (dataChange false): Gold must not count them again.
+    common::block_on(async {
+        let table = lake
+            .open_table(&BOOKINGS_FACT)
+            .await
+            .expect("open")
+            .expect("exists");
+        let (_, metrics) = table.optimize().await.expect("optimize");
+        assert!(metrics.num_files_removed > 1, "files were compacted");
+    });
+    run_ok(on(&lake_dir).args(["job", "run", "gold"]));
+    assert_eq!(
+        before,
+        snapshot(&lake_dir),
+        "a compaction changes nothing in Gold"
+    );
+
+    // A delete removes rows: Gold cannot add it up, so it rebuilds, and says so.
+    common::block_on(async {
+        let table = lake
+            .open_table(&BOOKINGS_FACT)
+            .await
+            .expect("open")
+            .expect("exists");
+        table
+            .delete()
+            .with_predicate("payment_method = 'PayPal'")
+            .await
+            .expect("delete");
+    });
+    let out = run_ok(on(&lake_dir).args(["job", "run", "gold"]));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("rebuilt from all of Silver"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let distinct = scalar(
+        &lake_dir,
+        "select cast(sum(amount) as decimal(18,2)) from (select distinct payment_event_uid, amount \
+         from silver.bookings_fact where payment_status = 'Success')",
+    );
+    assert_eq!(
+        scalar(&lake_dir, "select sum(revenue) from gold.event_performance"),
+        distinct
+    );
+}
