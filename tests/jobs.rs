@@ -63,6 +63,15 @@ fn snapshot(lake: &Path) -> Vec<(String, String)> {
         .collect()
 }
 
+/// What Gold's revenue must be: `amount` summed once per successful payment.
+fn distinct_successful_payments(lake: &Path) -> String {
+    scalar(
+        lake,
+        "select cast(sum(amount) as decimal(18,2)) from (select distinct payment_event_uid, amount \
+         from silver.bookings_fact where payment_status = 'Success')",
+    )
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("mkdir");
     for entry in std::fs::read_dir(from).expect("read dir") {
@@ -305,11 +314,7 @@ fn gold_revenue_is_the_sum_of_distinct_successful_payments() {
     let dir = tempfile::tempdir().expect("tempdir");
     let lake = bronze_lake(dir.path(), "4000");
     run_jobs(&lake, None);
-    let distinct = scalar(
-        &lake,
-        "select cast(sum(amount) as decimal(18,2)) from (select distinct payment_event_uid, amount \
-         from silver.bookings_fact where payment_status = 'Success')",
-    );
+    let distinct = distinct_successful_payments(&lake);
     let seat_rows = scalar(
         &lake,
         "select cast(sum(amount) as decimal(18,2)) from silver.bookings_fact where payment_status = 'Success'",
@@ -497,11 +502,7 @@ fn gold_follows_a_compacted_silver_without_double_counting_and_rebuilds_after_a_
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
-    let distinct = scalar(
-        &lake_dir,
-        "select cast(sum(amount) as decimal(18,2)) from (select distinct payment_event_uid, amount \
-         from silver.bookings_fact where payment_status = 'Success')",
-    );
+    let distinct = distinct_successful_payments(&lake_dir);
     assert_eq!(
         scalar(&lake_dir, "select sum(revenue) from gold.event_performance"),
         distinct

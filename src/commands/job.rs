@@ -98,26 +98,16 @@ fn print_summary(job: &BookingsFact, reports: &[&BatchReport], started: Instant)
             secs,
             thousands((events as f64 / secs.max(1e-9)) as u64)
         );
-        println!(
-            "  silver.bookings_fact     +{} rows",
-            thousands(sum(|r| r.fact_rows))
-        );
-        println!(
-            "  silver.unpaid_bookings   +{} rows",
-            thousands(sum(|r| r.unpaid))
-        );
-        println!(
-            "  silver.orphan_payments   +{} rows",
-            thousands(sum(|r| r.orphans))
-        );
-        println!(
-            "  silver.late_events       +{} rows",
-            thousands(sum(|r| r.late))
-        );
-        println!(
-            "  bronze.quarantine        +{} rows",
-            thousands(sum(|r| r.quarantined))
-        );
+        let added = [
+            ("silver.bookings_fact", sum(|r| r.fact_rows)),
+            ("silver.unpaid_bookings", sum(|r| r.unpaid)),
+            ("silver.orphan_payments", sum(|r| r.orphans)),
+            ("silver.late_events", sum(|r| r.late)),
+            ("bronze.quarantine", sum(|r| r.quarantined)),
+        ];
+        for (table, rows) in added {
+            println!("  {table:<24} +{} rows", thousands(rows));
+        }
         println!(
             "  duplicates dropped        {}",
             thousands(sum(|r| r.duplicates))

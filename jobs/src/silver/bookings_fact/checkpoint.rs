@@ -7,8 +7,6 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use boxoffice_events::model::Hub;
-use boxoffice_events::{Event, validate};
 use bytes::Bytes;
 use deltalake::arrow::array::{
     ArrayRef, AsArray, BooleanBuilder, Int32Builder, Int64Builder, RecordBatch, StringBuilder,
@@ -20,9 +18,9 @@ use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use deltalake::parquet::file::metadata::KeyValue;
 use serde::{Deserialize, Serialize};
 
-use super::input::{PAYMENTS, Positions};
+use super::input::Positions;
 use super::join::{
-    ArrivalKey, BookingIn, JoinConfig, JoinState, Marks, Micros, PaymentIn, Pending,
+    ArrivalKey, BookingIn, JoinConfig, JoinEvent, JoinState, Marks, Micros, PaymentIn, Pending,
 };
 
 const META_KEY: &str = "boxoffice.bookings_fact.state";
@@ -220,34 +218,16 @@ fn read_rows(
             partition: partition.value(i),
             sequence: sequence.value(i),
         };
-        let text: Arc<str> = Arc::from(body.value(i));
-        let on = if key.hub == PAYMENTS {
-            Hub::Payments
-        } else {
-            Hub::Bookings
-        };
-        let event = validate(&text, Some(on))
-            .map_err(|e| format!("a kept event no longer parses: {e}"))?
-            .event;
-        let uid = uid.value(i).to_string();
+        let event = JoinEvent::parse(uid.value(i).to_string(), key, Arc::from(body.value(i)))
+            .map_err(|e| format!("a kept event no longer parses: {e}"))?;
         match event {
-            Event::Booking(booking) => bookings.push(Pending {
-                item: Arc::new(BookingIn {
-                    uid,
-                    arrival: key,
-                    booking,
-                    body: text,
-                }),
+            JoinEvent::Booking(item) => bookings.push(Pending {
+                item,
                 matched: matched.value(i),
                 paid: paid.value(i),
             }),
-            Event::Payment(payment) => payments.push(Pending {
-                item: Arc::new(PaymentIn {
-                    uid,
-                    arrival: key,
-                    payment,
-                    body: text,
-                }),
+            JoinEvent::Payment(item) => payments.push(Pending {
+                item,
                 matched: matched.value(i),
                 paid: false,
             }),
@@ -258,47 +238,12 @@ fn read_rows(
 
 #[cfg(test)]
 mod tests {
-    use boxoffice_events::{Generator, GeneratorConfig};
-
     use super::super::input::{BOOKINGS, PartitionId, Progress};
     use super::super::join::{JoinEvent, JoinOutput};
     use super::*;
 
     fn events(n: usize) -> Vec<JoinEvent> {
-        let config = GeneratorConfig {
-            seed: 77,
-            rate: 50.0,
-            ..GeneratorConfig::default()
-        };
-        Generator::new(config)
-            .expect("config")
-            .take(n)
-            .enumerate()
-            .filter_map(|(i, e)| {
-                let v = validate(&e.body, Some(e.hub)).ok()?;
-                let arrival = ArrivalKey {
-                    at: e.arrival.timestamp_micros(),
-                    hub: u8::from(e.hub == Hub::Payments),
-                    partition: 1,
-                    sequence: i as i64,
-                };
-                let body: Arc<str> = Arc::from(e.body.as_str());
-                Some(match v.event {
-                    Event::Booking(booking) => JoinEvent::Booking(Arc::new(BookingIn {
-                        uid: v.event_uid,
-                        arrival,
-                        booking,
-                        body,
-                    })),
-                    Event::Payment(payment) => JoinEvent::Payment(Arc::new(PaymentIn {
-                        uid: v.event_uid,
-                        arrival,
-                        payment,
-                        body,
-                    })),
-                })
-            })
-            .collect()
+        super::super::join::tests::generated(77, n)
     }
 
     /// Matches, unpaid, orphans (each by uid, sorted), late count, duplicate count.

@@ -22,7 +22,11 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::sync::Arc;
 
-use boxoffice_events::model::{Booking, Payment, PaymentStatus};
+use boxoffice_events::model::{Booking, Hub, Payment, PaymentStatus};
+use boxoffice_events::validate::Invalid;
+use boxoffice_events::{Event, validate};
+
+use super::input::PAYMENTS;
 
 /// Microseconds since the Unix epoch (UTC), the unit of every time here.
 pub type Micros = i64;
@@ -79,6 +83,37 @@ pub enum JoinEvent {
 }
 
 impl JoinEvent {
+    /// A validated event as the join takes it.
+    pub fn new(uid: String, arrival: ArrivalKey, event: Event, body: Arc<str>) -> JoinEvent {
+        match event {
+            Event::Booking(booking) => JoinEvent::Booking(Arc::new(BookingIn {
+                uid,
+                arrival,
+                booking,
+                body,
+            })),
+            Event::Payment(payment) => JoinEvent::Payment(Arc::new(PaymentIn {
+                uid,
+                arrival,
+                payment,
+                body,
+            })),
+        }
+    }
+
+    /// Validates a Bronze event (on the hub its arrival key names) for the join: the validator's
+    /// refusal when it does not pass (Bronze written by a producer that did not validate, or a
+    /// validator since made stricter).
+    pub fn parse(uid: String, arrival: ArrivalKey, body: Arc<str>) -> Result<JoinEvent, Invalid> {
+        let hub = if arrival.hub == PAYMENTS {
+            Hub::Payments
+        } else {
+            Hub::Bookings
+        };
+        let valid = validate(&body, Some(hub))?;
+        Ok(JoinEvent::new(uid, arrival, valid.event, body))
+    }
+
     /// Its event_uid.
     pub fn uid(&self) -> &str {
         match self {
@@ -564,4 +599,4 @@ fn payment_expiry(config: &JoinConfig, p: Micros) -> Micros {
 
 #[cfg(test)]
 #[path = "join_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -360,47 +360,39 @@ mod stream_analytics {
     }
 }
 
+/// Generated events in arrival order, parsed (malformed ones left out): a realistic stream for
+/// the join's property tests and the checkpoint's round trip.
+pub(crate) fn generated(seed: u64, n: usize) -> Vec<JoinEvent> {
+    use boxoffice_events::{Generator, GeneratorConfig, Hub, validate};
+    let config = GeneratorConfig {
+        seed,
+        rate: 50.0,
+        ..GeneratorConfig::default()
+    };
+    Generator::new(config)
+        .expect("config")
+        .take(n)
+        .enumerate()
+        .filter_map(|(i, e)| {
+            let v = validate(&e.body, Some(e.hub)).ok()?;
+            let arrival = ArrivalKey {
+                at: e.arrival.timestamp_micros(),
+                hub: u8::from(e.hub == Hub::Payments),
+                partition: 0,
+                sequence: i as i64,
+            };
+            Some(JoinEvent::new(
+                v.event_uid,
+                arrival,
+                v.event,
+                Arc::from(e.body.as_str()),
+            ))
+        })
+        .collect()
+}
+
 mod batch_independence {
     use super::*;
-    use boxoffice_events::{Event, Generator, GeneratorConfig, Hub, validate};
-
-    /// Generated events in arrival order, parsed (malformed ones left out).
-    fn stream(seed: u64, n: usize) -> Vec<JoinEvent> {
-        let config = GeneratorConfig {
-            seed,
-            rate: 50.0,
-            ..GeneratorConfig::default()
-        };
-        Generator::new(config)
-            .expect("config")
-            .take(n)
-            .enumerate()
-            .filter_map(|(i, e)| {
-                let v = validate(&e.body, Some(e.hub)).ok()?;
-                let arrival = ArrivalKey {
-                    at: e.arrival.timestamp_micros(),
-                    hub: u8::from(e.hub == Hub::Payments),
-                    partition: 0,
-                    sequence: i as i64,
-                };
-                let body: Arc<str> = Arc::from(e.body.as_str());
-                Some(match v.event {
-                    Event::Booking(booking) => JoinEvent::Booking(Arc::new(BookingIn {
-                        uid: v.event_uid,
-                        arrival,
-                        booking,
-                        body,
-                    })),
-                    Event::Payment(payment) => JoinEvent::Payment(Arc::new(PaymentIn {
-                        uid: v.event_uid,
-                        arrival,
-                        payment,
-                        body,
-                    })),
-                })
-            })
-            .collect()
-    }
 
     type Summary = (
         Vec<(String, String)>,
@@ -445,7 +437,7 @@ mod batch_independence {
     fn one_run_or_many_small_ones_give_the_same_results() {
         for seed in [1, 2, 3, 4, 5] {
             // 40,000 events at 50/s span 13 minutes: long enough for 5-15 minute late arrivals.
-            let events = stream(seed, 40_000);
+            let events = generated(seed, 40_000);
             for mode in [TimeMode::EventTime, TimeMode::StreamAnalytics] {
                 let whole = run(&events, &[], mode);
                 assert!(!whole.0.is_empty() && !whole.1.is_empty() && !whole.2.is_empty());

@@ -22,8 +22,6 @@ pub mod rows;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use boxoffice_events::model::Hub;
-use boxoffice_events::{Event, validate};
 use boxoffice_ingest::bronze::{QUARANTINE, QuarantineRow, quarantine_batch};
 use boxoffice_lake::{AppendOutcome, Files, Lake, Layer, PartitionRows, TableDef, append_once};
 use bytes::Bytes;
@@ -38,7 +36,7 @@ use crate::silver::tables::{
     BOOKINGS_FACT, EXPECTATIONS, LATE_EVENTS, ORPHAN_PAYMENTS, UNPAID_BOOKINGS,
 };
 use input::{BOOKINGS, PAYMENTS, PartitionId, Positions, Range};
-use join::{BookingIn, JoinConfig, JoinEvent, JoinOutput, JoinState, Micros, PaymentIn};
+use join::{JoinConfig, JoinEvent, JoinOutput, JoinState, Micros};
 
 /// The job's name: in plans, checkpoints, app ids and `_system` tables.
 pub const JOB: &str = "bookings_fact";
@@ -370,9 +368,11 @@ impl BookingsFact {
         let mut out = JoinOutput::default();
         let mut quarantine = Vec::new();
         for e in &events {
-            match parse(e) {
+            match JoinEvent::parse(e.uid.clone(), e.key, Arc::clone(&e.body)) {
                 Ok(event) => self.state.process(event, &mut out),
-                Err(reason) => quarantine.push(quarantine_row(e, reason, processed_at)),
+                Err(invalid) => {
+                    quarantine.push(quarantine_row(e, invalid.reason(), processed_at));
+                }
             }
         }
         if plan.drain {
@@ -501,32 +501,6 @@ impl BookingsFact {
         }
         Ok(())
     }
-}
-
-/// Parses a Bronze event for the join; the reason when it cannot be (Bronze written by a producer
-/// that did not validate, or a validator since made stricter).
-fn parse(e: &input::BronzeEvent) -> Result<JoinEvent, String> {
-    let hub = if e.key.hub == PAYMENTS {
-        Hub::Payments
-    } else {
-        Hub::Bookings
-    };
-    let valid = validate(&e.body, Some(hub)).map_err(|invalid| invalid.reason())?;
-    let body = Arc::clone(&e.body);
-    Ok(match valid.event {
-        Event::Booking(booking) => JoinEvent::Booking(Arc::new(BookingIn {
-            uid: e.uid.clone(),
-            arrival: e.key,
-            booking,
-            body,
-        })),
-        Event::Payment(payment) => JoinEvent::Payment(Arc::new(PaymentIn {
-            uid: e.uid.clone(),
-            arrival: e.key,
-            payment,
-            body,
-        })),
-    })
 }
 
 fn quarantine_row(e: &input::BronzeEvent, reason: String, at: DateTime<Utc>) -> QuarantineRow {
