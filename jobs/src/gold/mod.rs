@@ -20,6 +20,7 @@ mod sales_by_category_hour;
 pub mod tables;
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -160,12 +161,15 @@ impl Gold {
             }
         }
         let mut reports = Vec::new();
+        // Gold tables usually stand at the same Silver versions: read each log range once.
+        let mut changes = HashMap::new();
         for model in &MODELS {
             let gold = match self.outputs.remove(model.table.name) {
                 Some(table) => table,
                 None => self.lake.ensure_table(model.table).await?,
             };
-            let (gold, report) = refresh_model(model, gold, &self.inputs, full).await?;
+            let (gold, report) =
+                refresh_model(model, gold, &self.inputs, full, &mut changes).await?;
             self.outputs.insert(model.table.name, gold);
             reports.push(report);
         }
@@ -178,6 +182,7 @@ async fn refresh_model(
     mut gold: DeltaTable,
     inputs: &[Input],
     full: bool,
+    changes: &mut HashMap<(&'static str, Option<i64>), Changes>,
 ) -> Result<(DeltaTable, RefreshReport), JobError> {
     let started = Instant::now();
     let def = model.table;
@@ -206,8 +211,16 @@ async fn refresh_model(
             selections.push(Some(Vec::new()));
             continue;
         };
-        match added_since(table, *after, through).await? {
-            Changes::Added(paths) => selections.push(Some(paths)),
+        if rebuild.is_some() {
+            selections.push(None); // read whole: no need to know what changed
+            continue;
+        }
+        let found = match changes.entry((input.name, *after)) {
+            Entry::Occupied(known) => known.into_mut(),
+            Entry::Vacant(slot) => slot.insert(added_since(table, *after, through).await?),
+        };
+        match found {
+            Changes::Added(paths) => selections.push(Some(paths.clone())),
             Changes::Rewritten(reason) => {
                 rebuild.get_or_insert(format!("{}: {reason}", input.def.qualified_name()));
                 selections.push(None);
