@@ -21,6 +21,19 @@ pub fn event_uid(obj: &Map<String, Value>) -> String {
     legacy_uid(&Value::Object(obj.clone()))
 }
 
+/// A uid as 16 bytes, for sets of millions of them: the UUID's own bits (every uid made here is
+/// one), else a name-based UUID of the text, so any string still has exactly one key.
+pub fn uid_key(uid: &str) -> u128 {
+    Uuid::try_parse(uid)
+        .unwrap_or_else(|_| Uuid::new_v5(&LEGACY_NAMESPACE, uid.as_bytes()))
+        .as_u128()
+}
+
+/// The text of a key made by [`uid_key`] (a UUID uid's own text).
+pub fn uid_text(key: u128) -> String {
+    Uuid::from_u128(key).hyphenated().to_string()
+}
+
 /// The uid of any JSON value (used for bodies that are JSON but not an object).
 pub fn event_uid_of_value(value: &Value) -> String {
     match value {

@@ -94,3 +94,31 @@ pub fn crash_point(point: &str) {
         std::process::abort();
     }
 }
+
+/// Times the phases of a batch and logs each at debug level (`-vv`): where a slow batch spends
+/// its time, without a profiler.
+pub(crate) struct Phases {
+    batch: u64,
+    since: std::time::Instant,
+}
+
+impl Phases {
+    pub(crate) fn new(batch: u64) -> Self {
+        Phases {
+            batch,
+            since: std::time::Instant::now(),
+        }
+    }
+
+    /// Logs the time since the last phase ended.
+    pub(crate) fn done(&mut self, phase: &str) {
+        let ms = self.since.elapsed().as_secs_f64() * 1e3;
+        tracing::debug!(
+            batch = self.batch,
+            phase,
+            ms = format!("{ms:.0}"),
+            "phase done"
+        );
+        self.since = std::time::Instant::now();
+    }
+}

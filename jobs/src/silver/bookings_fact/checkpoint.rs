@@ -4,7 +4,8 @@
 //! again on load) and per remembered event_uid; the scalar parts (batch, positions, watermark
 //! inputs, settings) travel in the file's key-value metadata, so a checkpoint is one atomic put.
 
-use std::collections::HashMap;
+use boxoffice_events::uid::{uid_key, uid_text};
+use foldhash::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -146,7 +147,7 @@ pub fn encode(batch: u64, positions: &Positions, state: &JoinState) -> Result<By
         );
     }
     for (uid, time) in &state.seen {
-        c.uid(uid, *time);
+        c.uid(&uid_text(*uid), *time);
     }
     let header = Header {
         batch,
@@ -175,7 +176,7 @@ pub fn decode(bytes: Bytes) -> Result<Checkpoint, String> {
         .and_then(|k| k.value.as_deref())
         .ok_or("no checkpoint header")
         .and_then(|v| serde_json::from_str(v).map_err(|_| "unreadable checkpoint header"))?;
-    let (mut bookings, mut payments, mut seen) = (Vec::new(), Vec::new(), HashMap::new());
+    let (mut bookings, mut payments, mut seen) = (Vec::new(), Vec::new(), HashMap::default());
     for batch in builder.build().map_err(|e| e.to_string())? {
         let batch = batch.map_err(|e| e.to_string())?;
         if batch.schema().fields() != schema().fields() {
@@ -194,7 +195,7 @@ fn read_rows(
     batch: &RecordBatch,
     bookings: &mut Vec<Pending<BookingIn>>,
     payments: &mut Vec<Pending<PaymentIn>>,
-    seen: &mut HashMap<String, Micros>,
+    seen: &mut HashMap<u128, Micros>,
 ) -> Result<(), String> {
     let col = |i: usize| batch.column(i);
     let kind = col(0).as_primitive::<UInt8Type>();
@@ -209,7 +210,7 @@ fn read_rows(
     let paid = col(9).as_boolean();
     for i in 0..batch.num_rows() {
         if kind.value(i) == KIND_UID {
-            seen.insert(uid.value(i).to_string(), time.value(i));
+            seen.insert(uid_key(uid.value(i)), time.value(i));
             continue;
         }
         let key = ArrivalKey {

@@ -18,14 +18,16 @@
 //!   watermark passes its time plus the dedup horizon. The rule is checked at lookup, so it does
 //!   not depend on when memory is cleaned either.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
 use std::sync::Arc;
+
+use boxoffice_events::uid::uid_key;
+use foldhash::HashMap;
 
 use boxoffice_events::model::{Booking, Hub, Payment, PaymentStatus};
 use boxoffice_events::validate::Invalid;
 use boxoffice_events::{Event, validate};
 
+use super::expiry::ExpiryQueue;
 use super::input::PAYMENTS;
 
 /// Microseconds since the Unix epoch (UTC), the unit of every time here.
@@ -251,14 +253,17 @@ pub struct JoinState {
     /// A lower bound set by a drain: the watermark never goes below it again.
     pub floor: Option<Micros>,
     /// Bookings that may still match, by order_id.
-    pub bookings: HashMap<String, Vec<Pending<BookingIn>>>,
+    pub bookings: HashMap<Arc<str>, Vec<Pending<BookingIn>>>,
     /// Payments that may still match, by order_id.
-    pub payments: HashMap<String, Vec<Pending<PaymentIn>>>,
-    /// Remembered event_uids and their join time.
-    pub seen: HashMap<String, Micros>,
-    /// When kept bookings, payments and uids expire, earliest first, so eviction touches only
-    /// what expires. Entries may be stale (already released); eviction checks.
-    expiries: BinaryHeap<Reverse<(Micros, Kept, String)>>,
+    pub payments: HashMap<Arc<str>, Vec<Pending<PaymentIn>>>,
+    /// Remembered event_uids (as [`uid_key`]s: millions of them, 16 bytes each) and their join
+    /// time.
+    pub seen: HashMap<u128, Micros>,
+    /// When kept bookings and payments expire, earliest first, so eviction touches only what
+    /// expires. Entries may be stale (already released); eviction checks.
+    expiries: ExpiryQueue<(Kept, Arc<str>)>,
+    /// When remembered uids expire, earliest first.
+    uid_expiries: ExpiryQueue<u128>,
 }
 
 /// What an expiry entry refers to.
@@ -266,7 +271,6 @@ pub struct JoinState {
 enum Kept {
     Booking,
     Payment,
-    Uid,
 }
 
 impl JoinState {
@@ -277,10 +281,11 @@ impl JoinState {
             max_booking: None,
             max_payment: None,
             floor: None,
-            bookings: HashMap::new(),
-            payments: HashMap::new(),
-            seen: HashMap::new(),
-            expiries: BinaryHeap::new(),
+            bookings: HashMap::default(),
+            payments: HashMap::default(),
+            seen: HashMap::default(),
+            expiries: ExpiryQueue::default(),
+            uid_expiries: ExpiryQueue::default(),
         }
     }
 
@@ -290,7 +295,7 @@ impl JoinState {
         marks: Marks,
         bookings: Vec<Pending<BookingIn>>,
         payments: Vec<Pending<PaymentIn>>,
-        seen: HashMap<String, Micros>,
+        seen: HashMap<u128, Micros>,
     ) -> Self {
         let mut state = JoinState::new(config);
         state.max_booking = marks.max_booking;
@@ -298,30 +303,24 @@ impl JoinState {
         state.floor = marks.floor;
         for b in bookings {
             let time = booking_time(config.mode, &b.item);
-            let order = b.item.booking.order_id.clone();
-            state.expiries.push(Reverse((
+            let order: Arc<str> = Arc::from(b.item.booking.order_id.as_str());
+            state.expiries.push(
                 booking_expiry(&config, time),
-                Kept::Booking,
-                order.clone(),
-            )));
+                (Kept::Booking, Arc::clone(&order)),
+            );
             state.bookings.entry(order).or_default().push(b);
         }
         for p in payments {
             let time = payment_time(config.mode, &p.item);
-            let order = p.item.payment.order_id.clone();
-            state.expiries.push(Reverse((
+            let order: Arc<str> = Arc::from(p.item.payment.order_id.as_str());
+            state.expiries.push(
                 payment_expiry(&config, time),
-                Kept::Payment,
-                order.clone(),
-            )));
+                (Kept::Payment, Arc::clone(&order)),
+            );
             state.payments.entry(order).or_default().push(p);
         }
         for (uid, time) in &seen {
-            state.expiries.push(Reverse((
-                time + config.dedup_horizon,
-                Kept::Uid,
-                uid.clone(),
-            )));
+            state.uid_expiries.push(time + config.dedup_horizon, *uid);
         }
         state.seen = seen;
         state
@@ -365,19 +364,16 @@ impl JoinState {
             JoinEvent::Payment(p) => payment_time(self.config.mode, p),
         };
         let watermark = self.watermark();
-        let uid = event.uid();
-        if let Some(&first) = self.seen.get(uid)
+        let uid = uid_key(event.uid());
+        if let Some(&first) = self.seen.get(&uid)
             && watermark.is_none_or(|w| first + self.config.dedup_horizon >= w)
         {
             out.duplicates += 1;
             return;
         }
-        self.seen.insert(uid.to_string(), time);
-        self.expiries.push(Reverse((
-            time + self.config.dedup_horizon,
-            Kept::Uid,
-            uid.to_string(),
-        )));
+        self.seen.insert(uid, time);
+        self.uid_expiries
+            .push(time + self.config.dedup_horizon, uid);
         if let Some(w) = watermark
             && time < w
         {
@@ -407,7 +403,7 @@ impl JoinState {
 
     fn add_booking(&mut self, b: Arc<BookingIn>, time: Micros, out: &mut JoinOutput) {
         let (mut matched, mut paid) = (false, false);
-        if let Some(payments) = self.payments.get_mut(&b.booking.order_id) {
+        if let Some(payments) = self.payments.get_mut(b.booking.order_id.as_str()) {
             for p in payments.iter_mut() {
                 if joins(&self.config, time, payment_time(self.config.mode, &p.item)) {
                     let sale = !paid && p.item.payment.payment_status == PaymentStatus::Success;
@@ -425,9 +421,9 @@ impl JoinState {
             }
         }
         let expiry = booking_expiry(&self.config, time);
-        let order = b.booking.order_id.clone();
+        let order = kept_key(&mut self.bookings, &b.booking.order_id);
         self.expiries
-            .push(Reverse((expiry, Kept::Booking, order.clone())));
+            .push(expiry, (Kept::Booking, Arc::clone(&order)));
         self.bookings.entry(order).or_default().push(Pending {
             item: b,
             matched,
@@ -438,7 +434,7 @@ impl JoinState {
     fn add_payment(&mut self, p: Arc<PaymentIn>, time: Micros, out: &mut JoinOutput) {
         let mut matched = false;
         let success = p.payment.payment_status == PaymentStatus::Success;
-        if let Some(bookings) = self.bookings.get_mut(&p.payment.order_id) {
+        if let Some(bookings) = self.bookings.get_mut(p.payment.order_id.as_str()) {
             for b in bookings.iter_mut() {
                 if joins(&self.config, booking_time(self.config.mode, &b.item), time) {
                     let sale = success && !b.paid;
@@ -456,9 +452,9 @@ impl JoinState {
             }
         }
         let expiry = payment_expiry(&self.config, time);
-        let order = p.payment.order_id.clone();
+        let order = kept_key(&mut self.payments, &p.payment.order_id);
         self.expiries
-            .push(Reverse((expiry, Kept::Payment, order.clone())));
+            .push(expiry, (Kept::Payment, Arc::clone(&order)));
         self.payments.entry(order).or_default().push(Pending {
             item: p,
             matched,
@@ -473,36 +469,32 @@ impl JoinState {
             return;
         };
         let config = self.config;
-        while let Some(Reverse((expiry, kind, key))) = self.expiries.peek().cloned()
-            && expiry < w
-        {
-            self.expiries.pop();
-            match kind {
-                Kept::Booking => {
-                    let expired = take_expired(&mut self.bookings, &key, |b| {
-                        w > booking_expiry(&config, booking_time(config.mode, &b.item))
-                    });
-                    out.unpaid
-                        .extend(expired.into_iter().filter(|b| !b.matched).map(|b| b.item));
-                }
-                Kept::Payment => {
-                    let expired = take_expired(&mut self.payments, &key, |p| {
-                        w > payment_expiry(&config, payment_time(config.mode, &p.item))
-                    });
-                    out.orphans
-                        .extend(expired.into_iter().filter(|p| !p.matched).map(|p| p.item));
-                }
-                Kept::Uid => {
-                    if self
-                        .seen
-                        .get(&key)
-                        .is_some_and(|t| *t + config.dedup_horizon < w)
-                    {
-                        self.seen.remove(&key);
-                    }
-                }
+        let (bookings, payments) = (&mut self.bookings, &mut self.payments);
+        self.expiries.pop_before(w, |(kind, key)| match kind {
+            Kept::Booking => {
+                let expired = take_expired(bookings, &key, |b| {
+                    w > booking_expiry(&config, booking_time(config.mode, &b.item))
+                });
+                out.unpaid
+                    .extend(expired.into_iter().filter(|b| !b.matched).map(|b| b.item));
             }
-        }
+            Kept::Payment => {
+                let expired = take_expired(payments, &key, |p| {
+                    w > payment_expiry(&config, payment_time(config.mode, &p.item))
+                });
+                out.orphans
+                    .extend(expired.into_iter().filter(|p| !p.matched).map(|p| p.item));
+            }
+        });
+        let seen = &mut self.seen;
+        self.uid_expiries.pop_before(w, |uid| {
+            if seen
+                .get(&uid)
+                .is_some_and(|t| *t + config.dedup_horizon < w)
+            {
+                seen.remove(&uid);
+            }
+        });
     }
 
     /// Treats the input as complete: moves the watermark past every kept event, so each is
@@ -536,15 +528,27 @@ impl JoinState {
     }
 }
 
+/// The map's own key for `order` when it has one, so an order kept for a while is one string
+/// shared by its map entry and its expiry entries.
+fn kept_key<T>(map: &mut HashMap<Arc<str>, Vec<Pending<T>>>, order: &str) -> Arc<str> {
+    match map.get_key_value(order) {
+        Some((key, _)) => Arc::clone(key),
+        None => Arc::from(order),
+    }
+}
+
 /// Removes and returns the items under `key` that `expired` says are done.
 fn take_expired<T>(
-    map: &mut HashMap<String, Vec<Pending<T>>>,
+    map: &mut HashMap<Arc<str>, Vec<Pending<T>>>,
     key: &str,
     expired: impl Fn(&Pending<T>) -> bool,
 ) -> Vec<Pending<T>> {
     let Some(items) = map.get_mut(key) else {
         return Vec::new();
     };
+    if items.iter().all(&expired) {
+        return map.remove(key).unwrap_or_default();
+    }
     let (done, kept): (Vec<_>, Vec<_>) = std::mem::take(items).into_iter().partition(expired);
     if kept.is_empty() {
         map.remove(key);

@@ -15,6 +15,7 @@
 //! them are skipped, the others are completed.
 
 pub mod checkpoint;
+pub mod expiry;
 pub mod input;
 pub mod join;
 pub mod rows;
@@ -293,6 +294,7 @@ impl BookingsFact {
             })
             .collect();
         loop {
+            let mut phases = crate::Phases::new(self.batch + 1);
             let landed = input::scan(&self.lake, &mut self.bronze, &self.positions).await?;
             let (ranges, all) = input::plan(
                 &landed,
@@ -301,6 +303,7 @@ impl BookingsFact {
                 self.settings.max_events,
                 drain,
             );
+            phases.done("scan and plan");
             let finishing = drain && all;
             if ranges.is_empty() && !finishing {
                 break;
@@ -364,15 +367,18 @@ impl BookingsFact {
         landed: &input::Landed,
     ) -> Result<BatchReport, JobError> {
         let processed_at = Utc::now();
+        let mut phases = crate::Phases::new(plan.batch);
         let events = input::read(landed, &plan.ranges).await?;
+        phases.done("read");
+        let read_events = events.len() as u64;
+        let parsed = parse_all(events);
+        phases.done("parse");
         let mut out = JoinOutput::default();
         let mut quarantine = Vec::new();
-        for e in &events {
-            match JoinEvent::parse(e.uid.clone(), e.key, Arc::clone(&e.body)) {
+        for event in parsed {
+            match event {
                 Ok(event) => self.state.process(event, &mut out),
-                Err(invalid) => {
-                    quarantine.push(quarantine_row(e, invalid.reason(), processed_at));
-                }
+                Err((e, reason)) => quarantine.push(quarantine_row(&e, reason, processed_at)),
             }
         }
         if plan.drain {
@@ -380,9 +386,10 @@ impl BookingsFact {
         } else {
             self.state.evict(&mut out);
         }
+        phases.done("join");
         let mut report = BatchReport {
             batch: plan.batch,
-            events: events.len() as u64,
+            events: read_events,
             matches: out.matches.len() as u64,
             unpaid: out.unpaid.len() as u64,
             orphans: out.orphans.len() as u64,
@@ -403,12 +410,14 @@ impl BookingsFact {
             }
         };
         let fact = rows::fact_rows(&out.matches, processed_at).map_err(arrow(&BOOKINGS_FACT))?;
+        phases.done("fact rows");
         let checked = self
             .expectations
             .check(&BOOKINGS_FACT, fact, processed_at)?;
         report.fact_rows = checked.kept_rows;
         quarantine.extend(checked.dropped);
         report.expectations = checked.results;
+        phases.done("expectations");
         report.quarantined = quarantine.len() as u64;
 
         let mut outputs: Vec<(&'static TableDef, Vec<PartitionRows>)> = vec![
@@ -446,6 +455,7 @@ impl BookingsFact {
             ),
         ];
         outputs.push((&BOOKINGS_FACT, checked.kept));
+        phases.done("other outputs");
         for (def, rows) in outputs {
             crate::crash_point(&format!(
                 "{JOB}:before:{}:{}",
@@ -453,6 +463,7 @@ impl BookingsFact {
                 plan.batch
             ));
             self.commit(def, rows, plan).await?;
+            phases.done(&format!("commit {}", def.qualified_name()));
         }
         crate::crash_point(&format!("{JOB}:after-commits:{}", plan.batch));
         for r in &plan.ranges {
@@ -501,6 +512,45 @@ impl BookingsFact {
         }
         Ok(())
     }
+}
+
+/// An event parsed for the join, or the event and why it cannot be.
+type Parsed = Result<JoinEvent, (input::BronzeEvent, String)>;
+
+/// Parses a batch's events on every core, keeping their order: parsing is most of a batch's work
+/// and each event stands alone, while the join itself must take them one at a time, in order.
+fn parse_all(events: Vec<input::BronzeEvent>) -> Vec<Parsed> {
+    let parse =
+        |e: input::BronzeEvent| match JoinEvent::parse(e.uid.clone(), e.key, Arc::clone(&e.body)) {
+            Ok(event) => Ok(event),
+            Err(invalid) => Err((e, invalid.reason())),
+        };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let size = events.len().div_ceil(threads).max(20_000);
+    if events.len() <= size {
+        return events.into_iter().map(parse).collect();
+    }
+    let mut chunks = Vec::new();
+    let mut rest = events;
+    while rest.len() > size {
+        let tail = rest.split_off(rest.len() - size);
+        chunks.push(tail);
+    }
+    chunks.push(rest);
+    chunks.reverse();
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = chunks
+            .into_iter()
+            .map(|chunk| scope.spawn(move || chunk.into_iter().map(parse).collect::<Vec<_>>()))
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| {
+                w.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    })
 }
 
 fn quarantine_row(e: &input::BronzeEvent, reason: String, at: DateTime<Utc>) -> QuarantineRow {

@@ -30,17 +30,37 @@ fn batch(def: &TableDef, columns: Vec<ArrayRef>) -> Result<RecordBatch, ArrowErr
     RecordBatch::try_new(def.arrow_schema(), columns)
 }
 
-/// `silver/bookings_fact` rows for `matches`, partitioned by booking date.
+/// `silver/bookings_fact` rows for `matches`, partitioned by booking date. Built on every core,
+/// a share of the matches each (a date may then come in several pieces; they land in the same
+/// partition).
 pub fn fact_rows(
     matches: &[Match],
     processed_at: DateTime<Utc>,
 ) -> Result<Vec<PartitionRows>, ArrowError> {
-    partitioned_by_date(
-        "booking_date",
-        matches.iter(),
-        |m| epoch_days(m.booking.booking.booking_time),
-        |ms| fact_batch(ms, processed_at),
-    )
+    let build = |share: &[Match]| {
+        partitioned_by_date(
+            "booking_date",
+            share.iter(),
+            |m| epoch_days(m.booking.booking.booking_time),
+            |ms| fact_batch(ms, processed_at),
+        )
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let size = matches.len().div_ceil(threads).max(20_000);
+    if matches.len() <= size {
+        return build(matches);
+    }
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = matches
+            .chunks(size)
+            .map(|share| scope.spawn(move || build(share)))
+            .collect();
+        let mut rows = Vec::new();
+        for w in workers {
+            rows.extend(w.join().unwrap_or_else(|p| std::panic::resume_unwind(p))?);
+        }
+        Ok(rows)
+    })
 }
 
 fn fact_batch(matches: &[&Match], processed_at: DateTime<Utc>) -> Result<RecordBatch, ArrowError> {
