@@ -3,8 +3,10 @@
 //! - [`silver::bookings_fact`]: the 2-minute bookings-payments join, exactly once.
 //! - [`gold`]: aggregates refreshed from what changed in Silver.
 
+pub mod cdc;
 pub mod expectations;
 pub mod gold;
+pub mod ops;
 pub mod silver;
 
 use boxoffice_lake::{AppendError, LakeError};
@@ -55,6 +57,20 @@ pub enum JobError {
         /// One of them, as JSON.
         sample: String,
     },
+    /// A script of changes for the booking service's table was refused.
+    #[error("script, statement at line {line}: {detail}")]
+    Script {
+        /// 1-based line where the statement starts (0: the script does not parse).
+        line: u64,
+        /// Why.
+        detail: String,
+    },
+    /// Changing the booking service's table failed.
+    #[error("{0}")]
+    Ops(String),
+    /// The CDC job failed reading or writing a table.
+    #[error("cdc, {0}")]
+    Cdc(String),
     /// A checkpoint or plan could not be read or written.
     #[error("{job} checkpoint: {detail}")]
     Checkpoint {

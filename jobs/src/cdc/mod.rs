@@ -1,0 +1,222 @@
+//! The `cdc` job: the booking service's change data feed, through Bronze, Silver and Gold
+//! (the Snowflake demo's streams, tasks and dynamic tables, done so the result does not depend
+//! on how often it runs).
+//!
+//! Each step reads from the step before it, by the source table's version, and records the
+//! version it has reached in its own commit (application transaction `cdc:<layer.table>`):
+//!
+//! 1. [`movie_booking_cdc_events`]: the change feed from the last version taken, mapped to the
+//!    Snowflake stream's shape, appended to Bronze.
+//! 2. [`movie_bookings_filtered`]: Bronze changes applied, in commit order, to the latest state
+//!    per booking (MERGE); changes that cannot be applied go to quarantine.
+//! 3. [`movie_bookings_history`]: every version of every booking, valid from one change to the
+//!    next (MERGE).
+//! 4. [`movie_booking_insights`]: per movie, recomputed from the latest state for only the
+//!    movies whose bookings changed (MERGE).
+//!
+//! A crash between steps leaves each at its own version; the next run brings the later ones up.
+//! A change read twice is applied once, because every step skips versions it has recorded.
+
+pub mod changes;
+pub mod movie_booking_cdc_events;
+pub mod movie_booking_insights;
+pub mod movie_bookings_filtered;
+pub mod movie_bookings_history;
+pub mod tables;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use boxoffice_lake::{Lake, TableDef, committed_version};
+use deltalake::DeltaTable;
+use deltalake::arrow::array::RecordBatch;
+use deltalake::datafusion::datasource::MemTable;
+use deltalake::datafusion::prelude::SessionContext;
+use deltalake::kernel::Transaction;
+use deltalake::kernel::transaction::CommitProperties;
+use serde_json::json;
+
+use crate::JobError;
+
+/// What one run did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CdcReport {
+    /// Source versions taken into Bronze (`None`: nothing new).
+    pub versions: Option<(i64, i64)>,
+    /// Change rows appended to Bronze.
+    pub changes: u64,
+    /// Bookings inserted, updated or deleted in Silver's latest state.
+    pub bookings_changed: u64,
+    /// Versions added to the history.
+    pub history_rows: u64,
+    /// Changes refused (sent to quarantine).
+    pub quarantined: u64,
+    /// Movies whose Gold row was recomputed.
+    pub movies_refreshed: u64,
+    /// Wall time.
+    pub millis: u128,
+}
+
+/// The app id a step records its progress under.
+pub(crate) fn app_id(def: &TableDef) -> String {
+    format!("cdc:{}", def.qualified_name())
+}
+
+/// The source version a step has reached in `table` (`None`: none yet).
+pub(crate) async fn reached(
+    table: &mut DeltaTable,
+    def: &TableDef,
+) -> Result<Option<i64>, JobError> {
+    committed_version(table, &app_id(def))
+        .await
+        .map_err(|e| cdc_error(def, e))
+}
+
+/// Commit properties recording that `def`'s step has reached source version `version`.
+pub(crate) fn reaching(def: &TableDef, version: i64) -> CommitProperties {
+    CommitProperties::default()
+        .with_application_transaction(Transaction::new(app_id(def), version))
+        .with_metadata(HashMap::from([("operation".to_string(), json!("cdc"))]))
+}
+
+/// Records that `def`'s step has reached `version` with a commit that changes no data (a run
+/// whose changes left nothing to merge).
+pub(crate) async fn record_reached(
+    table: &mut DeltaTable,
+    def: &TableDef,
+    version: i64,
+) -> Result<(), JobError> {
+    boxoffice_lake::append_once(
+        table,
+        Vec::new(),
+        &app_id(def),
+        version,
+        HashMap::from([("operation".to_string(), json!("cdc"))]),
+        def.writer_properties(),
+    )
+    .await
+    .map_err(|e| JobError::Commit {
+        table: def.qualified_name(),
+        source: Box::new(e),
+    })?;
+    Ok(())
+}
+
+pub(crate) fn cdc_error(def: &TableDef, e: impl std::fmt::Display) -> JobError {
+    JobError::Cdc(format!("{}: {e}", def.qualified_name()))
+}
+
+/// Registers a Delta table in `ctx` under `name` (an empty table when it has no files).
+pub(crate) async fn register(
+    ctx: &SessionContext,
+    name: &str,
+    def: &TableDef,
+    table: &DeltaTable,
+) -> Result<(), JobError> {
+    let has_files = table.snapshot().is_ok_and(|s| s.log_data().num_files() > 0);
+    let provider: Arc<dyn deltalake::datafusion::catalog::TableProvider> = if has_files {
+        table
+            .update_datafusion_session(&ctx.state())
+            .map_err(|e| cdc_error(def, e))?;
+        table
+            .table_provider()
+            .await
+            .map_err(|e| cdc_error(def, e))?
+    } else {
+        Arc::new(
+            MemTable::try_new(def.arrow_schema(), vec![vec![]]).map_err(|e| cdc_error(def, e))?,
+        )
+    };
+    ctx.register_table(name, provider)
+        .map_err(|e| cdc_error(def, e))?;
+    Ok(())
+}
+
+/// Runs `sql` and collects its rows.
+pub(crate) async fn query(
+    ctx: &SessionContext,
+    def: &TableDef,
+    sql: &str,
+) -> Result<Vec<RecordBatch>, JobError> {
+    ctx.sql(sql)
+        .await
+        .map_err(|e| cdc_error(def, e))?
+        .collect()
+        .await
+        .map_err(|e| cdc_error(def, e))
+}
+
+/// Casts a query's rows to `def`'s schema (DataFusion reads strings as views, sums widen
+/// decimals), column by column, by name.
+pub(crate) fn conform(
+    def: &TableDef,
+    batches: Vec<RecordBatch>,
+) -> Result<Vec<RecordBatch>, JobError> {
+    let schema = def.arrow_schema();
+    batches
+        .into_iter()
+        .filter(|b| b.num_rows() > 0)
+        .map(|batch| {
+            let columns = schema
+                .fields()
+                .iter()
+                .map(|field| {
+                    let column = batch
+                        .column_by_name(field.name())
+                        .ok_or_else(|| cdc_error(def, format!("no {} column", field.name())))?;
+                    deltalake::arrow::compute::cast(column, field.data_type())
+                        .map_err(|e| cdc_error(def, format!("{}: {e}", field.name())))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            RecordBatch::try_new(Arc::clone(&schema), columns).map_err(|e| cdc_error(def, e))
+        })
+        .collect()
+}
+
+/// Runs every step once over what is new.
+pub async fn run(lake: &Lake) -> Result<CdcReport, JobError> {
+    let started = Instant::now();
+    let mut report = CdcReport::default();
+    let bronze = movie_booking_cdc_events::run(lake).await?;
+    report.versions = bronze.versions;
+    report.changes = bronze.rows;
+    crate::crash_point("cdc:before:silver.movie_bookings_filtered");
+    let filtered = movie_bookings_filtered::run(lake).await?;
+    report.bookings_changed = filtered.bookings;
+    report.quarantined = filtered.quarantined;
+    crate::crash_point("cdc:before:silver.movie_bookings_history");
+    report.history_rows = movie_bookings_history::run(lake).await?;
+    crate::crash_point("cdc:before:gold.movie_booking_insights");
+    report.movies_refreshed = movie_booking_insights::run(lake).await?;
+    report.millis = started.elapsed().as_millis();
+    Ok(report)
+}
+
+/// The Bronze changes after source version `after` through `through`, decoded, in order.
+pub(crate) async fn changes_between(
+    lake: &Lake,
+    after: Option<i64>,
+    through: i64,
+) -> Result<Vec<changes::ChangeRow>, JobError> {
+    use tables::MOVIE_BOOKING_CDC_EVENTS as BRONZE;
+    let Some(bronze) = lake.open_table(&BRONZE).await? else {
+        return Ok(Vec::new());
+    };
+    let ctx = SessionContext::new();
+    register(&ctx, "bronze", &BRONZE, &bronze).await?;
+    let after = after.unwrap_or(-1);
+    let batches = query(
+        &ctx,
+        &BRONZE,
+        &format!(
+            "SELECT * FROM bronze WHERE commit_version > {after} AND commit_version <= {through}
+             ORDER BY commit_version, booking_id, change_type, is_update"
+        ),
+    )
+    .await?;
+    changes::decode(&batches)
+}
+
+#[cfg(test)]
+mod tests;
