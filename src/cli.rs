@@ -79,13 +79,19 @@ pub enum Command {
     Tables(TablesArgs),
 
     /// Run a lakehouse job once over what is new: `bookings_fact` (Bronze to Silver: the
-    /// bookings-payments join) or `gold` (Silver to Gold). `up` runs both every few seconds.
+    /// bookings-payments join), `gold` (Silver to Gold) or `cdc` (the booking service's change
+    /// feed to Bronze, Silver and Gold). `up` runs them every few seconds.
     #[command(subcommand)]
     Job(JobCommand),
 
     /// Query any lake table with SQL, named layer.table (bronze.bookings_raw, silver.bookings_fact,
     /// gold.payment_mix, _system.expectations, ...). `show tables` lists them.
     Sql(SqlArgs),
+
+    /// Change the booking service's table (ops.raw_movie_bookings, change data feed on) that the
+    /// `cdc` job reads.
+    #[command(subcommand)]
+    Cdc(CdcCommand),
 
     /// Measure throughput and memory on this machine.
     #[command(subcommand)]
@@ -107,6 +113,34 @@ pub enum JobName {
     BookingsFact,
     /// Silver to gold.event_performance, sales_by_category_hour, payment_mix, conversion.
     Gold,
+    /// ops.raw_movie_bookings' change feed to bronze.movie_booking_cdc_events,
+    /// silver.movie_bookings_filtered and _history, gold.movie_booking_insights.
+    Cdc,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CdcCommand {
+    /// Apply a script of SQL statements (INSERT ... VALUES, UPDATE ... SET ... WHERE, DELETE
+    /// FROM ... WHERE) to ops.raw_movie_bookings, one Delta commit per statement (or per row
+    /// with --per-row), creating the table if needed. samples/movie_bookings.sql replays the
+    /// Snowflake demo's sample.
+    Apply(CdcApplyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CdcApplyArgs {
+    /// The script ('-' for stdin)
+    pub file: std::path::PathBuf,
+
+    /// One commit per row changed instead of per statement: an INSERT's rows one by one, an
+    /// UPDATE or DELETE once per booking_id it matches (the finest grain a change feed has)
+    #[arg(long)]
+    pub per_row: bool,
+
+    /// Run the cdc job after every commit (to watch a schedule's effect, or to test that none
+    /// has one)
+    #[arg(long)]
+    pub run_cdc: bool,
 }
 
 #[derive(Debug, Args)]

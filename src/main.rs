@@ -47,6 +47,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Tables(args) => commands::tables::run(global, args).await,
         Command::Job(command) => commands::job::run(global, command).await,
         Command::Sql(args) => commands::sql::run(global, args).await,
+        Command::Cdc(command) => commands::cdc::run(global, command).await,
         Command::Bench(command) => commands::bench::run(global, command).await,
     }
 }
@@ -58,10 +59,10 @@ fn init_logging(verbose: u8) {
         1 => "info",
         _ => "debug",
     };
-    // delta-rs warns on every concurrent append it resolves; our partitions share tables, so
-    // that is routine, not a warning.
+    // delta-rs warns on every concurrent append it resolves (our partitions share tables, so
+    // that is routine) and on every MERGE about a metric it derives itself: not warnings.
     let default = format!(
-        "warn,deltalake_core::kernel::transaction=error,boxoffice={ours},boxoffice_ingest={ours},boxoffice_lake={ours},boxoffice_jobs={ours}"
+        "warn,deltalake_core::kernel::transaction=error,deltalake_core::operations::merge=error,boxoffice={ours},boxoffice_ingest={ours},boxoffice_lake={ours},boxoffice_jobs={ours}"
     );
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     tracing_subscriber::fmt()

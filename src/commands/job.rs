@@ -20,6 +20,14 @@ pub async fn run(global: &GlobalArgs, command: JobCommand) -> anyhow::Result<()>
     lake.prepare().await?;
     match args.name {
         JobName::BookingsFact => run_bookings_fact(&lake, &file, &args).await,
+        JobName::Cdc => {
+            if args.drain || args.mode.is_some() || args.full {
+                anyhow::bail!("cdc takes no options: it always resumes where it stopped");
+            }
+            let report = boxoffice_jobs::cdc::run(&lake).await?;
+            println!("{}", cdc_line(&report));
+            Ok(())
+        }
         JobName::Gold => {
             if args.drain || args.mode.is_some() {
                 anyhow::bail!("--drain and --mode are options of bookings_fact, not gold");
@@ -227,4 +235,22 @@ pub fn percentiles(values: &mut [f64]) -> Option<(f64, f64)> {
     values.sort_by(f64::total_cmp);
     let at = |q: f64| values[((values.len() - 1) as f64 * q).round() as usize];
     Some((at(0.5), at(0.95)))
+}
+
+/// What a cdc run did, on one line.
+pub fn cdc_line(r: &boxoffice_jobs::cdc::CdcReport) -> String {
+    let versions = match r.versions {
+        Some((from, to)) if from == to => format!("version {from}"),
+        Some((from, to)) => format!("versions {from}..={to}"),
+        None => "nothing new".to_string(),
+    };
+    format!(
+        "cdc: ops.raw_movie_bookings {versions}: {} changes to Bronze, {} bookings set or removed, {} history versions, {} quarantined, {} movies refreshed in Gold ({} ms)",
+        thousands(r.changes),
+        thousands(r.bookings_changed),
+        thousands(r.history_rows),
+        thousands(r.quarantined),
+        thousands(r.movies_refreshed),
+        r.millis
+    )
 }

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod bench_jobs;
+pub mod cdc;
 pub mod generate;
 pub mod ingest;
 pub mod job;

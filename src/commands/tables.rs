@@ -12,6 +12,7 @@ pub fn catalog() -> Vec<&'static TableDef> {
     let mut tables = bronze::TABLES.to_vec();
     tables.extend(boxoffice_jobs::silver::tables::TABLES);
     tables.extend(boxoffice_jobs::gold::tables::TABLES);
+    tables.extend(boxoffice_jobs::cdc::tables::TABLES);
     tables
 }
 

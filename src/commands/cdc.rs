@@ -1,0 +1,61 @@
+//! `boxoffice cdc apply`: scripted changes to the booking service's table.
+
+use std::io::Read;
+
+use anyhow::Context;
+use boxoffice_jobs::ops::script::{self, Applier};
+
+use crate::cli::{CdcApplyArgs, CdcCommand, GlobalArgs};
+use crate::commands::job::cdc_line;
+use crate::config;
+
+pub async fn run(global: &GlobalArgs, command: CdcCommand) -> anyhow::Result<()> {
+    let CdcCommand::Apply(args) = command;
+    apply(global, args).await
+}
+
+async fn apply(global: &GlobalArgs, args: CdcApplyArgs) -> anyhow::Result<()> {
+    let text = if args.file.as_os_str() == "-" {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("reading the script from stdin")?;
+        text
+    } else {
+        std::fs::read_to_string(&args.file)
+            .with_context(|| format!("reading {}", args.file.display()))?
+    };
+    let statements =
+        script::parse(&text).with_context(|| format!("in {}", args.file.display()))?;
+    let file = config::load(global)?;
+    let lake = config::lake(global, &file)?;
+    lake.prepare().await?;
+    let mut applier = Applier::open(&lake).await?;
+    let mut commits = 0;
+    for statement in &statements {
+        let pieces = if args.per_row {
+            applier.per_row(&statement.change).await?
+        } else {
+            vec![statement.change.clone()]
+        };
+        for piece in &pieces {
+            let version = applier
+                .apply(piece)
+                .await
+                .with_context(|| format!("statement at line {}", statement.line))?;
+            if let Some(v) = version {
+                commits += 1;
+                eprintln!("line {}: committed version {v}", statement.line);
+            }
+            if args.run_cdc {
+                println!("{}", cdc_line(&boxoffice_jobs::cdc::run(&lake).await?));
+            }
+        }
+    }
+    eprintln!(
+        "applied {} statements in {commits} commits; ops.raw_movie_bookings is at version {}",
+        statements.len(),
+        applier.version().map_or("-".to_string(), |v| v.to_string())
+    );
+    Ok(())
+}
