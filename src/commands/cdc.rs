@@ -25,8 +25,7 @@ async fn apply(global: &GlobalArgs, args: CdcApplyArgs) -> anyhow::Result<()> {
         std::fs::read_to_string(&args.file)
             .with_context(|| format!("reading {}", args.file.display()))?
     };
-    let statements =
-        script::parse(&text).with_context(|| format!("in {}", args.file.display()))?;
+    let statements = script::parse(&text).with_context(|| format!("in {}", args.file.display()))?;
     let file = config::load(global)?;
     let lake = config::lake(global, &file)?;
     lake.prepare().await?;
