@@ -4,6 +4,7 @@
 //! Delta writer can take its place.
 
 pub mod script;
+pub mod simulator;
 
 use boxoffice_lake::{Layer, TableDef};
 use deltalake::arrow::datatypes::Schema;
