@@ -125,6 +125,31 @@ pub enum CdcCommand {
     /// with --per-row), creating the table if needed. samples/movie_bookings.sql replays the
     /// Snowflake demo's sample.
     Apply(CdcApplyArgs),
+
+    /// Simulate the booking service: every second, --rate changes to ops.raw_movie_bookings
+    /// (about half new bookings, the rest completions, cancellations, ticket-count changes and
+    /// deletes) in one MERGE, until Ctrl-C or --duration. With --run-cdc the cdc job follows
+    /// each second.
+    Simulate(CdcSimulateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CdcSimulateArgs {
+    /// Changes per second
+    #[arg(long, default_value_t = 20)]
+    pub rate: usize,
+
+    /// Stop after this long (e.g. 30s, 5m); default: until Ctrl-C
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+
+    /// Random seed (the same seed on an empty table gives the same changes)
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+
+    /// Run the cdc job after every tick
+    #[arg(long)]
+    pub run_cdc: bool,
 }
 
 #[derive(Debug, Args)]
@@ -354,6 +379,17 @@ pub enum BenchCommand {
     /// lake, then times the bookings_fact job over all of it, a full Gold build, and an
     /// incremental Gold refresh after --new more events; with peak memory.
     Jobs(BenchJobsArgs),
+
+    /// The cdc job: --changes simulated changes to ops.raw_movie_bookings in a scratch lake
+    /// (commits of 100,000), then one cdc run over all of them; rows/s and peak memory.
+    Cdc(BenchCdcArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchCdcArgs {
+    /// Changes to simulate
+    #[arg(long, default_value_t = 1_000_000)]
+    pub changes: usize,
 }
 
 #[derive(Debug, Args)]

@@ -1,17 +1,53 @@
 //! `boxoffice cdc apply`: scripted changes to the booking service's table.
 
 use std::io::Read;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use boxoffice_jobs::ops::script::{self, Applier};
+use boxoffice_jobs::ops::simulator::Simulator;
 
-use crate::cli::{CdcApplyArgs, CdcCommand, GlobalArgs};
+use crate::cli::{CdcApplyArgs, CdcCommand, CdcSimulateArgs, GlobalArgs};
 use crate::commands::job::cdc_line;
 use crate::config;
 
 pub async fn run(global: &GlobalArgs, command: CdcCommand) -> anyhow::Result<()> {
-    let CdcCommand::Apply(args) = command;
-    apply(global, args).await
+    match command {
+        CdcCommand::Apply(args) => apply(global, args).await,
+        CdcCommand::Simulate(args) => simulate(global, args).await,
+    }
+}
+
+async fn simulate(global: &GlobalArgs, args: CdcSimulateArgs) -> anyhow::Result<()> {
+    let file = config::load(global)?;
+    let lake = config::lake(global, &file)?;
+    lake.prepare().await?;
+    let mut simulator = Simulator::open(&lake, args.seed).await?;
+    let started = Instant::now();
+    let mut every = tokio::time::interval(Duration::from_secs(1));
+    let stop = crate::commands::shutdown_signal();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            _ = every.tick() => {}
+        }
+        if args.duration.is_some_and(|d| started.elapsed() >= d) {
+            break;
+        }
+        let tick = simulator.tick(args.rate).await?;
+        eprintln!(
+            "version {}: {} inserted, {} updated, {} deleted",
+            tick.version.map_or("-".to_string(), |v| v.to_string()),
+            tick.inserted,
+            tick.updated,
+            tick.deleted
+        );
+        if args.run_cdc {
+            println!("{}", cdc_line(&boxoffice_jobs::cdc::run(&lake).await?));
+        }
+    }
+    Ok(())
 }
 
 async fn apply(global: &GlobalArgs, args: CdcApplyArgs) -> anyhow::Result<()> {

@@ -1,6 +1,7 @@
 //! One module per command.
 
 pub mod bench;
+pub mod bench_cdc;
 pub mod bench_jobs;
 pub mod cdc;
 pub mod generate;

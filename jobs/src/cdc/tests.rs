@@ -334,9 +334,16 @@ async fn truth(lake: &Lake) -> Vec<String> {
     batches
         .iter()
         .flat_map(|b| {
-            let c = deltalake::arrow::compute::cast(b.column(0), &deltalake::arrow::datatypes::DataType::Utf8)
-                .expect("cast");
-            c.as_string::<i32>().iter().flatten().map(str::to_string).collect::<Vec<_>>()
+            let c = deltalake::arrow::compute::cast(
+                b.column(0),
+                &deltalake::arrow::datatypes::DataType::Utf8,
+            )
+            .expect("cast");
+            c.as_string::<i32>()
+                .iter()
+                .flatten()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
         })
         .collect()
 }
@@ -361,7 +368,10 @@ async fn the_simulated_service_and_gold_agree_whenever_the_job_runs() {
     updated += tick.updated;
     deleted += tick.deleted;
     super::run(&lake).await.expect("cdc");
-    assert!(updated > 100 && deleted > 10, "{updated} updates, {deleted} deletes");
+    assert!(
+        updated > 100 && deleted > 10,
+        "{updated} updates, {deleted} deletes"
+    );
     let gold = insights(&lake).await;
     assert!(gold.len() > 10);
     assert_eq!(gold, truth(&lake).await);

@@ -73,7 +73,11 @@ impl Simulator {
             .await?;
             for b in &batches {
                 for booking in decode(b)? {
-                    if let Some(n) = booking.booking_id.strip_prefix('S').and_then(|n| n.parse::<u64>().ok()) {
+                    if let Some(n) = booking
+                        .booking_id
+                        .strip_prefix('S')
+                        .and_then(|n| n.parse::<u64>().ok())
+                    {
                         next = next.max(n + 1);
                     }
                     if booking.status.as_deref() == Some("BOOKED") {
@@ -140,10 +144,7 @@ impl Simulator {
         if planned.is_empty() {
             return Ok(tick);
         }
-        let rows: Vec<(Op, Booking)> = order
-            .iter()
-            .filter_map(|id| planned.remove(id))
-            .collect();
+        let rows: Vec<(Op, Booking)> = order.iter().filter_map(|id| planned.remove(id)).collect();
         tick.version = self.commit(rows).await?;
         Ok(tick)
     }
@@ -185,8 +186,8 @@ impl Simulator {
             .map(|f| f.as_ref().clone())
             .collect();
         fields.push(Field::new("op", DataType::Utf8, false));
-        let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
-            .map_err(|e| error(&e))?;
+        let batch =
+            RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(|e| error(&e))?;
         let ctx = SessionContext::new();
         let source = ctx.read_batch(batch).map_err(|e| error(&e))?;
         let names: Vec<String> = RAW_MOVIE_BOOKINGS
@@ -244,8 +245,12 @@ fn decode(batch: &RecordBatch) -> Result<Vec<Booking>, JobError> {
             .map_err(|e| JobError::Ops(format!("{name}: {e}")))?;
         Ok(cast.as_string::<i32>().clone())
     };
-    let (ids, customers, movies, statuses) =
-        (text("booking_id")?, text("customer_id")?, text("movie_id")?, text("status")?);
+    let (ids, customers, movies, statuses) = (
+        text("booking_id")?,
+        text("customer_id")?,
+        text("movie_id")?,
+        text("status")?,
+    );
     let counts = batch
         .column_by_name("ticket_count")
         .and_then(|c| c.as_primitive_opt::<Int32Type>())
