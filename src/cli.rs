@@ -330,6 +330,11 @@ pub struct UpArgs {
     /// Only land Bronze; do not run the join and Gold refresh
     #[arg(long)]
     pub no_jobs: bool,
+
+    /// Changes per second the simulated booking service makes to ops.raw_movie_bookings, which
+    /// the cdc job (run with the others) takes to Bronze, Silver and Gold; 0: no simulator
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub cdc_rate: usize,
 }
 
 #[derive(Debug, Args)]

@@ -4,6 +4,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use boxoffice_jobs::gold::{self, Refresh, RefreshReport};
+use boxoffice_jobs::ops::simulator::Simulator;
 use boxoffice_jobs::silver::bookings_fact::join::TimeMode;
 use boxoffice_jobs::silver::bookings_fact::{BatchReport, BookingsFact};
 use boxoffice_lake::Lake;
@@ -174,6 +175,9 @@ pub fn gold_line(r: &RefreshReport) -> String {
 pub struct Cycle {
     job: BookingsFact,
     gold: gold::Gold,
+    lake: Lake,
+    /// The booking-service simulator and how many changes it makes per cycle.
+    simulator: Option<(Simulator, usize)>,
 }
 
 /// What one cycle did, and how fresh Gold is.
@@ -184,28 +188,44 @@ pub struct CycleReport {
     /// Seconds from each match's later event arriving to Gold including it.
     pub lags: Vec<f64>,
     pub millis: u128,
+    /// Change rows the cdc job took into Bronze.
+    pub cdc_changes: u64,
 }
 
 impl Cycle {
-    /// Opens the join (finishing any batch a crash interrupted).
-    pub async fn open(lake: &Lake, file: &FileConfig) -> anyhow::Result<Cycle> {
+    /// Opens the join (finishing any batch a crash interrupted), and the booking-service
+    /// simulator when it makes `cdc_changes` changes per cycle (0: none).
+    pub async fn open(lake: &Lake, file: &FileConfig, cdc_changes: usize) -> anyhow::Result<Cycle> {
         let settings = config::bookings_fact(file, None)?;
         let expectations = config::expectations(file, &settings)?;
         let (job, _) = BookingsFact::open(lake, settings, expectations).await?;
+        let simulator = if cdc_changes > 0 {
+            let seed = Utc::now().timestamp_micros().unsigned_abs();
+            Some((Simulator::open(lake, seed).await?, cdc_changes))
+        } else {
+            None
+        };
         Ok(Cycle {
             job,
             gold: gold::Gold::new(lake),
+            lake: lake.clone(),
+            simulator,
         })
     }
 
-    /// Runs the join, then the Gold refresh.
+    /// Runs the join, then the Gold refresh; then the booking service's changes and the cdc job.
     pub async fn run(&mut self) -> anyhow::Result<CycleReport> {
         let started = Instant::now();
         let reports = self.job.run_batches(false).await?;
         self.gold.refresh(false).await?;
         let now = Utc::now().timestamp_micros();
+        if let Some((simulator, changes)) = &mut self.simulator {
+            simulator.tick(*changes).await?;
+        }
+        let cdc = boxoffice_jobs::cdc::run(&self.lake).await?;
         let mut report = CycleReport {
             millis: started.elapsed().as_millis(),
+            cdc_changes: cdc.changes,
             ..CycleReport::default()
         };
         for r in &reports {

@@ -49,12 +49,14 @@ pub async fn run(global: &GlobalArgs, args: UpArgs) -> anyhow::Result<()> {
         None
     } else {
         eprintln!(
-            "  joining into Silver and refreshing Gold every {}",
-            humantime::format_duration(interval)
+            "  joining into Silver and refreshing Gold every {}; the booking service makes {} changes/s for the cdc job",
+            humantime::format_duration(interval),
+            args.cdc_rate
         );
         lake.prepare().await?;
+        let cdc_changes = (args.cdc_rate as f64 * interval.as_secs_f64()).round() as usize;
         Some(
-            Cycle::open(&lake, &file)
+            Cycle::open(&lake, &file, cdc_changes)
                 .await
                 .context("opening the jobs")?,
         )
@@ -170,6 +172,10 @@ pub async fn run(global: &GlobalArgs, args: UpArgs) -> anyhow::Result<()> {
             );
         }
         println!(
+            "  bronze.movie_booking_cdc_events +{} change rows (the simulated booking service, through Silver to gold.movie_booking_insights)",
+            thousands(status.cdc_changes)
+        );
+        println!(
             "  bookings still waiting for a payment stay in the join's state; `boxoffice job run bookings_fact --drain` resolves them"
         );
     }
@@ -181,6 +187,7 @@ pub async fn run(global: &GlobalArgs, args: UpArgs) -> anyhow::Result<()> {
 struct JobsStatus {
     cycles: u64,
     fact_rows: u64,
+    cdc_changes: u64,
     /// Freshness of every match so far, seconds.
     lags: Vec<f64>,
     /// Median freshness of the last cycle with matches.
@@ -200,8 +207,9 @@ impl JobsStatus {
             .as_ref()
             .map_or(String::new(), |e| format!(" | job error: {e}"));
         format!(
-            " | silver fact {} | gold freshness {fresh} (cycle {} ms){error}",
+            " | silver fact {} | gold freshness {fresh} | cdc changes {} (cycle {} ms){error}",
             thousands(self.fact_rows),
+            thousands(self.cdc_changes),
             self.last_millis
         )
     }
@@ -228,6 +236,7 @@ async fn run_jobs(
                     s.cycles += 1;
                     s.last_millis = r.millis;
                     s.fact_rows += r.fact_rows;
+                    s.cdc_changes += r.cdc_changes;
                     let mut lags = r.lags.clone();
                     if let Some((p50, _)) = percentiles(&mut lags) {
                         s.last_p50 = Some(p50);
