@@ -15,6 +15,19 @@ use crate::LakeError;
 use crate::layer::Layer;
 use crate::target::{Lake, StoreKind};
 
+/// A file as listed: enough to tell one version of it from another.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileMeta {
+    /// Name relative to the folder.
+    pub name: String,
+    /// Bytes.
+    pub size: u64,
+    /// Last modification.
+    pub modified: chrono::DateTime<chrono::Utc>,
+    /// The store's ETag, when it has one.
+    pub etag: Option<String>,
+}
+
 /// A folder of files under a layer.
 #[derive(Debug, Clone)]
 pub struct Files {
@@ -112,6 +125,29 @@ impl Files {
             .collect();
         names.sort();
         Ok(names)
+    }
+
+    /// The files whose name starts with `prefix`, sorted by name, with what identifies a version
+    /// of each: size, last modification and ETag (where the store has one).
+    pub async fn list_meta(&self, prefix: &str) -> Result<Vec<FileMeta>, LakeError> {
+        let metas: Vec<_> = self
+            .store
+            .list(None)
+            .try_collect()
+            .await
+            .map_err(|e| self.error(prefix, e))?;
+        let mut files: Vec<FileMeta> = metas
+            .into_iter()
+            .filter(|m| m.location.as_ref().starts_with(prefix))
+            .map(|m| FileMeta {
+                name: m.location.to_string(),
+                size: m.size,
+                modified: m.last_modified,
+                etag: m.e_tag,
+            })
+            .collect();
+        files.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(files)
     }
 
     /// Deletes `name`; a missing file is fine.

@@ -20,7 +20,7 @@ pub use commit::{
     AppendError, AppendOutcome, PartitionRows, PartitionValue, append_after_check, append_once,
     committed_version, epoch_days, partitioned_by_date,
 };
-pub use files::Files;
+pub use files::{FileMeta, Files};
 pub use inspect::{TableInfo, TableState, compatibility_problems};
 pub use layer::Layer;
 pub use read::read_rows;

@@ -103,6 +103,19 @@ pub(crate) async fn record_reached(
     Ok(())
 }
 
+/// After a MERGE: delta-rs makes no commit when a MERGE writes nothing (and so records no
+/// progress), so record it then.
+pub(crate) async fn ensure_reached(
+    table: &mut DeltaTable,
+    def: &TableDef,
+    version: i64,
+) -> Result<(), JobError> {
+    if reached(table, def).await?.is_none_or(|v| v < version) {
+        record_reached(table, def, version).await?;
+    }
+    Ok(())
+}
+
 pub(crate) fn cdc_error(def: &TableDef, e: impl std::fmt::Display) -> JobError {
     JobError::Cdc(format!("{}: {e}", def.qualified_name()))
 }

@@ -77,7 +77,7 @@ pub async fn run(lake: &Lake) -> Result<u64, JobError> {
         .iter()
         .map(|f| f.name().clone())
         .collect();
-    table
+    let (mut table, _) = table
         .merge(source, "target.movie_id = source.movie_id")
         .with_source_alias("source")
         .with_target_alias("target")
@@ -100,5 +100,6 @@ pub async fn run(lake: &Lake) -> Result<u64, JobError> {
         .map_err(|e| cdc_error(&INSIGHTS, e))?
         .await
         .map_err(|e| cdc_error(&INSIGHTS, e))?;
+    super::ensure_reached(&mut table, &INSIGHTS, through).await?;
     Ok(movies.len() as u64)
 }

@@ -117,7 +117,8 @@ pub async fn run(lake: &Lake) -> Result<FilteredReport, JobError> {
             })
         })
         .map_err(|e| cdc_error(&FILTERED, e))?;
-    merge.await.map_err(|e| cdc_error(&FILTERED, e))?;
+    let (mut table, _) = merge.await.map_err(|e| cdc_error(&FILTERED, e))?;
+    super::ensure_reached(&mut table, &FILTERED, through).await?;
     Ok(report)
 }
 

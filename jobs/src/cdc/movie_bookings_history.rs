@@ -92,7 +92,7 @@ pub async fn run(lake: &Lake) -> Result<u64, JobError> {
         .iter()
         .map(|f| f.name().clone())
         .collect();
-    table
+    let (mut table, _) = table
         .merge(
             source,
             "target.booking_id = source.booking_id AND target.is_current AND source.action = 'close'",
@@ -116,6 +116,7 @@ pub async fn run(lake: &Lake) -> Result<u64, JobError> {
         .map_err(|e| cdc_error(&HISTORY, e))?
         .await
         .map_err(|e| cdc_error(&HISTORY, e))?;
+    super::ensure_reached(&mut table, &HISTORY, through).await?;
     Ok(added)
 }
 

@@ -376,3 +376,26 @@ async fn the_simulated_service_and_gold_agree_whenever_the_job_runs() {
     assert!(gold.len() > 10);
     assert_eq!(gold, truth(&lake).await);
 }
+
+#[tokio::test]
+async fn a_run_whose_merge_writes_nothing_still_records_its_progress() {
+    let (_dir, lake) = lake();
+    // Q1 is refused (unknown status), then deleted: the delete merges into nothing.
+    replay(
+        &lake,
+        "INSERT INTO raw_movie_bookings VALUES ('Q1', 'C1', 'M1', '2025-01-01 18:00:00', 'PENDING', 2, 10.00);
+         DELETE FROM raw_movie_bookings WHERE booking_id = 'Q1';",
+        Schedule::AfterEachStatement,
+    )
+    .await;
+    let again = super::run(&lake).await.expect("rerun");
+    assert_eq!(
+        (
+            again.bookings_changed,
+            again.history_rows,
+            again.movies_refreshed
+        ),
+        (0, 0, 0),
+        "{again:?}"
+    );
+}
