@@ -3,6 +3,7 @@
 //! - [`silver::bookings_fact`]: the 2-minute bookings-payments join, exactly once.
 //! - [`gold`]: aggregates refreshed from what changed in Silver.
 
+pub mod batch;
 pub mod cdc;
 pub mod expectations;
 pub mod gold;
@@ -68,6 +69,9 @@ pub enum JobError {
     /// Changing the booking service's table failed.
     #[error("{0}")]
     Ops(String),
+    /// The batch_load job failed reading or writing a table.
+    #[error("batch_load, {0}")]
+    Batch(String),
     /// The CDC job failed reading or writing a table.
     #[error("cdc, {0}")]
     Cdc(String),
