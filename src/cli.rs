@@ -79,14 +79,19 @@ pub enum Command {
     Tables(TablesArgs),
 
     /// Run a lakehouse job once over what is new: `bookings_fact` (Bronze to Silver: the
-    /// bookings-payments join), `gold` (Silver to Gold) or `cdc` (the booking service's change
-    /// feed to Bronze, Silver and Gold). `up` runs them every few seconds.
+    /// bookings-payments join), `gold` (Silver to Gold), `cdc` (the booking service's change
+    /// feed to Bronze, Silver and Gold) or `batch_load` (landing files to Silver). `up` runs
+    /// them every few seconds.
     #[command(subcommand)]
     Job(JobCommand),
 
     /// Query any lake table with SQL, named layer.table (bronze.bookings_raw, silver.bookings_fact,
     /// gold.payment_mix, _system.expectations, ...). `show tables` lists them.
     Sql(SqlArgs),
+
+    /// The landing area batch_load reads.
+    #[command(subcommand)]
+    Batch(BatchCommand),
 
     /// Change the booking service's table (ops.raw_movie_bookings, change data feed on) that the
     /// `cdc` job reads.
@@ -116,6 +121,17 @@ pub enum JobName {
     /// ops.raw_movie_bookings' change feed to bronze.movie_booking_cdc_events,
     /// silver.movie_bookings_filtered and _history, gold.movie_booking_insights.
     Cdc,
+    /// Landing files (landing/event_catalog, landing/box_office_sales; CSV or Parquet), each
+    /// version once, to silver.event_catalog and silver.bookings_fact (source batch).
+    #[value(name = "batch_load")]
+    BatchLoad,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BatchCommand {
+    /// Copy the event catalog shipped with boxoffice (the shows the generator sells, with
+    /// venue, city and capacity) to landing/event_catalog/event_catalog.csv, for batch_load.
+    Seed,
 }
 
 #[derive(Debug, Subcommand)]

@@ -48,6 +48,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Job(command) => commands::job::run(global, command).await,
         Command::Sql(args) => commands::sql::run(global, args).await,
         Command::Cdc(command) => commands::cdc::run(global, command).await,
+        Command::Batch(command) => commands::batch::run(global, command).await,
         Command::Bench(command) => commands::bench::run(global, command).await,
     }
 }

@@ -233,11 +233,14 @@ fn tables_lists_every_table_before_and_after_landing() {
             "gold.sales_by_category_hour",
             "gold.payment_mix",
             "gold.conversion",
+            "gold.event_occupancy",
             "ops.raw_movie_bookings",
             "bronze.movie_booking_cdc_events",
             "silver.movie_bookings_filtered",
             "silver.movie_bookings_history",
             "gold.movie_booking_insights",
+            "silver.event_catalog",
+            "_system.batch_files",
         ]
     );
     assert!(

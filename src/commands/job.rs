@@ -21,6 +21,23 @@ pub async fn run(global: &GlobalArgs, command: JobCommand) -> anyhow::Result<()>
     lake.prepare().await?;
     match args.name {
         JobName::BookingsFact => run_bookings_fact(&lake, &file, &args).await,
+        JobName::BatchLoad => {
+            if args.drain || args.mode.is_some() || args.full {
+                anyhow::bail!(
+                    "batch_load takes no options: it takes every landing file not taken yet"
+                );
+            }
+            let reports = boxoffice_jobs::batch::run(&lake).await?;
+            for r in &reports {
+                println!("{}", batch_file_line(r));
+            }
+            if reports.is_empty() {
+                println!(
+                    "batch_load: no new landing file (landing/event_catalog, landing/box_office_sales)"
+                );
+            }
+            Ok(())
+        }
         JobName::Cdc => {
             if args.drain || args.mode.is_some() || args.full {
                 anyhow::bail!("cdc takes no options: it always resumes where it stopped");
@@ -190,6 +207,8 @@ pub struct CycleReport {
     pub millis: u128,
     /// Change rows the cdc job took into Bronze.
     pub cdc_changes: u64,
+    /// Rows batch_load took from landing files.
+    pub batch_rows: u64,
 }
 
 impl Cycle {
@@ -223,9 +242,11 @@ impl Cycle {
             simulator.tick(*changes).await?;
         }
         let cdc = boxoffice_jobs::cdc::run(&self.lake).await?;
+        let batch = boxoffice_jobs::batch::run(&self.lake).await?;
         let mut report = CycleReport {
             millis: started.elapsed().as_millis(),
             cdc_changes: cdc.changes,
+            batch_rows: batch.iter().map(|f| f.loaded).sum(),
             ..CycleReport::default()
         };
         for r in &reports {
@@ -273,4 +294,22 @@ pub fn cdc_line(r: &boxoffice_jobs::cdc::CdcReport) -> String {
         thousands(r.movies_refreshed),
         r.millis
     )
+}
+
+/// What batch_load did with one file, on one line.
+pub fn batch_file_line(r: &boxoffice_jobs::batch::FileReport) -> String {
+    let what = match &r.refused {
+        Some(reason) => format!("refused: {reason} (see bronze.quarantine)"),
+        None => format!(
+            "{} rows loaded, {} quarantined",
+            thousands(r.loaded),
+            thousands(r.quarantined)
+        ),
+    };
+    let replayed = if r.replayed {
+        " (finished after a stop)"
+    } else {
+        ""
+    };
+    format!("batch_load: {}{replayed}: {what}", r.path)
 }

@@ -1,5 +1,6 @@
 //! One module per command.
 
+pub mod batch;
 pub mod bench;
 pub mod bench_cdc;
 pub mod bench_jobs;

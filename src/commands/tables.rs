@@ -13,6 +13,7 @@ pub fn catalog() -> Vec<&'static TableDef> {
     tables.extend(boxoffice_jobs::silver::tables::TABLES);
     tables.extend(boxoffice_jobs::gold::tables::TABLES);
     tables.extend(boxoffice_jobs::cdc::tables::TABLES);
+    tables.extend(boxoffice_jobs::batch::tables::TABLES);
     tables
 }
 

@@ -176,6 +176,10 @@ pub async fn run(global: &GlobalArgs, args: UpArgs) -> anyhow::Result<()> {
             thousands(status.cdc_changes)
         );
         println!(
+            "  batch_load: {} rows from landing files (landing/event_catalog, landing/box_office_sales)",
+            thousands(status.batch_rows)
+        );
+        println!(
             "  bookings still waiting for a payment stay in the join's state; `boxoffice job run bookings_fact --drain` resolves them"
         );
     }
@@ -188,6 +192,7 @@ struct JobsStatus {
     cycles: u64,
     fact_rows: u64,
     cdc_changes: u64,
+    batch_rows: u64,
     /// Freshness of every match so far, seconds.
     lags: Vec<f64>,
     /// Median freshness of the last cycle with matches.
@@ -237,6 +242,7 @@ async fn run_jobs(
                     s.last_millis = r.millis;
                     s.fact_rows += r.fact_rows;
                     s.cdc_changes += r.cdc_changes;
+                    s.batch_rows += r.batch_rows;
                     let mut lags = r.lags.clone();
                     if let Some((p50, _)) = percentiles(&mut lags) {
                         s.last_p50 = Some(p50);

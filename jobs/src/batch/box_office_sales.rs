@@ -1,5 +1,6 @@
 //! Offline box-office sales (`landing/box_office_sales/*.csv` or `.parquet`, one row per seat
-//! sold) MERGEd into `silver/bookings_fact` with source `batch`. A sale is one order and one
+//! sold: sale_id, sold_at, event_id, seat_number, seat_price, payment_method, and optionally
+//! payment_id (else the sale_id), customer_id, customer_name, customer_email, currency) MERGEd into `silver/bookings_fact` with source `batch`. A sale is one order and one
 //! successful payment of the sum of its seats; its show's name, venue and city come from
 //! `silver/event_catalog`. The key is (booking_date, order_id, seat_number, payment_id): a sale
 //! already there from the stream is left as it is, one from an earlier version of a file is
@@ -172,7 +173,7 @@ pub async fn load(
             "event_category": event_category(&show.name),
             "booking_day_of_week": day_of_week(at),
             "booking_hour": hour(at),
-            "payment_id": s.sale_id,
+            "payment_id": get("payment_id").unwrap_or(&s.sale_id),
             "payment_time": at.to_rfc3339(),
             "amount": (amount * 100.0).round() / 100.0,
             "payment_method": s.method,

@@ -14,6 +14,7 @@
 
 pub mod changes;
 mod conversion;
+mod event_occupancy;
 mod event_performance;
 mod payment_mix;
 mod sales_by_category_hour;
@@ -173,6 +174,7 @@ impl Gold {
             self.outputs.insert(model.table.name, gold);
             reports.push(report);
         }
+        reports.extend(event_occupancy::refresh(&self.lake).await?);
         Ok(reports)
     }
 }

@@ -118,10 +118,37 @@ pub const CONVERSION: TableDef = TableDef {
     blob_columns: &[],
 };
 
+fn event_occupancy_schema() -> Schema {
+    use DataType::{Float64, Int32, Int64, Utf8};
+    Schema::new(vec![
+        column("event_id", Utf8, false),
+        column("event_name", Utf8, true),
+        column("venue", Utf8, true),
+        column("city", Utf8, true),
+        column("capacity", Int32, true),
+        column("seats_sold", Int64, false),
+        column("occupancy", Float64, true),
+        column("refreshed_at", utc_timestamp(), false),
+    ])
+}
+
+/// `gold/event_occupancy`: per show in the catalog, seats sold (stream and box office) against
+/// the venue's capacity.
+pub const EVENT_OCCUPANCY: TableDef = TableDef {
+    layer: Layer::Gold,
+    name: "event_occupancy",
+    description: "Per show in silver.event_catalog: seats sold (gold.event_performance) / capacity",
+    schema: event_occupancy_schema,
+    partition_columns: &[],
+    properties: &[],
+    blob_columns: &[],
+};
+
 /// Every Gold table.
-pub const TABLES: [&TableDef; 4] = [
+pub const TABLES: [&TableDef; 5] = [
     &EVENT_PERFORMANCE,
     &SALES_BY_CATEGORY_HOUR,
     &PAYMENT_MIX,
     &CONVERSION,
+    &EVENT_OCCUPANCY,
 ];

@@ -1,0 +1,110 @@
+//! batch_load through the binary, beside the stream: box-office sales merged into
+//! silver.bookings_fact leave no duplicate, and Gold gains occupancy from the catalog.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::{boxoffice, run_ok};
+
+fn on(lake: &Path) -> Command {
+    let mut cmd = boxoffice();
+    cmd.arg("--lake").arg(lake);
+    cmd
+}
+
+fn sql(lake: &Path, query: &str) -> Vec<String> {
+    let out = run_ok(on(lake).args(["sql", "--format", "csv", query]));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .skip(1)
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn box_office_sales_merged_beside_stream_rows_leave_no_duplicate() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lake = dir.path().join("lake");
+    run_ok(on(&lake).args([
+        "up",
+        "--count",
+        "3000",
+        "--fast",
+        "--seed",
+        "5",
+        "--no-jobs",
+    ]));
+    run_ok(on(&lake).args(["job", "run", "bookings_fact", "--drain"]));
+    run_ok(on(&lake).args(["batch", "seed"]));
+    let stream_rows: usize = sql(&lake, "select count(*) from silver.bookings_fact")[0]
+        .parse()
+        .expect("count");
+    // Two seats the stream already has, exported again by the box office, and a new sale.
+    let again = sql(
+        &lake,
+        "select order_id, booking_time, event_id, seat_number, seat_price, payment_method, payment_id
+         from silver.bookings_fact where payment_status = 'Success' order by order_id, seat_number limit 2",
+    );
+    let mut csv =
+        String::from("sale_id,sold_at,event_id,seat_number,seat_price,payment_method,payment_id\n");
+    for line in &again {
+        csv.push_str(line);
+        csv.push('\n');
+    }
+    csv.push_str("box9,2026-01-10T12:00:00Z,event3,A1,500,Cash,\n");
+    csv.push_str("box9,2026-01-10T12:00:00Z,event3,A2,500,Cash,\n");
+    let folder = lake.join("landing/box_office_sales");
+    std::fs::create_dir_all(&folder).expect("mkdir");
+    std::fs::write(folder.join("export.csv"), &csv).expect("write");
+
+    let out = run_ok(on(&lake).args(["job", "run", "batch_load"]));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("box_office_sales/export.csv: 4 rows loaded, 0 quarantined"),
+        "{stdout}"
+    );
+    assert_eq!(
+        sql(
+            &lake,
+            "select count(*) from (select order_id, seat_number, payment_id from silver.bookings_fact
+             group by order_id, seat_number, payment_id having count(*) > 1)"
+        ),
+        ["0"]
+    );
+    let total: usize = sql(&lake, "select count(*) from silver.bookings_fact")[0]
+        .parse()
+        .expect("count");
+    assert_eq!(
+        total,
+        stream_rows + 2,
+        "only the new sale's two seats were added"
+    );
+    assert_eq!(
+        sql(
+            &lake,
+            "select source, count(*) from silver.bookings_fact where order_id = 'box9' group by source"
+        ),
+        ["batch,2"]
+    );
+    // Loading again takes nothing.
+    let out = run_ok(on(&lake).args(["job", "run", "batch_load"]));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no new landing file"));
+
+    // Gold counts the box-office sale and measures occupancy against the catalog.
+    run_ok(on(&lake).args(["job", "run", "gold"]));
+    assert_eq!(
+        sql(&lake, "select count(*) from gold.event_occupancy"),
+        ["100"]
+    );
+    assert_eq!(
+        sql(
+            &lake,
+            "select o.seats_sold = p.seats_sold, o.occupancy = round(cast(p.seats_sold as double) / o.capacity, 4)
+             from gold.event_occupancy o join gold.event_performance p on p.event_id = o.event_id
+             where o.event_id = 'event3'"
+        ),
+        ["true,true"]
+    );
+}
