@@ -401,9 +401,20 @@ pub enum BenchCommand {
     /// incremental Gold refresh after --new more events; with peak memory.
     Jobs(BenchJobsArgs),
 
+    /// batch_load: a --rows box-office sales CSV (one row per seat) in a scratch lake's landing
+    /// area, loaded into silver.bookings_fact; rows/s and peak memory.
+    Batch(BenchBatchArgs),
+
     /// The cdc job: --changes simulated changes to ops.raw_movie_bookings in a scratch lake
     /// (commits of 100,000), then one cdc run over all of them; rows/s and peak memory.
     Cdc(BenchCdcArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchBatchArgs {
+    /// Seat rows in the CSV
+    #[arg(long, default_value_t = 1_000_000)]
+    pub rows: usize,
 }
 
 #[derive(Debug, Args)]

@@ -33,6 +33,7 @@ pub async fn run(global: &GlobalArgs, command: BenchCommand) -> anyhow::Result<(
         BenchCommand::Ingest(args) => ingest(global, args).await,
         BenchCommand::Jobs(args) => super::bench_jobs::run(global, args).await,
         BenchCommand::Cdc(args) => super::bench_cdc::run(args).await,
+        BenchCommand::Batch(args) => super::bench_cdc::batch(args).await,
     }
 }
 
