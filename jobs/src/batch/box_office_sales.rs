@@ -193,10 +193,10 @@ pub async fn load(
         })
     });
     let loaded = seats.len() as u64;
-    let batch = rows_from_json(&BOOKINGS_FACT, rows)?;
+    let batches = rows_from_json(&BOOKINGS_FACT, rows)?;
     let ctx = SessionContext::new();
     let source = ctx
-        .read_batch(batch)
+        .read_batches(batches)
         .map_err(|e| batch_error(&BOOKINGS_FACT, e))?;
     let columns: Vec<String> = BOOKINGS_FACT
         .arrow_schema()

@@ -133,10 +133,10 @@ pub async fn load(
         return Ok((table, 0, refused));
     }
     let loaded = shows.len() as u64;
-    let batch = rows_from_json(&EVENT_CATALOG, shows.into_values())?;
+    let batches = rows_from_json(&EVENT_CATALOG, shows.into_values())?;
     let ctx = SessionContext::new();
     let source = ctx
-        .read_batch(batch)
+        .read_batches(batches)
         .map_err(|e| super::batch_error(&EVENT_CATALOG, e))?;
     let columns: Vec<String> = EVENT_CATALOG
         .arrow_schema()

@@ -107,20 +107,30 @@ pub(crate) fn batch_error(def: &TableDef, e: impl std::fmt::Display) -> JobError
     JobError::Batch(format!("{}: {e}", def.qualified_name()))
 }
 
-/// Rows for `def` from JSON objects (times as RFC 3339 text, dates as YYYY-MM-DD).
+/// Rows for `def` from JSON objects (times as RFC 3339 text, dates as YYYY-MM-DD), decoded
+/// 8,192 at a time so a million-row file never holds a million JSON objects at once.
 pub(crate) fn rows_from_json(
     def: &TableDef,
     rows: impl Iterator<Item = serde_json::Value>,
-) -> Result<RecordBatch, JobError> {
+) -> Result<Vec<RecordBatch>, JobError> {
+    const CHUNK: usize = 8_192;
     let mut decoder = deltalake::arrow::json::ReaderBuilder::new(def.arrow_schema())
+        .with_batch_size(CHUNK)
         .build_decoder()
         .map_err(|e| batch_error(def, e))?;
-    let rows: Vec<serde_json::Value> = rows.collect();
-    decoder.serialize(&rows).map_err(|e| batch_error(def, e))?;
-    decoder
-        .flush()
-        .map_err(|e| batch_error(def, e))?
-        .ok_or_else(|| batch_error(def, "no rows"))
+    let mut batches = Vec::new();
+    let mut chunk = Vec::with_capacity(CHUNK);
+    let mut rows = rows.peekable();
+    while rows.peek().is_some() {
+        chunk.clear();
+        chunk.extend(rows.by_ref().take(CHUNK));
+        decoder.serialize(&chunk).map_err(|e| batch_error(def, e))?;
+        batches.extend(decoder.flush().map_err(|e| batch_error(def, e))?);
+    }
+    if batches.is_empty() {
+        return Err(batch_error(def, "no rows"));
+    }
+    Ok(batches)
 }
 
 fn properties(def: &TableDef, load: i64) -> CommitProperties {
@@ -453,11 +463,11 @@ async fn record(lake: &Lake, plan: &Plan, report: &FileReport) -> Result<(), Job
         "rows_quarantined": report.quarantined,
         "loaded_at": Utc::now().to_rfc3339(),
     });
-    let batch = rows_from_json(&BATCH_FILES, std::iter::once(row))?;
+    let batches = rows_from_json(&BATCH_FILES, std::iter::once(row))?;
     let mut table = lake.ensure_table(&BATCH_FILES).await?;
     append_once(
         &mut table,
-        vec![PartitionRows::unsplit(batch)],
+        batches.into_iter().map(PartitionRows::unsplit).collect(),
         &format!("{JOB}:{}", BATCH_FILES.qualified_name()),
         plan.load,
         HashMap::from([("operation".to_string(), json!(JOB))]),
