@@ -108,3 +108,57 @@ fn box_office_sales_merged_beside_stream_rows_leave_no_duplicate() {
         ["true,true"]
     );
 }
+
+/// Every table batch_load writes, as sorted CSV lines without load times.
+fn snapshot(lake: &Path) -> Vec<Vec<String>> {
+    [
+        "select order_id, seat_number, payment_id, cast(amount as varchar), source from silver.bookings_fact order by 1, 2",
+        "select event_id, capacity from silver.event_catalog order by 1",
+        "select reason from bronze.quarantine order by 1",
+        "select path, rows_loaded, rows_quarantined from _system.batch_files order by 1",
+    ]
+    .iter()
+    .map(|q| sql(lake, q))
+    .collect()
+}
+
+#[test]
+fn a_crash_at_any_point_of_a_load_then_a_rerun_gives_the_same_tables() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sales = "sale_id,sold_at,event_id,seat_number,seat_price,payment_method\n\
+                 s1,2026-09-01T10:00:00Z,event1,A1,100,Cash\n\
+                 s1,2026-09-01T10:00:00Z,event1,A2,100,Cash\n\
+                 s2,2026-09-01T10:00:00Z,event404,A1,100,Cash\n";
+    let prepare = |lake: &Path| {
+        run_ok(on(lake).args(["batch", "seed"]));
+        let folder = lake.join("landing/box_office_sales");
+        std::fs::create_dir_all(&folder).expect("mkdir");
+        std::fs::write(folder.join("day.csv"), sales).expect("write");
+    };
+    let clean = dir.path().join("clean");
+    prepare(&clean);
+    run_ok(on(&clean).args(["job", "run", "batch_load"]));
+    let expected = snapshot(&clean);
+    assert_eq!(expected[0].len(), 2, "{expected:?}");
+    assert_eq!(expected[2].len(), 1, "{expected:?}");
+    // Load 1 is the catalog, load 2 the sales file.
+    for point in [
+        "batch_load:before:silver.event_catalog:1",
+        "batch_load:before:bronze.quarantine:2",
+        "batch_load:before:silver.bookings_fact:2",
+        "batch_load:before:_system.batch_files:2",
+        "batch_load:after-commits:2",
+    ] {
+        let lake = dir.path().join(point.replace([':', '.'], "_"));
+        prepare(&lake);
+        let err = common::run_err(on(&lake).env("BOXOFFICE_CRASH_AT", point).args([
+            "job",
+            "run",
+            "batch_load",
+        ]));
+        assert!(err.contains("aborting"), "{point} was reached: {err}");
+        run_ok(on(&lake).args(["job", "run", "batch_load"]));
+        run_ok(on(&lake).args(["job", "run", "batch_load"]));
+        assert_eq!(snapshot(&lake), expected, "after a crash at {point}");
+    }
+}

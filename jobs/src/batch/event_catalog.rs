@@ -115,7 +115,7 @@ pub async fn load(
     table: DeltaTable,
     records: &Records,
     updated_at: DateTime<Utc>,
-    properties: deltalake::kernel::transaction::CommitProperties,
+    commit: Option<deltalake::kernel::transaction::CommitProperties>,
 ) -> Result<(DeltaTable, u64, Vec<Refused>), JobError> {
     let mut refused = Vec::new();
     let mut shows: BTreeMap<String, serde_json::Value> = BTreeMap::new();
@@ -129,10 +129,10 @@ pub async fn load(
             Err(reason) => refused.push(Refused::row(records, r, reason)),
         }
     }
-    if shows.is_empty() {
-        return Ok((table, 0, refused));
-    }
     let loaded = shows.len() as u64;
+    let Some(properties) = commit.filter(|_| loaded > 0) else {
+        return Ok((table, loaded, refused)); // nothing to write, or written before a crash
+    };
     let batches = rows_from_json(&EVENT_CATALOG, shows.into_values())?;
     let ctx = SessionContext::new();
     let source = ctx

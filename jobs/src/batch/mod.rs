@@ -359,36 +359,32 @@ async fn load(lake: &Lake, plan: &Plan) -> Result<FileReport, JobError> {
                 reason: format!("line {reason}"),
                 body: String::new(),
             }));
+            let target = if plan.kind == KINDS[0] {
+                &EVENT_CATALOG
+            } else {
+                &BOOKINGS_FACT
+            };
+            crate::crash_point(&format!(
+                "{JOB}:before:{}:{}",
+                target.qualified_name(),
+                plan.load
+            ));
+            // A load finished before a crash is validated again (for its quarantine and ledger
+            // rows) but not committed again.
             let (def, loaded, rows_refused) = if plan.kind == KINDS[0] {
                 let mut table = lake.ensure_table(&EVENT_CATALOG).await?;
-                if holds(&mut table, &EVENT_CATALOG, plan.load).await? {
-                    (&EVENT_CATALOG, 0, Vec::new())
-                } else {
-                    let (_, n, r) = event_catalog::load(
-                        table,
-                        &records,
-                        modified,
-                        properties(&EVENT_CATALOG, plan.load),
-                    )
-                    .await?;
-                    (&EVENT_CATALOG, n, r)
-                }
+                let commit = (!holds(&mut table, &EVENT_CATALOG, plan.load).await?)
+                    .then(|| properties(&EVENT_CATALOG, plan.load));
+                let (_, n, r) = event_catalog::load(table, &records, modified, commit).await?;
+                (&EVENT_CATALOG, n, r)
             } else {
                 let shows = catalog(lake).await?;
                 let mut table = lake.ensure_table(&BOOKINGS_FACT).await?;
-                if holds(&mut table, &BOOKINGS_FACT, plan.load).await? {
-                    (&BOOKINGS_FACT, 0, Vec::new())
-                } else {
-                    let (_, n, r) = box_office_sales::load(
-                        table,
-                        &records,
-                        &shows,
-                        Utc::now(),
-                        properties(&BOOKINGS_FACT, plan.load),
-                    )
-                    .await?;
-                    (&BOOKINGS_FACT, n, r)
-                }
+                let commit = (!holds(&mut table, &BOOKINGS_FACT, plan.load).await?)
+                    .then(|| properties(&BOOKINGS_FACT, plan.load));
+                let (_, n, r) =
+                    box_office_sales::load(table, &records, &shows, Utc::now(), commit).await?;
+                (&BOOKINGS_FACT, n, r)
             };
             tracing::info!(path = %plan.path, table = %def.qualified_name(), loaded, "loaded");
             report.loaded = loaded;
@@ -396,8 +392,19 @@ async fn load(lake: &Lake, plan: &Plan) -> Result<FileReport, JobError> {
         }
     }
     report.quarantined = refused.len() as u64;
+    crate::crash_point(&format!(
+        "{JOB}:before:{}:{}",
+        QUARANTINE.qualified_name(),
+        plan.load
+    ));
     quarantine(lake, plan, &refused, modified).await?;
+    crate::crash_point(&format!(
+        "{JOB}:before:{}:{}",
+        BATCH_FILES.qualified_name(),
+        plan.load
+    ));
     record(lake, plan, &report).await?;
+    crate::crash_point(&format!("{JOB}:after-commits:{}", plan.load));
     Ok(report)
 }
 
