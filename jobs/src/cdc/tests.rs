@@ -40,6 +40,24 @@ async fn replay(lake: &Lake, script: &str, schedule: Schedule) {
     super::run(lake).await.expect("cdc run");
 }
 
+/// The first column of `batches` as text (NULL for nulls).
+fn texts(batches: &[RecordBatch]) -> Vec<String> {
+    batches
+        .iter()
+        .flat_map(|b| {
+            let text = deltalake::arrow::compute::cast(
+                b.column(0),
+                &deltalake::arrow::datatypes::DataType::Utf8,
+            )
+            .expect("cast");
+            text.as_string::<i32>()
+                .iter()
+                .map(|s| s.unwrap_or("NULL").to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
 async fn rows(lake: &Lake, def: &TableDef, sql: &str) -> Vec<RecordBatch> {
     let ctx = SessionContext::new();
     let table = lake
@@ -62,20 +80,7 @@ async fn insights(lake: &Lake) -> Vec<String> {
          FROM t ORDER BY movie_id",
     )
     .await;
-    batches
-        .iter()
-        .flat_map(|b| {
-            let cast = deltalake::arrow::compute::cast(
-                b.column(0),
-                &deltalake::arrow::datatypes::DataType::Utf8,
-            )
-            .expect("cast");
-            cast.as_string::<i32>()
-                .iter()
-                .map(|s| s.unwrap_or("NULL").to_string())
-                .collect::<Vec<_>>()
-        })
-        .collect()
+    texts(&batches)
 }
 
 async fn count(lake: &Lake, def: &TableDef, condition: &str) -> i64 {
@@ -269,21 +274,7 @@ async fn changes_that_cannot_be_applied_go_to_quarantine_and_the_rest_still_land
         "SELECT reason FROM t WHERE source = 'cdc' ORDER BY reason",
     )
     .await;
-    let reasons: Vec<String> = quarantine
-        .iter()
-        .flat_map(|b| {
-            let c = deltalake::arrow::compute::cast(
-                b.column(0),
-                &deltalake::arrow::datatypes::DataType::Utf8,
-            )
-            .expect("cast");
-            c.as_string::<i32>()
-                .iter()
-                .flatten()
-                .map(str::to_string)
-                .collect::<Vec<_>>()
-        })
-        .collect();
+    let reasons: Vec<String> = texts(&quarantine);
     assert_eq!(reasons.len(), 3, "{reasons:?}");
     assert!(
         reasons.iter().any(|r| r.contains("\"PENDING\"")),
@@ -331,21 +322,7 @@ async fn truth(lake: &Lake) -> Vec<String> {
          FROM t GROUP BY movie_id ORDER BY movie_id",
     )
     .await;
-    batches
-        .iter()
-        .flat_map(|b| {
-            let c = deltalake::arrow::compute::cast(
-                b.column(0),
-                &deltalake::arrow::datatypes::DataType::Utf8,
-            )
-            .expect("cast");
-            c.as_string::<i32>()
-                .iter()
-                .flatten()
-                .map(str::to_string)
-                .collect::<Vec<_>>()
-        })
-        .collect()
+    texts(&batches)
 }
 
 #[tokio::test]
