@@ -98,6 +98,11 @@ pub enum Command {
     #[command(subcommand)]
     Cdc(CdcCommand),
 
+    /// The Azure Functions custom handler: serve the generate, ingest, archive_bookings,
+    /// archive_payments and run_jobs functions to the Functions host (`func start` runs
+    /// `boxoffice serve`, see host.json) on 127.0.0.1:$FUNCTIONS_CUSTOMHANDLER_PORT.
+    Serve(ServeArgs),
+
     /// Measure throughput and memory on this machine.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -132,6 +137,17 @@ pub enum BatchCommand {
     /// Copy the event catalog shipped with boxoffice (the shows the generator sells, with
     /// venue, city and capacity) to landing/event_catalog/event_catalog.csv, for batch_load.
     Seed,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Port to listen on (127.0.0.1)
+    #[arg(long, env = "FUNCTIONS_CUSTOMHANDLER_PORT", default_value_t = 7071)]
+    pub port: u16,
+
+    /// Events the generate function sends per timer tick (every 10 s)
+    #[arg(long, env = "BOXOFFICE_GENERATE_PER_TICK", default_value_t = 20)]
+    pub per_tick: usize,
 }
 
 #[derive(Debug, Subcommand)]

@@ -49,6 +49,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sql(args) => commands::sql::run(global, args).await,
         Command::Cdc(command) => commands::cdc::run(global, command).await,
         Command::Batch(command) => commands::batch::run(global, command).await,
+        Command::Serve(args) => commands::serve::run(global, args).await,
         Command::Bench(command) => commands::bench::run(global, command).await,
     }
 }

@@ -1,0 +1,154 @@
+//! `ingest`: HTTP POST `api/ingest/{hub}` with one event, a JSON array of them, or NDJSON.
+//! Valid events go to the hub's Event Hub output binding; invalid ones to `bronze/quarantine`
+//! with every reason, and the reply is 400 naming each by its index (the valid ones are still
+//! sent). An empty body is 400, an unknown hub 404, a body over 1 MB 413.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use boxoffice_events::{Hub, validate};
+use boxoffice_ingest::bronze::{QUARANTINE, QuarantineRow, quarantine_batch};
+use chrono::Utc;
+use serde_json::{Value, json};
+
+use crate::Handler;
+use crate::protocol::{Failed, Invocation, Reply, http_response};
+
+/// The largest body taken (an Event Hubs Standard event's limit).
+pub const MAX_BODY: usize = 1024 * 1024;
+
+fn hub_of(name: &str) -> Option<Hub> {
+    match name {
+        "bookings" => Some(Hub::Bookings),
+        "payments" => Some(Hub::Payments),
+        _ => None,
+    }
+}
+
+/// The request's body as text (the host sends it as a string, or as JSON when it parsed it).
+fn body_text(req: &Value) -> String {
+    match req.get("Body") {
+        Some(Value::String(s)) => s.clone(),
+        None | Some(Value::Null) => String::new(),
+        Some(other) => other.to_string(),
+    }
+}
+
+/// The events of a body: a JSON array's elements, else one per non-blank line.
+fn events_of(body: &str) -> Vec<String> {
+    let trimmed = body.trim();
+    if trimmed.starts_with('[')
+        && let Ok(Value::Array(items)) = serde_json::from_str::<Value>(trimmed)
+    {
+        return items
+            .into_iter()
+            .map(|v| match v {
+                Value::String(s) => s,
+                other => other.to_string(),
+            })
+            .collect();
+    }
+    trimmed
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+fn reply(status: u16, body: Value) -> Reply {
+    Reply::logged(format!("ingest: {status} {body}")).output("res", http_response(status, &body))
+}
+
+/// Handles one invocation.
+pub async fn invoke(
+    State(handler): State<Arc<Handler>>,
+    Json(invocation): Json<Invocation>,
+) -> Result<Reply, Failed> {
+    let req = invocation.data.get("req").cloned().unwrap_or(Value::Null);
+    let name = req
+        .pointer("/Params/hub")
+        .or_else(|| invocation.metadata.get("hub"))
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let Some(hub) = hub_of(&name) else {
+        return Ok(reply(
+            404,
+            json!({"error": format!("unknown hub {name:?}: post to api/ingest/bookings or api/ingest/payments")}),
+        ));
+    };
+    let body = body_text(&req);
+    if body.len() > MAX_BODY {
+        return Ok(reply(
+            413,
+            json!({"error": format!("the body is {} bytes; at most {MAX_BODY} are taken per request", body.len())}),
+        ));
+    }
+    let events = events_of(&body);
+    if events.is_empty() {
+        return Ok(reply(
+            400,
+            json!({"error": "empty body: send one event, a JSON array of events, or NDJSON"}),
+        ));
+    }
+    let mut valid = Vec::new();
+    let mut rejected = Vec::new();
+    let mut quarantine = Vec::new();
+    let now = Utc::now();
+    for (index, text) in events.iter().enumerate() {
+        match validate(text, Some(hub)) {
+            Ok(_) => valid.push(serde_json::from_str::<Value>(text).unwrap_or(Value::Null)),
+            Err(invalid) => {
+                rejected.push(json!({"index": index, "reasons": invalid.reasons}));
+                quarantine.push(QuarantineRow {
+                    received_at: now,
+                    source: "http".to_string(),
+                    hub: Some(hub.as_str().to_string()),
+                    reason: invalid.reason(),
+                    body: text.clone(),
+                    stage: "ingest".to_string(),
+                    partition_id: None,
+                    sequence_number: None,
+                    event_uid: invalid.event_uid.clone(),
+                });
+            }
+        }
+    }
+    if !quarantine.is_empty() {
+        append_quarantine(&handler.lake, &quarantine)
+            .await
+            .map_err(Failed)?;
+    }
+    let accepted = valid.len();
+    let mut out = if rejected.is_empty() {
+        reply(200, json!({"accepted": accepted}))
+    } else {
+        reply(400, json!({"accepted": accepted, "rejected": rejected}))
+    };
+    if !valid.is_empty() {
+        out = out.output(hub.as_str(), Value::Array(valid));
+    }
+    Ok(out)
+}
+
+/// Appends refused events to `bronze/quarantine`. No exactly-once here: a client that retries a
+/// request sends its bad events again, and they are quarantined again.
+async fn append_quarantine(
+    lake: &boxoffice_lake::Lake,
+    rows: &[QuarantineRow],
+) -> Result<(), String> {
+    let batch = quarantine_batch(rows).map_err(|e| e.to_string())?;
+    let table = lake
+        .ensure_table(&QUARANTINE)
+        .await
+        .map_err(|e| e.to_string())?;
+    table
+        .write(vec![batch])
+        .with_save_mode(deltalake::protocol::SaveMode::Append)
+        .with_writer_properties(QUARANTINE.writer_properties())
+        .await
+        .map_err(|e| format!("{}: {e}", QUARANTINE.qualified_name()))?;
+    Ok(())
+}
