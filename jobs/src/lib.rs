@@ -6,6 +6,7 @@
 pub mod batch;
 pub mod cdc;
 pub mod expectations;
+mod frames;
 pub mod gold;
 pub mod ops;
 pub mod silver;

@@ -25,13 +25,11 @@ pub mod movie_bookings_history;
 pub mod tables;
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Instant;
 
 use boxoffice_lake::{Lake, TableDef, committed_version};
 use deltalake::DeltaTable;
 use deltalake::arrow::array::RecordBatch;
-use deltalake::datafusion::datasource::MemTable;
 use deltalake::datafusion::prelude::SessionContext;
 use deltalake::kernel::Transaction;
 use deltalake::kernel::transaction::CommitProperties;
@@ -120,30 +118,16 @@ pub(crate) fn cdc_error(def: &TableDef, e: impl std::fmt::Display) -> JobError {
     JobError::Cdc(format!("{}: {e}", def.qualified_name()))
 }
 
-/// Registers a Delta table in `ctx` under `name` (an empty table when it has no files).
+/// Registers a Delta table in `ctx` under `name` (see [`crate::frames::register`]).
 pub(crate) async fn register(
     ctx: &SessionContext,
     name: &str,
     def: &TableDef,
     table: &DeltaTable,
 ) -> Result<(), JobError> {
-    let has_files = table.snapshot().is_ok_and(|s| s.log_data().num_files() > 0);
-    let provider: Arc<dyn deltalake::datafusion::catalog::TableProvider> = if has_files {
-        table
-            .update_datafusion_session(&ctx.state())
-            .map_err(|e| cdc_error(def, e))?;
-        table
-            .table_provider()
-            .await
-            .map_err(|e| cdc_error(def, e))?
-    } else {
-        Arc::new(
-            MemTable::try_new(def.arrow_schema(), vec![vec![]]).map_err(|e| cdc_error(def, e))?,
-        )
-    };
-    ctx.register_table(name, provider)
-        .map_err(|e| cdc_error(def, e))?;
-    Ok(())
+    crate::frames::register(ctx, name, def, Some(table), None)
+        .await
+        .map_err(|e| cdc_error(def, e))
 }
 
 /// Runs `sql` and collects its rows.
@@ -152,38 +136,20 @@ pub(crate) async fn query(
     def: &TableDef,
     sql: &str,
 ) -> Result<Vec<RecordBatch>, JobError> {
-    ctx.sql(sql)
-        .await
-        .map_err(|e| cdc_error(def, e))?
-        .collect()
+    crate::frames::collect(ctx, sql)
         .await
         .map_err(|e| cdc_error(def, e))
 }
 
-/// Casts a query's rows to `def`'s schema (DataFusion reads strings as views, sums widen
-/// decimals), column by column, by name.
+/// A query's rows as `def`'s schema (see [`crate::frames::conform`]), empty batches left out.
 pub(crate) fn conform(
     def: &TableDef,
     batches: Vec<RecordBatch>,
 ) -> Result<Vec<RecordBatch>, JobError> {
-    let schema = def.arrow_schema();
     batches
-        .into_iter()
+        .iter()
         .filter(|b| b.num_rows() > 0)
-        .map(|batch| {
-            let columns = schema
-                .fields()
-                .iter()
-                .map(|field| {
-                    let column = batch
-                        .column_by_name(field.name())
-                        .ok_or_else(|| cdc_error(def, format!("no {} column", field.name())))?;
-                    deltalake::arrow::compute::cast(column, field.data_type())
-                        .map_err(|e| cdc_error(def, format!("{}: {e}", field.name())))
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            RecordBatch::try_new(Arc::clone(&schema), columns).map_err(|e| cdc_error(def, e))
-        })
+        .map(|b| crate::frames::conform(def, b, None).map_err(|e| cdc_error(def, e)))
         .collect()
 }
 

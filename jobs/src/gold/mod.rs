@@ -22,15 +22,12 @@ pub mod tables;
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
-use std::sync::Arc;
 use std::time::Instant;
 
 use boxoffice_lake::{Lake, TableDef, committed_version};
 use chrono::{DateTime, Utc};
 use deltalake::DeltaTable;
-use deltalake::arrow::array::{ArrayRef, RecordBatch, TimestampMicrosecondArray};
-use deltalake::arrow::compute::cast;
-use deltalake::datafusion::datasource::MemTable;
+use deltalake::arrow::array::RecordBatch;
 use deltalake::datafusion::prelude::SessionContext;
 use deltalake::kernel::Transaction;
 use deltalake::kernel::transaction::CommitProperties;
@@ -289,66 +286,34 @@ fn gold_rows(table: &DeltaTable) -> usize {
     })
 }
 
-/// Registers `name` as `table`'s rows: all of them (`selection` None), only the listed files, or
-/// none (no table yet, or no files listed).
-async fn register(
+/// Registers `name` as `table`'s rows (see [`crate::frames::register`]).
+pub(crate) async fn register(
     ctx: &SessionContext,
     name: &str,
     def: &TableDef,
     table: Option<&DeltaTable>,
     selection: Option<Vec<String>>,
 ) -> Result<(), JobError> {
-    let has_files = table.is_some_and(|t| t.snapshot().is_ok_and(|s| s.log_data().num_files() > 0));
-    let provider: Arc<dyn deltalake::datafusion::catalog::TableProvider> = match table {
-        Some(t) if has_files && selection.as_ref().is_none_or(|s| !s.is_empty()) => {
-            t.update_datafusion_session(&ctx.state())
-                .map_err(|e| gold_error(def, e))?;
-            let mut builder = t.table_provider();
-            if let Some(paths) = selection {
-                builder = builder.with_file_paths(paths);
-            }
-            builder.await.map_err(|e| gold_error(def, e))?
-        }
-        _ => Arc::new(
-            MemTable::try_new(def.arrow_schema(), vec![vec![]]).map_err(|e| gold_error(def, e))?,
-        ),
-    };
-    ctx.register_table(name, provider)
-        .map_err(|e| gold_error(def, e))?;
-    Ok(())
+    crate::frames::register(ctx, name, def, table, selection)
+        .await
+        .map_err(|e| gold_error(def, e))
 }
 
-/// The query's rows as the table's schema: types cast (DataFusion reads strings as views),
-/// `refreshed_at` added.
+/// The query's rows as the table's schema, `refreshed_at` added; at least one batch (an empty
+/// one when the query gave no rows, so an overwrite still empties the table).
 fn conform(
     def: &TableDef,
     batches: Vec<RecordBatch>,
     refreshed_at: DateTime<Utc>,
 ) -> Result<Vec<RecordBatch>, JobError> {
-    let schema = def.arrow_schema();
-    let mut out = Vec::new();
-    for batch in batches.into_iter().filter(|b| b.num_rows() > 0) {
-        let mut columns: Vec<ArrayRef> = Vec::new();
-        for field in schema.fields() {
-            if field.name() == "refreshed_at" {
-                let at = refreshed_at.timestamp_micros();
-                columns.push(Arc::new(
-                    TimestampMicrosecondArray::from(vec![at; batch.num_rows()])
-                        .with_timezone("UTC"),
-                ));
-                continue;
-            }
-            let column = batch
-                .column_by_name(field.name())
-                .ok_or_else(|| gold_error(def, format!("the query gives no {}", field.name())))?;
-            columns.push(cast(column, field.data_type()).map_err(|e| gold_error(def, e))?);
-        }
-        out.push(
-            RecordBatch::try_new(Arc::clone(&schema), columns).map_err(|e| gold_error(def, e))?,
-        );
-    }
+    let at = Some(refreshed_at.timestamp_micros());
+    let mut out = batches
+        .iter()
+        .filter(|b| b.num_rows() > 0)
+        .map(|b| crate::frames::conform(def, b, at).map_err(|e| gold_error(def, e)))
+        .collect::<Result<Vec<_>, _>>()?;
     if out.is_empty() {
-        out.push(RecordBatch::new_empty(schema));
+        out.push(RecordBatch::new_empty(def.arrow_schema()));
     }
     Ok(out)
 }
