@@ -68,6 +68,12 @@ pub enum Command {
     /// the same bytes every time.
     Generate(GenerateArgs),
 
+    /// Send generated events to a real Event Hub (--to eventhub) over its REST API: a SAS token
+    /// signed with the key in a connection string read from an environment variable, batches
+    /// under 1 MB, partition key order_id, 429 and 5xx retried with backoff. Paced like
+    /// `generate`; a live line shows events/s, batches and retries.
+    Produce(ProduceArgs),
+
     /// Land NDJSON events from a file or stdin in Bronze, through the same queue and archiver
     /// as `up` (backfills, other producers' exports, or `boxoffice generate | boxoffice ingest`).
     /// Each line's fields tell booking from payment, or give --hub. Invalid events are
@@ -381,6 +387,63 @@ pub struct GenerateArgs {
     /// File to write [default: stdout]
     #[arg(long, short = 'o', value_name = "FILE")]
     pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ProduceArgs {
+    /// Where to send: eventhub (the namespace in the connection string)
+    #[arg(long, value_enum)]
+    pub to: ProduceTarget,
+
+    /// The environment variable holding the namespace's connection string
+    /// (Endpoint=sb://<ns>.servicebus.windows.net/;SharedAccessKeyName=...;SharedAccessKey=...);
+    /// the same setting name the Functions app uses. Its value is never printed.
+    #[arg(long, default_value = "EventHubConnection", value_name = "ENV_VAR")]
+    pub connection_setting: String,
+
+    /// The Event Hub bookings go to
+    #[arg(long, default_value = "bookings", value_name = "NAME")]
+    pub bookings_hub: String,
+
+    /// The Event Hub payments go to
+    #[arg(long, default_value = "payments", value_name = "NAME")]
+    pub payments_hub: String,
+
+    /// Send to this base URL instead of https://<namespace> (a proxy or a test server); the
+    /// token still names the namespace
+    #[arg(long, value_name = "URL")]
+    pub endpoint: Option<String>,
+
+    /// Events to send [default: no limit, until Ctrl-C or --duration]
+    #[arg(long, short = 'n', value_name = "N")]
+    pub count: Option<u64>,
+
+    /// Stop after this long (e.g. 30s, 5m)
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+
+    /// The most bytes in one batch request (Event Hubs Standard takes 1 MB)
+    #[arg(long, default_value_t = 1_000_000, value_name = "BYTES")]
+    pub max_batch_bytes: usize,
+
+    /// The longest an event waits for its batch to fill
+    #[arg(long, default_value = "200ms", value_name = "DURATION", value_parser = parse_duration)]
+    pub linger: Duration,
+
+    /// Attempts per batch before giving up (429, 5xx and network errors are retried with
+    /// exponential backoff, or after the hub's Retry-After)
+    #[arg(long, default_value_t = 8, value_name = "N")]
+    pub max_attempts: u32,
+
+    #[command(flatten)]
+    pub generator: GeneratorArgs,
+}
+
+/// Where `produce` sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProduceTarget {
+    /// Azure Event Hubs, over the REST API
+    Eventhub,
 }
 
 #[derive(Debug, Args)]

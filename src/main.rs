@@ -43,6 +43,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Up(args) => commands::up::run(global, args).await,
         Command::Generate(args) => commands::generate::run(global, args).await,
+        Command::Produce(args) => commands::produce::run(global, args).await,
         Command::Ingest(args) => commands::ingest::run(global, args).await,
         Command::Tables(args) => commands::tables::run(global, args).await,
         Command::Job(command) => commands::job::run(global, command).await,

@@ -8,6 +8,7 @@ pub mod cdc;
 pub mod generate;
 pub mod ingest;
 pub mod job;
+pub mod produce;
 pub mod serve;
 pub mod sql;
 pub mod tables;

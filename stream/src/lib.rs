@@ -4,8 +4,10 @@
 //! - [`bronze`]: the archiver that lands stamped batches in `bronze/*_raw` and `bronze/quarantine`
 //!   through Delta application transactions; the same code serves the Event Hub trigger.
 //! - [`landing`]: wires a queue to one archiver per partition, with live counters.
+//! - [`eventhub`]: the other way in: sending events to a real Event Hub over its REST API.
 
 pub mod bronze;
+pub mod eventhub;
 pub mod landing;
 pub mod queue;
 

@@ -1,0 +1,146 @@
+use super::batch::Batch;
+use super::*;
+
+const CONNECTION: &str = "Endpoint=sb://Tickets-NS.servicebus.windows.net/;SharedAccessKeyName=send;SharedAccessKey=c2VjcmV0LWtleQ==";
+
+#[test]
+fn a_connection_string_keeps_a_key_that_ends_in_equals_signs() {
+    let c = ConnectionString::parse(CONNECTION).expect("parses");
+    assert_eq!(c.host, "tickets-ns.servicebus.windows.net");
+    assert_eq!(c.key_name, "send");
+    assert_eq!(c.key, "c2VjcmV0LWtleQ==");
+    assert_eq!(c.entity_path, None);
+    assert_eq!(
+        c.resource_uri("bookings"),
+        "https://tickets-ns.servicebus.windows.net/bookings"
+    );
+}
+
+#[test]
+fn a_connection_string_never_shows_its_key() {
+    let c = ConnectionString::parse(CONNECTION).expect("parses");
+    assert!(!format!("{c:?}").contains("c2VjcmV0"));
+    // Nor does an error about a malformed part, which may be a pasted key.
+    let e = ConnectionString::parse("Endpoint=sb://x/;c2VjcmV0LWtleQ").expect_err("malformed");
+    assert!(!e.to_string().contains("c2VjcmV0"), "{e}");
+    assert!(e.to_string().contains("part 2"), "{e}");
+}
+
+#[test]
+fn a_connection_string_without_a_key_says_what_is_missing() {
+    let e =
+        ConnectionString::parse("Endpoint=sb://x.servicebus.windows.net/;SharedAccessKeyName=a")
+            .expect_err("no key");
+    assert!(e.to_string().contains("SharedAccessKey is missing"), "{e}");
+    let e = ConnectionString::parse("SharedAccessKeyName=a;SharedAccessKey=b")
+        .expect_err("no endpoint");
+    assert!(e.to_string().contains("Endpoint"), "{e}");
+}
+
+#[test]
+fn a_hub_scoped_policy_sends_only_to_its_hub() {
+    let c = ConnectionString::parse(&format!("{CONNECTION};EntityPath=bookings")).expect("parses");
+    assert!(c.check_hub("bookings").is_ok());
+    let e = c.check_hub("payments").expect_err("other hub");
+    assert!(e.to_string().contains("EntityPath"), "{e}");
+}
+
+#[test]
+fn the_emulator_is_refused_without_an_endpoint_since_it_has_no_rest_api() {
+    let c = ConnectionString::parse(&format!("{CONNECTION};UseDevelopmentEmulator=true"))
+        .expect("parses");
+    let e = Sender::new(&c, "bookings", None, RetryPolicy::default()).expect_err("emulator");
+    assert!(e.to_string().contains("AMQP"), "{e}");
+    assert!(
+        Sender::new(
+            &c,
+            "bookings",
+            Some("http://127.0.0.1:1"),
+            RetryPolicy::default()
+        )
+        .is_ok()
+    );
+}
+
+#[test]
+fn a_token_names_its_uri_expiry_and_policy_and_changes_with_the_expiry() {
+    let a = sas::token(
+        "https://ns.servicebus.windows.net/bookings",
+        "send",
+        "k",
+        1_700_000_000,
+    );
+    let b = sas::token(
+        "https://ns.servicebus.windows.net/bookings",
+        "send",
+        "k",
+        1_700_000_001,
+    );
+    assert!(a.starts_with(
+        "SharedAccessSignature sr=https%3A%2F%2Fns.servicebus.windows.net%2Fbookings&sig="
+    ));
+    assert!(a.ends_with("&se=1700000000&skn=send"), "{a}");
+    assert_ne!(a, b);
+}
+
+fn entries(batch: &Batch) -> Vec<(String, String)> {
+    let parsed: serde_json::Value = serde_json::from_slice(&batch.body).expect("a batch is JSON");
+    parsed
+        .as_array()
+        .expect("an array")
+        .iter()
+        .map(|e| {
+            (
+                e["BrokerProperties"]["PartitionKey"]
+                    .as_str()
+                    .expect("key")
+                    .to_string(),
+                e["Body"].as_str().expect("body").to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn batches_stay_under_their_limit_and_keep_every_event_in_order() {
+    let mut builder = BatchBuilder::new(4_000);
+    let mut batches = Vec::new();
+    let events: Vec<(String, String)> = (0..200)
+        .map(|i| {
+            (
+                format!("order-{i}"),
+                format!("{{\"order_id\":\"order-{i}\",\"note\":\"a \\\"quoted\\\" é\"}}"),
+            )
+        })
+        .collect();
+    for (key, body) in &events {
+        if !builder.push(key, body).expect("fits") {
+            batches.push(builder.take().expect("full batch"));
+            assert!(builder.push(key, body).expect("fits"));
+        }
+    }
+    batches.extend(builder.take());
+    assert!(
+        batches.len() > 2,
+        "200 events of ~80 bytes need several 4 kB batches"
+    );
+    let mut sent = Vec::new();
+    for b in &batches {
+        assert!(b.body.len() <= 4_000, "{} bytes", b.body.len());
+        let e = entries(b);
+        assert_eq!(e.len(), b.events);
+        sent.extend(e);
+    }
+    assert_eq!(sent, events);
+    assert!(builder.take().is_none());
+}
+
+#[test]
+fn an_event_too_big_for_any_batch_is_an_error_naming_its_order() {
+    let mut builder = BatchBuilder::new(1_000);
+    let e = builder
+        .push("order-9", &"x".repeat(2_000))
+        .expect_err("too big");
+    assert!(e.to_string().contains("order-9"), "{e}");
+    assert!(builder.is_empty());
+}
