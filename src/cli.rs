@@ -154,6 +154,30 @@ pub struct ServeArgs {
     /// Events the generate function sends per timer tick (every 10 s)
     #[arg(long, env = "BOXOFFICE_GENERATE_PER_TICK", default_value_t = 20)]
     pub per_tick: usize,
+
+    /// How `generate` sends: binding (its Event Hub output bindings; a custom handler cannot
+    /// give them a partition key) or rest (the Event Hubs REST API with partition key order_id,
+    /// signed with the key in EventHubConnection)
+    #[arg(
+        long,
+        env = "BOXOFFICE_GENERATE_VIA",
+        value_enum,
+        default_value = "binding"
+    )]
+    pub generate_via: GenerateVia,
+
+    /// With --generate-via rest: send to this base URL instead of https://<namespace>
+    #[arg(long, env = "BOXOFFICE_EVENTHUB_ENDPOINT", value_name = "URL")]
+    pub eventhub_endpoint: Option<String>,
+}
+
+/// How the `generate` function sends its events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum GenerateVia {
+    /// The function's Event Hub output bindings (no partition key)
+    Binding,
+    /// The Event Hubs REST API, partition key order_id
+    Rest,
 }
 
 #[derive(Debug, Subcommand)]
@@ -487,6 +511,26 @@ pub enum BenchCommand {
     /// The cdc job: --changes simulated changes to ops.raw_movie_bookings in a scratch lake
     /// (commits of 100,000), then one cdc run over all of them; rows/s and peak memory.
     Cdc(BenchCdcArgs),
+
+    /// The `ingest` function as the Functions host calls it: the custom handler on a loopback
+    /// port, driven by --connections concurrent clients posting --batch events per request in
+    /// the host's invocation envelope; events/s and latency percentiles, with peak memory.
+    Functions(BenchFunctionsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchFunctionsArgs {
+    /// Events to post in all
+    #[arg(long, default_value_t = 1_000_000)]
+    pub events: u64,
+
+    /// Events per request
+    #[arg(long, default_value_t = 100)]
+    pub batch: usize,
+
+    /// Requests in flight at once (keep-alive connections)
+    #[arg(long, default_value_t = 8)]
+    pub connections: usize,
 }
 
 #[derive(Debug, Args)]

@@ -11,6 +11,7 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use boxoffice_testkit::{Azurite, free_port};
+use common::fake_hub::FakeHub;
 use common::{boxoffice, run_ok};
 use serde_json::{Value, json};
 
@@ -37,10 +38,15 @@ impl Drop for Server {
 }
 
 fn serve(lake_args: &[&str]) -> Server {
+    serve_with(lake_args, &[])
+}
+
+fn serve_with(args: &[&str], env: &[(&str, &str)]) -> Server {
     let port = free_port();
     let child = boxoffice()
         .args(["serve", "--per-tick", "30"])
-        .args(lake_args)
+        .args(args)
+        .envs(env.iter().copied())
         .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -360,4 +366,82 @@ fn a_redelivered_archive_batch_lands_once_on_azurite() {
         String::from_utf8_lossy(&out.stdout).lines().nth(1),
         Some("15,15,0,14")
     );
+}
+
+const CONNECTION: &str = "Endpoint=sb://tickets-ns.servicebus.windows.net/;SharedAccessKeyName=producer;SharedAccessKey=bm90LWEtcmVhbC1rZXk=";
+
+#[test]
+fn generate_via_rest_sends_each_event_with_its_order_as_partition_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lake = dir.path().join("lake");
+    let hub = FakeHub::start(&[503]);
+    let endpoint = hub.endpoint();
+    let server = serve_with(
+        &[
+            "--lake",
+            lake.to_str().expect("utf-8"),
+            "--generate-via",
+            "rest",
+            "--eventhub-endpoint",
+            &endpoint,
+        ],
+        &[("EventHubConnection", CONNECTION)],
+    );
+    let mut sent = 0;
+    for _ in 0..3 {
+        let (status, reply) = invoke(&server, "generate", &timer());
+        assert_eq!(status, 200, "{reply}");
+        assert!(
+            reply["Outputs"].get("bookings").is_none(),
+            "no output binding is written: {reply}"
+        );
+        assert!(
+            reply["Logs"][0]
+                .as_str()
+                .unwrap_or_default()
+                .contains("partition keys"),
+            "{reply}"
+        );
+    }
+    let received = hub.received();
+    assert_eq!(
+        received[0].answered, 503,
+        "the first batch was refused once and retried"
+    );
+    for r in received.iter().filter(|r| r.answered == 201) {
+        let batch: Value = serde_json::from_slice(&r.body).expect("JSON");
+        for entry in batch.as_array().expect("array") {
+            let event: Value =
+                serde_json::from_str(entry["Body"].as_str().expect("Body")).expect("an event");
+            assert_eq!(event["order_id"], entry["BrokerProperties"]["PartitionKey"]);
+            let is_payment = event.get("payment_id").is_some();
+            assert_eq!(r.hub == "payments", is_payment, "{event}");
+            sent += 1;
+        }
+    }
+    assert_eq!(sent, 90, "3 ticks of 30 events, each once");
+}
+
+#[test]
+fn generate_via_rest_fails_the_invocation_when_the_hub_refuses() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lake = dir.path().join("lake");
+    let hub = FakeHub::start(&[401; 8]);
+    let endpoint = hub.endpoint();
+    let server = serve_with(
+        &[
+            "--lake",
+            lake.to_str().expect("utf-8"),
+            "--generate-via",
+            "rest",
+            "--eventhub-endpoint",
+            &endpoint,
+        ],
+        &[("EventHubConnection", CONNECTION)],
+    );
+    let (status, reply) = invoke(&server, "generate", &timer());
+    assert_eq!(status, 500, "{reply}");
+    let log = reply["Logs"][0].as_str().unwrap_or_default();
+    assert!(log.contains("HTTP 401"), "{log}");
+    assert!(!log.contains("bm90LWEtcmVhbC1rZXk"), "{log}");
 }

@@ -37,6 +37,8 @@ pub struct Handler {
     pub per_tick: usize,
     /// The archivers, one per hub, kept open so each batch reads only new log commits.
     pub archivers: Mutex<HashMap<Hub, BronzeArchiver>>,
+    /// Set when `generate` sends over REST with partition keys instead of its output bindings.
+    pub direct: Option<generate::DirectSend>,
 }
 
 /// The routes the Functions host calls: `GET /` (its readiness ping) and one POST per function.

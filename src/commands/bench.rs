@@ -34,6 +34,7 @@ pub async fn run(global: &GlobalArgs, command: BenchCommand) -> anyhow::Result<(
         BenchCommand::Jobs(args) => super::bench_jobs::run(global, args).await,
         BenchCommand::Cdc(args) => super::bench_cdc::run(args).await,
         BenchCommand::Batch(args) => super::bench_cdc::batch(args).await,
+        BenchCommand::Functions(args) => super::bench_functions::run(args).await,
     }
 }
 

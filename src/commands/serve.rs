@@ -4,34 +4,27 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use anyhow::Context;
+use boxoffice_events::Hub;
 use boxoffice_events::{Generator, GeneratorConfig, Shares};
+use boxoffice_functions::generate::DirectSend;
 use boxoffice_functions::{Handler, router};
+use boxoffice_ingest::eventhub::batch::DEFAULT_LIMIT;
+use boxoffice_ingest::eventhub::{ConnectionString, RetryPolicy, Sender};
+use boxoffice_lake::Lake;
 use tokio::sync::Mutex;
 
-use crate::cli::{GlobalArgs, ServeArgs};
+use crate::cli::{GenerateVia, GlobalArgs, ServeArgs};
 use crate::config;
 
 pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
     let file = config::load(global)?;
     let lake = config::lake(global, &file)?;
     lake.prepare().await?;
-    // The functions send what Event Hubs will take: no deliberately malformed events (the
-    // output binding would refuse them before Bronze could quarantine them).
-    let generator = Generator::new(GeneratorConfig {
-        seed: chrono::Utc::now().timestamp_micros().unsigned_abs(),
-        start: chrono::Utc::now(),
-        shares: Shares {
-            malformed: 0.0,
-            ..Shares::default()
-        },
-        ..GeneratorConfig::default()
-    })?;
-    let handler = Arc::new(Handler {
-        lake,
-        generator: Mutex::new(generator),
-        per_tick: args.per_tick,
-        archivers: Mutex::new(HashMap::new()),
-    });
+    let direct = match args.generate_via {
+        GenerateVia::Binding => None,
+        GenerateVia::Rest => Some(direct_send(args.eventhub_endpoint.as_deref())?),
+    };
+    let handler = handler(lake, args.per_tick, direct)?;
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
         .await
         .with_context(|| format!("listening on 127.0.0.1:{}", args.port))?;
@@ -44,4 +37,52 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
         .await
         .context("serving")?;
     Ok(())
+}
+
+/// The handler state `serve` (and `bench functions`) serve, on a prepared lake.
+pub fn handler(
+    lake: Lake,
+    per_tick: usize,
+    direct: Option<DirectSend>,
+) -> anyhow::Result<Arc<Handler>> {
+    // The functions send what Event Hubs will take: no deliberately malformed events (the
+    // output binding would refuse them before Bronze could quarantine them).
+    let generator = Generator::new(GeneratorConfig {
+        seed: chrono::Utc::now().timestamp_micros().unsigned_abs(),
+        start: chrono::Utc::now(),
+        shares: Shares {
+            malformed: 0.0,
+            ..Shares::default()
+        },
+        ..GeneratorConfig::default()
+    })?;
+    Ok(Arc::new(Handler {
+        lake,
+        generator: Mutex::new(generator),
+        per_tick,
+        archivers: Mutex::new(HashMap::new()),
+        direct,
+    }))
+}
+
+/// REST senders for both hubs, signed with the key in `EventHubConnection` (the setting the
+/// function.json bindings name), checked before the first tick needs them.
+fn direct_send(endpoint: Option<&str>) -> anyhow::Result<DirectSend> {
+    const SETTING: &str = "EventHubConnection";
+    let text = std::env::var(SETTING).map_err(|_| {
+        anyhow::anyhow!(
+            "--generate-via rest needs {SETTING}, the Event Hubs namespace's connection string"
+        )
+    })?;
+    let connection =
+        ConnectionString::parse(&text).with_context(|| format!("reading {SETTING}"))?;
+    let mut senders = HashMap::new();
+    for hub in Hub::ALL {
+        let sender = Sender::new(&connection, hub.as_str(), endpoint, RetryPolicy::default())?;
+        senders.insert(hub, sender);
+    }
+    Ok(DirectSend {
+        senders: Mutex::new(senders),
+        max_batch_bytes: DEFAULT_LIMIT,
+    })
 }

@@ -1,6 +1,8 @@
 //! Helpers for tests that run the real `boxoffice` binary and read the lake it wrote.
 #![allow(dead_code)] // each test file uses its own subset
 
+pub mod fake_hub;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Output};

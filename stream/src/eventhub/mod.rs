@@ -18,7 +18,7 @@ mod tests;
 
 pub use batch::BatchBuilder;
 pub use connection::ConnectionString;
-pub use producer::{Producer, ProducerSettings, ProducerTotals};
+pub use producer::{Producer, ProducerSettings, ProducerTotals, send_all};
 pub use sender::{RetryPolicy, Sender};
 
 /// What can go wrong talking to Event Hubs; every message names the hub and never a secret.

@@ -246,3 +246,28 @@ async fn flush(
         .fetch_add(sender.retries() - before, Ordering::Relaxed);
     Ok(())
 }
+
+/// Sends `(partition key, body)` events now, in as few batches as fit, waiting for each: for
+/// callers that must know every event was taken before they answer (the `generate` function,
+/// whose invocation fails, and is retried by its next tick, when the hub refuses).
+pub async fn send_all(
+    sender: &mut Sender,
+    events: &[(String, String)],
+    max_batch_bytes: usize,
+) -> Result<ProducerTotals, EventHubError> {
+    let counters = ProducerCounters::default();
+    let mut batch = BatchBuilder::new(max_batch_bytes);
+    for (key, body) in events {
+        if !batch.push(key, body)? {
+            flush(sender, &mut batch, &counters).await?;
+            batch.push(key, body)?;
+        }
+    }
+    flush(sender, &mut batch, &counters).await?;
+    Ok(ProducerTotals {
+        events: counters.events.load(Ordering::Relaxed),
+        batches: counters.batches.load(Ordering::Relaxed),
+        bytes: counters.bytes.load(Ordering::Relaxed),
+        retries: counters.retries.load(Ordering::Relaxed),
+    })
+}

@@ -35,8 +35,8 @@ fn urlencode(text: &str) -> String {
     url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }
 
-/// Tokens for one hub, signed once and reused until they are close to expiring.
-#[derive(Debug)]
+/// Tokens for one hub, signed once and reused until they are close to expiring. `Debug`
+/// shows neither the key nor the token (a token is a bearer secret until it expires).
 pub struct Signer {
     resource_uri: String,
     connection: ConnectionString,
@@ -74,6 +74,17 @@ impl Signer {
             self.current = Some((token, expiry));
         }
         self.current.as_ref().map_or("", |(t, _)| t.as_str())
+    }
+}
+
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Signer")
+            .field("resource_uri", &self.resource_uri)
+            .field("connection", &self.connection)
+            .field("lifetime", &self.lifetime)
+            .field("expiry", &self.current.as_ref().map(|(_, e)| e))
+            .finish()
     }
 }
 

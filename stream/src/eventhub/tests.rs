@@ -144,3 +144,20 @@ fn an_event_too_big_for_any_batch_is_an_error_naming_its_order() {
     assert!(e.to_string().contains("order-9"), "{e}");
     assert!(builder.is_empty());
 }
+
+#[test]
+fn a_sender_shows_neither_key_nor_token() {
+    let c = ConnectionString::parse(CONNECTION).expect("parses");
+    let mut signer = sas::Signer::new(c, "bookings", std::time::Duration::from_secs(3600));
+    let token = signer.token().to_string();
+    let sig = token
+        .split("&sig=")
+        .nth(1)
+        .and_then(|s| s.split('&').next())
+        .expect("sig");
+    let shown = format!("{signer:?}");
+    assert!(
+        !shown.contains(sig) && !shown.contains("c2VjcmV0"),
+        "{shown}"
+    );
+}
