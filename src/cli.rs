@@ -109,9 +109,63 @@ pub enum Command {
     /// `boxoffice serve`, see host.json) on 127.0.0.1:$FUNCTIONS_CUSTOMHANDLER_PORT.
     Serve(ServeArgs),
 
+    /// The job bundle (bundle.yml, in Databricks Asset Bundle terms): validate it, run a job's
+    /// tasks in dependency order with retries and timeouts, and show the run history.
+    #[command(subcommand)]
+    Bundle(BundleCommand),
+
     /// Measure throughput and memory on this machine.
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BundleCommand {
+    /// Check bundle.yml for a target: unknown keys, jobs and parameters, missing or cyclic
+    /// dependencies, bad cron, unresolved variables. Every problem with its line; exit code 1.
+    Validate(BundleArgs),
+
+    /// Run one job's tasks now: in dependency order, independent ones at once, with their
+    /// retries, timeouts and run_if; each attempt is recorded in _system.job_runs. Validates
+    /// first: a broken bundle runs nothing.
+    Run(BundleRunArgs),
+
+    /// The latest runs of every job and their tasks, from _system.job_runs.
+    Status(BundleStatusArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct BundleArgs {
+    /// The manifest
+    #[arg(long, default_value = "bundle.yml", value_name = "FILE")]
+    pub file: PathBuf,
+
+    /// The target (local, azurite, azure, ...) [default: the one marked default: true]
+    #[arg(short = 't', long, value_name = "TARGET")]
+    pub target: Option<String>,
+
+    /// Set a variable, overriding BUNDLE_VAR_<name>, the target and the default (repeatable)
+    #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
+    pub vars: Vec<(String, String)>,
+}
+
+#[derive(Debug, Args)]
+pub struct BundleRunArgs {
+    /// The job (a key under jobs:)
+    pub job: String,
+
+    #[command(flatten)]
+    pub bundle: BundleArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct BundleStatusArgs {
+    /// Runs to show per job
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+
+    #[command(flatten)]
+    pub bundle: BundleArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -586,6 +640,13 @@ pub struct BenchIngestArgs {
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 500ms, 30s, 5m, 1h)"))
+}
+
+fn parse_var(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| format!("'{s}' is not NAME=VALUE"))
 }
 
 fn parse_hub(s: &str) -> Result<Hub, String> {

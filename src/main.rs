@@ -52,6 +52,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Batch(command) => commands::batch::run(global, command).await,
         Command::Serve(args) => commands::serve::run(global, args).await,
         Command::Bench(command) => commands::bench::run(global, command).await,
+        Command::Bundle(command) => commands::bundle::run(global, command).await,
     }
 }
 

@@ -5,10 +5,12 @@
 //!   with its line ([`diagnostics`]) before anything runs;
 //! - [`manifest`]: the typed bundle: jobs, tasks, schedules, retries, timeouts, run_if;
 //! - [`cron`]: Quartz cron expressions and their next firing time in a timezone;
-//! - [`run`]: one job run: dependency order, parallelism, retries, timeouts, skips, history.
+//! - [`run`]: one job run: dependency order, parallelism, retries, timeouts, skips;
+//! - [`history`]: `_system/job_runs`, every attempt recorded in the lake.
 
 pub mod cron;
 pub mod diagnostics;
+pub mod history;
 pub mod manifest;
 pub mod read;
 pub mod run;

@@ -156,6 +156,18 @@ impl Outcome {
         matches!(self, Outcome::Failed | Outcome::TimedOut)
     }
 
+    /// Reads a `status` column value.
+    pub fn parse(text: &str) -> Option<Outcome> {
+        [
+            Outcome::Succeeded,
+            Outcome::Failed,
+            Outcome::TimedOut,
+            Outcome::Skipped,
+        ]
+        .into_iter()
+        .find(|o| o.as_str() == text)
+    }
+
     /// The `status` column's value.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -32,6 +32,7 @@ pub fn load(file: &str, text: &str, options: &LoadOptions<'_>) -> Result<Bundle,
     let mut reader = Reader {
         problems: Collector::default(),
         vars: HashMap::new(),
+        missing: HashSet::new(),
         bundle_name: String::new(),
         target_name: String::new(),
         catalog: options.catalog,
@@ -59,6 +60,8 @@ pub fn load(file: &str, text: &str, options: &LoadOptions<'_>) -> Result<Bundle,
 struct Reader<'c> {
     problems: Collector,
     vars: HashMap<String, String>,
+    /// Declared variables without a value for this target.
+    missing: HashSet<String>,
     bundle_name: String,
     target_name: String,
     catalog: &'c [JobSpec],
@@ -245,7 +248,7 @@ impl Reader<'_> {
             }
         }
         let mut out = Vec::new();
-        for (name, line, default) in defaults {
+        for (name, _, default) in defaults {
             let value = options
                 .vars
                 .iter()
@@ -260,11 +263,24 @@ impl Reader<'_> {
                     self.vars.insert(name.clone(), v.clone());
                     out.push((name.clone(), v));
                 }
-                None => self.problems.error(
-                    *line,
-                    format!("variable '{name}' has no value for target '{}'", self.target_name),
-                    format!("give it a default, set it in the target, or pass --var {name}=... or BUNDLE_VAR_{name}"),
-                ),
+                // Only an error where it is used: a variable one target needs (a storage
+                // account) may have no value in another.
+                None => {
+                    self.missing.insert(name.clone());
+                }
+            }
+        }
+        // Values may use other variables (${var.storage_account} inside a lake URL).
+        for (name, value) in &mut out {
+            if value.contains("${") {
+                let line = defaults
+                    .iter()
+                    .find(|(n, _, _)| n == name)
+                    .map_or(1, |(_, l, _)| *l);
+                if let Some(v) = self.substitute(value, line, &format!("variable '{name}'")) {
+                    *value = v.clone();
+                    self.vars.insert(name.clone(), v);
+                }
             }
         }
         out
@@ -674,13 +690,17 @@ impl Reader<'_> {
     /// A scalar with `${var.name}`, `${bundle.name}` and `${bundle.target}` substituted.
     fn string(&mut self, node: &Node, what: &str) -> Option<String> {
         let text = self.plain(node, what)?;
+        self.substitute(&text, node.line, what)
+    }
+
+    fn substitute(&mut self, text: &str, line: usize, what: &str) -> Option<String> {
         let mut out = String::new();
-        let mut rest = text.as_str();
+        let mut rest = text;
         while let Some(start) = rest.find("${") {
             out.push_str(&rest[..start]);
             let Some(end) = rest[start..].find('}') else {
                 self.problems.error(
-                    node.line,
+                    line,
                     format!("{what}: '${{' is never closed in '{text}'"),
                     "write ${var.<name>}",
                 );
@@ -697,6 +717,13 @@ impl Reader<'_> {
             match value {
                 Some(v) => out.push_str(&v),
                 None => {
+                    if let Some(n) = reference
+                        .strip_prefix("var.")
+                        .filter(|n| self.missing.contains(*n))
+                    {
+                        self.problems.error(line, format!("{what}: variable '{n}' has no value for target '{}'", self.target_name), format!("give it a default, set it in the target, or pass --var {n}=... or BUNDLE_VAR_{n}"));
+                        return None;
+                    }
                     let names: Vec<&str> = self.vars.keys().map(String::as_str).collect();
                     let fix = match reference.strip_prefix("var.") {
                         Some(n) => format!(
@@ -706,7 +733,7 @@ impl Reader<'_> {
                         None => "use ${var.<name>}, ${bundle.name} or ${bundle.target}".to_string(),
                     };
                     self.problems.error(
-                        node.line,
+                        line,
                         format!("{what}: unresolved ${{{reference}}}"),
                         fix,
                     );

@@ -8,6 +8,7 @@ pub mod cdc;
 pub mod expectations;
 mod frames;
 pub mod gold;
+pub mod maintenance;
 pub mod ops;
 pub mod silver;
 
@@ -76,6 +77,9 @@ pub enum JobError {
     /// The CDC job failed reading or writing a table.
     #[error("cdc, {0}")]
     Cdc(String),
+    /// Compaction, vacuum or a checkpoint failed (nothing is lost: each is one commit or none).
+    #[error("maintenance, {0}")]
+    Maintenance(String),
     /// A checkpoint or plan could not be read or written.
     #[error("{job} checkpoint: {detail}")]
     Checkpoint {

@@ -5,6 +5,8 @@ pub mod bench;
 pub mod bench_cdc;
 pub mod bench_functions;
 pub mod bench_jobs;
+pub mod bundle;
+pub mod bundle_tasks;
 pub mod cdc;
 pub mod generate;
 pub mod ingest;

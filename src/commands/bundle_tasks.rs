@@ -1,0 +1,240 @@
+//! What a bundle task runs: each boxoffice job a `boxoffice_task` may name, its parameters
+//! (checked before any task starts), and the rows it read and wrote.
+
+use std::sync::Arc;
+
+use boxoffice_bundle::run::{BoxFuture, Executor};
+use boxoffice_bundle::{JobSpec, Task, TaskStats};
+use boxoffice_jobs::maintenance::{self, TableMaintenance};
+use boxoffice_jobs::silver::bookings_fact::BookingsFact;
+use boxoffice_jobs::silver::bookings_fact::join::TimeMode;
+use boxoffice_lake::{Lake, Layer, TableDef};
+use chrono::{NaiveDate, Utc};
+
+use crate::config::{self, FileConfig};
+
+/// The jobs a task may run, with the parameters each takes.
+pub const CATALOG: &[JobSpec] = &[
+    JobSpec {
+        name: "bookings_fact",
+        parameters: &["drain", "mode"],
+    },
+    JobSpec {
+        name: "gold",
+        parameters: &["full"],
+    },
+    JobSpec {
+        name: "cdc",
+        parameters: &[],
+    },
+    JobSpec {
+        name: "batch_load",
+        parameters: &[],
+    },
+    JobSpec {
+        name: "compact",
+        parameters: &["layers", "before", "target_mb"],
+    },
+    JobSpec {
+        name: "vacuum",
+        parameters: &["layers", "retention_hours"],
+    },
+    JobSpec {
+        name: "checkpoint",
+        parameters: &["layers"],
+    },
+];
+
+/// A task's parameters, typed. Parsing them is the check `bundle validate` runs.
+#[derive(Debug, Clone)]
+enum Work {
+    BookingsFact {
+        drain: bool,
+        mode: Option<TimeMode>,
+    },
+    Gold {
+        full: bool,
+    },
+    Cdc,
+    BatchLoad,
+    Compact {
+        layers: Vec<Layer>,
+        before: Option<NaiveDate>,
+        target_bytes: u64,
+    },
+    Vacuum {
+        layers: Vec<Layer>,
+        retention: chrono::Duration,
+    },
+    Checkpoint {
+        layers: Vec<Layer>,
+    },
+}
+
+/// Checks a task's parameter values (names were checked against [`CATALOG`]).
+pub fn check(task: &Task) -> Result<(), String> {
+    work(task).map(|_| ())
+}
+
+fn work(task: &Task) -> Result<Work, String> {
+    let param = |name: &str| {
+        task.parameters
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let flag = |name: &str| match param(name) {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(other) => Err(format!(
+            "parameter {name} is '{other}': write true or false"
+        )),
+    };
+    let layers = || -> Result<Vec<Layer>, String> {
+        match param("layers") {
+            None => Ok(vec![Layer::Bronze, Layer::Silver]),
+            Some(list) => list
+                .split(',')
+                .map(|l| match l.trim() {
+                    "bronze" => Ok(Layer::Bronze),
+                    "silver" => Ok(Layer::Silver),
+                    "gold" => Ok(Layer::Gold),
+                    "_system" => Ok(Layer::System),
+                    other => Err(format!(
+                        "layers: '{other}' is not bronze, silver, gold or _system"
+                    )),
+                })
+                .collect(),
+        }
+    };
+    let number = |name: &str, default: u64| -> Result<u64, String> {
+        param(name).map_or(Ok(default), |v| {
+            v.parse()
+                .map_err(|_| format!("parameter {name} is '{v}': write a whole number"))
+        })
+    };
+    Ok(match task.job.as_str() {
+        "bookings_fact" => Work::BookingsFact {
+            drain: flag("drain")?,
+            mode: match param("mode") {
+                None => None,
+                Some("event_time") => Some(TimeMode::EventTime),
+                Some("stream_analytics") => Some(TimeMode::StreamAnalytics),
+                Some(other) => {
+                    return Err(format!(
+                        "parameter mode is '{other}': write event_time or stream_analytics"
+                    ));
+                }
+            },
+        },
+        "gold" => Work::Gold {
+            full: flag("full")?,
+        },
+        "cdc" => Work::Cdc,
+        "batch_load" => Work::BatchLoad,
+        "compact" => Work::Compact {
+            layers: layers()?,
+            before: match param("before") {
+                None | Some("today") => None,
+                Some(d) => Some(NaiveDate::parse_from_str(d, "%Y-%m-%d").map_err(|_| {
+                    format!("parameter before is '{d}': write today or a date, 2026-11-23")
+                })?),
+            },
+            target_bytes: number("target_mb", 128)? * 1024 * 1024,
+        },
+        "vacuum" => Work::Vacuum {
+            layers: layers()?,
+            retention: chrono::Duration::hours(number("retention_hours", 168)? as i64),
+        },
+        "checkpoint" => Work::Checkpoint { layers: layers()? },
+        other => return Err(format!("unknown job '{other}'")),
+    })
+}
+
+/// Runs tasks against one lake.
+pub struct LakeTasks {
+    pub lake: Lake,
+    pub file: Arc<FileConfig>,
+}
+
+impl Executor for LakeTasks {
+    fn run(&self, task: &Task) -> BoxFuture<Result<TaskStats, String>> {
+        let (lake, file, task) = (self.lake.clone(), Arc::clone(&self.file), task.clone());
+        Box::pin(async move {
+            let work = work(&task)?;
+            execute(&lake, &file, work)
+                .await
+                .map_err(|e| format!("{e:#}"))
+        })
+    }
+}
+
+async fn execute(lake: &Lake, file: &FileConfig, work: Work) -> anyhow::Result<TaskStats> {
+    Ok(match work {
+        Work::BookingsFact { drain, mode } => {
+            let settings = config::bookings_fact(file, mode)?;
+            let expectations = config::expectations(file, &settings)?;
+            let (mut job, replayed) = BookingsFact::open(lake, settings, expectations).await?;
+            let reports = job.run(drain).await?;
+            let mut stats = TaskStats::default();
+            for r in replayed.iter().chain(&reports) {
+                stats.rows_in += r.events;
+                stats.rows_out += r.fact_rows + r.unpaid + r.orphans + r.late + r.quarantined;
+            }
+            stats
+        }
+        Work::Gold { full } => {
+            let reports = boxoffice_jobs::gold::refresh(lake, full).await?;
+            TaskStats {
+                rows_in: 0,
+                rows_out: reports.iter().map(|r| r.rows as u64).sum(),
+            }
+        }
+        Work::Cdc => {
+            let r = boxoffice_jobs::cdc::run(lake).await?;
+            TaskStats {
+                rows_in: r.changes,
+                rows_out: r.bookings_changed + r.history_rows + r.quarantined,
+            }
+        }
+        Work::BatchLoad => {
+            let reports = boxoffice_jobs::batch::run(lake).await?;
+            let loaded: u64 = reports.iter().map(|r| r.loaded).sum();
+            let quarantined: u64 = reports.iter().map(|r| r.quarantined).sum();
+            TaskStats {
+                rows_in: loaded + quarantined,
+                rows_out: loaded + quarantined,
+            }
+        }
+        Work::Compact {
+            layers,
+            before,
+            target_bytes,
+        } => {
+            let before = before.unwrap_or_else(|| Utc::now().date_naive());
+            table_stats(&maintenance::compact(lake, &tables(&layers), before, target_bytes).await?)
+        }
+        Work::Vacuum { layers, retention } => {
+            table_stats(&maintenance::vacuum(lake, &tables(&layers), retention).await?)
+        }
+        Work::Checkpoint { layers } => {
+            table_stats(&maintenance::checkpoint(lake, &tables(&layers)).await?)
+        }
+    })
+}
+
+/// Every table of these layers.
+fn tables(layers: &[Layer]) -> Vec<&'static TableDef> {
+    super::tables::catalog()
+        .into_iter()
+        .filter(|d| layers.contains(&d.layer))
+        .collect()
+}
+
+/// Maintenance reads and writes files, not rows: rows in = files before, rows out = files after.
+fn table_stats(reports: &[TableMaintenance]) -> TaskStats {
+    TaskStats {
+        rows_in: reports.iter().map(|r| r.files_before).sum(),
+        rows_out: reports.iter().map(|r| r.files_after).sum(),
+    }
+}
