@@ -732,11 +732,8 @@ impl Reader<'_> {
                         ),
                         None => "use ${var.<name>}, ${bundle.name} or ${bundle.target}".to_string(),
                     };
-                    self.problems.error(
-                        line,
-                        format!("{what}: unresolved ${{{reference}}}"),
-                        fix,
-                    );
+                    self.problems
+                        .error(line, format!("{what}: unresolved ${{{reference}}}"), fix);
                     return None;
                 }
             }

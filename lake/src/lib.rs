@@ -23,7 +23,7 @@ pub use commit::{
 pub use files::{FileMeta, Files};
 pub use inspect::{TableInfo, TableState, compatibility_problems};
 pub use layer::Layer;
-pub use read::read_rows;
+pub use read::{normalize, read_rows};
 pub use table::{TableDef, column, utc_timestamp};
 pub use target::{Lake, LakeSettings, StoreKind};
 

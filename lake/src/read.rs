@@ -4,7 +4,12 @@
 //! files, and the Parquet reader decodes them. Partition columns live in the Delta log, not in
 //! the files, so they are not part of what this returns.
 
+use std::sync::Arc;
+
 use deltalake::arrow::array::RecordBatch;
+use deltalake::arrow::compute::cast;
+use deltalake::arrow::datatypes::{DataType, Field, Schema};
+use deltalake::arrow::error::ArrowError;
 use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use deltalake::{DeltaTable, DeltaTableError};
 use object_store::ObjectStoreExt;
@@ -25,8 +30,48 @@ pub async fn read_rows(table: &DeltaTable) -> Result<Vec<RecordBatch>, DeltaTabl
             .and_then(|b| b.build())
             .map_err(|e| DeltaTableError::Generic(format!("{path}: {e}")))?;
         for batch in reader {
-            batches.push(batch.map_err(|e| DeltaTableError::Generic(format!("{path}: {e}")))?);
+            let batch = batch
+                .and_then(normalize)
+                .map_err(|e| DeltaTableError::Generic(format!("{path}: {e}")))?;
+            batches.push(batch);
         }
     }
     Ok(batches)
+}
+
+/// The same rows with string columns as `Utf8`, whichever writer made the file. delta-rs's
+/// OPTIMIZE writes strings as `Utf8View` (and says so in the file's Arrow schema), our writers
+/// as `Utf8`; readers of a table mixing both must see one type.
+pub fn normalize(batch: RecordBatch) -> Result<RecordBatch, ArrowError> {
+    let plain = |t: &DataType| match t {
+        DataType::Utf8View | DataType::LargeUtf8 => Some(DataType::Utf8),
+        DataType::BinaryView | DataType::LargeBinary => Some(DataType::Binary),
+        _ => None,
+    };
+    let schema = batch.schema();
+    if !schema
+        .fields()
+        .iter()
+        .any(|f| plain(f.data_type()).is_some())
+    {
+        return Ok(batch);
+    }
+    let mut fields = Vec::with_capacity(schema.fields().len());
+    let mut columns = Vec::with_capacity(schema.fields().len());
+    for (field, column) in schema.fields().iter().zip(batch.columns()) {
+        match plain(field.data_type()) {
+            Some(to) => {
+                columns.push(cast(column, &to)?);
+                fields.push(Arc::new(Field::new(field.name(), to, field.is_nullable())));
+            }
+            None => {
+                columns.push(Arc::clone(column));
+                fields.push(Arc::clone(field));
+            }
+        }
+    }
+    RecordBatch::try_new(
+        Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone())),
+        columns,
+    )
 }

@@ -254,7 +254,10 @@ async fn read_file(f: &FileRef, columns: &[&str]) -> Result<Vec<RecordBatch>, Jo
         .build()
         .map_err(parquet_err)?;
     reader
-        .map(|b| b.map_err(|e| JobError::Bronze(format!("decoding {}: {e}", f.path))))
+        .map(|b| {
+            b.and_then(boxoffice_lake::normalize)
+                .map_err(|e| JobError::Bronze(format!("decoding {}: {e}", f.path)))
+        })
         .collect()
 }
 
