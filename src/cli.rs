@@ -28,7 +28,7 @@ pub struct Cli {
 }
 
 /// Options every command takes.
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Clone)]
 #[command(next_help_heading = "Lake and settings")]
 pub struct GlobalArgs {
     /// Where the lake lives: a folder (default ./lakehouse), az://<container>/<path> (Azurite
@@ -132,6 +132,12 @@ pub enum BundleCommand {
 
     /// The latest runs of every job and their tasks, from _system.job_runs.
     Status(BundleStatusArgs),
+
+    /// Run the schedules until Ctrl-C or SIGTERM: each unpaused job at its cron times in its
+    /// timezone, at most max_concurrent_runs at once (a due run beyond that is skipped and
+    /// logged). A development target pauses every schedule: use -t with a production target.
+    /// Stopping waits for the runs in flight.
+    Schedule(BundleArgs),
 }
 
 #[derive(Debug, Args, Clone)]

@@ -302,3 +302,50 @@ fn compaction_while_a_writer_appends_loses_nothing() {
     );
     assert_eq!(assert_no_duplicate_and_no_gap(&local(&lake)), 42_000);
 }
+
+#[test]
+fn schedule_fires_a_job_every_second_until_sigterm() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lake = dir.path().join("lake");
+    let manifest = dir.path().join("bundle.yml");
+    std::fs::write(
+        &manifest,
+        "bundle: {name: t}
+variables: {lake: {default: ./lakehouse}}
+targets: {dev: {default: true, mode: development}, prod: {mode: production}}
+jobs:
+  tidy:
+    schedule: {quartz_cron_expression: '* * * * * ?', timezone_id: UTC}
+    tasks: [{task_key: checkpoint, boxoffice_task: {job: checkpoint, parameters: {layers: bronze}}}]
+",
+    )
+    .expect("write");
+    // A development target pauses every schedule: the scheduler says so rather than idling.
+    let out = bundle(&lake)
+        .args(["schedule", "--file"])
+        .arg(&manifest)
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("development target pauses them all"));
+
+    let child = bundle(&lake)
+        .args(["schedule", "-t", "prod", "--file"])
+        .arg(&manifest)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starts");
+    std::thread::sleep(std::time::Duration::from_millis(4500));
+    run_ok(Command::new("kill").args(["-TERM", &child.id().to_string()]));
+    let out = child.wait_with_output().expect("stops");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("scheduler stopped"), "{stderr}");
+    let runs = sql(&lake, "select count(distinct run_id) from _system.job_runs");
+    let runs: u32 = runs[0].parse().expect("count");
+    assert!(
+        (2..=6).contains(&runs),
+        "{runs} runs in 4.5 s of a per-second schedule: {stderr}"
+    );
+}

@@ -241,6 +241,7 @@ fn tables_lists_every_table_before_and_after_landing() {
             "gold.movie_booking_insights",
             "silver.event_catalog",
             "_system.batch_files",
+            "_system.job_runs",
         ]
     );
     assert!(

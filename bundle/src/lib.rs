@@ -6,7 +6,8 @@
 //! - [`manifest`]: the typed bundle: jobs, tasks, schedules, retries, timeouts, run_if;
 //! - [`cron`]: Quartz cron expressions and their next firing time in a timezone;
 //! - [`run`]: one job run: dependency order, parallelism, retries, timeouts, skips;
-//! - [`history`]: `_system/job_runs`, every attempt recorded in the lake.
+//! - [`history`]: `_system/job_runs`, every attempt recorded in the lake;
+//! - [`schedule`]: the cron scheduler, with an injectable clock, and what a timer tick finds due.
 
 pub mod cron;
 pub mod diagnostics;
@@ -14,6 +15,7 @@ pub mod history;
 pub mod manifest;
 pub mod read;
 pub mod run;
+pub mod schedule;
 pub mod yaml;
 
 #[cfg(test)]

@@ -557,3 +557,153 @@ async fn the_jobs_timeout_stops_every_running_task() {
     );
     assert!(!attempts.iter().any(|a| a.task == "d"), "d never started");
 }
+
+// ----- scheduling -----
+
+use crate::schedule::{Clock, Launch, run_schedule};
+
+/// Virtual time: sleeping jumps to the wake-up time; passing `limit` stops the scheduler and
+/// jumps far ahead, so every run in flight ends.
+struct VirtualClock {
+    now: tokio::sync::watch::Sender<chrono::DateTime<Utc>>,
+    limit: chrono::DateTime<Utc>,
+    stop: tokio::sync::watch::Sender<bool>,
+}
+
+impl Clock for VirtualClock {
+    fn now(&self) -> chrono::DateTime<Utc> {
+        *self.now.borrow()
+    }
+
+    fn sleep_until(&self, at: chrono::DateTime<Utc>) -> BoxFuture<()> {
+        if at > self.limit {
+            let _ = self.now.send(self.limit + chrono::Duration::days(365));
+            let _ = self.stop.send(true);
+            return Box::pin(std::future::pending());
+        }
+        let _ = self.now.send(at);
+        Box::pin(async {})
+    }
+}
+
+const SCHEDULED: &str = "\
+bundle: {name: t}
+targets: {prod: {default: true, mode: production}, dev: {mode: development}}
+jobs:
+  medallion:
+    schedule: {quartz_cron_expression: '0 * * * * ?', timezone_id: UTC}
+    max_concurrent_runs: 1
+    tasks: [{task_key: a, boxoffice_task: {job: gold}}]
+  cdc:
+    schedule: {quartz_cron_expression: '30 */2 * * * ?', timezone_id: UTC}
+    tasks: [{task_key: a, boxoffice_task: {job: gold}}]
+  paused:
+    schedule: {quartz_cron_expression: '0 * * * * ?', timezone_id: UTC, pause_status: PAUSED}
+    tasks: [{task_key: a, boxoffice_task: {job: gold}}]
+";
+
+fn at(h: u32, m: u32, s: u32) -> chrono::DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 23, h, m, s)
+        .single()
+        .expect("time")
+}
+
+/// Runs the schedule from 10:00:30 to 10:06:00 virtual; each run lasts `run_for` virtual time.
+async fn schedule(target: &str, run_for: chrono::Duration) -> crate::schedule::ScheduleLog {
+    let bundle = load(
+        "bundle.yml",
+        SCHEDULED,
+        &LoadOptions {
+            target: Some(target),
+            vars: &[],
+            env: &no_env,
+            catalog: CATALOG,
+        },
+    )
+    .expect("valid");
+    let (now, _) = tokio::sync::watch::channel(at(10, 0, 30));
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let clock = Arc::new(VirtualClock {
+        now,
+        limit: at(10, 6, 0),
+        stop: stop_tx,
+    });
+    let time = clock.now.subscribe();
+    let launch: Launch = Arc::new(move |_job, due| {
+        let mut time = time.clone();
+        Box::pin(async move {
+            let _ = time.wait_for(|now| *now >= due + run_for).await;
+            Outcome::Succeeded
+        })
+    });
+    run_schedule(&bundle, clock, launch, stop).await
+}
+
+#[tokio::test]
+async fn the_scheduler_fires_each_job_on_its_cron_under_a_virtual_clock() {
+    let log = schedule("prod", chrono::Duration::seconds(10)).await;
+    let fired = |job: &str| {
+        log.started
+            .iter()
+            .filter(|(j, _)| j == job)
+            .map(|(_, t)| *t)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        fired("medallion"),
+        (1..=6).map(|m| at(10, m, 0)).collect::<Vec<_>>()
+    );
+    assert_eq!(fired("cdc"), [at(10, 2, 30), at(10, 4, 30)]);
+    assert!(fired("paused").is_empty(), "PAUSED never fires");
+    assert!(log.skipped.is_empty());
+    // A development target pauses every schedule.
+    assert!(
+        schedule("dev", chrono::Duration::seconds(10))
+            .await
+            .started
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn a_run_still_going_makes_the_next_due_run_skip() {
+    // Each run takes 2.5 minutes; max_concurrent_runs is 1.
+    let log = schedule("prod", chrono::Duration::seconds(150)).await;
+    let of = |list: &Vec<(String, chrono::DateTime<Utc>)>| {
+        list.iter()
+            .filter(|(j, _)| j == "medallion")
+            .map(|(_, t)| *t)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(of(&log.started), [at(10, 1, 0), at(10, 4, 0)]);
+    assert_eq!(
+        of(&log.skipped),
+        [at(10, 2, 0), at(10, 3, 0), at(10, 5, 0), at(10, 6, 0)]
+    );
+}
+
+#[test]
+fn a_timer_tick_finds_each_due_job_once() {
+    let bundle = load(
+        "bundle.yml",
+        SCHEDULED,
+        &LoadOptions {
+            target: None,
+            vars: &[],
+            env: &no_env,
+            catalog: CATALOG,
+        },
+    )
+    .expect("valid");
+    let due = |from, to| {
+        crate::schedule::due_between(&bundle, from, to)
+            .iter()
+            .map(|j| j.key.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(due(at(10, 0, 40), at(10, 1, 0)), ["medallion"]);
+    assert_eq!(due(at(10, 1, 0), at(10, 2, 40)), ["medallion", "cdc"]);
+    assert_eq!(due(at(10, 1, 10), at(10, 1, 50)), Vec::<String>::new());
+    // Ten missed minutes: one run each, not ten.
+    assert_eq!(due(at(10, 0, 0), at(10, 10, 0)), ["medallion", "cdc"]);
+}

@@ -5,6 +5,8 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use boxoffice_bundle::history::{self, LakeHistory};
+use boxoffice_bundle::manifest::Mode;
+use boxoffice_bundle::schedule::{Launch, SystemClock, run_schedule, scheduled};
 use boxoffice_bundle::{Bundle, Diagnostic, Diagnostics, LoadOptions, Outcome, Progress, run_job};
 use boxoffice_lake::Lake;
 use chrono::Utc;
@@ -48,6 +50,11 @@ pub async fn run(global: &GlobalArgs, command: BundleCommand) -> anyhow::Result<
                 bail!("job '{}' {}", args.job, report.as_str().to_lowercase());
             }
             Ok(())
+        }
+        BundleCommand::Schedule(args) => {
+            let bundle = load(&args)?;
+            let lake = lake(global, &bundle).await?;
+            schedule(lake, global, bundle).await
         }
         BundleCommand::Status(args) => {
             let bundle = load(&args.bundle)?;
@@ -185,6 +192,60 @@ pub async fn run_now(
         _ => notify(&job.notifications.on_failure, &summary),
     }
     Ok(report.outcome)
+}
+
+/// Runs the schedule on the wall clock until Ctrl-C or SIGTERM.
+async fn schedule(lake: Lake, global: &GlobalArgs, bundle: Bundle) -> anyhow::Result<()> {
+    let jobs = scheduled(&bundle);
+    if jobs.is_empty() {
+        bail!(
+            "no job of target '{}' has an unpaused schedule{}",
+            bundle.target.name,
+            if bundle.target.mode == Mode::Development {
+                " (a development target pauses them all; use -t with a production target)"
+            } else {
+                ""
+            }
+        );
+    }
+    for job in &jobs {
+        if let Some(s) = &job.schedule {
+            let next = s.cron.next_after(Utc::now(), s.timezone);
+            eprintln!(
+                "{}: '{}' {}, next at {}",
+                job.key,
+                s.cron.as_str(),
+                s.timezone,
+                next.map_or("never".into(), |t| t.to_rfc3339())
+            );
+        }
+    }
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        super::shutdown_signal().await;
+        eprintln!("stopping: waiting for the runs in flight");
+        let _ = stop_tx.send(true);
+    });
+    let shared = Arc::new((lake, global.clone(), bundle.clone()));
+    let launch: Launch = Arc::new(move |job, _due| {
+        let shared = Arc::clone(&shared);
+        Box::pin(async move {
+            let (lake, global, bundle) = &*shared;
+            run_now(lake, global, bundle, &job.key)
+                .await
+                .unwrap_or_else(|e| {
+                    eprintln!("job '{}' could not start: {e:#}", job.key);
+                    Outcome::Failed
+                })
+        })
+    });
+    let log = run_schedule(&bundle, Arc::new(SystemClock), launch, stop).await;
+    eprintln!(
+        "scheduler stopped: {} runs started, {} skipped (max_concurrent_runs)",
+        log.started.len(),
+        log.skipped.len()
+    );
+    Ok(())
 }
 
 /// boxoffice sends no mail: a notification is a log line naming its recipients, for the
