@@ -229,6 +229,15 @@ pub struct ServeArgs {
     /// With --generate-via rest: send to this base URL instead of https://<namespace>
     #[arg(long, env = "BOXOFFICE_EVENTHUB_ENDPOINT", value_name = "URL")]
     pub eventhub_endpoint: Option<String>,
+
+    /// A job bundle for run_jobs: each tick runs the jobs that came due since the last one
+    /// [default: run_jobs runs the join, Gold, cdc and batch_load every tick]
+    #[arg(long, env = "BOXOFFICE_BUNDLE", value_name = "FILE")]
+    pub bundle: Option<PathBuf>,
+
+    /// The bundle's target (its schedules run only in production mode)
+    #[arg(long, env = "BUNDLE_TARGET", value_name = "TARGET")]
+    pub bundle_target: Option<String>,
 }
 
 /// How the `generate` function sends its events.

@@ -445,3 +445,46 @@ fn generate_via_rest_fails_the_invocation_when_the_hub_refuses() {
     assert!(log.contains("HTTP 401"), "{log}");
     assert!(!log.contains("bm90LWEtcmVhbC1rZXk"), "{log}");
 }
+
+#[test]
+fn run_jobs_with_a_bundle_runs_the_jobs_due_since_the_last_tick() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lake = dir.path().join("lake");
+    let manifest = dir.path().join("bundle.yml");
+    std::fs::write(
+        &manifest,
+        "bundle: {name: t}
+targets: {prod: {default: true, mode: production}}
+jobs:
+  tidy:
+    schedule: {quartz_cron_expression: '* * * * * ?', timezone_id: UTC}
+    tasks: [{task_key: checkpoint, boxoffice_task: {job: checkpoint, parameters: {layers: bronze}}}]
+  nightly:
+    schedule: {quartz_cron_expression: '0 0 3 * * ?', timezone_id: UTC}
+    tasks: [{task_key: vacuum, boxoffice_task: {job: vacuum}}]
+",
+    )
+    .expect("write");
+    let server = serve(&[
+        "--lake",
+        lake.to_str().expect("utf-8"),
+        "--bundle",
+        manifest.to_str().expect("utf-8"),
+    ]);
+    let last = (chrono::Utc::now() - chrono::Duration::seconds(5)).to_rfc3339();
+    let tick = json!({"Data": {"timer": {"Schedule": {"AdjustForDST": true}, "ScheduleStatus": {"Last": last, "Next": last, "LastUpdated": last}, "IsPastDue": false}}, "Metadata": {"sys": {"MethodName": "run_jobs", "UtcNow": last, "RandGuid": "5b0c6a0a-3c9e-4d4a-9b1e-2f1f0b1d8c11"}}});
+    let (status, reply) = invoke(&server, "run_jobs", &tick);
+    assert_eq!(status, 200, "{reply}");
+    let log = reply["Logs"][0].as_str().unwrap_or_default();
+    assert!(
+        log.contains("tidy succeeded") && !log.contains("nightly"),
+        "{log}"
+    );
+    let out = run_ok(boxoffice().arg("--lake").arg(&lake).args([
+        "sql",
+        "--format",
+        "csv",
+        "select job, task, status from _system.job_runs",
+    ]));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("tidy,checkpoint,SUCCEEDED"));
+}

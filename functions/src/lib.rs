@@ -39,6 +39,8 @@ pub struct Handler {
     pub archivers: Mutex<HashMap<Hub, BronzeArchiver>>,
     /// Set when `generate` sends over REST with partition keys instead of its output bindings.
     pub direct: Option<generate::DirectSend>,
+    /// Set when `run_jobs` runs the bundle's due jobs instead of its fixed list.
+    pub bundle: Option<run_jobs::BundleJobs>,
 }
 
 /// The routes the Functions host calls: `GET /` (its readiness ping) and one POST per function.

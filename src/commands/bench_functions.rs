@@ -31,9 +31,12 @@ pub async fn run(args: BenchFunctionsArgs) -> anyhow::Result<()> {
         .context("listening on loopback")?;
     let url = format!("http://{}/ingest", listener.local_addr()?);
     let server = tokio::spawn(async move {
-        axum::serve(listener, router(super::serve::handler(lake, 0, None)?))
-            .await
-            .context("serving")
+        axum::serve(
+            listener,
+            router(super::serve::handler(lake, 0, None, None)?),
+        )
+        .await
+        .context("serving")
     });
 
     let requests = Arc::new(envelopes(args.batch)?);

@@ -13,18 +13,38 @@ use boxoffice_ingest::eventhub::{ConnectionString, RetryPolicy, Sender};
 use boxoffice_lake::Lake;
 use tokio::sync::Mutex;
 
-use crate::cli::{GenerateVia, GlobalArgs, ServeArgs};
+use boxoffice_functions::run_jobs::BundleJobs;
+
+use super::bundle_tasks::LakeTasks;
+use crate::cli::{BundleArgs, GenerateVia, GlobalArgs, ServeArgs};
 use crate::config;
 
 pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
-    let file = config::load(global)?;
-    let lake = config::lake(global, &file)?;
+    let file_config = config::load(global)?;
+    let lake = config::lake(global, &file_config)?;
     lake.prepare().await?;
     let direct = match args.generate_via {
         GenerateVia::Binding => None,
         GenerateVia::Rest => Some(direct_send(args.eventhub_endpoint.as_deref())?),
     };
-    let handler = handler(lake, args.per_tick, direct)?;
+    let bundle = match &args.bundle {
+        Some(file) => {
+            let bundle = super::bundle::load(&BundleArgs {
+                file: file.clone(),
+                target: args.bundle_target.clone(),
+                vars: Vec::new(),
+            })?;
+            Some(BundleJobs {
+                bundle,
+                executor: Arc::new(LakeTasks {
+                    lake: lake.clone(),
+                    file: Arc::new(file_config),
+                }),
+            })
+        }
+        None => None,
+    };
+    let handler = handler(lake, args.per_tick, direct, bundle)?;
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
         .await
         .with_context(|| format!("listening on 127.0.0.1:{}", args.port))?;
@@ -44,6 +64,7 @@ pub fn handler(
     lake: Lake,
     per_tick: usize,
     direct: Option<DirectSend>,
+    bundle: Option<BundleJobs>,
 ) -> anyhow::Result<Arc<Handler>> {
     // The functions send what Event Hubs will take: no deliberately malformed events (the
     // output binding would refuse them before Bronze could quarantine them).
@@ -62,6 +83,7 @@ pub fn handler(
         per_tick,
         archivers: Mutex::new(HashMap::new()),
         direct,
+        bundle,
     }))
 }
 
