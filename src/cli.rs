@@ -466,6 +466,15 @@ pub struct UpArgs {
     /// the cdc job (run with the others) takes to Bronze, Silver and Gold; 0: no simulator
     #[arg(long, value_name = "N", default_value_t = 20)]
     pub cdc_rate: usize,
+
+    /// Also run a job bundle's schedules while up runs (its target must be in production mode;
+    /// see `boxoffice bundle schedule`). Validated before anything starts.
+    #[arg(long, value_name = "FILE")]
+    pub bundle: Option<PathBuf>,
+
+    /// The bundle's target [default: the one marked default: true]
+    #[arg(long, value_name = "TARGET", requires = "bundle")]
+    pub bundle_target: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -303,23 +303,21 @@ fn compaction_while_a_writer_appends_loses_nothing() {
     assert_eq!(assert_no_duplicate_and_no_gap(&local(&lake)), 42_000);
 }
 
-#[test]
-fn schedule_fires_a_job_every_second_until_sigterm() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let lake = dir.path().join("lake");
-    let manifest = dir.path().join("bundle.yml");
-    std::fs::write(
-        &manifest,
-        "bundle: {name: t}
+const EVERY_SECOND: &str = "bundle: {name: t}
 variables: {lake: {default: ./lakehouse}}
 targets: {dev: {default: true, mode: development}, prod: {mode: production}}
 jobs:
   tidy:
     schedule: {quartz_cron_expression: '* * * * * ?', timezone_id: UTC}
     tasks: [{task_key: checkpoint, boxoffice_task: {job: checkpoint, parameters: {layers: bronze}}}]
-",
-    )
-    .expect("write");
+";
+
+#[test]
+fn schedule_fires_a_job_every_second_until_sigterm() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lake = dir.path().join("lake");
+    let manifest = dir.path().join("bundle.yml");
+    std::fs::write(&manifest, EVERY_SECOND).expect("write");
     // A development target pauses every schedule: the scheduler says so rather than idling.
     let out = bundle(&lake)
         .args(["schedule", "--file"])
@@ -348,4 +346,53 @@ jobs:
         (2..=6).contains(&runs),
         "{runs} runs in 4.5 s of a per-second schedule: {stderr}"
     );
+}
+
+#[test]
+fn up_runs_the_bundle_schedule_beside_landing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lake = dir.path().join("lake");
+    let manifest = dir.path().join("bundle.yml");
+    std::fs::write(&manifest, EVERY_SECOND).expect("write");
+    let out = run_ok(
+        boxoffice()
+            .arg("--lake")
+            .arg(&lake)
+            .args([
+                "up",
+                "--rate",
+                "200",
+                "--duration",
+                "4s",
+                "--no-jobs",
+                "--bundle-target",
+                "prod",
+                "--bundle",
+            ])
+            .arg(&manifest),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("scheduled runs started"), "{stdout}");
+    let runs: u32 = sql(&lake, "select count(distinct run_id) from _system.job_runs")[0]
+        .parse()
+        .expect("count");
+    assert!(
+        runs >= 2,
+        "{runs} runs of a per-second job in 4 s of up: {stdout}"
+    );
+    // A broken bundle stops up before it starts.
+    std::fs::write(
+        &manifest,
+        EVERY_SECOND.replace("job: checkpoint", "job: checkpoints"),
+    )
+    .expect("write");
+    let out = boxoffice()
+        .arg("--lake")
+        .arg(dir.path().join("other"))
+        .args(["up", "--count", "10", "--bundle"])
+        .arg(&manifest)
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    assert!(!dir.path().join("other").exists(), "nothing started");
 }

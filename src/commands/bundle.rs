@@ -226,8 +226,25 @@ async fn schedule(lake: Lake, global: &GlobalArgs, bundle: Bundle) -> anyhow::Re
         eprintln!("stopping: waiting for the runs in flight");
         let _ = stop_tx.send(true);
     });
+    let log = run_schedule(
+        &bundle,
+        Arc::new(SystemClock),
+        launcher(lake, global, &bundle),
+        stop,
+    )
+    .await;
+    eprintln!(
+        "scheduler stopped: {} runs started, {} skipped (max_concurrent_runs)",
+        log.started.len(),
+        log.skipped.len()
+    );
+    Ok(())
+}
+
+/// Starts a run of a job on this lake, as `bundle run` does.
+pub fn launcher(lake: Lake, global: &GlobalArgs, bundle: &Bundle) -> Launch {
     let shared = Arc::new((lake, global.clone(), bundle.clone()));
-    let launch: Launch = Arc::new(move |job, _due| {
+    Arc::new(move |job, _due| {
         let shared = Arc::clone(&shared);
         Box::pin(async move {
             let (lake, global, bundle) = &*shared;
@@ -238,14 +255,7 @@ async fn schedule(lake: Lake, global: &GlobalArgs, bundle: Bundle) -> anyhow::Re
                     Outcome::Failed
                 })
         })
-    });
-    let log = run_schedule(&bundle, Arc::new(SystemClock), launch, stop).await;
-    eprintln!(
-        "scheduler stopped: {} runs started, {} skipped (max_concurrent_runs)",
-        log.started.len(),
-        log.skipped.len()
-    );
-    Ok(())
+    })
 }
 
 /// boxoffice sends no mail: a notification is a log line naming its recipients, for the

@@ -27,6 +27,15 @@ enum Stop {
 pub async fn run(global: &GlobalArgs, args: UpArgs) -> anyhow::Result<()> {
     let file = config::load(global)?;
     let lake = config::lake(global, &file)?;
+    // A broken bundle stops up before anything starts.
+    let bundle = match &args.bundle {
+        Some(path) => Some(super::bundle::load(&crate::cli::BundleArgs {
+            file: path.clone(),
+            target: args.bundle_target.clone(),
+            vars: Vec::new(),
+        })?),
+        None => None,
+    };
     let (generator_config, pacing) = config::generator(&args.generator, &file, StartDefault::Now)?;
     let landing_config = config::landing(&lake, &args.landing, &file)?;
     let generator = Generator::new(generator_config.clone()).context("generator settings")?;
@@ -64,6 +73,36 @@ pub async fn run(global: &GlobalArgs, args: UpArgs) -> anyhow::Result<()> {
     let landing = Landing::start(&lake, landing_config)
         .await
         .context("starting the landing pipeline")?;
+    let (schedule_stop_tx, schedule_stop) = watch::channel(false);
+    let schedule = match bundle {
+        Some(bundle) => {
+            lake.prepare().await?;
+            let jobs: Vec<String> = boxoffice_bundle::schedule::scheduled(&bundle)
+                .iter()
+                .map(|j| j.key.clone())
+                .collect();
+            eprintln!(
+                "  bundle target '{}': scheduling {}",
+                bundle.target.name,
+                if jobs.is_empty() {
+                    "nothing (its schedules are paused)".to_string()
+                } else {
+                    jobs.join(", ")
+                }
+            );
+            let launch = super::bundle::launcher(lake.clone(), global, &bundle);
+            Some(tokio::spawn(async move {
+                boxoffice_bundle::schedule::run_schedule(
+                    &bundle,
+                    Arc::new(boxoffice_bundle::schedule::SystemClock),
+                    launch,
+                    schedule_stop,
+                )
+                .await
+            }))
+        }
+        None => None,
+    };
     let before = BronzeRows::count(&lake).await;
     let queue = Arc::clone(landing.queue());
     let stats = Arc::clone(landing.stats());
@@ -131,6 +170,15 @@ pub async fn run(global: &GlobalArgs, args: UpArgs) -> anyhow::Result<()> {
     let accepted = queue.accepted();
     let totals = finish_landing(landing).await?;
     let _ = jobs_stop_tx.send(true);
+    let _ = schedule_stop_tx.send(true);
+    if let Some(task) = schedule {
+        let log = task.await.context("the bundle scheduler failed")?;
+        println!(
+            "  bundle: {} scheduled runs started, {} skipped (max_concurrent_runs); see `boxoffice bundle status`",
+            log.started.len(),
+            log.skipped.len()
+        );
+    }
     let job_result = match job_task {
         Some(task) => Some(task.await.context("the job task failed")?),
         None => None,
