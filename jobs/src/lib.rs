@@ -10,6 +10,7 @@ mod frames;
 pub mod gold;
 pub mod maintenance;
 pub mod ops;
+mod quarantine;
 pub mod silver;
 
 use boxoffice_lake::{AppendError, LakeError};

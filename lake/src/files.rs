@@ -112,19 +112,8 @@ impl Files {
 
     /// Names (relative to this folder) of the files whose name starts with `prefix`, sorted.
     pub async fn list(&self, prefix: &str) -> Result<Vec<String>, LakeError> {
-        let metas: Vec<_> = self
-            .store
-            .list(None)
-            .try_collect()
-            .await
-            .map_err(|e| self.error(prefix, e))?;
-        let mut names: Vec<String> = metas
-            .into_iter()
-            .map(|m| m.location.to_string())
-            .filter(|n| n.starts_with(prefix))
-            .collect();
-        names.sort();
-        Ok(names)
+        let files = self.list_meta(prefix).await?;
+        Ok(files.into_iter().map(|f| f.name).collect())
     }
 
     /// The files whose name starts with `prefix`, sorted by name, with what identifies a version

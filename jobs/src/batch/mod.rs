@@ -20,7 +20,7 @@ pub mod tables;
 
 use std::collections::{HashMap, HashSet};
 
-use boxoffice_ingest::bronze::{QUARANTINE, QuarantineRow, quarantine_batch};
+use boxoffice_ingest::bronze::{QUARANTINE, QuarantineRow};
 use boxoffice_lake::{
     FileMeta, Lake, Layer, PartitionRows, TableDef, append_once, committed_version,
 };
@@ -440,22 +440,14 @@ async fn quarantine(
             event_uid: None,
         })
         .collect();
-    let batch = quarantine_batch(&rows).map_err(|e| batch_error(&QUARANTINE, e))?;
-    let mut table = lake.ensure_table(&QUARANTINE).await?;
-    append_once(
-        &mut table,
-        vec![PartitionRows::unsplit(batch)],
+    crate::quarantine::quarantine_once(
+        lake,
+        &rows,
         &format!("{JOB}:{}", QUARANTINE.qualified_name()),
         plan.load,
-        HashMap::from([("operation".to_string(), json!(JOB))]),
-        QUARANTINE.writer_properties(),
+        JOB,
     )
     .await
-    .map_err(|e| JobError::Commit {
-        table: QUARANTINE.qualified_name(),
-        source: Box::new(e),
-    })?;
-    Ok(())
 }
 
 async fn record(lake: &Lake, plan: &Plan, report: &FileReport) -> Result<(), JobError> {

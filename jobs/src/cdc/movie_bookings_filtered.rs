@@ -4,18 +4,17 @@
 //! be applied (unknown status, negative ticket count, no movie) goes to quarantine with its
 //! reason, and the booking keeps its state from before it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use boxoffice_ingest::bronze::{QUARANTINE, QuarantineRow, quarantine_batch};
-use boxoffice_lake::{Lake, PartitionRows, append_once};
+use boxoffice_ingest::bronze::QuarantineRow;
+use boxoffice_lake::Lake;
 use chrono::{TimeZone, Utc};
 use deltalake::arrow::array::{
     ArrayRef, BooleanArray, Int64Array, RecordBatch, TimestampMicrosecondArray,
 };
 use deltalake::arrow::datatypes::{DataType, Field, Schema};
 use deltalake::datafusion::prelude::SessionContext;
-use serde_json::json;
 
 use super::changes::{Booking, ChangeRow, booking_arrays, refusal, to_json};
 use super::tables::{MOVIE_BOOKING_CDC_EVENTS as BRONZE, MOVIE_BOOKINGS_FILTERED as FILTERED};
@@ -185,23 +184,5 @@ fn quarantine_row(row: &ChangeRow, reason: String) -> QuarantineRow {
 
 /// Records refused changes once per source version reached.
 async fn quarantine(lake: &Lake, rows: &[QuarantineRow], through: i64) -> Result<(), JobError> {
-    if rows.is_empty() {
-        return Ok(());
-    }
-    let batch = quarantine_batch(rows).map_err(|e| cdc_error(&QUARANTINE, e))?;
-    let mut table = lake.ensure_table(&QUARANTINE).await?;
-    append_once(
-        &mut table,
-        vec![PartitionRows::unsplit(batch)],
-        &app_id(&FILTERED),
-        through,
-        HashMap::from([("operation".to_string(), json!("cdc"))]),
-        QUARANTINE.writer_properties(),
-    )
-    .await
-    .map_err(|e| JobError::Commit {
-        table: QUARANTINE.qualified_name(),
-        source: Box::new(e),
-    })?;
-    Ok(())
+    crate::quarantine::quarantine_once(lake, rows, &app_id(&FILTERED), through, "cdc").await
 }
