@@ -2,16 +2,12 @@
 //! tables (a row per show each), so it is rebuilt whole whenever either changed, which
 //! `gold:event_occupancy:<input>` application transactions record.
 
-use std::collections::HashMap;
 use std::time::Instant;
 
 use boxoffice_lake::{Lake, TableDef, committed_version};
 use chrono::Utc;
 use deltalake::datafusion::prelude::SessionContext;
 use deltalake::kernel::Transaction;
-use deltalake::kernel::transaction::CommitProperties;
-use deltalake::protocol::SaveMode;
-use serde_json::json;
 
 use super::tables::{EVENT_OCCUPANCY, EVENT_PERFORMANCE};
 use super::{Refresh, RefreshReport, conform, gold_error, register};
@@ -80,21 +76,7 @@ pub async fn refresh(lake: &Lake) -> Result<Option<RefreshReport>, JobError> {
         .iter()
         .filter_map(|(def, v)| v.map(|v| Transaction::new(app_id(def), v)))
         .collect();
-    let properties = CommitProperties::default()
-        .with_application_transactions(txns)
-        .with_metadata(HashMap::from([(
-            "operation".to_string(),
-            json!("gold refresh"),
-        )]));
-    gold.write(batches)
-        .with_save_mode(SaveMode::Overwrite)
-        .with_writer_properties(EVENT_OCCUPANCY.writer_properties())
-        .with_commit_properties(properties)
-        .await
-        .map_err(|e| JobError::Commit {
-            table: EVENT_OCCUPANCY.qualified_name(),
-            source: Box::new(e.into()),
-        })?;
+    super::overwrite(gold, &EVENT_OCCUPANCY, batches, txns).await?;
     Ok(Some(RefreshReport {
         table: EVENT_OCCUPANCY.qualified_name(),
         refresh: Refresh::Full {

@@ -253,23 +253,8 @@ async fn refresh_model(
         .zip(&current)
         .filter_map(|(input, v)| v.map(|v| Transaction::new(app_id(model, input.def), v)))
         .collect();
-    let properties = CommitProperties::default()
-        .with_application_transactions(txns)
-        .with_metadata(HashMap::from([(
-            "operation".to_string(),
-            json!("gold refresh"),
-        )]));
     crate::crash_point(&format!("gold:before:{}", def.qualified_name()));
-    let gold = gold
-        .write(batches)
-        .with_save_mode(SaveMode::Overwrite)
-        .with_writer_properties(def.writer_properties())
-        .with_commit_properties(properties)
-        .await
-        .map_err(|e| JobError::Commit {
-            table: def.qualified_name(),
-            source: Box::new(e.into()),
-        })?;
+    let gold = overwrite(gold, def, batches, txns).await?;
     let refresh = match rebuild {
         Some(reason) => Refresh::Full { reason },
         None => Refresh::Incremental { files },
@@ -316,4 +301,29 @@ fn conform(
         out.push(RecordBatch::new_empty(def.arrow_schema()));
     }
     Ok(out)
+}
+
+/// Replaces a Gold table's rows and records, in the same commit, the Silver versions it was
+/// built from (its application transactions), so a crash leaves either both or neither.
+pub(crate) async fn overwrite(
+    gold: DeltaTable,
+    def: &TableDef,
+    batches: Vec<RecordBatch>,
+    txns: Vec<Transaction>,
+) -> Result<DeltaTable, JobError> {
+    let properties = CommitProperties::default()
+        .with_application_transactions(txns)
+        .with_metadata(HashMap::from([(
+            "operation".to_string(),
+            json!("gold refresh"),
+        )]));
+    gold.write(batches)
+        .with_save_mode(SaveMode::Overwrite)
+        .with_writer_properties(def.writer_properties())
+        .with_commit_properties(properties)
+        .await
+        .map_err(|e| JobError::Commit {
+            table: def.qualified_name(),
+            source: Box::new(e.into()),
+        })
 }
