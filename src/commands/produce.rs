@@ -15,7 +15,12 @@ use crate::pacing::Pacer;
 use crate::progress::{Progress, rate, thousands};
 
 pub async fn run(global: &GlobalArgs, args: ProduceArgs) -> anyhow::Result<()> {
-    let connection = connection(&args.connection_setting)?;
+    let connection = ConnectionString::from_env(&args.connection_setting).with_context(|| {
+        format!(
+            "the Event Hubs connection (--connection-setting {})",
+            args.connection_setting
+        )
+    })?;
     if args.max_attempts == 0 {
         bail!("--max-attempts must be at least 1");
     }
@@ -94,17 +99,4 @@ pub async fn run(global: &GlobalArgs, args: ProduceArgs) -> anyhow::Result<()> {
         thousands(totals.retries)
     );
     Ok(())
-}
-
-/// The connection string from its environment variable, with errors that never quote it.
-fn connection(setting: &str) -> anyhow::Result<ConnectionString> {
-    let text = match std::env::var(setting) {
-        Ok(text) if !text.trim().is_empty() => text,
-        _ => bail!(
-            "set {setting} to the Event Hubs namespace's connection string \
-             (Endpoint=sb://<namespace>.servicebus.windows.net/;SharedAccessKeyName=<policy>;SharedAccessKey=<key>), \
-             or name another variable with --connection-setting"
-        ),
-    };
-    ConnectionString::parse(&text).with_context(|| format!("reading {setting}"))
 }

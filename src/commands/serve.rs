@@ -90,14 +90,8 @@ pub fn handler(
 /// REST senders for both hubs, signed with the key in `EventHubConnection` (the setting the
 /// function.json bindings name), checked before the first tick needs them.
 fn direct_send(endpoint: Option<&str>) -> anyhow::Result<DirectSend> {
-    const SETTING: &str = "EventHubConnection";
-    let text = std::env::var(SETTING).map_err(|_| {
-        anyhow::anyhow!(
-            "--generate-via rest needs {SETTING}, the Event Hubs namespace's connection string"
-        )
-    })?;
-    let connection =
-        ConnectionString::parse(&text).with_context(|| format!("reading {SETTING}"))?;
+    let connection = ConnectionString::from_env("EventHubConnection")
+        .context("--generate-via rest signs with the key in EventHubConnection")?;
     let mut senders = HashMap::new();
     for hub in Hub::ALL {
         let sender = Sender::new(&connection, hub.as_str(), endpoint, RetryPolicy::default())?;

@@ -1,6 +1,8 @@
 //! The REST batch body: `[{"Body":"<event JSON>","BrokerProperties":{"PartitionKey":"<order_id>"}}, ...]`
 //! (content type `application/vnd.microsoft.servicebus.json`), kept under a size limit.
 
+use bytes::Bytes;
+
 use super::EventHubError;
 
 /// The most bytes a batch body may have by default: under the 1 MB (1,048,576) Event Hubs
@@ -10,8 +12,8 @@ pub const DEFAULT_LIMIT: usize = 1_000_000;
 /// A batch ready to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Batch {
-    /// The JSON array, as sent.
-    pub body: Vec<u8>,
+    /// The JSON array, as sent; shared, so a retry does not copy it.
+    pub body: Bytes,
     /// Events in it.
     pub events: usize,
 }
@@ -83,7 +85,10 @@ impl BatchBuilder {
         let mut body = std::mem::take(&mut self.body);
         body.push(b']');
         let events = std::mem::replace(&mut self.events, 0);
-        Some(Batch { body, events })
+        Some(Batch {
+            body: Bytes::from(body),
+            events,
+        })
     }
 }
 

@@ -67,6 +67,24 @@ impl ConnectionString {
         })
     }
 
+    /// Reads the connection string in the environment variable `setting`. Errors name the
+    /// variable, never its value.
+    pub fn from_env(setting: &str) -> Result<ConnectionString, EventHubError> {
+        let text = std::env::var(setting)
+            .ok()
+            .filter(|t| !t.trim().is_empty())
+            .ok_or_else(|| {
+                bad(format!(
+                    "set {setting} to the namespace's connection string \
+                     (Endpoint=sb://<namespace>.servicebus.windows.net/;SharedAccessKeyName=<policy>;SharedAccessKey=<key>)"
+                ))
+            })?;
+        ConnectionString::parse(&text).map_err(|e| match e {
+            EventHubError::Connection(reason) => bad(format!("{setting}: {reason}")),
+            other => other,
+        })
+    }
+
     /// The URI a token for `hub` is signed for: `https://<host>/<hub>`.
     pub fn resource_uri(&self, hub: &str) -> String {
         format!("https://{}/{}", self.host, hub)

@@ -52,6 +52,18 @@ pub struct ProducerCounters {
     pub retries: AtomicU64,
 }
 
+impl ProducerCounters {
+    /// The counts now.
+    pub fn totals(&self) -> ProducerTotals {
+        ProducerTotals {
+            events: self.events.load(Ordering::Relaxed),
+            batches: self.batches.load(Ordering::Relaxed),
+            bytes: self.bytes.load(Ordering::Relaxed),
+            retries: self.retries.load(Ordering::Relaxed),
+        }
+    }
+}
+
 /// What a finished producer sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProducerTotals {
@@ -164,17 +176,7 @@ impl Producer {
         }
         match first_error {
             Some(e) => Err(e),
-            None => Ok(self.totals()),
-        }
-    }
-
-    fn totals(&self) -> ProducerTotals {
-        let c = &self.counters;
-        ProducerTotals {
-            events: c.events.load(Ordering::Relaxed),
-            batches: c.batches.load(Ordering::Relaxed),
-            bytes: c.bytes.load(Ordering::Relaxed),
-            retries: c.retries.load(Ordering::Relaxed),
+            None => Ok(self.counters.totals()),
         }
     }
 }
@@ -264,10 +266,5 @@ pub async fn send_all(
         }
     }
     flush(sender, &mut batch, &counters).await?;
-    Ok(ProducerTotals {
-        events: counters.events.load(Ordering::Relaxed),
-        batches: counters.batches.load(Ordering::Relaxed),
-        bytes: counters.bytes.load(Ordering::Relaxed),
-        retries: counters.retries.load(Ordering::Relaxed),
-    })
+    Ok(counters.totals())
 }
