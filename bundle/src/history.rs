@@ -11,7 +11,6 @@ use deltalake::arrow::array::{
 use deltalake::arrow::datatypes::{
     DataType, Int32Type, Int64Type, Schema, TimestampMicrosecondType,
 };
-use deltalake::protocol::SaveMode;
 
 use crate::manifest::Outcome;
 use crate::run::{Attempt, BoxFuture, History, TaskStats};
@@ -64,15 +63,9 @@ impl History for LakeHistory {
 /// Appends attempts.
 pub async fn append(lake: &Lake, attempts: &[Attempt]) -> Result<(), String> {
     let batch = to_batch(attempts).map_err(|e| format!("job_runs rows: {e}"))?;
-    let table = lake
-        .ensure_table(&JOB_RUNS)
+    lake.append(&JOB_RUNS, vec![batch])
         .await
         .map_err(|e| e.to_string())?;
-    table
-        .write(vec![batch])
-        .with_save_mode(SaveMode::Append)
-        .await
-        .map_err(|e| format!("{}: {e}", JOB_RUNS.qualified_name()))?;
     Ok(())
 }
 

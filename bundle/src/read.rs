@@ -427,12 +427,11 @@ impl Reader<'_> {
     }
 
     fn tasks(&mut self, node: &Node, job: &str) -> Vec<Task> {
-        let Value::List(items) = &node.value else {
-            self.problems.error(
-                node.line,
-                format!("{job}: tasks is {}, not a list", node.kind()),
-                "write each task as a '- task_key: ...' item",
-            );
+        let Some(items) = self.list(
+            node,
+            &format!("{job}: tasks"),
+            "write each task as a '- task_key: ...' item",
+        ) else {
             return Vec::new();
         };
         let mut tasks = Vec::new();
@@ -494,14 +493,11 @@ impl Reader<'_> {
         let mut depends_on = Vec::new();
         let mut lines = Vec::new();
         if let Some(deps) = get(&fields, "depends_on") {
-            let Value::List(items) = &deps.value else {
-                self.problems.error(
-                    deps.line,
-                    format!("{what}: depends_on is {}, not a list", deps.kind()),
-                    "write '- task_key: <task>' items",
-                );
-                return None;
-            };
+            let items = self.list(
+                deps,
+                &format!("{what}: depends_on"),
+                "write '- task_key: <task>' items",
+            )?;
             for item in items {
                 let dep = self.map(item, "depends_on", &["task_key"]);
                 if let Some(k) = get(&dep, "task_key").and_then(|k| self.plain(k, "task_key")) {
@@ -777,15 +773,23 @@ impl Reader<'_> {
     }
 
     fn strings(&mut self, node: &Node, what: &str) -> Vec<String> {
+        match self.list(node, what, "write '- <address>' items") {
+            Some(items) => items.iter().filter_map(|i| self.string(i, what)).collect(),
+            None => Vec::new(),
+        }
+    }
+
+    /// A list's items; `None`, with the problem recorded, when `node` is something else.
+    fn list<'n>(&mut self, node: &'n Node, what: &str, fix: &str) -> Option<&'n [Node]> {
         match &node.value {
-            Value::List(items) => items.iter().filter_map(|i| self.string(i, what)).collect(),
+            Value::List(items) => Some(items),
             _ => {
                 self.problems.error(
                     node.line,
                     format!("{what} is {}, not a list", node.kind()),
-                    "write '- <address>' items",
+                    fix,
                 );
-                Vec::new()
+                None
             }
         }
     }

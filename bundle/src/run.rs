@@ -80,6 +80,11 @@ pub enum Progress {
     },
 }
 
+/// A run's id: when it started (UTC, to the millisecond) and its job, so ids sort by time.
+pub fn run_id(job: &str, started: DateTime<Utc>) -> String {
+    format!("{}-{job}", started.format("%Y%m%dT%H%M%S%.3fZ"))
+}
+
 /// Runs every task of `job` once (with retries), as run `run_id`.
 pub async fn run_job(
     job: &Job,

@@ -61,12 +61,7 @@ pub fn scheduled(bundle: &Bundle) -> Vec<&Job> {
 pub fn due_between(bundle: &Bundle, after: DateTime<Utc>, until: DateTime<Utc>) -> Vec<&Job> {
     scheduled(bundle)
         .into_iter()
-        .filter(|j| {
-            j.schedule
-                .as_ref()
-                .and_then(|s| s.cron.next_after(after, s.timezone))
-                .is_some_and(|next| next <= until)
-        })
+        .filter(|j| fire_after(j, after).is_some_and(|next| next <= until))
         .collect()
 }
 

@@ -140,15 +140,8 @@ async fn append_quarantine(
     rows: &[QuarantineRow],
 ) -> Result<(), String> {
     let batch = quarantine_batch(rows).map_err(|e| e.to_string())?;
-    let table = lake
-        .ensure_table(&QUARANTINE)
+    lake.append(&QUARANTINE, vec![batch])
         .await
         .map_err(|e| e.to_string())?;
-    table
-        .write(vec![batch])
-        .with_save_mode(deltalake::protocol::SaveMode::Append)
-        .with_writer_properties(QUARANTINE.writer_properties())
-        .await
-        .map_err(|e| format!("{}: {e}", QUARANTINE.qualified_name()))?;
     Ok(())
 }

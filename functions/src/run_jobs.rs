@@ -12,7 +12,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::State;
 use boxoffice_bundle::history::LakeHistory;
-use boxoffice_bundle::run::Executor;
+use boxoffice_bundle::run::{Executor, run_id};
 use boxoffice_bundle::schedule::due_between;
 use boxoffice_bundle::{Bundle, Outcome, run_job};
 use boxoffice_jobs::expectations::Expectations;
@@ -62,7 +62,7 @@ async fn run_due(
     let mut lines = Vec::new();
     let mut failed = Vec::new();
     for job in due {
-        let run_id = format!("{}-{}", now.format("%Y%m%dT%H%M%S%.3fZ"), job.key);
+        let run_id = run_id(&job.key, now);
         let report = run_job(
             job,
             &run_id,

@@ -3,12 +3,14 @@
 
 use std::sync::Arc;
 
+use deltalake::arrow::array::RecordBatch;
 use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use deltalake::kernel::StructType;
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
 use deltalake::parquet::basic::Compression;
 use deltalake::parquet::file::properties::{EnabledStatistics, WriterProperties};
 use deltalake::parquet::schema::types::ColumnPath;
+use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
 
 use crate::LakeError;
@@ -99,6 +101,23 @@ impl Lake {
         };
         check_schema(def, &table)?;
         Ok(table)
+    }
+
+    /// Appends rows, creating the table if needed: for records that need no exactly-once
+    /// guard (run history, an HTTP client's refused events). Jobs that may replay use
+    /// [`crate::append_once`].
+    pub async fn append(
+        &self,
+        def: &TableDef,
+        batches: Vec<RecordBatch>,
+    ) -> Result<DeltaTable, LakeError> {
+        self.ensure_table(def)
+            .await?
+            .write(batches)
+            .with_save_mode(SaveMode::Append)
+            .with_writer_properties(def.writer_properties())
+            .await
+            .map_err(|e| self.delta_error(def, e))
     }
 
     async fn create_table(&self, def: &TableDef) -> Result<DeltaTable, LakeError> {

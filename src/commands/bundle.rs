@@ -6,6 +6,7 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use boxoffice_bundle::history::{self, LakeHistory};
 use boxoffice_bundle::manifest::Mode;
+use boxoffice_bundle::run::run_id;
 use boxoffice_bundle::schedule::{Launch, SystemClock, run_schedule, scheduled};
 use boxoffice_bundle::{Bundle, Diagnostic, Diagnostics, LoadOptions, Outcome, Progress, run_job};
 use boxoffice_lake::Lake;
@@ -112,10 +113,7 @@ async fn lake(global: &GlobalArgs, bundle: &Bundle) -> anyhow::Result<Lake> {
         .map(|(_, v)| v.clone());
     let global = GlobalArgs {
         lake: global.lake.clone().or(from_bundle),
-        emulator: global.emulator,
-        emulator_endpoint: global.emulator_endpoint.clone(),
-        config: global.config.clone(),
-        verbose: global.verbose,
+        ..global.clone()
     };
     let file = config::load(&global)?;
     let lake = config::lake(&global, &file)?;
@@ -138,7 +136,7 @@ pub async fn run_now(
         );
     };
     let file = Arc::new(config::load(global)?);
-    let run_id = format!("{}-{}", Utc::now().format("%Y%m%dT%H%M%S%.3fZ"), job.key);
+    let run_id = run_id(&job.key, Utc::now());
     notify(
         &job.notifications.on_start,
         &format!("job '{}' started (run {run_id})", job.key),
