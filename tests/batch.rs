@@ -4,24 +4,8 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
-use common::{boxoffice, run_ok};
-
-fn on(lake: &Path) -> Command {
-    let mut cmd = boxoffice();
-    cmd.arg("--lake").arg(lake);
-    cmd
-}
-
-fn sql(lake: &Path, query: &str) -> Vec<String> {
-    let out = run_ok(on(lake).args(["sql", "--format", "csv", query]));
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .skip(1)
-        .map(str::to_string)
-        .collect()
-}
+use common::{on, run_ok, sql_rows};
 
 #[test]
 fn box_office_sales_merged_beside_stream_rows_leave_no_duplicate() {
@@ -38,11 +22,11 @@ fn box_office_sales_merged_beside_stream_rows_leave_no_duplicate() {
     ]));
     run_ok(on(&lake).args(["job", "run", "bookings_fact", "--drain"]));
     run_ok(on(&lake).args(["batch", "seed"]));
-    let stream_rows: usize = sql(&lake, "select count(*) from silver.bookings_fact")[0]
+    let stream_rows: usize = sql_rows(&lake, "select count(*) from silver.bookings_fact")[0]
         .parse()
         .expect("count");
     // Two seats the stream already has, exported again by the box office, and a new sale.
-    let again = sql(
+    let again = sql_rows(
         &lake,
         "select order_id, booking_time, event_id, seat_number, seat_price, payment_method, payment_id
          from silver.bookings_fact where payment_status = 'Success' order by order_id, seat_number limit 2",
@@ -66,14 +50,14 @@ fn box_office_sales_merged_beside_stream_rows_leave_no_duplicate() {
         "{stdout}"
     );
     assert_eq!(
-        sql(
+        sql_rows(
             &lake,
             "select count(*) from (select order_id, seat_number, payment_id from silver.bookings_fact
              group by order_id, seat_number, payment_id having count(*) > 1)"
         ),
         ["0"]
     );
-    let total: usize = sql(&lake, "select count(*) from silver.bookings_fact")[0]
+    let total: usize = sql_rows(&lake, "select count(*) from silver.bookings_fact")[0]
         .parse()
         .expect("count");
     assert_eq!(
@@ -82,7 +66,7 @@ fn box_office_sales_merged_beside_stream_rows_leave_no_duplicate() {
         "only the new sale's two seats were added"
     );
     assert_eq!(
-        sql(
+        sql_rows(
             &lake,
             "select source, count(*) from silver.bookings_fact where order_id = 'box9' group by source"
         ),
@@ -95,11 +79,11 @@ fn box_office_sales_merged_beside_stream_rows_leave_no_duplicate() {
     // Gold counts the box-office sale and measures occupancy against the catalog.
     run_ok(on(&lake).args(["job", "run", "gold"]));
     assert_eq!(
-        sql(&lake, "select count(*) from gold.event_occupancy"),
+        sql_rows(&lake, "select count(*) from gold.event_occupancy"),
         ["100"]
     );
     assert_eq!(
-        sql(
+        sql_rows(
             &lake,
             "select o.seats_sold = p.seats_sold, o.occupancy = round(cast(p.seats_sold as double) / o.capacity, 4)
              from gold.event_occupancy o join gold.event_performance p on p.event_id = o.event_id
@@ -118,7 +102,7 @@ fn snapshot(lake: &Path) -> Vec<Vec<String>> {
         "select path, rows_loaded, rows_quarantined from _system.batch_files order by 1",
     ]
     .iter()
-    .map(|q| sql(lake, q))
+    .map(|q| sql_rows(lake, q))
     .collect()
 }
 

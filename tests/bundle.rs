@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::{assert_no_duplicate_and_no_gap, boxoffice, local, run_ok};
+use common::{assert_no_duplicate_and_no_gap, boxoffice, local, on, run_ok, sql_rows};
 
 const SHIPPED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/bundle.yml");
 
@@ -18,28 +18,9 @@ fn bundle(lake: &Path) -> Command {
     cmd
 }
 
-fn sql(lake: &Path, query: &str) -> Vec<String> {
-    let out = run_ok(
-        boxoffice()
-            .arg("--lake")
-            .arg(lake)
-            .args(["sql", "--format", "csv", query]),
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .skip(1)
-        .map(str::to_string)
-        .collect()
-}
-
 /// (files, rows) of each table, from `tables --json`.
 fn tables(lake: &Path) -> Vec<(String, u64, u64)> {
-    let out = run_ok(
-        boxoffice()
-            .arg("--lake")
-            .arg(lake)
-            .args(["tables", "--json"]),
-    );
+    let out = run_ok(on(lake).args(["tables", "--json"]));
     let all: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     all.as_array()
         .expect("array")
@@ -112,7 +93,7 @@ fn a_broken_bundle_runs_nothing_and_says_where() {
 fn medallion_runs_its_tasks_in_order_and_records_every_attempt() {
     let dir = tempfile::tempdir().expect("tempdir");
     let lake = dir.path().join("lake");
-    run_ok(boxoffice().arg("--lake").arg(&lake).args([
+    run_ok(on(&lake).args([
         "up",
         "--count",
         "3000",
@@ -125,7 +106,7 @@ fn medallion_runs_its_tasks_in_order_and_records_every_attempt() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("job 'medallion' succeeded"), "{stdout}");
 
-    let rows = sql(
+    let rows = sql_rows(
         &lake,
         "select task, attempt, status, rows_in, rows_out, run_id from _system.job_runs order by started_at",
     );
@@ -140,7 +121,7 @@ fn medallion_runs_its_tasks_in_order_and_records_every_attempt() {
     );
     assert!(rows.iter().all(|r| r.contains(",1,SUCCEEDED,")), "{rows:?}");
     let join: Vec<&str> = rows[2].split(',').collect();
-    let landed = sql(
+    let landed = sql_rows(
         &lake,
         "select (select count(*) from bronze.bookings_raw) + (select count(*) from bronze.payments_raw)",
     );
@@ -153,8 +134,8 @@ fn medallion_runs_its_tasks_in_order_and_records_every_attempt() {
         read <= landed && read > landed / 2,
         "rows_in {read} of {landed} landed"
     );
-    assert!(sql(&lake, "select count(*) from silver.bookings_fact")[0] != "0");
-    assert!(sql(&lake, "select count(*) from gold.event_performance")[0] != "0");
+    assert!(sql_rows(&lake, "select count(*) from silver.bookings_fact")[0] != "0");
+    assert!(sql_rows(&lake, "select count(*) from gold.event_performance")[0] != "0");
 
     let out = run_ok(bundle(&lake).args(["status", "--file", SHIPPED]));
     let status = String::from_utf8_lossy(&out.stdout);
@@ -191,7 +172,7 @@ fn maintenance_reduces_the_files_and_keeps_every_row() {
     let manifest = dir.path().join("bundle.yml");
     std::fs::write(&manifest, COMPACT_ALL).expect("write");
     // Small commits: many small files.
-    run_ok(boxoffice().arg("--lake").arg(&lake).args([
+    run_ok(on(&lake).args([
         "up",
         "--count",
         "4000",
@@ -202,12 +183,7 @@ fn maintenance_reduces_the_files_and_keeps_every_row() {
         "--flush-events",
         "200",
     ]));
-    run_ok(
-        boxoffice()
-            .arg("--lake")
-            .arg(&lake)
-            .args(["job", "run", "bookings_fact", "--drain"]),
-    );
+    run_ok(on(&lake).args(["job", "run", "bookings_fact", "--drain"]));
     let before = tables(&lake);
     run_ok(
         bundle(&lake)
@@ -227,7 +203,7 @@ fn maintenance_reduces_the_files_and_keeps_every_row() {
         assert_eq!(now, Some(*rows), "{name} rows changed");
     }
     assert_no_duplicate_and_no_gap(&local(&lake));
-    let raw = sql(&lake, "select count(*) from bronze.bookings_raw")[0].clone();
+    let raw = sql_rows(&lake, "select count(*) from bronze.bookings_raw")[0].clone();
     assert_eq!(
         raw.parse::<u64>().ok(),
         before
@@ -251,7 +227,7 @@ fn compaction_while_a_writer_appends_loses_nothing() {
             .expect("compact only"),
     )
     .expect("write");
-    run_ok(boxoffice().arg("--lake").arg(&lake).args([
+    run_ok(on(&lake).args([
         "up",
         "--count",
         "2000",
@@ -262,9 +238,7 @@ fn compaction_while_a_writer_appends_loses_nothing() {
         "--flush-events",
         "100",
     ]));
-    let mut writer = boxoffice()
-        .arg("--lake")
-        .arg(&lake)
+    let mut writer = on(&lake)
         .args([
             "up",
             "--count",
@@ -340,7 +314,7 @@ fn schedule_fires_a_job_every_second_until_sigterm() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("scheduler stopped"), "{stderr}");
-    let runs = sql(&lake, "select count(distinct run_id) from _system.job_runs");
+    let runs = sql_rows(&lake, "select count(distinct run_id) from _system.job_runs");
     let runs: u32 = runs[0].parse().expect("count");
     assert!(
         (2..=6).contains(&runs),
@@ -355,9 +329,7 @@ fn up_runs_the_bundle_schedule_beside_landing() {
     let manifest = dir.path().join("bundle.yml");
     std::fs::write(&manifest, EVERY_SECOND).expect("write");
     let out = run_ok(
-        boxoffice()
-            .arg("--lake")
-            .arg(&lake)
+        on(&lake)
             .args([
                 "up",
                 "--rate",
@@ -373,7 +345,7 @@ fn up_runs_the_bundle_schedule_beside_landing() {
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("scheduled runs started"), "{stdout}");
-    let runs: u32 = sql(&lake, "select count(distinct run_id) from _system.job_runs")[0]
+    let runs: u32 = sql_rows(&lake, "select count(distinct run_id) from _system.job_runs")[0]
         .parse()
         .expect("count");
     assert!(
@@ -386,9 +358,7 @@ fn up_runs_the_bundle_schedule_beside_landing() {
         EVERY_SECOND.replace("job: checkpoint", "job: checkpoints"),
     )
     .expect("write");
-    let out = boxoffice()
-        .arg("--lake")
-        .arg(dir.path().join("other"))
+    let out = on(&dir.path().join("other"))
         .args(["up", "--count", "10", "--bundle"])
         .arg(&manifest)
         .output()

@@ -6,30 +6,17 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{boxoffice, run_err, run_ok};
+use common::{on, run_err, run_ok, sql_rows};
 
 const SAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/samples/movie_bookings.sql");
 
-fn on(lake: &Path) -> Command {
-    let mut cmd = boxoffice();
-    cmd.arg("--lake").arg(lake);
-    cmd
-}
-
 /// Gold's measures as CSV lines, without the refresh time.
 fn insights(lake: &Path) -> Vec<String> {
-    let out = run_ok(on(lake).args([
-        "sql",
-        "--format",
-        "csv",
+    sql_rows(
+        lake,
         "select movie_id, total_bookings, total_tickets_sold, total_revenue, total_cancellations
          from gold.movie_booking_insights order by movie_id",
-    ]));
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .skip(1)
-        .map(str::to_string)
-        .collect()
+    )
 }
 
 /// Silver's latest state and history, sorted, without processing times.

@@ -370,23 +370,26 @@ fn a_redelivered_archive_batch_lands_once_on_azurite() {
 
 const CONNECTION: &str = "Endpoint=sb://tickets-ns.servicebus.windows.net/;SharedAccessKeyName=producer;SharedAccessKey=bm90LWEtcmVhbC1rZXk=";
 
-#[test]
-fn generate_via_rest_sends_each_event_with_its_order_as_partition_key() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let lake = dir.path().join("lake");
-    let hub = FakeHub::start(&[503]);
-    let endpoint = hub.endpoint();
-    let server = serve_with(
+/// `serve --generate-via rest` on `lake`, sending to the stand-in `hub`.
+fn generating_via_rest(lake: &Path, hub: &FakeHub) -> Server {
+    serve_with(
         &[
             "--lake",
             lake.to_str().expect("utf-8"),
             "--generate-via",
             "rest",
             "--eventhub-endpoint",
-            &endpoint,
+            &hub.endpoint(),
         ],
         &[("EventHubConnection", CONNECTION)],
-    );
+    )
+}
+
+#[test]
+fn generate_via_rest_sends_each_event_with_its_order_as_partition_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hub = FakeHub::start(&[503]);
+    let server = generating_via_rest(&dir.path().join("lake"), &hub);
     let mut sent = 0;
     for _ in 0..3 {
         let (status, reply) = invoke(&server, "generate", &timer());
@@ -425,20 +428,8 @@ fn generate_via_rest_sends_each_event_with_its_order_as_partition_key() {
 #[test]
 fn generate_via_rest_fails_the_invocation_when_the_hub_refuses() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let lake = dir.path().join("lake");
     let hub = FakeHub::start(&[401; 8]);
-    let endpoint = hub.endpoint();
-    let server = serve_with(
-        &[
-            "--lake",
-            lake.to_str().expect("utf-8"),
-            "--generate-via",
-            "rest",
-            "--eventhub-endpoint",
-            &endpoint,
-        ],
-        &[("EventHubConnection", CONNECTION)],
-    );
+    let server = generating_via_rest(&dir.path().join("lake"), &hub);
     let (status, reply) = invoke(&server, "generate", &timer());
     assert_eq!(status, 500, "{reply}");
     let log = reply["Logs"][0].as_str().unwrap_or_default();

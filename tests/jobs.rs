@@ -5,16 +5,8 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
-use common::{boxoffice, run_err, run_ok};
-
-/// Runs `boxoffice` against `lake`.
-fn on(lake: &Path) -> Command {
-    let mut cmd = boxoffice();
-    cmd.arg("--lake").arg(lake);
-    cmd
-}
+use common::{boxoffice, on, run_err, run_ok};
 
 /// `boxoffice sql` as CSV.
 fn sql(lake: &Path, query: &str) -> String {

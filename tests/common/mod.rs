@@ -22,6 +22,23 @@ pub fn boxoffice() -> Command {
     cmd
 }
 
+/// The binary, against `lake`.
+pub fn on(lake: &Path) -> Command {
+    let mut cmd = boxoffice();
+    cmd.arg("--lake").arg(lake);
+    cmd
+}
+
+/// `boxoffice sql` as CSV rows, without the header line.
+pub fn sql_rows(lake: &Path, query: &str) -> Vec<String> {
+    let out = run_ok(on(lake).args(["sql", "--format", "csv", query]));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .skip(1)
+        .map(str::to_string)
+        .collect()
+}
+
 /// Runs to completion; panics with both streams when it fails.
 pub fn run_ok(cmd: &mut Command) -> Output {
     let out = cmd.output().expect("boxoffice runs");
