@@ -109,6 +109,12 @@ pub enum Command {
     /// `boxoffice serve`, see host.json) on 127.0.0.1:$FUNCTIONS_CUSTOMHANDLER_PORT.
     Serve(ServeArgs),
 
+    /// The live dashboard over Gold at http://127.0.0.1:8080: key figures, revenue by category,
+    /// bookings by hour, payment mix, top events with occupancy, the CDC movie panel, freshness
+    /// and job health; filters, CSV per panel, refreshed without reloading. Its JSON API is under
+    /// /api (see the README). `up` serves it too.
+    Dashboard(DashboardArgs),
+
     /// The job bundle (bundle.yml, in Databricks Asset Bundle terms): validate it, run a job's
     /// tasks in dependency order with retries and timeouts, and show the run history.
     #[command(subcommand)]
@@ -203,6 +209,31 @@ pub enum BatchCommand {
     /// Copy the event catalog shipped with boxoffice (the shows the generator sells, with
     /// venue, city and capacity) to landing/event_catalog/event_catalog.csv, for batch_load.
     Seed,
+}
+
+/// Where and how often the dashboard serves; shared by `dashboard` and `up`.
+#[derive(Debug, Clone, Args)]
+pub struct DashboardOptions {
+    /// The dashboard's port on 127.0.0.1 (0: any free port, printed at start)
+    #[arg(long = "dashboard-port", value_name = "PORT", default_value_t = 8080, env = "BOXOFFICE_DASHBOARD_PORT")]
+    pub port: u16,
+
+    /// How often the page refreshes its numbers (the server looks for new table versions at
+    /// least every 2s)
+    #[arg(long = "dashboard-refresh", value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub refresh: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct DashboardArgs {
+    /// The port on 127.0.0.1 (0: any free port, printed at start)
+    #[arg(long, value_name = "PORT", default_value_t = 8080, env = "BOXOFFICE_DASHBOARD_PORT")]
+    pub port: u16,
+
+    /// How often the page refreshes its numbers, e.g. 1s, 5s (the server looks for new table
+    /// versions at least every 2s)
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub refresh: Duration,
 }
 
 #[derive(Debug, Args)]
@@ -475,6 +506,13 @@ pub struct UpArgs {
     /// The bundle's target [default: the one marked default: true]
     #[arg(long, value_name = "TARGET", requires = "bundle")]
     pub bundle_target: Option<String>,
+
+    #[command(flatten)]
+    pub dashboard: DashboardOptions,
+
+    /// Do not serve the dashboard
+    #[arg(long)]
+    pub no_dashboard: bool,
 }
 
 #[derive(Debug, Args)]

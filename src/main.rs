@@ -51,6 +51,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Cdc(command) => commands::cdc::run(global, command).await,
         Command::Batch(command) => commands::batch::run(global, command).await,
         Command::Serve(args) => commands::serve::run(global, args).await,
+        Command::Dashboard(args) => commands::dashboard::run(global, args).await,
         Command::Bench(command) => commands::bench::run(global, command).await,
         Command::Bundle(command) => commands::bundle::run(global, command).await,
     }

@@ -234,6 +234,7 @@ fn tables_lists_every_table_before_and_after_landing() {
             "gold.payment_mix",
             "gold.conversion",
             "gold.event_occupancy",
+            "gold.booking_funnel",
             "ops.raw_movie_bookings",
             "bronze.movie_booking_cdc_events",
             "silver.movie_bookings_filtered",

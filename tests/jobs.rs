@@ -6,7 +6,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{boxoffice, on, run_err, run_ok};
+use common::{boxoffice, on, run_err, run_ok, sql_rows};
 
 /// `boxoffice sql` as CSV.
 fn sql(lake: &Path, query: &str) -> String {
@@ -315,7 +315,11 @@ fn gold_revenue_is_the_sum_of_distinct_successful_payments() {
         distinct, seat_rows,
         "summing seat rows would count a payment once per seat"
     );
-    for table in ["gold.event_performance", "gold.sales_by_category_hour"] {
+    for table in [
+        "gold.event_performance",
+        "gold.sales_by_category_hour",
+        "gold.booking_funnel",
+    ] {
         assert_eq!(
             scalar(&lake, &format!("select sum(revenue) from {table}")),
             distinct,
@@ -335,6 +339,24 @@ fn gold_revenue_is_the_sum_of_distinct_successful_payments() {
         (mix - want).abs() < 0.005,
         "payment_mix amount {mix} = matched {distinct} + orphans {orphans}"
     );
+    // The funnel counts each step as the table that specialises in it does.
+    let same = [
+        (
+            "select sum(bookings), sum(paid) from gold.booking_funnel",
+            "select sum(bookings), sum(paid) from gold.conversion",
+        ),
+        (
+            "select sum(paid), sum(seats_sold) from gold.booking_funnel",
+            "select sum(orders), sum(seats) from gold.sales_by_category_hour",
+        ),
+        (
+            "select sum(failed_payments) from gold.booking_funnel",
+            "select sum(failed_payments) from gold.event_performance",
+        ),
+    ];
+    for (funnel, other) in same {
+        assert_eq!(sql_rows(&lake, funnel), sql_rows(&lake, other), "{funnel}");
+    }
     // Failed attempts are counted, never summed into revenue.
     assert!(
         scalar(

@@ -8,6 +8,8 @@ pub mod bench_jobs;
 pub mod bundle;
 pub mod bundle_tasks;
 pub mod cdc;
+pub mod cycle_runs;
+pub mod dashboard;
 pub mod generate;
 pub mod ingest;
 pub mod job;

@@ -9,6 +9,8 @@ use boxoffice_ingest::landing::Landing;
 use boxoffice_ingest::queue::QueueError;
 use tokio::sync::watch;
 
+use super::cycle_runs::CycleRuns;
+use super::dashboard::Running;
 use super::job::{Cycle, percentiles};
 use super::{BronzeRows, finish_landing, print_bronze_summary, produce, shutdown_signal};
 use crate::cli::{GlobalArgs, UpArgs};
@@ -70,6 +72,14 @@ pub async fn run(global: &GlobalArgs, args: UpArgs) -> anyhow::Result<()> {
                 .context("opening the jobs")?,
         )
     };
+    let (dashboard_stop_tx, dashboard_stop) = watch::channel(false);
+    let dashboard = if args.no_dashboard {
+        None
+    } else {
+        let running = Running::start(&lake, &args.dashboard, dashboard_stop).await?;
+        eprintln!("  dashboard: {}", running.url);
+        Some(running)
+    };
     let landing = Landing::start(&lake, landing_config)
         .await
         .context("starting the landing pipeline")?;
@@ -118,8 +128,16 @@ pub async fn run(global: &GlobalArgs, args: UpArgs) -> anyhow::Result<()> {
     ));
     let jobs = Arc::new(Mutex::new(JobsStatus::default()));
     let (jobs_stop_tx, jobs_stop_rx) = watch::channel(false);
-    let job_task =
-        cycle.map(|cycle| tokio::spawn(run_jobs(cycle, interval, Arc::clone(&jobs), jobs_stop_rx)));
+    let job_task = cycle.map(|cycle| {
+        let runs = CycleRuns::new(lake.clone());
+        tokio::spawn(run_jobs(
+            cycle,
+            runs,
+            interval,
+            Arc::clone(&jobs),
+            jobs_stop_rx,
+        ))
+    });
     let progress = {
         let queue = Arc::clone(&queue);
         let stats = Arc::clone(&stats);
@@ -183,6 +201,10 @@ pub async fn run(global: &GlobalArgs, args: UpArgs) -> anyhow::Result<()> {
         Some(task) => Some(task.await.context("the job task failed")?),
         None => None,
     };
+    let _ = dashboard_stop_tx.send(true);
+    if let Some(dashboard) = dashboard {
+        dashboard.finish().await?;
+    }
 
     let why = match stop {
         Stop::Interrupted => "interrupted",
@@ -273,6 +295,7 @@ impl JobsStatus {
 /// last one, which is returned.
 async fn run_jobs(
     mut cycle: Cycle,
+    mut runs: CycleRuns,
     interval: Duration,
     status: Arc<Mutex<JobsStatus>>,
     mut stop: watch::Receiver<bool>,
@@ -282,7 +305,10 @@ async fn run_jobs(
             _ = tokio::time::sleep(interval) => false,
             _ = stop.changed() => true,
         };
+        let started_at = chrono::Utc::now();
         let result = cycle.run().await;
+        runs.record(started_at, &result);
+        runs.flush(stopping).await;
         if let Ok(mut s) = status.lock() {
             match &result {
                 Ok(r) => {

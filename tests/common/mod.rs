@@ -1,6 +1,7 @@
 //! Helpers for tests that run the real `boxoffice` binary and read the lake it wrote.
 #![allow(dead_code)] // each test file uses its own subset
 
+pub mod browser;
 pub mod fake_hub;
 
 use std::collections::BTreeMap;

@@ -12,6 +12,7 @@
 //! and takes only later commits; a crash between two Gold tables leaves each at its own
 //! versions, and the next refresh brings both forward.
 
+mod booking_funnel;
 pub mod changes;
 mod conversion;
 mod event_occupancy;
@@ -48,11 +49,12 @@ pub struct Model {
 }
 
 /// Every Gold table, in refresh order.
-pub const MODELS: [Model; 4] = [
+pub const MODELS: [Model; 5] = [
     event_performance::MODEL,
     sales_by_category_hour::MODEL,
     payment_mix::MODEL,
     conversion::MODEL,
+    booking_funnel::MODEL,
 ];
 
 /// The Silver tables Gold reads, under the names its queries use.

@@ -144,11 +144,40 @@ pub const EVENT_OCCUPANCY: TableDef = TableDef {
     blob_columns: &[],
 };
 
+fn booking_funnel_schema() -> Schema {
+    use DataType::{Date32, Int32, Int64, Utf8};
+    Schema::new(vec![
+        column("booking_date", Date32, true),
+        column("booking_hour", Int32, true),
+        column("event_category", Utf8, true),
+        column("bookings", Int64, false),
+        column("paid", Int64, false),
+        column("seats_sold", Int64, false),
+        column("revenue", money(), false),
+        column("payment_attempts", Int64, false),
+        column("failed_payments", Int64, false),
+        column("refreshed_at", utc_timestamp(), false),
+    ])
+}
+
+/// `gold/booking_funnel`: per booking date, hour and category, bookings, paid bookings, seats,
+/// revenue and payment attempts: what the dashboard's KPI cards filter by date and category.
+pub const BOOKING_FUNNEL: TableDef = TableDef {
+    layer: Layer::Gold,
+    name: "booking_funnel",
+    description: "Per booking date, hour and category: bookings, paid, seats sold, revenue, payment attempts, failed payments",
+    schema: booking_funnel_schema,
+    partition_columns: &[],
+    properties: &[],
+    blob_columns: &[],
+};
+
 /// Every Gold table.
-pub const TABLES: [&TableDef; 5] = [
+pub const TABLES: [&TableDef; 6] = [
     &EVENT_PERFORMANCE,
     &SALES_BY_CATEGORY_HOUR,
     &PAYMENT_MIX,
     &CONVERSION,
     &EVENT_OCCUPANCY,
+    &BOOKING_FUNNEL,
 ];

@@ -266,6 +266,15 @@ impl BookingsFact {
             .and_then(|w| Utc.timestamp_micros(w).single())
     }
 
+    /// The newest event time (booking or payment) the join has seen.
+    pub fn newest_event(&self) -> Option<DateTime<Utc>> {
+        let marks = self.state.marks();
+        marks
+            .max_booking
+            .max(marks.max_payment)
+            .and_then(|t| Utc.timestamp_micros(t).single())
+    }
+
     /// Bookings and payments still waiting for a match.
     pub fn pending(&self) -> (usize, usize) {
         self.state.pending()
@@ -492,6 +501,15 @@ impl BookingsFact {
         let metadata = HashMap::from([
             ("operation".to_string(), json!(JOB)),
             ("batch".to_string(), json!(plan.batch)),
+            // Readers (the dashboard's freshness panel) learn how far Silver is resolved.
+            (
+                "watermark".to_string(),
+                json!(self.watermark().map(|w| w.to_rfc3339())),
+            ),
+            (
+                "newest_event".to_string(),
+                json!(self.newest_event().map(|w| w.to_rfc3339())),
+            ),
         ]);
         let outcome = append_once(
             &mut table,

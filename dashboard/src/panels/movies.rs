@@ -1,0 +1,143 @@
+//! The CDC movie panel: the Streamlit demo's metrics and charts, over the latest state of every
+//! booking (`silver/movie_bookings_filtered`, which `gold/movie_booking_insights` aggregates
+//! without the date and status the filters need).
+
+use std::collections::BTreeMap;
+
+use super::{Cell, PanelDef, Rows, ratio};
+use crate::filters::Filters;
+use crate::snapshot::Snapshot;
+use crate::snapshot::rows::MovieBooking;
+
+const DATES_AND_STATUS: &[&str] = &["from", "to", "status"];
+
+const NO_MOVIES: &str = "No movie bookings yet: `boxoffice up` runs a simulated booking service and the cdc job (or `boxoffice cdc simulate --run-cdc`)";
+
+fn has_movies(s: &Snapshot) -> bool {
+    !s.movies.is_empty()
+}
+
+fn bookings<'a>(s: &'a Snapshot, f: &'a Filters) -> impl Iterator<Item = &'a MovieBooking> {
+    s.movies
+        .iter()
+        .filter(|b| f.date_ok(b.date) && f.status_ok(b.status.as_deref()))
+}
+
+/// Whether a booking counts as sold (as `gold/movie_booking_insights` counts revenue).
+fn sold(b: &MovieBooking) -> bool {
+    matches!(b.status.as_deref(), Some("BOOKED" | "COMPLETED"))
+}
+
+/// Per key: bookings, tickets, value.
+fn grouped(s: &Snapshot, f: &Filters, key: fn(&MovieBooking) -> Option<String>) -> (BTreeMap<Option<String>, (i64, i64, i128)>, usize) {
+    let mut by = BTreeMap::new();
+    let mut matched = 0;
+    for b in bookings(s, f) {
+        matched += 1;
+        let e: &mut (i64, i64, i128) = by.entry(key(b)).or_default();
+        e.0 += 1;
+        e.1 += b.tickets;
+        e.2 += b.value;
+    }
+    (by, matched)
+}
+
+fn by_status(b: &MovieBooking) -> Option<String> {
+    b.status.clone()
+}
+
+fn by_movie(b: &MovieBooking) -> Option<String> {
+    b.movie_id.clone()
+}
+
+/// One row per group, with `cell` picking the measure.
+fn chart(s: &Snapshot, f: &Filters, key: fn(&MovieBooking) -> Option<String>, cell: fn(&(i64, i64, i128)) -> Cell) -> Rows {
+    let (by, matched) = grouped(s, f, key);
+    Rows {
+        rows: by.into_iter().map(|(k, v)| vec![Cell::Text(k), cell(&v)]).collect(),
+        matched,
+    }
+}
+
+pub const KPIS: PanelDef = PanelDef {
+    name: "movie_kpis",
+    title: "Movie bookings (CDC)",
+    applies: DATES_AND_STATUS,
+    columns: &["total_bookings", "total_tickets_sold", "total_revenue", "total_cancellations"],
+    has_data: has_movies,
+    no_data: NO_MOVIES,
+    build: |s, f| {
+        let (mut n, mut tickets, mut revenue, mut cancelled) = (0i64, 0i64, 0i128, 0i64);
+        for b in bookings(s, f) {
+            n += 1;
+            if sold(b) {
+                tickets += b.tickets;
+                revenue += b.value;
+            }
+            cancelled += i64::from(b.status.as_deref() == Some("CANCELLED"));
+        }
+        Rows {
+            rows: vec![vec![Cell::Int(n), Cell::Int(tickets), Cell::Money(revenue), Cell::Int(cancelled)]],
+            matched: n as usize,
+        }
+    },
+};
+
+pub const REVENUE_BY_STATUS: PanelDef = PanelDef {
+    name: "movie_revenue_by_status",
+    title: "Revenue by status",
+    applies: DATES_AND_STATUS,
+    columns: &["status", "revenue"],
+    has_data: has_movies,
+    no_data: NO_MOVIES,
+    build: |s, f| chart(s, f, by_status, |v| Cell::Money(v.2)),
+};
+
+pub const BOOKINGS_BY_MOVIE: PanelDef = PanelDef {
+    name: "movie_bookings_by_movie",
+    title: "Bookings by movie",
+    applies: DATES_AND_STATUS,
+    columns: &["movie_id", "bookings"],
+    has_data: has_movies,
+    no_data: NO_MOVIES,
+    build: |s, f| chart(s, f, by_movie, |v| Cell::Int(v.0)),
+};
+
+pub const TICKETS_BY_STATUS: PanelDef = PanelDef {
+    name: "movie_tickets_by_status",
+    title: "Tickets by status",
+    applies: DATES_AND_STATUS,
+    columns: &["status", "tickets"],
+    has_data: has_movies,
+    no_data: NO_MOVIES,
+    build: |s, f| chart(s, f, by_status, |v| Cell::Int(v.1)),
+};
+
+pub const REVENUE_BY_MOVIE: PanelDef = PanelDef {
+    name: "movie_revenue_by_movie",
+    title: "Revenue by movie",
+    applies: DATES_AND_STATUS,
+    columns: &["movie_id", "revenue"],
+    has_data: has_movies,
+    no_data: NO_MOVIES,
+    build: |s, f| chart(s, f, by_movie, |v| Cell::Money(v.2)),
+};
+
+pub const STATUS_DISTRIBUTION: PanelDef = PanelDef {
+    name: "movie_status_distribution",
+    title: "Status distribution",
+    applies: DATES_AND_STATUS,
+    columns: &["status", "bookings", "share"],
+    has_data: has_movies,
+    no_data: NO_MOVIES,
+    build: |s, f| {
+        let (by, matched) = grouped(s, f, by_status);
+        Rows {
+            rows: by
+                .into_iter()
+                .map(|(k, v)| vec![Cell::Text(k), Cell::Int(v.0), Cell::Number(ratio(v.0, matched as i64))])
+                .collect(),
+            matched,
+        }
+    },
+};
