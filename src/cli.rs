@@ -215,7 +215,12 @@ pub enum BatchCommand {
 #[derive(Debug, Clone, Args)]
 pub struct DashboardOptions {
     /// The dashboard's port on 127.0.0.1 (0: any free port, printed at start)
-    #[arg(long = "dashboard-port", value_name = "PORT", default_value_t = 8080, env = "BOXOFFICE_DASHBOARD_PORT")]
+    #[arg(
+        long = "dashboard-port",
+        value_name = "PORT",
+        default_value_t = 8080,
+        env = "BOXOFFICE_DASHBOARD_PORT"
+    )]
     pub port: u16,
 
     /// How often the page refreshes its numbers (the server looks for new table versions at
@@ -227,7 +232,12 @@ pub struct DashboardOptions {
 #[derive(Debug, Args)]
 pub struct DashboardArgs {
     /// The port on 127.0.0.1 (0: any free port, printed at start)
-    #[arg(long, value_name = "PORT", default_value_t = 8080, env = "BOXOFFICE_DASHBOARD_PORT")]
+    #[arg(
+        long,
+        value_name = "PORT",
+        default_value_t = 8080,
+        env = "BOXOFFICE_DASHBOARD_PORT"
+    )]
     pub port: u16,
 
     /// How often the page refreshes its numbers, e.g. 1s, 5s (the server looks for new table
@@ -632,6 +642,35 @@ pub enum BenchCommand {
     /// port, driven by --connections concurrent clients posting --batch events per request in
     /// the host's invocation envelope; events/s and latency percentiles, with peak memory.
     Functions(BenchFunctionsArgs),
+
+    /// The dashboard's JSON API over Gold built from a large Silver (10M fact rows by default;
+    /// give --lake to build it once and reuse it): every panel under a rotation of filters and
+    /// CSV, over keep-alive connections; latency percentiles, overall and per panel.
+    Dashboard(BenchDashboardArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchDashboardArgs {
+    /// Rows silver.bookings_fact must hold before Gold is built (a --lake that holds them
+    /// already is reused as it is)
+    #[arg(long, default_value_t = 10_000_000)]
+    pub silver_rows: u64,
+
+    /// API requests to time
+    #[arg(long, default_value_t = 20_000)]
+    pub requests: usize,
+
+    /// Requests in flight at once (keep-alive connections)
+    #[arg(long, default_value_t = 4)]
+    pub connections: usize,
+
+    /// Generator seed
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+
+    /// Print JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

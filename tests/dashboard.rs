@@ -789,3 +789,24 @@ async fn every_gold_table_opens_in_power_bi() {
         }
     }
 }
+
+#[test]
+fn a_power_query_file_reads_every_gold_table() {
+    let mut tables: Vec<&str> = boxoffice_jobs::gold::tables::TABLES
+        .iter()
+        .map(|d| d.name)
+        .collect();
+    tables.push(boxoffice_jobs::cdc::tables::MOVIE_BOOKING_INSIGHTS.name);
+    let check = Path::new(env!("CARGO_MANIFEST_DIR")).join("powerbi/check.py");
+    let out = std::process::Command::new("python3")
+        .arg(&check)
+        .args(&tables)
+        .output()
+        .expect("python3 runs (scripts/test installs it)");
+    assert!(
+        out.status.success(),
+        "powerbi/ does not match the Gold tables {tables:?}:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

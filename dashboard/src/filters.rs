@@ -103,8 +103,11 @@ impl Filters {
 }
 
 fn date(key: &str, value: &str) -> Result<NaiveDate, BadFilter> {
-    NaiveDate::parse_from_str(value, "%Y-%m-%d")
-        .map_err(|_| BadFilter(format!("'{key}': '{value}' is not a date (use YYYY-MM-DD, e.g. 2026-11-23)")))
+    NaiveDate::parse_from_str(value, "%Y-%m-%d").map_err(|_| {
+        BadFilter(format!(
+            "'{key}': '{value}' is not a date (use YYYY-MM-DD, e.g. 2026-11-23)"
+        ))
+    })
 }
 
 fn category(value: &str, known: &[String]) -> Result<String, BadFilter> {
@@ -141,7 +144,11 @@ fn limit(value: &str) -> Result<usize, BadFilter> {
         .parse::<usize>()
         .ok()
         .filter(|n| (1..=MAX_LIMIT).contains(n))
-        .ok_or_else(|| BadFilter(format!("'limit': '{value}' is not a number from 1 to {MAX_LIMIT}")))
+        .ok_or_else(|| {
+            BadFilter(format!(
+                "'limit': '{value}' is not a number from 1 to {MAX_LIMIT}"
+            ))
+        })
 }
 
 fn format(value: &str) -> Result<Format, BadFilter> {
@@ -162,16 +169,29 @@ mod tests {
 
     #[test]
     fn reads_every_filter_and_ignores_empty_ones() {
-        let f = parse("from=2026-11-20&to=2026-11-22&category=music&status=booked&limit=5&format=csv&status=").unwrap_err();
+        let f = parse(
+            "from=2026-11-20&to=2026-11-22&category=music&status=booked&limit=5&format=csv&status=",
+        )
+        .unwrap_err();
         assert!(f.0.contains("more than once"), "{f}");
-        let f = parse("from=2026-11-20&to=2026-11-22&category=music&status=booked&limit=5&format=csv")
-            .expect("valid");
+        let f =
+            parse("from=2026-11-20&to=2026-11-22&category=music&status=booked&limit=5&format=csv")
+                .expect("valid");
         assert_eq!(f.from, NaiveDate::from_ymd_opt(2026, 11, 20));
         assert_eq!(f.category.as_deref(), Some("Music"));
         assert_eq!(f.status.as_deref(), Some("BOOKED"));
         assert_eq!((f.limit, f.format), (Some(5), Format::Csv));
-        assert_eq!(parse("category=&status=").expect("valid"), Filters::default());
-        assert_eq!(parse("category=Sport").expect("known from data").category.as_deref(), Some("Sport"));
+        assert_eq!(
+            parse("category=&status=").expect("valid"),
+            Filters::default()
+        );
+        assert_eq!(
+            parse("category=Sport")
+                .expect("known from data")
+                .category
+                .as_deref(),
+            Some("Sport")
+        );
     }
 
     #[test]
@@ -180,7 +200,10 @@ mod tests {
             ("from=yesterday", "'from'"),
             ("to=2026-13-01", "'to'"),
             ("from=2026-11-10&to=2026-11-01", "before 'from'"),
-            ("category=Opera", "known: Cinema, Music, Other, Sport, Theater"),
+            (
+                "category=Opera",
+                "known: Cinema, Music, Other, Sport, Theater",
+            ),
             ("status=PAID", "BOOKED, CANCELLED, COMPLETED"),
             ("limit=0", "'limit'"),
             ("limit=101", "1 to 100"),

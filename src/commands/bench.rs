@@ -35,6 +35,7 @@ pub async fn run(global: &GlobalArgs, command: BenchCommand) -> anyhow::Result<(
         BenchCommand::Cdc(args) => super::bench_cdc::run(args).await,
         BenchCommand::Batch(args) => super::bench_cdc::batch(args).await,
         BenchCommand::Functions(args) => super::bench_functions::run(args).await,
+        BenchCommand::Dashboard(args) => super::bench_dashboard::run(global, args).await,
     }
 }
 

@@ -48,7 +48,11 @@ impl CycleRuns {
                 },
                 None,
             ),
-            Err(e) => (Outcome::Failed, TaskStats::default(), Some(format!("{e:#}"))),
+            Err(e) => (
+                Outcome::Failed,
+                TaskStats::default(),
+                Some(format!("{e:#}")),
+            ),
         };
         self.pending.push(Attempt {
             run_id: run_id(JOB, started_at),
@@ -74,7 +78,9 @@ impl CycleRuns {
                 self.pending.clear();
                 self.flushed = Instant::now();
             }
-            Err(e) => eprintln!("\nrecording job cycles in _system/job_runs failed (kept for the next try): {e}"),
+            Err(e) => eprintln!(
+                "\nrecording job cycles in _system/job_runs failed (kept for the next try): {e}"
+            ),
         }
     }
 }

@@ -3,6 +3,7 @@
 pub mod batch;
 pub mod bench;
 pub mod bench_cdc;
+pub mod bench_dashboard;
 pub mod bench_functions;
 pub mod bench_jobs;
 pub mod bundle;

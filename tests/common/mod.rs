@@ -13,10 +13,12 @@ use boxoffice_lake::{Lake, TableDef, read_rows};
 use deltalake::arrow::array::{Array, AsArray, RecordBatch};
 use deltalake::arrow::datatypes::{Int32Type, Int64Type};
 
-/// The binary under test, with logs kept quiet.
+/// The binary under test, with logs kept quiet. `up`'s dashboard takes any free port, so tests
+/// running at once never collide on 8080.
 pub fn boxoffice() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_boxoffice"));
-    cmd.env_remove("BOXOFFICE_LAKE")
+    cmd.env("BOXOFFICE_DASHBOARD_PORT", "0")
+        .env_remove("BOXOFFICE_LAKE")
         .env_remove("BOXOFFICE_CONFIG")
         .env_remove("AZURE_STORAGE_USE_EMULATOR")
         .env_remove("RUST_LOG");

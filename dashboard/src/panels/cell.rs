@@ -72,9 +72,15 @@ mod tests {
     fn money_is_exact_in_both_forms() {
         assert_eq!(money_text(1_234_505), "12345.05");
         assert_eq!(money_text(-7), "-0.07");
-        assert_eq!(serde_json::to_string(&Cell::Money(1_234_505)).unwrap(), "12345.05");
+        assert_eq!(
+            serde_json::to_string(&Cell::Money(1_234_505)).unwrap(),
+            "12345.05"
+        );
         assert_eq!(serde_json::to_string(&Cell::Number(None)).unwrap(), "null");
         assert_eq!(serde_json::to_string(&Cell::Date(None)).unwrap(), "null");
-        assert_eq!(serde_json::to_string(&Cell::Text(Some(String::new()))).unwrap(), "\"\"");
+        assert_eq!(
+            serde_json::to_string(&Cell::Text(Some(String::new()))).unwrap(),
+            "\"\""
+        );
     }
 }

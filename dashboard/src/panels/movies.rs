@@ -28,16 +28,28 @@ fn sold(b: &MovieBooking) -> bool {
     matches!(b.status.as_deref(), Some("BOOKED" | "COMPLETED"))
 }
 
-/// Per key: bookings, tickets, value.
-fn grouped(s: &Snapshot, f: &Filters, key: fn(&MovieBooking) -> Option<String>) -> (BTreeMap<Option<String>, (i64, i64, i128)>, usize) {
-    let mut by = BTreeMap::new();
+/// A group's bookings, tickets and value.
+#[derive(Default)]
+struct Group {
+    bookings: i64,
+    tickets: i64,
+    value: i128,
+}
+
+/// Each key's group, and how many bookings passed the filters.
+fn grouped(
+    s: &Snapshot,
+    f: &Filters,
+    key: fn(&MovieBooking) -> Option<String>,
+) -> (BTreeMap<Option<String>, Group>, usize) {
+    let mut by: BTreeMap<Option<String>, Group> = BTreeMap::new();
     let mut matched = 0;
     for b in bookings(s, f) {
         matched += 1;
-        let e: &mut (i64, i64, i128) = by.entry(key(b)).or_default();
-        e.0 += 1;
-        e.1 += b.tickets;
-        e.2 += b.value;
+        let g = by.entry(key(b)).or_default();
+        g.bookings += 1;
+        g.tickets += b.tickets;
+        g.value += b.value;
     }
     (by, matched)
 }
@@ -51,10 +63,18 @@ fn by_movie(b: &MovieBooking) -> Option<String> {
 }
 
 /// One row per group, with `cell` picking the measure.
-fn chart(s: &Snapshot, f: &Filters, key: fn(&MovieBooking) -> Option<String>, cell: fn(&(i64, i64, i128)) -> Cell) -> Rows {
+fn chart(
+    s: &Snapshot,
+    f: &Filters,
+    key: fn(&MovieBooking) -> Option<String>,
+    cell: fn(&Group) -> Cell,
+) -> Rows {
     let (by, matched) = grouped(s, f, key);
     Rows {
-        rows: by.into_iter().map(|(k, v)| vec![Cell::Text(k), cell(&v)]).collect(),
+        rows: by
+            .into_iter()
+            .map(|(k, v)| vec![Cell::Text(k), cell(&v)])
+            .collect(),
         matched,
     }
 }
@@ -63,7 +83,12 @@ pub const KPIS: PanelDef = PanelDef {
     name: "movie_kpis",
     title: "Movie bookings (CDC)",
     applies: DATES_AND_STATUS,
-    columns: &["total_bookings", "total_tickets_sold", "total_revenue", "total_cancellations"],
+    columns: &[
+        "total_bookings",
+        "total_tickets_sold",
+        "total_revenue",
+        "total_cancellations",
+    ],
     has_data: has_movies,
     no_data: NO_MOVIES,
     build: |s, f| {
@@ -77,7 +102,12 @@ pub const KPIS: PanelDef = PanelDef {
             cancelled += i64::from(b.status.as_deref() == Some("CANCELLED"));
         }
         Rows {
-            rows: vec![vec![Cell::Int(n), Cell::Int(tickets), Cell::Money(revenue), Cell::Int(cancelled)]],
+            rows: vec![vec![
+                Cell::Int(n),
+                Cell::Int(tickets),
+                Cell::Money(revenue),
+                Cell::Int(cancelled),
+            ]],
             matched: n as usize,
         }
     },
@@ -90,7 +120,7 @@ pub const REVENUE_BY_STATUS: PanelDef = PanelDef {
     columns: &["status", "revenue"],
     has_data: has_movies,
     no_data: NO_MOVIES,
-    build: |s, f| chart(s, f, by_status, |v| Cell::Money(v.2)),
+    build: |s, f| chart(s, f, by_status, |g| Cell::Money(g.value)),
 };
 
 pub const BOOKINGS_BY_MOVIE: PanelDef = PanelDef {
@@ -100,7 +130,7 @@ pub const BOOKINGS_BY_MOVIE: PanelDef = PanelDef {
     columns: &["movie_id", "bookings"],
     has_data: has_movies,
     no_data: NO_MOVIES,
-    build: |s, f| chart(s, f, by_movie, |v| Cell::Int(v.0)),
+    build: |s, f| chart(s, f, by_movie, |g| Cell::Int(g.bookings)),
 };
 
 pub const TICKETS_BY_STATUS: PanelDef = PanelDef {
@@ -110,7 +140,7 @@ pub const TICKETS_BY_STATUS: PanelDef = PanelDef {
     columns: &["status", "tickets"],
     has_data: has_movies,
     no_data: NO_MOVIES,
-    build: |s, f| chart(s, f, by_status, |v| Cell::Int(v.1)),
+    build: |s, f| chart(s, f, by_status, |g| Cell::Int(g.tickets)),
 };
 
 pub const REVENUE_BY_MOVIE: PanelDef = PanelDef {
@@ -120,7 +150,7 @@ pub const REVENUE_BY_MOVIE: PanelDef = PanelDef {
     columns: &["movie_id", "revenue"],
     has_data: has_movies,
     no_data: NO_MOVIES,
-    build: |s, f| chart(s, f, by_movie, |v| Cell::Money(v.2)),
+    build: |s, f| chart(s, f, by_movie, |g| Cell::Money(g.value)),
 };
 
 pub const STATUS_DISTRIBUTION: PanelDef = PanelDef {
@@ -135,7 +165,13 @@ pub const STATUS_DISTRIBUTION: PanelDef = PanelDef {
         Rows {
             rows: by
                 .into_iter()
-                .map(|(k, v)| vec![Cell::Text(k), Cell::Int(v.0), Cell::Number(ratio(v.0, matched as i64))])
+                .map(|(k, g)| {
+                    vec![
+                        Cell::Text(k),
+                        Cell::Int(g.bookings),
+                        Cell::Number(ratio(g.bookings, matched as i64)),
+                    ]
+                })
                 .collect(),
             matched,
         }

@@ -97,7 +97,12 @@ pub const REVENUE_BY_CATEGORY: PanelDef = PanelDef {
             rows: rows
                 .into_iter()
                 .map(|(c, t)| {
-                    vec![Cell::Text(c), Cell::Money(t.revenue), Cell::Int(t.seats_sold), Cell::Int(t.paid)]
+                    vec![
+                        Cell::Text(c),
+                        Cell::Money(t.revenue),
+                        Cell::Int(t.seats_sold),
+                        Cell::Int(t.paid),
+                    ]
                 })
                 .collect(),
             matched,
@@ -117,14 +122,24 @@ pub const BOOKINGS_BY_HOUR: PanelDef = PanelDef {
         let mut matched = 0;
         for r in funnel(s, f) {
             matched += 1;
-            if let Some(h) = r.hour.and_then(|h| usize::try_from(h).ok()).filter(|h| *h < 24) {
+            if let Some(h) = r
+                .hour
+                .and_then(|h| usize::try_from(h).ok())
+                .filter(|h| *h < 24)
+            {
                 hours[h].0 += r.bookings;
                 hours[h].1 += r.paid;
             }
         }
         Rows {
             rows: (0..24)
-                .map(|h| vec![Cell::Int(h as i64), Cell::Int(hours[h].0), Cell::Int(hours[h].1)])
+                .map(|h| {
+                    vec![
+                        Cell::Int(h as i64),
+                        Cell::Int(hours[h].0),
+                        Cell::Int(hours[h].1),
+                    ]
+                })
                 .collect(),
             matched,
         }
@@ -205,7 +220,9 @@ pub const TOP_EVENTS: PanelDef = PanelDef {
                     Cell::Int(e.orders),
                     Cell::Int(e.seats_sold),
                     Cell::Money(e.revenue),
-                    seats.and_then(|o| o.capacity).map_or(Cell::Number(None), Cell::Int),
+                    seats
+                        .and_then(|o| o.capacity)
+                        .map_or(Cell::Number(None), Cell::Int),
                     Cell::Number(seats.and_then(|o| o.occupancy)),
                 ]
             })

@@ -35,25 +35,34 @@ impl<'a> Columns<'a> {
     }
 
     fn wrong<T>(&self, name: &str, array: &dyn Array, want: &str) -> Result<T, DashboardError> {
-        Err(self.bad(
-            name,
-            &format!("is {} (expected {want})", array.data_type()),
-        ))
+        Err(self.bad(name, &format!("is {} (expected {want})", array.data_type())))
     }
 
     /// Text values (null as `None`).
     pub fn text(&self, name: &str) -> Result<Vec<Option<String>>, DashboardError> {
         let a = self.column(name)?;
         match a.data_type() {
-            DataType::Utf8 => Ok(a.as_string::<i32>().iter().map(|v| v.map(str::to_string)).collect()),
-            DataType::Utf8View => Ok(a.as_string_view().iter().map(|v| v.map(str::to_string)).collect()),
+            DataType::Utf8 => Ok(a
+                .as_string::<i32>()
+                .iter()
+                .map(|v| v.map(str::to_string))
+                .collect()),
+            DataType::Utf8View => Ok(a
+                .as_string_view()
+                .iter()
+                .map(|v| v.map(str::to_string))
+                .collect()),
             _ => self.wrong(name, a, "a string"),
         }
     }
 
     /// Whole numbers, widened to i64 (null as 0: Gold's counts are not nullable).
     pub fn int(&self, name: &str) -> Result<Vec<i64>, DashboardError> {
-        Ok(self.int_or_null(name)?.into_iter().map(|v| v.unwrap_or(0)).collect())
+        Ok(self
+            .int_or_null(name)?
+            .into_iter()
+            .map(|v| v.unwrap_or(0))
+            .collect())
     }
 
     /// Whole numbers, widened to i64.

@@ -11,7 +11,9 @@ use boxoffice_bundle::Attempt;
 use boxoffice_bundle::history::{self, JOB_RUNS};
 use boxoffice_ingest::bronze::{BOOKINGS_RAW, PAYMENTS_RAW};
 use boxoffice_jobs::cdc::tables::MOVIE_BOOKINGS_FILTERED;
-use boxoffice_jobs::gold::tables::{BOOKING_FUNNEL, EVENT_OCCUPANCY, EVENT_PERFORMANCE, PAYMENT_MIX};
+use boxoffice_jobs::gold::tables::{
+    BOOKING_FUNNEL, EVENT_OCCUPANCY, EVENT_PERFORMANCE, PAYMENT_MIX,
+};
 use boxoffice_jobs::silver::tables::BOOKINGS_FACT;
 use boxoffice_lake::{Lake, TableDef, read_rows};
 use chrono::{DateTime, Utc};
@@ -68,7 +70,10 @@ impl Tracked {
     /// Brings the table to its latest version; `Some` when that is not the version last seen.
     async fn moved(&mut self, lake: &Lake) -> Result<Option<&DeltaTable>, DashboardError> {
         let updated = match &mut self.table {
-            Some(table) => table.update_state().await.map_err(|e| lake.delta_error(self.def, e)),
+            Some(table) => table
+                .update_state()
+                .await
+                .map_err(|e| lake.delta_error(self.def, e)),
             None => lake.open_table(self.def).await.map(|t| self.table = t),
         };
         if let Err(e) = updated {
@@ -162,7 +167,11 @@ impl Loader {
             changed = true;
         }
         if self.job_runs.moved(&lake).await?.is_some() {
-            next.job_runs = Arc::new(history::read_all(&lake).await.map_err(DashboardError::Read)?);
+            next.job_runs = Arc::new(
+                history::read_all(&lake)
+                    .await
+                    .map_err(DashboardError::Read)?,
+            );
             changed = true;
         }
         if let Some(t) = self.fact.moved(&lake).await? {
@@ -183,7 +192,9 @@ impl Loader {
     }
 }
 
-async fn read(table: &DeltaTable) -> Result<Vec<deltalake::arrow::array::RecordBatch>, DashboardError> {
+async fn read(
+    table: &DeltaTable,
+) -> Result<Vec<deltalake::arrow::array::RecordBatch>, DashboardError> {
     read_rows(table)
         .await
         .map_err(|e| DashboardError::Read(e.to_string()))

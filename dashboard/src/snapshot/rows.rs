@@ -79,9 +79,17 @@ fn decode<T>(
 
 pub fn funnel(batches: &[RecordBatch]) -> Result<Vec<FunnelRow>, DashboardError> {
     decode("gold.booking_funnel", batches, |c| {
-        let (date, hour, category) = (c.date("booking_date")?, c.int_or_null("booking_hour")?, c.text("event_category")?);
+        let (date, hour, category) = (
+            c.date("booking_date")?,
+            c.int_or_null("booking_hour")?,
+            c.text("event_category")?,
+        );
         let (bookings, paid, seats) = (c.int("bookings")?, c.int("paid")?, c.int("seats_sold")?);
-        let (revenue, attempts, failed) = (c.cents("revenue")?, c.int("payment_attempts")?, c.int("failed_payments")?);
+        let (revenue, attempts, failed) = (
+            c.cents("revenue")?,
+            c.int("payment_attempts")?,
+            c.int("failed_payments")?,
+        );
         let refreshed = c.time("refreshed_at")?;
         Ok((0..date.len())
             .map(|i| FunnelRow {
@@ -102,8 +110,13 @@ pub fn funnel(batches: &[RecordBatch]) -> Result<Vec<FunnelRow>, DashboardError>
 
 pub fn events(batches: &[RecordBatch]) -> Result<Vec<EventRow>, DashboardError> {
     decode("gold.event_performance", batches, |c| {
-        let (id, name, category) = (c.text("event_id")?, c.text("event_name")?, c.text("event_category")?);
-        let (orders, seats, revenue) = (c.int("orders")?, c.int("seats_sold")?, c.cents("revenue")?);
+        let (id, name, category) = (
+            c.text("event_id")?,
+            c.text("event_name")?,
+            c.text("event_category")?,
+        );
+        let (orders, seats, revenue) =
+            (c.int("orders")?, c.int("seats_sold")?, c.cents("revenue")?);
         Ok((0..id.len())
             .map(|i| EventRow {
                 event_id: id[i].clone(),
@@ -119,7 +132,11 @@ pub fn events(batches: &[RecordBatch]) -> Result<Vec<EventRow>, DashboardError> 
 
 pub fn occupancy(batches: &[RecordBatch]) -> Result<Vec<OccupancyRow>, DashboardError> {
     decode("gold.event_occupancy", batches, |c| {
-        let (id, capacity, occupancy) = (c.text("event_id")?, c.int_or_null("capacity")?, c.float("occupancy")?);
+        let (id, capacity, occupancy) = (
+            c.text("event_id")?,
+            c.int_or_null("capacity")?,
+            c.float("occupancy")?,
+        );
         Ok((0..id.len())
             .map(|i| OccupancyRow {
                 event_id: id[i].clone(),
@@ -133,7 +150,8 @@ pub fn occupancy(batches: &[RecordBatch]) -> Result<Vec<OccupancyRow>, Dashboard
 pub fn payments(batches: &[RecordBatch]) -> Result<Vec<PaymentRow>, DashboardError> {
     decode("gold.payment_mix", batches, |c| {
         let (method, kind) = (c.text("payment_method")?, c.text("payment_type")?);
-        let (attempts, succeeded, failed) = (c.int("attempts")?, c.int("succeeded")?, c.int("failed")?);
+        let (attempts, succeeded, failed) =
+            (c.int("attempts")?, c.int("succeeded")?, c.int("failed")?);
         let (rate, amount) = (c.float("success_rate")?, c.cents("amount")?);
         Ok((0..method.len())
             .map(|i| PaymentRow {
@@ -151,7 +169,11 @@ pub fn payments(batches: &[RecordBatch]) -> Result<Vec<PaymentRow>, DashboardErr
 
 pub fn movies(batches: &[RecordBatch]) -> Result<Vec<MovieBooking>, DashboardError> {
     decode("silver.movie_bookings_filtered", batches, |c| {
-        let (movie, date, status) = (c.text("movie_id")?, c.time("booking_date")?, c.text("status")?);
+        let (movie, date, status) = (
+            c.text("movie_id")?,
+            c.time("booking_date")?,
+            c.text("status")?,
+        );
         let (count, price) = (c.int_or_null("ticket_count")?, c.cents("ticket_price")?);
         Ok((0..movie.len())
             .map(|i| {
