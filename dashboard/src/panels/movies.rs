@@ -79,19 +79,34 @@ fn chart(
     }
 }
 
-pub const KPIS: PanelDef = PanelDef {
-    name: "movie_kpis",
-    title: "Movie bookings (CDC)",
-    applies: DATES_AND_STATUS,
-    columns: &[
+/// A movie panel: dates and status apply, and an empty lake says how to fill it.
+const fn movie_panel(
+    name: &'static str,
+    title: &'static str,
+    columns: &'static [&'static str],
+    build: fn(&Snapshot, &Filters) -> Rows,
+) -> PanelDef {
+    PanelDef {
+        name,
+        title,
+        applies: DATES_AND_STATUS,
+        columns,
+        has_data: has_movies,
+        no_data: NO_MOVIES,
+        build,
+    }
+}
+
+pub const KPIS: PanelDef = movie_panel(
+    "movie_kpis",
+    "Movie bookings (CDC)",
+    &[
         "total_bookings",
         "total_tickets_sold",
         "total_revenue",
         "total_cancellations",
     ],
-    has_data: has_movies,
-    no_data: NO_MOVIES,
-    build: |s, f| {
+    |s, f| {
         let (mut n, mut tickets, mut revenue, mut cancelled) = (0i64, 0i64, 0i128, 0i64);
         for b in bookings(s, f) {
             n += 1;
@@ -111,56 +126,41 @@ pub const KPIS: PanelDef = PanelDef {
             matched: n as usize,
         }
     },
-};
+);
 
-pub const REVENUE_BY_STATUS: PanelDef = PanelDef {
-    name: "movie_revenue_by_status",
-    title: "Revenue by status",
-    applies: DATES_AND_STATUS,
-    columns: &["status", "revenue"],
-    has_data: has_movies,
-    no_data: NO_MOVIES,
-    build: |s, f| chart(s, f, by_status, |g| Cell::Money(g.value)),
-};
+pub const REVENUE_BY_STATUS: PanelDef = movie_panel(
+    "movie_revenue_by_status",
+    "Revenue by status",
+    &["status", "revenue"],
+    |s, f| chart(s, f, by_status, |g| Cell::Money(g.value)),
+);
 
-pub const BOOKINGS_BY_MOVIE: PanelDef = PanelDef {
-    name: "movie_bookings_by_movie",
-    title: "Bookings by movie",
-    applies: DATES_AND_STATUS,
-    columns: &["movie_id", "bookings"],
-    has_data: has_movies,
-    no_data: NO_MOVIES,
-    build: |s, f| chart(s, f, by_movie, |g| Cell::Int(g.bookings)),
-};
+pub const BOOKINGS_BY_MOVIE: PanelDef = movie_panel(
+    "movie_bookings_by_movie",
+    "Bookings by movie",
+    &["movie_id", "bookings"],
+    |s, f| chart(s, f, by_movie, |g| Cell::Int(g.bookings)),
+);
 
-pub const TICKETS_BY_STATUS: PanelDef = PanelDef {
-    name: "movie_tickets_by_status",
-    title: "Tickets by status",
-    applies: DATES_AND_STATUS,
-    columns: &["status", "tickets"],
-    has_data: has_movies,
-    no_data: NO_MOVIES,
-    build: |s, f| chart(s, f, by_status, |g| Cell::Int(g.tickets)),
-};
+pub const TICKETS_BY_STATUS: PanelDef = movie_panel(
+    "movie_tickets_by_status",
+    "Tickets by status",
+    &["status", "tickets"],
+    |s, f| chart(s, f, by_status, |g| Cell::Int(g.tickets)),
+);
 
-pub const REVENUE_BY_MOVIE: PanelDef = PanelDef {
-    name: "movie_revenue_by_movie",
-    title: "Revenue by movie",
-    applies: DATES_AND_STATUS,
-    columns: &["movie_id", "revenue"],
-    has_data: has_movies,
-    no_data: NO_MOVIES,
-    build: |s, f| chart(s, f, by_movie, |g| Cell::Money(g.value)),
-};
+pub const REVENUE_BY_MOVIE: PanelDef = movie_panel(
+    "movie_revenue_by_movie",
+    "Revenue by movie",
+    &["movie_id", "revenue"],
+    |s, f| chart(s, f, by_movie, |g| Cell::Money(g.value)),
+);
 
-pub const STATUS_DISTRIBUTION: PanelDef = PanelDef {
-    name: "movie_status_distribution",
-    title: "Status distribution",
-    applies: DATES_AND_STATUS,
-    columns: &["status", "bookings", "share"],
-    has_data: has_movies,
-    no_data: NO_MOVIES,
-    build: |s, f| {
+pub const STATUS_DISTRIBUTION: PanelDef = movie_panel(
+    "movie_status_distribution",
+    "Status distribution",
+    &["status", "bookings", "share"],
+    |s, f| {
         let (by, matched) = grouped(s, f, by_status);
         Rows {
             rows: by
@@ -176,4 +176,4 @@ pub const STATUS_DISTRIBUTION: PanelDef = PanelDef {
             matched,
         }
     },
-};
+);

@@ -7,12 +7,10 @@ use chrono::{DateTime, Utc};
 
 use super::{Cell, PanelDef, Rows};
 
-fn seconds_between(later: Option<DateTime<Utc>>, earlier: Option<DateTime<Utc>>) -> Cell {
-    Cell::Number(
-        later
-            .zip(earlier)
-            .map(|(l, e)| (l - e).num_milliseconds() as f64 / 1000.0),
-    )
+fn seconds_between(later: Option<DateTime<Utc>>, earlier: Option<DateTime<Utc>>) -> Option<f64> {
+    later
+        .zip(earlier)
+        .map(|(l, e)| (l - e).num_milliseconds() as f64 / 1000.0)
 }
 
 pub const FRESHNESS: PanelDef = PanelDef {
@@ -38,10 +36,13 @@ pub const FRESHNESS: PanelDef = PanelDef {
                 Cell::Time(s.last_event),
                 Cell::Time(s.join.watermark),
                 Cell::Time(gold),
-                seconds_between(now, s.last_event),
-                // Both in event time, so the lag means the same in compressed-time runs.
-                seconds_between(s.join.newest_event, s.join.watermark),
-                seconds_between(now, gold),
+                Cell::Number(seconds_between(now, s.last_event)),
+                // Both in event time, so the lag means the same in compressed-time runs; a
+                // drain moves the watermark past the newest event: nothing trails, so 0.
+                Cell::Number(
+                    seconds_between(s.join.newest_event, s.join.watermark).map(|l| l.max(0.0)),
+                ),
+                Cell::Number(seconds_between(now, gold)),
                 Cell::Time(s.join.newest_event),
             ]],
             matched: usize::from(s.last_event.is_some()),

@@ -21,6 +21,24 @@ fn has_funnel(s: &Snapshot) -> bool {
     !s.funnel.is_empty()
 }
 
+/// A panel over `gold/booking_funnel`: dates and category apply.
+const fn funnel_panel(
+    name: &'static str,
+    title: &'static str,
+    columns: &'static [&'static str],
+    build: fn(&Snapshot, &Filters) -> Rows,
+) -> PanelDef {
+    PanelDef {
+        name,
+        title,
+        applies: DATES_AND_CATEGORY,
+        columns,
+        has_data: has_funnel,
+        no_data: NO_GOLD,
+        build,
+    }
+}
+
 /// Sums of the funnel's measures.
 #[derive(Default)]
 struct Totals {
@@ -45,11 +63,10 @@ impl Totals {
     }
 }
 
-pub const KPIS: PanelDef = PanelDef {
-    name: "kpis",
-    title: "Key figures",
-    applies: DATES_AND_CATEGORY,
-    columns: &[
+pub const KPIS: PanelDef = funnel_panel(
+    "kpis",
+    "Key figures",
+    &[
         "bookings",
         "paid",
         "seats_sold",
@@ -59,9 +76,7 @@ pub const KPIS: PanelDef = PanelDef {
         "failed_payments",
         "failed_payment_rate",
     ],
-    has_data: has_funnel,
-    no_data: NO_GOLD,
-    build: |s, f| {
+    |s, f| {
         let mut t = Totals::default();
         funnel(s, f).for_each(|r| t.add(r));
         Rows {
@@ -78,16 +93,13 @@ pub const KPIS: PanelDef = PanelDef {
             matched: t.rows,
         }
     },
-};
+);
 
-pub const REVENUE_BY_CATEGORY: PanelDef = PanelDef {
-    name: "revenue_by_category",
-    title: "Revenue by category",
-    applies: DATES_AND_CATEGORY,
-    columns: &["event_category", "revenue", "seats_sold", "paid"],
-    has_data: has_funnel,
-    no_data: NO_GOLD,
-    build: |s, f| {
+pub const REVENUE_BY_CATEGORY: PanelDef = funnel_panel(
+    "revenue_by_category",
+    "Revenue by category",
+    &["event_category", "revenue", "seats_sold", "paid"],
+    |s, f| {
         let mut by: BTreeMap<Option<String>, Totals> = BTreeMap::new();
         funnel(s, f).for_each(|r| by.entry(r.category.clone()).or_default().add(r));
         let matched = by.values().map(|t| t.rows).sum();
@@ -108,16 +120,13 @@ pub const REVENUE_BY_CATEGORY: PanelDef = PanelDef {
             matched,
         }
     },
-};
+);
 
-pub const BOOKINGS_BY_HOUR: PanelDef = PanelDef {
-    name: "bookings_by_hour",
-    title: "Bookings by hour of day (UTC)",
-    applies: DATES_AND_CATEGORY,
-    columns: &["booking_hour", "bookings", "paid"],
-    has_data: has_funnel,
-    no_data: NO_GOLD,
-    build: |s, f| {
+pub const BOOKINGS_BY_HOUR: PanelDef = funnel_panel(
+    "bookings_by_hour",
+    "Bookings by hour of day (UTC)",
+    &["booking_hour", "bookings", "paid"],
+    |s, f| {
         let mut hours = [(0i64, 0i64); 24];
         let mut matched = 0;
         for r in funnel(s, f) {
@@ -144,7 +153,7 @@ pub const BOOKINGS_BY_HOUR: PanelDef = PanelDef {
             matched,
         }
     },
-};
+);
 
 pub const PAYMENT_MIX: PanelDef = PanelDef {
     name: "payment_mix",
