@@ -1,6 +1,5 @@
 //! The HTTP side: the page, its assets, and the JSON API (`dashboard/API.md`).
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use axum::Router;
@@ -45,14 +44,6 @@ fn error(status: StatusCode, message: String) -> Response {
     (status, axum::Json(json!({ "error": message }))).into_response()
 }
 
-/// The categories the data holds, for the category filter.
-fn categories(s: &Snapshot) -> Vec<String> {
-    let from_funnel = s.funnel.iter().filter_map(|r| r.category.clone());
-    let from_events = s.events.iter().filter_map(|r| r.category.clone());
-    let set: BTreeSet<String> = from_funnel.chain(from_events).collect();
-    set.into_iter().collect()
-}
-
 async fn health(State(live): State<Live>) -> Response {
     let s = live.now();
     let body = json!({
@@ -71,7 +62,7 @@ async fn health(State(live): State<Live>) -> Response {
 
 async fn filters(State(live): State<Live>, RawQuery(query): RawQuery) -> Response {
     let s = live.now();
-    if let Err(e) = Filters::parse(query.as_deref().unwrap_or(""), &categories(&s)) {
+    if let Err(e) = Filters::parse(query.as_deref().unwrap_or(""), &s.categories) {
         return error(StatusCode::BAD_REQUEST, e.to_string());
     }
     let dates = s.funnel.iter().filter_map(|r| r.date);
@@ -81,7 +72,7 @@ async fn filters(State(live): State<Live>, RawQuery(query): RawQuery) -> Respons
         .zip(dates.max())
         .map(|(min, max)| json!({ "min": min, "max": max }));
     axum::Json(json!({
-        "categories": categories(&s),
+        "categories": s.categories.as_slice(),
         "statuses": STATUSES,
         "dates": range,
         "refresh_seconds": live.page_refresh_seconds,
@@ -107,7 +98,7 @@ async fn panel(
         );
     };
     let s = live.now();
-    let filters = match Filters::parse(query.as_deref().unwrap_or(""), &categories(&s)) {
+    let filters = match Filters::parse(query.as_deref().unwrap_or(""), &s.categories) {
         Ok(f) => f,
         Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
     };

@@ -33,6 +33,8 @@ pub struct Snapshot {
     /// Why the last load failed (the previous rows are kept).
     pub last_error: Option<String>,
     pub funnel: Arc<Vec<FunnelRow>>,
+    /// The event categories in the funnel and the events, for the category filter.
+    pub categories: Arc<Vec<String>>,
     pub events: Arc<Vec<EventRow>>,
     pub occupancy: Arc<Vec<OccupancyRow>>,
     pub payments: Arc<Vec<PaymentRow>>,
@@ -154,6 +156,9 @@ impl Loader {
             next.events = Arc::new(rows::events(&read(t).await?)?);
             changed = true;
         }
+        if changed {
+            next.categories = Arc::new(categories(&next.funnel, &next.events));
+        }
         if let Some(t) = self.occupancy.moved(&lake).await? {
             next.occupancy = Arc::new(rows::occupancy(&read(t).await?)?);
             changed = true;
@@ -190,6 +195,14 @@ impl Loader {
         }
         Ok(changed)
     }
+}
+
+/// Every category the rows name, sorted, once per load rather than per request.
+fn categories(funnel: &[FunnelRow], events: &[EventRow]) -> Vec<String> {
+    let from_funnel = funnel.iter().filter_map(|r| r.category.clone());
+    let from_events = events.iter().filter_map(|r| r.category.clone());
+    let set: std::collections::BTreeSet<String> = from_funnel.chain(from_events).collect();
+    set.into_iter().collect()
 }
 
 async fn read(
