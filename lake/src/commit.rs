@@ -13,7 +13,7 @@ use deltalake::arrow::array::RecordBatch;
 use deltalake::kernel::transaction::{
     CommitBuilder, CommitConflictError, CommitProperties, TransactionError,
 };
-use deltalake::kernel::{Action, Transaction};
+use deltalake::kernel::{Action, Add, Transaction};
 use deltalake::parquet::file::properties::WriterProperties;
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::writer::{DeltaWriter, RecordBatchWriter, WriteMode};
@@ -150,26 +150,11 @@ pub async fn append_after_check(
     metadata: HashMap<String, serde_json::Value>,
     writer_properties: WriterProperties,
 ) -> Result<u64, AppendError> {
-    let mut actions = Vec::new();
-    if rows.iter().any(|r| r.batch.num_rows() > 0) {
-        let mut writer =
-            RecordBatchWriter::for_table(table)?.with_writer_properties(writer_properties);
-        for r in rows.into_iter().filter(|r| r.batch.num_rows() > 0) {
-            if r.values.is_empty() {
-                writer.write(r.batch).await?;
-            } else {
-                let values: IndexMap<String, Scalar> = r
-                    .values
-                    .into_iter()
-                    .map(|(k, v)| (k, v.into_scalar()))
-                    .collect();
-                writer
-                    .write_partition(r.batch, &values, WriteMode::Default)
-                    .await?;
-            }
-        }
-        actions.extend(writer.flush().await?.into_iter().map(Action::Add));
-    }
+    let actions: Vec<Action> = write_files(table, rows, writer_properties)
+        .await?
+        .into_iter()
+        .map(Action::Add)
+        .collect();
     let partition_by = {
         let cols = table.snapshot()?.metadata().partition_columns().to_vec();
         (!cols.is_empty()).then_some(cols)
@@ -201,11 +186,234 @@ pub async fn append_after_check(
     }
 }
 
+/// Rows from which an append is encoded on every core, each writer making its own files: Parquet
+/// encoding is most of a large append's time and runs on one core per writer. Smaller appends
+/// (the archivers' batches, `up`'s cycles) keep one file per partition.
+const SPLIT_ROWS: usize = 131_072;
+
+/// Writes the rows' Parquet files (none for no rows) and returns their `add` actions.
+async fn write_files(
+    table: &DeltaTable,
+    rows: Vec<PartitionRows>,
+    writer_properties: WriterProperties,
+) -> Result<Vec<Add>, DeltaTableError> {
+    let rows: Vec<PartitionRows> = rows
+        .into_iter()
+        .filter(|r| r.batch.num_rows() > 0)
+        .collect();
+    let total: usize = rows.iter().map(|r| r.batch.num_rows()).sum();
+    let writers = if total >= SPLIT_ROWS {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        1
+    };
+    let mut tasks = Vec::new();
+    for share in shares(rows, writers) {
+        let mut writer =
+            RecordBatchWriter::for_table(table)?.with_writer_properties(writer_properties.clone());
+        tasks.push(tokio::spawn(async move {
+            for r in share {
+                write_rows(&mut writer, r).await?;
+            }
+            writer.flush().await
+        }));
+    }
+    let mut adds = Vec::new();
+    for task in tasks {
+        let written = task
+            .await
+            .map_err(|e| DeltaTableError::Generic(format!("a Parquet writer stopped: {e}")))?;
+        adds.extend(written?);
+    }
+    Ok(adds)
+}
+
+async fn write_rows(
+    writer: &mut RecordBatchWriter,
+    r: PartitionRows,
+) -> Result<(), DeltaTableError> {
+    if r.values.is_empty() {
+        return writer.write(r.batch).await;
+    }
+    let values: IndexMap<String, Scalar> = r
+        .values
+        .into_iter()
+        .map(|(k, v)| (k, v.into_scalar()))
+        .collect();
+    writer
+        .write_partition(r.batch, &values, WriteMode::Default)
+        .await
+        .map(|_| ())
+}
+
+/// Deals rows out to `writers` writers of about equal work: a partition holding a large share is
+/// cut in slices (zero-copy), one per writer; smaller ones go whole to the least loaded writer.
+fn shares(rows: Vec<PartitionRows>, writers: usize) -> Vec<Vec<PartitionRows>> {
+    let mut shares: Vec<(usize, Vec<PartitionRows>)> =
+        (0..writers.max(1)).map(|_| (0, Vec::new())).collect();
+    let total: usize = rows.iter().map(|r| r.batch.num_rows()).sum();
+    let target = total.div_ceil(shares.len());
+    for r in rows {
+        let n = r.batch.num_rows();
+        if shares.len() > 1 && n > target / 2 {
+            let slice = n.div_ceil(shares.len());
+            for (k, (load, share)) in shares.iter_mut().enumerate() {
+                let offset = k * slice;
+                if offset >= n {
+                    break;
+                }
+                let len = slice.min(n - offset);
+                *load += len;
+                share.push(PartitionRows {
+                    batch: r.batch.slice(offset, len),
+                    values: r.values.clone(),
+                });
+            }
+        } else if let Some((load, share)) = shares.iter_mut().min_by_key(|(load, _)| *load) {
+            *load += n;
+            share.push(r);
+        }
+    }
+    shares
+        .into_iter()
+        .map(|(_, share)| share)
+        .filter(|share| !share.is_empty())
+        .collect()
+}
+
 impl PartitionValue {
     fn into_scalar(self) -> Scalar {
         match self {
             PartitionValue::Date(days) => Scalar::Date(days),
             PartitionValue::Text(s) => Scalar::String(s),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use deltalake::arrow::array::{AsArray, Int64Array};
+    use deltalake::arrow::datatypes::{DataType, Int64Type, Schema};
+
+    use super::*;
+    use crate::{Lake, Layer, TableDef, column, read_rows};
+
+    fn numbers(from: i64, n: usize) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![column("n", DataType::Int64, false)]));
+        let values = Int64Array::from_iter_values(from..from + n as i64);
+        RecordBatch::try_new(schema, vec![Arc::new(values)]).expect("batch")
+    }
+
+    fn part(from: i64, n: usize, value: &str) -> PartitionRows {
+        PartitionRows {
+            batch: numbers(from, n),
+            values: vec![("p".into(), PartitionValue::Text(value.into()))],
+        }
+    }
+
+    fn in_order(shares: &[Vec<PartitionRows>]) -> Vec<i64> {
+        let mut all: Vec<i64> = Vec::new();
+        for share in shares {
+            for r in share {
+                let col = r.batch.column(0).as_primitive::<Int64Type>();
+                all.extend(col.values().iter());
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn shares_keep_every_row_once_and_balance_the_writers() {
+        let rows = vec![part(0, 1000, "a"), part(1000, 10, "b"), part(1010, 7, "c")];
+        let dealt = shares(rows, 2);
+        assert_eq!(dealt.len(), 2);
+        let loads: Vec<usize> = dealt
+            .iter()
+            .map(|s| s.iter().map(|r| r.batch.num_rows()).sum())
+            .collect();
+        assert_eq!(loads.iter().sum::<usize>(), 1017);
+        assert!(loads.iter().all(|l| (500..=517).contains(l)), "{loads:?}");
+        let mut all = in_order(&dealt);
+        all.sort_unstable();
+        assert_eq!(all, (0..1017).collect::<Vec<i64>>());
+        // A slice keeps its partition.
+        assert!(dealt.iter().flatten().all(|r| r.values.len() == 1));
+        assert_eq!(shares(vec![part(0, 5, "a")], 1).len(), 1);
+    }
+
+    fn schema() -> Schema {
+        Schema::new(vec![
+            column("n", DataType::Int64, false),
+            column("p", DataType::Utf8, false),
+        ])
+    }
+
+    const NUMBERS: TableDef = TableDef {
+        layer: Layer::Silver,
+        name: "numbers",
+        description: "test rows",
+        schema,
+        partition_columns: &["p"],
+        properties: &[],
+        blob_columns: &[],
+    };
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_large_append_is_written_by_several_writers_and_lands_whole_and_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lake = Lake::local(dir.path()).expect("lake");
+        let mut table = lake.ensure_table(&NUMBERS).await.expect("table");
+        let n = SPLIT_ROWS + 5_000;
+        let rows = vec![part(0, n, "big"), part(n as i64, 10, "small")];
+        let outcome = append_once(
+            &mut table,
+            rows,
+            "test",
+            1,
+            HashMap::new(),
+            NUMBERS.writer_properties(),
+        )
+        .await
+        .expect("append");
+        assert!(matches!(outcome, AppendOutcome::Committed(_)));
+        let writers = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let files = table
+            .snapshot()
+            .expect("snapshot")
+            .log_data()
+            .iter()
+            .count();
+        assert_eq!(
+            files,
+            writers + 1,
+            "one file per writer for the big partition"
+        );
+        let mut seen: Vec<i64> = read_rows(&table)
+            .await
+            .expect("read")
+            .iter()
+            .flat_map(|b| {
+                let col = b
+                    .column_by_name("n")
+                    .expect("n")
+                    .as_primitive::<Int64Type>();
+                (0..col.len()).map(|i| col.value(i)).collect::<Vec<_>>()
+            })
+            .collect();
+        seen.sort_unstable();
+        assert_eq!(seen, (0..n as i64 + 10).collect::<Vec<i64>>());
+        let again = append_once(
+            &mut table,
+            vec![part(0, n, "big")],
+            "test",
+            1,
+            HashMap::new(),
+            NUMBERS.writer_properties(),
+        )
+        .await
+        .expect("append again");
+        assert_eq!(again, AppendOutcome::AlreadyCommitted);
     }
 }

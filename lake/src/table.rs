@@ -32,8 +32,8 @@ pub struct TableDef {
     pub partition_columns: &'static [&'static str],
     /// Delta table properties set at creation.
     pub properties: &'static [(&'static str, &'static str)],
-    /// Large free-text columns (raw bodies): written without dictionary encoding or min/max
-    /// statistics, which cost time on every write and help no reader.
+    /// Columns written without dictionary encoding or min/max statistics, which cost time on
+    /// every write and help no reader: large free text (raw bodies) and random identifiers.
     pub blob_columns: &'static [&'static str],
 }
 

@@ -63,6 +63,18 @@ pub fn validate(body: &str, hub: Option<Hub>) -> Result<ValidEvent, Invalid> {
     check::validate(body, hub)
 }
 
+/// Validates like [`validate`] but returns only the typed event: for readers that already know
+/// the uid (the join reads it from Bronze), since a legacy event's uid costs a second parse and
+/// a hash of its body.
+pub fn validate_event(body: &str, hub: Option<Hub>) -> Result<Event, Invalid> {
+    if body.len() <= MAX_EVENT_BYTES
+        && let Some(accepted) = fast::accept(body, hub)
+    {
+        return Ok(accepted.into_event());
+    }
+    check::validate(body, hub).map(|valid| valid.event)
+}
+
 /// What Bronze records of a valid event: which hub, which shape, which identity.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {

@@ -18,14 +18,16 @@
 //!   watermark passes its time plus the dedup horizon. The rule is checked at lookup, so it does
 //!   not depend on when memory is cleaned either.
 
+use std::collections::hash_map::Entry;
 use std::sync::Arc;
 
 use boxoffice_events::uid::uid_key;
 use foldhash::HashMap;
 
+use boxoffice_events::Event;
 use boxoffice_events::model::{Booking, Hub, Payment, PaymentStatus};
 use boxoffice_events::validate::Invalid;
-use boxoffice_events::{Event, validate};
+use boxoffice_events::validate::validate_event;
 
 use super::expiry::ExpiryQueue;
 use super::input::PAYMENTS;
@@ -112,8 +114,17 @@ impl JoinEvent {
         } else {
             Hub::Bookings
         };
-        let valid = validate(&body, Some(hub))?;
-        Ok(JoinEvent::new(uid, arrival, valid.event, body))
+        let event = validate_event(&body, Some(hub))?;
+        Ok(JoinEvent::new(uid, arrival, event, body))
+    }
+
+    /// Sets its place in the arrival order, once that is known (a reader validates events before
+    /// it has ordered them).
+    pub fn set_arrival(&mut self, arrival: ArrivalKey) {
+        match self {
+            JoinEvent::Booking(b) => Arc::make_mut(b).arrival = arrival,
+            JoinEvent::Payment(p) => Arc::make_mut(p).arrival = arrival,
+        }
     }
 
     /// Its event_uid.
@@ -218,6 +229,9 @@ pub struct JoinOutput {
     pub duplicates: u64,
     /// Bookings and payments accepted (neither duplicate nor late).
     pub accepted: u64,
+    /// Kept events the watermark released after they had matched: nothing more is written of
+    /// them, but they are handed back so the caller chooses where their memory is freed.
+    pub released: Vec<JoinEvent>,
 }
 
 /// What the watermark is computed from.
@@ -365,13 +379,20 @@ impl JoinState {
         };
         let watermark = self.watermark();
         let uid = uid_key(event.uid());
-        if let Some(&first) = self.seen.get(&uid)
-            && watermark.is_none_or(|w| first + self.config.dedup_horizon >= w)
-        {
-            out.duplicates += 1;
-            return;
+        match self.seen.entry(uid) {
+            Entry::Occupied(first)
+                if watermark.is_none_or(|w| *first.get() + self.config.dedup_horizon >= w) =>
+            {
+                out.duplicates += 1;
+                return;
+            }
+            Entry::Occupied(mut forgotten) => {
+                forgotten.insert(time);
+            }
+            Entry::Vacant(new) => {
+                new.insert(time);
+            }
         }
-        self.seen.insert(uid, time);
         self.uid_expiries
             .push(time + self.config.dedup_horizon, uid);
         if let Some(w) = watermark
@@ -475,15 +496,25 @@ impl JoinState {
                 let expired = take_expired(bookings, &key, |b| {
                     w > booking_expiry(&config, booking_time(config.mode, &b.item))
                 });
-                out.unpaid
-                    .extend(expired.into_iter().filter(|b| !b.matched).map(|b| b.item));
+                for b in expired {
+                    if b.matched {
+                        out.released.push(JoinEvent::Booking(b.item));
+                    } else {
+                        out.unpaid.push(b.item);
+                    }
+                }
             }
             Kept::Payment => {
                 let expired = take_expired(payments, &key, |p| {
                     w > payment_expiry(&config, payment_time(config.mode, &p.item))
                 });
-                out.orphans
-                    .extend(expired.into_iter().filter(|p| !p.matched).map(|p| p.item));
+                for p in expired {
+                    if p.matched {
+                        out.released.push(JoinEvent::Payment(p.item));
+                    } else {
+                        out.orphans.push(p.item);
+                    }
+                }
             }
         });
         let seen = &mut self.seen;

@@ -37,7 +37,7 @@ use crate::silver::tables::{
     BOOKINGS_FACT, EXPECTATIONS, LATE_EVENTS, ORPHAN_PAYMENTS, UNPAID_BOOKINGS,
 };
 use input::{BOOKINGS, PAYMENTS, PartitionId, Positions, Range};
-use join::{JoinConfig, JoinEvent, JoinOutput, JoinState, Micros};
+use join::{JoinConfig, JoinOutput, JoinState, Micros};
 
 /// The job's name: in plans, checkpoints, app ids and `_system` tables.
 pub const JOB: &str = "bookings_fact";
@@ -149,6 +149,14 @@ pub struct BatchReport {
     pub match_arrivals: Vec<Micros>,
 }
 
+/// The batch after the current one: planned, and being read on other threads.
+struct Ahead {
+    ranges: Vec<Range>,
+    all: bool,
+    landed: Arc<input::Landed>,
+    events: tokio::task::JoinHandle<Result<Vec<input::BronzeEvent>, JobError>>,
+}
+
 /// The job, with its state loaded.
 pub struct BookingsFact {
     lake: Lake,
@@ -233,7 +241,8 @@ impl BookingsFact {
             job.check_settings(batch, &plan.join)?;
             tracing::info!(batch, "finishing a batch planned before the last stop");
             let landed = input::scan(&job.lake, &mut job.bronze, &job.positions).await?;
-            let mut report = job.process(&plan, &landed).await?;
+            let events = input::read(&landed, &plan.ranges).await?;
+            let mut report = job.process(&plan, events).await?;
             report.replayed = true;
             replayed.push(report);
         }
@@ -302,16 +311,20 @@ impl BookingsFact {
                     .map(move |partition| PartitionId { hub, partition })
             })
             .collect();
+        let max = self.settings.max_events;
+        let mut ahead: Option<Ahead> = None;
         loop {
             let mut phases = crate::Phases::new(self.batch + 1);
-            let landed = input::scan(&self.lake, &mut self.bronze, &self.positions).await?;
-            let (ranges, all) = input::plan(
-                &landed,
-                &self.positions,
-                &expected,
-                self.settings.max_events,
-                drain,
-            );
+            let (ranges, all, landed, reading) = match ahead.take() {
+                Some(next) => (next.ranges, next.all, next.landed, Some(next.events)),
+                None => {
+                    let landed =
+                        Arc::new(input::scan(&self.lake, &mut self.bronze, &self.positions).await?);
+                    let (ranges, all) =
+                        input::plan(&landed, &self.positions, &expected, max, drain);
+                    (ranges, all, landed, None)
+                }
+            };
             phases.done("scan and plan");
             let finishing = drain && all;
             if ranges.is_empty() && !finishing {
@@ -334,8 +347,18 @@ impl BookingsFact {
                     batch: plan.batch,
                 });
             }
+            let events = match reading {
+                Some(task) => task.await.map_err(|e| {
+                    JobError::Bronze(format!("reading batch {} stopped: {e}", plan.batch))
+                })??,
+                None => input::read(&landed, &plan.ranges).await?,
+            };
+            phases.done("read and validate");
             let empty = plan.ranges.is_empty();
-            reports.push(self.process(&plan, &landed).await?);
+            if !(finishing || empty) {
+                ahead = self.read_ahead(&landed, &plan, &expected, drain);
+            }
+            reports.push(self.process(&plan, events).await?);
             if self.batch - self.checkpointed >= self.settings.checkpoint_every {
                 self.checkpoint().await?;
             }
@@ -344,6 +367,33 @@ impl BookingsFact {
             }
         }
         Ok(reports)
+    }
+
+    /// Plans the batch after `plan` from the same scan and starts reading it, so its events are
+    /// decoded and validated on the other cores while this one is joined and written. A plan made
+    /// from an earlier scan is as valid as any: results do not depend on where batches end.
+    fn read_ahead(
+        &self,
+        landed: &Arc<input::Landed>,
+        plan: &Plan,
+        expected: &[PartitionId],
+        drain: bool,
+    ) -> Option<Ahead> {
+        let mut after = self.positions.clone();
+        for r in &plan.ranges {
+            after.insert(r.id, r.after);
+        }
+        let (ranges, all) = input::plan(landed, &after, expected, self.settings.max_events, drain);
+        if ranges.is_empty() {
+            return None;
+        }
+        let (reader, taken) = (Arc::clone(landed), ranges.clone());
+        Some(Ahead {
+            ranges,
+            all,
+            landed: Arc::clone(landed),
+            events: tokio::spawn(async move { input::read(&reader, &taken).await }),
+        })
     }
 
     /// Writes the state after the current batch (unless already written), then forgets older
@@ -373,29 +423,26 @@ impl BookingsFact {
     async fn process(
         &mut self,
         plan: &Plan,
-        landed: &input::Landed,
+        events: Vec<input::BronzeEvent>,
     ) -> Result<BatchReport, JobError> {
         let processed_at = Utc::now();
         let mut phases = crate::Phases::new(plan.batch);
-        let events = input::read(landed, &plan.ranges).await?;
-        phases.done("read");
         let read_events = events.len() as u64;
-        let parsed = parse_all(events);
-        phases.done("parse");
         let mut out = JoinOutput::default();
         let mut quarantine = Vec::new();
-        for event in parsed {
-            match event {
+        for e in events {
+            match e.event {
                 Ok(event) => self.state.process(event, &mut out),
-                Err((e, reason)) => quarantine.push(quarantine_row(&e, reason, processed_at)),
+                Err(refused) => quarantine.push(quarantine_row(e.key, *refused, processed_at)),
             }
         }
+        phases.done("join");
         if plan.drain {
             self.state.drain(&mut out);
         } else {
             self.state.evict(&mut out);
         }
-        phases.done("join");
+        phases.done("evict");
         let mut report = BatchReport {
             batch: plan.batch,
             events: read_events,
@@ -464,6 +511,7 @@ impl BookingsFact {
             ),
         ];
         outputs.push((&BOOKINGS_FACT, checked.kept));
+        free_in_background(out);
         phases.done("other outputs");
         for (def, rows) in outputs {
             crate::crash_point(&format!(
@@ -532,63 +580,36 @@ impl BookingsFact {
     }
 }
 
-/// An event parsed for the join, or the event and why it cannot be.
-type Parsed = Result<JoinEvent, (input::BronzeEvent, String)>;
-
-/// Parses a batch's events on every core, keeping their order: parsing is most of a batch's work
-/// and each event stands alone, while the join itself must take them one at a time, in order.
-fn parse_all(events: Vec<input::BronzeEvent>) -> Vec<Parsed> {
-    let parse =
-        |e: input::BronzeEvent| match JoinEvent::parse(e.uid.clone(), e.key, Arc::clone(&e.body)) {
-            Ok(event) => Ok(event),
-            Err(invalid) => Err((e, invalid.reason())),
-        };
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let size = events.len().div_ceil(threads).max(20_000);
-    if events.len() <= size {
-        return events.into_iter().map(parse).collect();
-    }
-    let mut chunks = Vec::new();
-    let mut rest = events;
-    while rest.len() > size {
-        let tail = rest.split_off(rest.len() - size);
-        chunks.push(tail);
-    }
-    chunks.push(rest);
-    chunks.reverse();
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = chunks
-            .into_iter()
-            .map(|chunk| scope.spawn(move || chunk.into_iter().map(parse).collect::<Vec<_>>()))
-            .collect();
-        workers
-            .into_iter()
-            .flat_map(|w| {
-                w.join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            })
-            .collect()
-    })
+/// Drops `value` on another thread: a batch's join output is millions of small strings, which
+/// take a while to free, and nothing waits for them.
+fn free_in_background<T: Send + 'static>(value: T) {
+    // If no thread can be started, the value comes back inside the error and is freed here.
+    let _ = std::thread::Builder::new()
+        .name("free".into())
+        .spawn(move || drop(value));
 }
 
-fn quarantine_row(e: &input::BronzeEvent, reason: String, at: DateTime<Utc>) -> QuarantineRow {
-    let received: Micros = e.key.at;
+fn quarantine_row(
+    key: join::ArrivalKey,
+    refused: input::Refused,
+    at: DateTime<Utc>,
+) -> QuarantineRow {
     QuarantineRow {
-        received_at: Utc.timestamp_micros(received).single().unwrap_or(at),
+        received_at: Utc.timestamp_micros(key.at).single().unwrap_or(at),
         source: "bronze".to_string(),
         hub: Some(
-            if e.key.hub == PAYMENTS {
+            if key.hub == PAYMENTS {
                 "payments"
             } else {
                 "bookings"
             }
             .to_string(),
         ),
-        reason,
-        body: e.body.to_string(),
+        reason: refused.reason,
+        body: refused.body.to_string(),
         stage: JOB.to_string(),
-        partition_id: Some(e.key.partition),
-        sequence_number: Some(e.key.sequence),
-        event_uid: Some(e.uid.clone()),
+        partition_id: Some(key.partition),
+        sequence_number: Some(key.sequence),
+        event_uid: Some(refused.uid),
     }
 }

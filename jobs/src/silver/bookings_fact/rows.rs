@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use boxoffice_events::model::{Booking, EventDetails};
 use boxoffice_lake::{PartitionRows, TableDef, epoch_days, partitioned_by_date};
 use chrono::{DateTime, Utc};
 use deltalake::arrow::array::{
@@ -20,6 +21,10 @@ pub const SOURCE_STREAM: &str = "stream";
 
 fn micros(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros()
+}
+
+fn utc_for(rows: usize) -> TimestampMicrosecondBuilder {
+    TimestampMicrosecondBuilder::with_capacity(rows).with_timezone("UTC")
 }
 
 fn utc() -> TimestampMicrosecondBuilder {
@@ -63,22 +68,59 @@ pub fn fact_rows(
     })
 }
 
+fn booking(m: &Match) -> &Booking {
+    &m.booking.booking
+}
+
+fn details(m: &Match) -> &EventDetails {
+    &m.booking.booking.event_details
+}
+
 fn fact_batch(matches: &[&Match], processed_at: DateTime<Utc>) -> Result<RecordBatch, ArrowError> {
-    let n: usize = matches
+    let seats = |m: &&Match| m.booking.booking.event_details.seats.len();
+    let n: usize = matches.iter().map(seats).sum();
+    // Each text column sized exactly up front: growing builders of hundreds of megabytes copies
+    // them, into memory the kernel must first zero.
+    let text = |len: &dyn Fn(&Match) -> usize| {
+        let bytes = matches.iter().map(|m| len(m) * seats(m)).sum();
+        StringBuilder::with_capacity(n, bytes)
+    };
+    let fixed = |bytes: usize| StringBuilder::with_capacity(n, n * bytes);
+    let (mut order_id, mut customer_id, mut customer_name, mut customer_email) = (
+        text(&|m| booking(m).order_id.len()),
+        text(&|m| booking(m).customer.customer_id.len()),
+        text(&|m| booking(m).customer.name.len()),
+        text(&|m| booking(m).customer.email.len()),
+    );
+    let (mut event_id, mut event_name, mut event_location) = (
+        text(&|m| details(m).event_id.len()),
+        text(&|m| details(m).event_name.len()),
+        text(&|m| details(m).event_location.len()),
+    );
+    let seat_bytes = matches
         .iter()
-        .map(|m| m.booking.booking.event_details.seats.len())
+        .flat_map(|m| &details(m).seats)
+        .map(|s| s.seat_number.len())
         .sum();
-    let text = || StringBuilder::with_capacity(n, n * 16);
-    let (mut order_id, mut customer_id, mut customer_name, mut customer_email) =
-        (text(), text(), text(), text());
-    let (mut event_id, mut event_name, mut event_location, mut seat_number) =
-        (text(), text(), text(), text());
-    let (mut category, mut day, mut payment_id, mut method, mut ptype) =
-        (text(), text(), text(), text(), text());
-    let (mut status, mut currency, mut channel, mut city, mut source, mut b_uid, mut p_uid) =
-        (text(), text(), text(), text(), text(), text(), text());
+    let mut seat_number = StringBuilder::with_capacity(n, seat_bytes);
+    let (mut category, mut day, mut method, mut ptype, mut status, mut currency, mut source) = (
+        fixed(7),
+        fixed(9),
+        fixed(11),
+        fixed(6),
+        fixed(7),
+        fixed(3),
+        fixed(SOURCE_STREAM.len()),
+    );
+    let mut payment_id = text(&|m| m.payment.payment.payment_id.len());
+    let mut channel = text(&|m| booking(m).channel.as_ref().map_or(0, String::len));
+    let mut city = text(&|m| details(m).city.as_ref().map_or(0, String::len));
+    let (mut b_uid, mut p_uid) = (
+        text(&|m| m.booking.uid.len()),
+        text(&|m| m.payment.uid.len()),
+    );
     let (mut booking_time, mut payment_time, mut b_arrival, mut p_arrival, mut processed) =
-        (utc(), utc(), utc(), utc(), utc());
+        (utc_for(n), utc_for(n), utc_for(n), utc_for(n), utc_for(n));
     let (mut seat_price, mut amount) = (
         Float64Builder::with_capacity(n),
         Float64Builder::with_capacity(n),
@@ -93,6 +135,16 @@ fn fact_batch(matches: &[&Match], processed_at: DateTime<Utc>) -> Result<RecordB
     for m in matches {
         let (b, p) = (&m.booking.booking, &m.payment.payment);
         let d = &b.event_details;
+        // What every seat of the match shares, worked out once.
+        let (match_category, match_day, match_hour) = (
+            event_category(&d.event_name),
+            day_of_week(b.booking_time),
+            hour(b.booking_time),
+        );
+        let (match_currency, date) = (
+            p.currency.as_deref().or(b.currency.as_deref()),
+            epoch_days(b.booking_time),
+        );
         for seat in &d.seats {
             order_id.append_value(&b.order_id);
             booking_time.append_value(micros(b.booking_time));
@@ -104,9 +156,9 @@ fn fact_batch(matches: &[&Match], processed_at: DateTime<Utc>) -> Result<RecordB
             event_location.append_value(&d.event_location);
             seat_number.append_value(&seat.seat_number);
             seat_price.append_value(seat.price);
-            category.append_value(event_category(&d.event_name));
-            day.append_value(day_of_week(b.booking_time));
-            booking_hour.append_value(hour(b.booking_time));
+            category.append_value(match_category);
+            day.append_value(match_day);
+            booking_hour.append_value(match_hour);
             payment_id.append_value(&p.payment_id);
             payment_time.append_value(micros(p.payment_time));
             amount.append_value(p.amount);
@@ -115,7 +167,7 @@ fn fact_batch(matches: &[&Match], processed_at: DateTime<Utc>) -> Result<RecordB
             b_arrival.append_value(m.booking.arrival.at);
             p_arrival.append_value(m.payment.arrival.at);
             status.append_value(p.payment_status.as_str());
-            currency.append_option(p.currency.as_deref().or(b.currency.as_deref()));
+            currency.append_option(match_currency);
             channel.append_option(b.channel.as_deref());
             city.append_option(d.city.as_deref());
             version.append_value(b.schema_version.number());
@@ -126,7 +178,7 @@ fn fact_batch(matches: &[&Match], processed_at: DateTime<Utc>) -> Result<RecordB
             first_payment.append_value(m.first_for_payment);
             sale.append_value(m.sale);
             processed.append_value(micros(processed_at));
-            booking_date.append_value(epoch_days(b.booking_time));
+            booking_date.append_value(date);
         }
     }
     let columns: Vec<ArrayRef> = vec![
