@@ -1,5 +1,5 @@
 use boxoffice_events::model::{
-    Customer, EventDetails, PaymentMethod, PaymentStatus, SchemaVersion, Seat,
+    Booking, Customer, EventDetails, Payment, PaymentMethod, PaymentStatus, SchemaVersion, Seat,
 };
 use chrono::{DateTime, TimeZone, Utc};
 

@@ -2,7 +2,9 @@
 //! exactly once, with unpaid bookings, orphan payments and late events beside it.
 //!
 //! A run plans batches of Bronze events ([`input`]), feeds them to the join ([`join`]) and writes
-//! its outputs ([`rows`]). Exactly once (ARCHITECTURE.md section 6):
+//! its outputs ([`rows`]). While one batch is joined and written, the next is already planned
+//! from the same scan and being read and validated on the other cores. Exactly once
+//! (ARCHITECTURE.md section 6):
 //!
 //! 1. Before a batch is processed its plan (the Bronze ranges it takes) is written, create-only,
 //!    to `_system/jobs/bookings_fact/plans/`.
@@ -14,7 +16,9 @@
 //! planned after it, from its plan: the same events give the same rows, tables that committed
 //! them are skipped, the others are completed.
 
+mod bronze_files;
 pub mod checkpoint;
+pub mod event;
 pub mod expiry;
 pub mod input;
 pub mod join;
@@ -147,14 +151,6 @@ pub struct BatchReport {
     /// For each match, when its later event arrived (enqueued time, microseconds): the moment
     /// the match became knowable, from which freshness is measured.
     pub match_arrivals: Vec<Micros>,
-}
-
-/// The batch after the current one: planned, and being read on other threads.
-struct Ahead {
-    ranges: Vec<Range>,
-    all: bool,
-    landed: Arc<input::Landed>,
-    events: tokio::task::JoinHandle<Result<Vec<input::BronzeEvent>, JobError>>,
 }
 
 /// The job, with its state loaded.
@@ -312,7 +308,7 @@ impl BookingsFact {
             })
             .collect();
         let max = self.settings.max_events;
-        let mut ahead: Option<Ahead> = None;
+        let mut ahead: Option<input::Ahead> = None;
         loop {
             let mut phases = crate::Phases::new(self.batch + 1);
             let (ranges, all, landed, reading) = match ahead.take() {
@@ -356,7 +352,14 @@ impl BookingsFact {
             phases.done("read and validate");
             let empty = plan.ranges.is_empty();
             if !(finishing || empty) {
-                ahead = self.read_ahead(&landed, &plan, &expected, drain);
+                ahead = input::read_ahead(
+                    &landed,
+                    &self.positions,
+                    &plan.ranges,
+                    &expected,
+                    max,
+                    drain,
+                );
             }
             reports.push(self.process(&plan, events).await?);
             if self.batch - self.checkpointed >= self.settings.checkpoint_every {
@@ -367,33 +370,6 @@ impl BookingsFact {
             }
         }
         Ok(reports)
-    }
-
-    /// Plans the batch after `plan` from the same scan and starts reading it, so its events are
-    /// decoded and validated on the other cores while this one is joined and written. A plan made
-    /// from an earlier scan is as valid as any: results do not depend on where batches end.
-    fn read_ahead(
-        &self,
-        landed: &Arc<input::Landed>,
-        plan: &Plan,
-        expected: &[PartitionId],
-        drain: bool,
-    ) -> Option<Ahead> {
-        let mut after = self.positions.clone();
-        for r in &plan.ranges {
-            after.insert(r.id, r.after);
-        }
-        let (ranges, all) = input::plan(landed, &after, expected, self.settings.max_events, drain);
-        if ranges.is_empty() {
-            return None;
-        }
-        let (reader, taken) = (Arc::clone(landed), ranges.clone());
-        Some(Ahead {
-            ranges,
-            all,
-            landed: Arc::clone(landed),
-            events: tokio::spawn(async move { input::read(&reader, &taken).await }),
-        })
     }
 
     /// Writes the state after the current batch (unless already written), then forgets older

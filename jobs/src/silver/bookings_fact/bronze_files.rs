@@ -1,0 +1,169 @@
+//! Bronze's Parquet files as the join reads them: listed with their statistics from the Delta
+//! log, fetched a few at a time and decoded on every core.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use boxoffice_lake::{Lake, TableDef};
+use bytes::Bytes;
+use deltalake::DeltaTable;
+use deltalake::arrow::array::{AsArray, RecordBatch};
+use deltalake::arrow::datatypes::{Int32Type, Int64Type, TimestampMicrosecondType};
+use deltalake::parquet::arrow::ProjectionMask;
+use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
+
+use super::input::PartitionId;
+use crate::JobError;
+
+/// A Bronze file and what its statistics say about it.
+#[derive(Debug, Clone)]
+pub(super) struct FileRef {
+    pub(super) hub: u8,
+    pub(super) store: Arc<dyn ObjectStore>,
+    pub(super) path: Path,
+    pub(super) partitions: Option<(i32, i32)>,
+    pub(super) sequences: Option<(i64, i64)>,
+}
+
+impl FileRef {
+    /// Whether the file may hold sequence numbers above `done` in `partition`.
+    pub(super) fn may_hold(&self, id: PartitionId, after: i64, through: i64) -> bool {
+        self.hub == id.hub
+            && self
+                .partitions
+                .is_none_or(|(lo, hi)| (lo..=hi).contains(&id.partition))
+            && self
+                .sequences
+                .is_none_or(|(lo, hi)| hi > after && lo <= through)
+    }
+}
+
+pub(super) type MetaColumns<'a> = (
+    &'a deltalake::arrow::array::PrimitiveArray<Int32Type>,
+    &'a deltalake::arrow::array::PrimitiveArray<Int64Type>,
+    &'a deltalake::arrow::array::PrimitiveArray<TimestampMicrosecondType>,
+);
+
+pub(super) fn meta_columns(batch: &RecordBatch) -> Result<MetaColumns<'_>, JobError> {
+    let col = |name: &str| {
+        batch
+            .column_by_name(name)
+            .ok_or_else(|| JobError::Bronze(format!("a Bronze file has no {name} column")))
+    };
+    Ok((
+        col("partition_id")?
+            .as_primitive_opt::<Int32Type>()
+            .ok_or_else(|| JobError::Bronze("partition_id is not an int".into()))?,
+        col("sequence_number")?
+            .as_primitive_opt::<Int64Type>()
+            .ok_or_else(|| JobError::Bronze("sequence_number is not a long".into()))?,
+        col("enqueued_time")?
+            .as_primitive_opt::<TimestampMicrosecondType>()
+            .ok_or_else(|| JobError::Bronze("enqueued_time is not a timestamp".into()))?,
+    ))
+}
+
+pub(super) fn list_files(
+    lake: &Lake,
+    table: &DeltaTable,
+    hub: u8,
+    def: &TableDef,
+) -> Result<Vec<FileRef>, JobError> {
+    let store = table.object_store();
+    let snapshot = table.snapshot().map_err(|e| lake.delta_error(def, e))?;
+    Ok(snapshot
+        .log_data()
+        .iter()
+        .map(|f| {
+            let stats: Option<serde_json::Value> =
+                f.stats().and_then(|s| serde_json::from_str(&s).ok());
+            let range = |col: &str| {
+                let s = stats.as_ref()?;
+                Some((s["minValues"][col].as_i64()?, s["maxValues"][col].as_i64()?))
+            };
+            FileRef {
+                hub,
+                store: Arc::clone(&store),
+                path: f.object_store_path(),
+                partitions: range("partition_id").map(|(a, b)| (a as i32, b as i32)),
+                sequences: range("sequence_number"),
+            }
+        })
+        .collect())
+}
+
+async fn fetch(f: &FileRef) -> Result<Bytes, JobError> {
+    f.store
+        .get(&f.path)
+        .await
+        .map_err(|e| JobError::Bronze(format!("reading {}: {e}", f.path)))?
+        .bytes()
+        .await
+        .map_err(|e| JobError::Bronze(format!("reading {}: {e}", f.path)))
+}
+
+fn decode(f: &FileRef, bytes: Bytes, columns: &[&str]) -> Result<Vec<RecordBatch>, JobError> {
+    let parquet_err = |e: deltalake::parquet::errors::ParquetError| {
+        JobError::Bronze(format!("decoding {}: {e}", f.path))
+    };
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(parquet_err)?;
+    let mask = ProjectionMask::columns(builder.parquet_schema(), columns.iter().copied());
+    let reader = builder
+        .with_projection(mask)
+        .with_batch_size(65_536)
+        .build()
+        .map_err(parquet_err)?;
+    reader
+        .map(|b| {
+            b.and_then(boxoffice_lake::normalize)
+                .map_err(|e| JobError::Bronze(format!("decoding {}: {e}", f.path)))
+        })
+        .collect()
+}
+
+/// Reads `columns` of `files` and hands each file's batches to `take`, returning what it made
+/// in file order. Files are fetched a few at a time and decoded on every core: decoding Parquet
+/// and copying rows out is most of a read, and files are independent.
+pub(super) async fn read_files<T: Send>(
+    files: &[&FileRef],
+    columns: &[&str],
+    take: impl Fn(&FileRef, Vec<RecordBatch>) -> Result<T, JobError> + Sync,
+) -> Result<Vec<T>, JobError> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut made = Vec::with_capacity(files.len());
+    for group in files.chunks(threads * 4) {
+        let fetched = futures::future::try_join_all(group.iter().map(|f| fetch(f))).await?;
+        let work: Vec<(&FileRef, Bytes)> = group.iter().copied().zip(fetched).collect();
+        let next = AtomicUsize::new(0);
+        let mut results: Vec<(usize, Result<T, JobError>)> = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..threads.min(work.len()))
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut done = Vec::new();
+                        loop {
+                            let i = next.fetch_add(1, Ordering::Relaxed);
+                            let Some((f, bytes)) = work.get(i) else {
+                                break done;
+                            };
+                            done.push((
+                                i,
+                                decode(f, bytes.clone(), columns).and_then(|b| take(f, b)),
+                            ));
+                        }
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .flat_map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect()
+        });
+        results.sort_unstable_by_key(|(i, _)| *i);
+        for (_, result) in results {
+            made.push(result?);
+        }
+    }
+    Ok(made)
+}
