@@ -326,6 +326,12 @@ fn zero_price_is_valid_here_and_left_to_silver_expectations() {
 /// The fast path may only ever accept what the complete check accepts, with the same result.
 fn assert_agree(body: &str, hub: Option<Hub>) -> bool {
     let complete = check::validate(body, hub);
+    // The join's entry point gives the same event, or the same reasons, without the uid.
+    assert_eq!(
+        validate_event(body, hub),
+        complete.clone().map(|valid| valid.event),
+        "validate_event: {body}"
+    );
     match fast::accept(body, hub) {
         Some(accepted) => {
             let uid = accepted.event_uid(body).expect("uid");

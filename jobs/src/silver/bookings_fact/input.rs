@@ -473,3 +473,67 @@ pub fn read_ahead(
         events: tokio::spawn(async move { read(&reader, &taken).await }),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BOOKINGS_0: PartitionId = PartitionId {
+        hub: BOOKINGS,
+        partition: 0,
+    };
+    const PAYMENTS_0: PartitionId = PartitionId {
+        hub: PAYMENTS,
+        partition: 0,
+    };
+
+    fn landed(rows: &[(PartitionId, i64, Micros)], positions: &Positions) -> Landed {
+        let mut by_partition: BTreeMap<PartitionId, Vec<(i64, Micros)>> = BTreeMap::new();
+        for &(id, seq, at) in rows {
+            if seq > positions.get(&id).map_or(-1, |p| p.done) {
+                by_partition.entry(id).or_default().push((seq, at));
+            }
+        }
+        Landed {
+            files: Vec::new(),
+            rows: by_partition,
+        }
+    }
+
+    #[test]
+    fn batches_take_the_earliest_arrivals_and_a_plan_from_an_older_scan_matches_a_fresh_one() {
+        let rows = [
+            (BOOKINGS_0, 0, 10),
+            (BOOKINGS_0, 1, 20),
+            (BOOKINGS_0, 2, 30),
+            (PAYMENTS_0, 0, 15),
+            (PAYMENTS_0, 1, 25),
+        ];
+        let expected = [BOOKINGS_0, PAYMENTS_0];
+        let start = Positions::new();
+        let scan = landed(&rows, &start);
+        let (first, all) = plan(&scan, &start, &expected, 2, false);
+        assert!(!all);
+        let taken: Vec<(PartitionId, i64)> = first.iter().map(|r| (r.id, r.after.done)).collect();
+        assert_eq!(taken, [(BOOKINGS_0, 0), (PAYMENTS_0, 0)]);
+
+        let mut after = start.clone();
+        for r in &first {
+            after.insert(r.id, r.after);
+        }
+        let from_old = plan(&scan, &after, &expected, 2, false);
+        let from_fresh = plan(&landed(&rows, &after), &after, &expected, 2, false);
+        assert_eq!(from_old, from_fresh);
+        // Before the horizon (the payments partition's latest arrival, 25) only booking 1 is left.
+        let next: Vec<(PartitionId, i64)> =
+            from_old.0.iter().map(|r| (r.id, r.after.done)).collect();
+        assert_eq!(next, [(BOOKINGS_0, 1)]);
+
+        let drained = plan(&scan, &after, &expected, 10, true);
+        assert_eq!(
+            drained,
+            plan(&landed(&rows, &after), &after, &expected, 10, true)
+        );
+        assert!(drained.1, "a drain takes everything left");
+    }
+}
