@@ -232,9 +232,12 @@ impl Cycle {
         })
     }
 
-    /// Runs the join, then the Gold refresh; then the booking service's changes and the cdc job.
+    /// Loads new landing files, runs the join, then the Gold refresh (the bundle's order, so
+    /// Gold sees batch data in the cycle that loaded it); then the booking service's changes and
+    /// the cdc job.
     pub async fn run(&mut self) -> anyhow::Result<CycleReport> {
         let started = Instant::now();
+        let batch = boxoffice_jobs::batch::run(&self.lake).await?;
         let reports = self.job.run_batches(false).await?;
         self.gold.refresh(false).await?;
         let now = Utc::now().timestamp_micros();
@@ -242,7 +245,6 @@ impl Cycle {
             simulator.tick(*changes).await?;
         }
         let cdc = boxoffice_jobs::cdc::run(&self.lake).await?;
-        let batch = boxoffice_jobs::batch::run(&self.lake).await?;
         let mut report = CycleReport {
             millis: started.elapsed().as_millis(),
             cdc_changes: cdc.changes,
