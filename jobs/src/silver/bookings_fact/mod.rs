@@ -53,7 +53,8 @@ pub struct Settings {
     pub join: JoinConfig,
     /// Partitions per hub in Bronze (each must have landed something before events are taken).
     pub partitions_per_hub: u32,
-    /// Most events per batch (bounds memory; a run processes as many batches as needed).
+    /// Most events per batch (bounds memory, with two batches in flight: one joined and
+    /// written, the next read ahead; a run processes as many batches as needed).
     pub max_events: usize,
     /// Checkpoint the state every this many batches (and at the end of every run).
     pub checkpoint_every: u64,
