@@ -4,11 +4,14 @@
 //! makes holds host.json, every function.json and a statically linked executable where host.json
 //! says. What needs a subscription is listed in the README.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use boxoffice_lake::Layer;
+use common::{run_err, run_ok};
 use serde_json::Value;
 
 fn root() -> PathBuf {
@@ -299,22 +302,17 @@ fn main_bicep_outputs_what_azure_yaml_and_the_readme_use() {
 
 /// The names and Unix modes of a zip's entries, and the executable extracted to `exe`.
 fn zip_entries(zip: &Path, exe_name: &str, exe: &Path) -> Vec<(String, u32)> {
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(
-            "import sys, zipfile\nz = zipfile.ZipFile(sys.argv[1])\n\
+    let out = run_ok(
+        Command::new("python3")
+            .arg("-c")
+            .arg(
+                "import sys, zipfile\nz = zipfile.ZipFile(sys.argv[1])\n\
              for i in z.infolist(): print(oct(i.external_attr >> 16), i.filename)\n\
              open(sys.argv[3], 'wb').write(z.read(sys.argv[2]))",
-        )
-        .arg(zip)
-        .arg(exe_name)
-        .arg(exe)
-        .output()
-        .expect("python3 runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+            )
+            .arg(zip)
+            .arg(exe_name)
+            .arg(exe),
     );
     String::from_utf8_lossy(&out.stdout)
         .lines()
@@ -347,17 +345,12 @@ fn the_package_holds_the_host_the_functions_and_a_static_executable() {
     );
     let dir = tempfile::tempdir().expect("tempdir");
     let zip = dir.path().join("package.zip");
-    let out = Command::new(root().join("scripts/package"))
-        .args(["--binary", &binary, "--out"])
-        .arg(dir.path().join("functions"))
-        .arg("--zip")
-        .arg(&zip)
-        .output()
-        .expect("scripts/package runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        Command::new(root().join("scripts/package"))
+            .args(["--binary", &binary, "--out"])
+            .arg(dir.path().join("functions"))
+            .arg("--zip")
+            .arg(&zip),
     );
 
     let host = json("host.json");
@@ -409,19 +402,14 @@ fn a_dynamically_linked_executable_is_refused() {
         &std::fs::read(dynamic).expect("the test build")
     ));
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = Command::new(root().join("scripts/package"))
-        .args(["--binary", dynamic, "--out"])
-        .arg(dir.path().join("functions"))
-        .arg("--zip")
-        .arg(dir.path().join("package.zip"))
-        .output()
-        .expect("scripts/package runs");
-    assert!(!out.status.success());
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("dynamically linked"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let stderr = run_err(
+        Command::new(root().join("scripts/package"))
+            .args(["--binary", dynamic, "--out"])
+            .arg(dir.path().join("functions"))
+            .arg("--zip")
+            .arg(dir.path().join("package.zip")),
     );
+    assert!(stderr.contains("dynamically linked"), "{stderr}");
     assert!(
         !dir.path().join("package.zip").exists(),
         "no package is made"

@@ -26,15 +26,8 @@ sig = urllib.parse.quote_plus(base64.b64encode(digest))
 print("SharedAccessSignature sr={}&sig={}&se={}&skn={}".format(encoded, sig, expiry, key_name), end="")
 "#;
     let python = std::env::var("BOXOFFICE_PYTHON").unwrap_or_else(|_| "python3".to_string());
-    let out = Command::new(python)
-        .args(["-c", script, uri, key_name, key, &expiry.to_string()])
-        .output()
-        .expect("python3 runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out =
+        run_ok(Command::new(python).args(["-c", script, uri, key_name, key, &expiry.to_string()]));
     String::from_utf8(out.stdout).expect("utf-8")
 }
 

@@ -42,9 +42,12 @@ pub fn sql_rows(lake: &Path, query: &str) -> Vec<String> {
         .collect()
 }
 
-/// Runs to completion; panics with both streams when it fails.
+/// Runs to completion (the binary under test, a script, a Python helper); panics with the
+/// command and both streams when it fails.
 pub fn run_ok(cmd: &mut Command) -> Output {
-    let out = cmd.output().expect("boxoffice runs");
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd:?} could not start: {e}"));
     assert!(
         out.status.success(),
         "{cmd:?} failed ({}):\nstdout: {}\nstderr: {}",
@@ -57,7 +60,9 @@ pub fn run_ok(cmd: &mut Command) -> Output {
 
 /// Runs to completion expecting failure; returns stderr.
 pub fn run_err(cmd: &mut Command) -> String {
-    let out = cmd.output().expect("boxoffice runs");
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd:?} could not start: {e}"));
     assert!(!out.status.success(), "{cmd:?} should have failed");
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
