@@ -10,7 +10,7 @@
 
 pub mod catalog;
 mod malform;
-mod wire;
+pub(crate) mod wire;
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;

@@ -14,6 +14,17 @@ pub struct Price {
     pub version: SchemaVersion,
 }
 
+impl Price {
+    /// A price written exactly as it is held, whatever the version (the canonical body: a v0
+    /// price another producer sent with decimals must come back unrounded).
+    pub fn exact(value: f64) -> Price {
+        Price {
+            value,
+            version: SchemaVersion::V2,
+        }
+    }
+}
+
 impl Serialize for Price {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         if self.version == SchemaVersion::V0 {

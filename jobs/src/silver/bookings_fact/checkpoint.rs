@@ -1,9 +1,11 @@
 //! The join's state, checkpointed with the batch it follows.
 //!
-//! One Parquet file per checkpoint: a row per kept booking or payment (with its raw body, parsed
-//! again on load) and per remembered event_uid; the scalar parts (batch, positions, watermark
+//! One Parquet file per checkpoint: a row per kept booking or payment (with its body, parsed again
+//! on load: the kept event's canonical JSON, since the state does not keep raw bodies) and per
+//! remembered event_uid; the scalar parts (batch, positions, watermark
 //! inputs, settings) travel in the file's key-value metadata, so a checkpoint is one atomic put.
 
+use boxoffice_events::canonical::{booking_json, payment_json};
 use boxoffice_events::uid::{uid_key, uid_text};
 use foldhash::HashMap;
 use std::sync::Arc;
@@ -133,7 +135,7 @@ pub fn encode(batch: u64, positions: &Positions, state: &JoinState) -> Result<By
             KIND_BOOKING,
             &b.item.uid,
             b.item.arrival,
-            &b.item.body,
+            &booking_json(&b.item.booking),
             (b.matched, b.paid),
         );
     }
@@ -142,7 +144,7 @@ pub fn encode(batch: u64, positions: &Positions, state: &JoinState) -> Result<By
             KIND_PAYMENT,
             &p.item.uid,
             p.item.arrival,
-            &p.item.body,
+            &payment_json(&p.item.payment),
             (p.matched, false),
         );
     }
@@ -219,7 +221,7 @@ fn read_rows(
             partition: partition.value(i),
             sequence: sequence.value(i),
         };
-        let event = JoinEvent::parse(uid.value(i).to_string(), key, Arc::from(body.value(i)))
+        let event = JoinEvent::parse(uid.value(i).to_string(), key, body.value(i))
             .map_err(|e| format!("a kept event no longer parses: {e}"))?;
         match event {
             JoinEvent::Booking(item) => bookings.push(Pending {

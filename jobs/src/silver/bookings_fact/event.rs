@@ -1,9 +1,12 @@
 //! What the join takes in: bookings and payments with their place in the arrival order.
 
+use std::fmt;
 use std::sync::Arc;
 
 use boxoffice_events::Event;
+use deltalake::arrow::array::StringArray;
 use boxoffice_events::model::{Booking, Hub, Payment};
+use boxoffice_events::uid::uid_key;
 use boxoffice_events::validate::{Invalid, validate_event};
 
 use super::input::PAYMENTS;
@@ -27,17 +30,69 @@ pub struct ArrivalKey {
     pub sequence: i64,
 }
 
+/// The raw JSON of a Bronze row, left in the column it was decoded into. Only a late event is
+/// written with its body, so bodies are neither copied one by one nor kept in the join's state
+/// (whose checkpoint writes [`boxoffice_events::canonical`] JSON instead): they were a third of
+/// its memory.
+#[derive(Clone)]
+pub struct RawBody {
+    column: Arc<StringArray>,
+    row: usize,
+}
+
+impl RawBody {
+    /// Row `row` of a decoded body column.
+    pub fn new(column: Arc<StringArray>, row: usize) -> RawBody {
+        RawBody { column, row }
+    }
+
+    /// A body held on its own.
+    pub fn text(body: &str) -> RawBody {
+        RawBody::new(Arc::new(StringArray::from(vec![body])), 0)
+    }
+
+    /// The JSON.
+    pub fn as_str(&self) -> &str {
+        self.column.value(self.row)
+    }
+}
+
+impl fmt::Debug for RawBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl PartialEq for RawBody {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+/// The key the join files an order under: a hash of its order_id, computed where the event is
+/// read (on every core) rather than in the join (on one). Hashes may collide; the join compares
+/// order_ids before it pairs anything.
+pub fn order_key(order_id: &str) -> u64 {
+    use std::hash::BuildHasher;
+    const KEYS: foldhash::quality::FixedState = foldhash::quality::FixedState::with_seed(0xb0c5);
+    KEYS.hash_one(order_id)
+}
+
 /// A booking as the join sees it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BookingIn {
     /// Its event_uid.
     pub uid: String,
+    /// Its event_uid as a number (see [`uid_key`]), what duplicates are found by.
+    pub uid_key: u128,
+    /// Its [`order_key`].
+    pub order_key: u64,
     /// Its place in the arrival order.
     pub arrival: ArrivalKey,
     /// The parsed event.
     pub booking: Booking,
-    /// The raw JSON, kept for late_events and the state checkpoint.
-    pub body: Arc<str>,
+    /// The raw JSON while the event is in flight (for late_events); `None` once the join keeps it.
+    pub body: Option<RawBody>,
 }
 
 /// A payment as the join sees it.
@@ -45,12 +100,16 @@ pub struct BookingIn {
 pub struct PaymentIn {
     /// Its event_uid.
     pub uid: String,
+    /// Its event_uid as a number (see [`uid_key`]).
+    pub uid_key: u128,
+    /// Its [`order_key`].
+    pub order_key: u64,
     /// Its place in the arrival order.
     pub arrival: ArrivalKey,
     /// The parsed event.
     pub payment: Payment,
-    /// The raw JSON, kept for late_events and the state checkpoint.
-    pub body: Arc<str>,
+    /// The raw JSON while the event is in flight (for late_events); `None` once the join keeps it.
+    pub body: Option<RawBody>,
 }
 
 /// An event for the join.
@@ -64,15 +123,24 @@ pub enum JoinEvent {
 
 impl JoinEvent {
     /// A validated event as the join takes it.
-    pub fn new(uid: String, arrival: ArrivalKey, event: Event, body: Arc<str>) -> JoinEvent {
+    pub fn new(
+        uid: String,
+        arrival: ArrivalKey,
+        event: Event,
+        body: Option<RawBody>,
+    ) -> JoinEvent {
         match event {
             Event::Booking(booking) => JoinEvent::Booking(Arc::new(BookingIn {
+                uid_key: uid_key(&uid),
+                order_key: order_key(&booking.order_id),
                 uid,
                 arrival,
                 booking,
                 body,
             })),
             Event::Payment(payment) => JoinEvent::Payment(Arc::new(PaymentIn {
+                uid_key: uid_key(&uid),
+                order_key: order_key(&payment.order_id),
                 uid,
                 arrival,
                 payment,
@@ -83,15 +151,47 @@ impl JoinEvent {
 
     /// Validates a Bronze event (on the hub its arrival key names) for the join: the validator's
     /// refusal when it does not pass (Bronze written by a producer that did not validate, or a
-    /// validator since made stricter).
-    pub fn parse(uid: String, arrival: ArrivalKey, body: Arc<str>) -> Result<JoinEvent, Invalid> {
+    /// validator since made stricter). The body is not kept: this is for events the join keeps.
+    pub fn parse(uid: String, arrival: ArrivalKey, body: &str) -> Result<JoinEvent, Invalid> {
         let hub = if arrival.hub == PAYMENTS {
             Hub::Payments
         } else {
             Hub::Bookings
         };
-        let event = validate_event(&body, Some(hub))?;
-        Ok(JoinEvent::new(uid, arrival, event, body))
+        let event = validate_event(body, Some(hub))?;
+        Ok(JoinEvent::new(uid, arrival, event, None))
+    }
+
+    /// The same event without its raw body, for keeping (a no-op when it is shared already).
+    pub fn without_body(mut self) -> JoinEvent {
+        match &mut self {
+            JoinEvent::Booking(b) => {
+                if let Some(b) = Arc::get_mut(b) {
+                    b.body = None;
+                }
+            }
+            JoinEvent::Payment(p) => {
+                if let Some(p) = Arc::get_mut(p) {
+                    p.body = None;
+                }
+            }
+        }
+        self
+    }
+
+    /// Its JSON: the raw body while it has one, else the canonical form of the parsed event.
+    pub fn body(&self) -> std::borrow::Cow<'_, str> {
+        use boxoffice_events::canonical::{booking_json, payment_json};
+        match self {
+            JoinEvent::Booking(b) => b
+                .body
+                .as_ref()
+                .map_or_else(|| booking_json(&b.booking).into(), |r| r.as_str().into()),
+            JoinEvent::Payment(p) => p
+                .body
+                .as_ref()
+                .map_or_else(|| payment_json(&p.payment).into(), |r| r.as_str().into()),
+        }
     }
 
     /// Sets its place in the arrival order, once that is known (a reader validates events before
@@ -108,6 +208,14 @@ impl JoinEvent {
         match self {
             JoinEvent::Booking(b) => &b.uid,
             JoinEvent::Payment(p) => &p.uid,
+        }
+    }
+
+    /// Its event_uid as a number.
+    pub fn uid_key(&self) -> u128 {
+        match self {
+            JoinEvent::Booking(b) => b.uid_key,
+            JoinEvent::Payment(p) => p.uid_key,
         }
     }
 

@@ -23,7 +23,7 @@ use object_store::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::bronze_files::{FileRef, list_files, meta_columns, read_files};
-use super::join::{ArrivalKey, JoinEvent, Micros};
+use super::join::{ArrivalKey, JoinEvent, Micros, RawBody};
 use crate::JobError;
 
 /// Hub number in arrival keys: bookings sort before payments at the same instant.
@@ -395,6 +395,7 @@ fn rows_in(
                 .ok_or_else(|| JobError::Bronze(format!("{name} is not a string")))
         };
         let (uids, bodies) = (text("event_uid")?, text("body")?);
+        let column = Arc::new(bodies.clone());
         for i in 0..batch.num_rows() {
             let id = PartitionId {
                 hub: f.hub,
@@ -414,7 +415,12 @@ fn rows_in(
                     sequence,
                 };
                 let event = match validate_event(body, Some(hub)) {
-                    Ok(event) => Ok(JoinEvent::new(uid, provisional, event, Arc::from(body))),
+                    Ok(event) => Ok(JoinEvent::new(
+                        uid,
+                        provisional,
+                        event,
+                        Some(RawBody::new(Arc::clone(&column), i)),
+                    )),
                     Err(invalid) => Err(Box::new(Refused {
                         uid,
                         body: Arc::from(body),

@@ -21,14 +21,15 @@
 use std::collections::hash_map::Entry;
 use std::sync::Arc;
 
-use boxoffice_events::uid::uid_key;
 use foldhash::HashMap;
 
 use boxoffice_events::model::PaymentStatus;
 
 use super::expiry::ExpiryQueue;
 
-pub use super::event::{ArrivalKey, BookingIn, JoinEvent, MINUTE, Micros, PaymentIn};
+pub use super::event::{
+    ArrivalKey, BookingIn, JoinEvent, MINUTE, Micros, PaymentIn, RawBody, order_key,
+};
 
 /// Which clock the join runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -144,16 +145,17 @@ pub struct JoinState {
     pub max_payment: Option<Micros>,
     /// A lower bound set by a drain: the watermark never goes below it again.
     pub floor: Option<Micros>,
-    /// Bookings that may still match, by order_id.
-    pub bookings: HashMap<Arc<str>, Vec<Pending<BookingIn>>>,
-    /// Payments that may still match, by order_id.
-    pub payments: HashMap<Arc<str>, Vec<Pending<PaymentIn>>>,
+    /// Bookings that may still match, by [`order_key`] (an entry may hold several orders whose
+    /// keys collide).
+    pub bookings: HashMap<u64, Vec<Pending<BookingIn>>>,
+    /// Payments that may still match, by [`order_key`].
+    pub payments: HashMap<u64, Vec<Pending<PaymentIn>>>,
     /// Remembered event_uids (as [`uid_key`]s: millions of them, 16 bytes each) and their join
     /// time.
     pub seen: HashMap<u128, Micros>,
     /// When kept bookings and payments expire, earliest first, so eviction touches only what
     /// expires. Entries may be stale (already released); eviction checks.
-    expiries: ExpiryQueue<(Kept, Arc<str>)>,
+    expiries: ExpiryQueue<(Kept, u64)>,
     /// When remembered uids expire, earliest first.
     uid_expiries: ExpiryQueue<u128>,
 }
@@ -195,20 +197,18 @@ impl JoinState {
         state.floor = marks.floor;
         for b in bookings {
             let time = booking_time(config.mode, &b.item);
-            let order: Arc<str> = Arc::from(b.item.booking.order_id.as_str());
-            state.expiries.push(
-                booking_expiry(&config, time),
-                (Kept::Booking, Arc::clone(&order)),
-            );
+            let order = b.item.order_key;
+            state
+                .expiries
+                .push(booking_expiry(&config, time), (Kept::Booking, order));
             state.bookings.entry(order).or_default().push(b);
         }
         for p in payments {
             let time = payment_time(config.mode, &p.item);
-            let order: Arc<str> = Arc::from(p.item.payment.order_id.as_str());
-            state.expiries.push(
-                payment_expiry(&config, time),
-                (Kept::Payment, Arc::clone(&order)),
-            );
+            let order = p.item.order_key;
+            state
+                .expiries
+                .push(payment_expiry(&config, time), (Kept::Payment, order));
             state.payments.entry(order).or_default().push(p);
         }
         for (uid, time) in &seen {
@@ -256,7 +256,7 @@ impl JoinState {
             JoinEvent::Payment(p) => payment_time(self.config.mode, p),
         };
         let watermark = self.watermark();
-        let uid = uid_key(event.uid());
+        let uid = event.uid_key();
         match self.seen.entry(uid) {
             Entry::Occupied(first)
                 if watermark.is_none_or(|w| *first.get() + self.config.dedup_horizon >= w) =>
@@ -283,6 +283,7 @@ impl JoinState {
             return;
         }
         out.accepted += 1;
+        let event = event.without_body();
         let moves_watermark = time <= event.arrival().at + self.config.max_future;
         match event {
             JoinEvent::Booking(b) => {
@@ -302,9 +303,11 @@ impl JoinState {
 
     fn add_booking(&mut self, b: Arc<BookingIn>, time: Micros, out: &mut JoinOutput) {
         let (mut matched, mut paid) = (false, false);
-        if let Some(payments) = self.payments.get_mut(b.booking.order_id.as_str()) {
+        if let Some(payments) = self.payments.get_mut(&b.order_key) {
             for p in payments.iter_mut() {
-                if joins(&self.config, time, payment_time(self.config.mode, &p.item)) {
+                if p.item.payment.order_id == b.booking.order_id
+                    && joins(&self.config, time, payment_time(self.config.mode, &p.item))
+                {
                     let sale = !paid && p.item.payment.payment_status == PaymentStatus::Success;
                     out.matches.push(Match {
                         booking: Arc::clone(&b),
@@ -319,10 +322,9 @@ impl JoinState {
                 }
             }
         }
-        let expiry = booking_expiry(&self.config, time);
-        let order = kept_key(&mut self.bookings, &b.booking.order_id);
+        let order = b.order_key;
         self.expiries
-            .push(expiry, (Kept::Booking, Arc::clone(&order)));
+            .push(booking_expiry(&self.config, time), (Kept::Booking, order));
         self.bookings.entry(order).or_default().push(Pending {
             item: b,
             matched,
@@ -333,9 +335,11 @@ impl JoinState {
     fn add_payment(&mut self, p: Arc<PaymentIn>, time: Micros, out: &mut JoinOutput) {
         let mut matched = false;
         let success = p.payment.payment_status == PaymentStatus::Success;
-        if let Some(bookings) = self.bookings.get_mut(p.payment.order_id.as_str()) {
+        if let Some(bookings) = self.bookings.get_mut(&p.order_key) {
             for b in bookings.iter_mut() {
-                if joins(&self.config, booking_time(self.config.mode, &b.item), time) {
+                if b.item.booking.order_id == p.payment.order_id
+                    && joins(&self.config, booking_time(self.config.mode, &b.item), time)
+                {
                     let sale = success && !b.paid;
                     out.matches.push(Match {
                         booking: Arc::clone(&b.item),
@@ -350,10 +354,9 @@ impl JoinState {
                 }
             }
         }
-        let expiry = payment_expiry(&self.config, time);
-        let order = kept_key(&mut self.payments, &p.payment.order_id);
+        let order = p.order_key;
         self.expiries
-            .push(expiry, (Kept::Payment, Arc::clone(&order)));
+            .push(payment_expiry(&self.config, time), (Kept::Payment, order));
         self.payments.entry(order).or_default().push(Pending {
             item: p,
             matched,
@@ -371,7 +374,7 @@ impl JoinState {
         let (bookings, payments) = (&mut self.bookings, &mut self.payments);
         self.expiries.pop_before(w, |(kind, key)| match kind {
             Kept::Booking => {
-                let expired = take_expired(bookings, &key, |b| {
+                let expired = take_expired(bookings, key, |b| {
                     w > booking_expiry(&config, booking_time(config.mode, &b.item))
                 });
                 for b in expired {
@@ -383,7 +386,7 @@ impl JoinState {
                 }
             }
             Kept::Payment => {
-                let expired = take_expired(payments, &key, |p| {
+                let expired = take_expired(payments, key, |p| {
                     w > payment_expiry(&config, payment_time(config.mode, &p.item))
                 });
                 for p in expired {
@@ -437,30 +440,21 @@ impl JoinState {
     }
 }
 
-/// The map's own key for `order` when it has one, so an order kept for a while is one string
-/// shared by its map entry and its expiry entries.
-fn kept_key<T>(map: &mut HashMap<Arc<str>, Vec<Pending<T>>>, order: &str) -> Arc<str> {
-    match map.get_key_value(order) {
-        Some((key, _)) => Arc::clone(key),
-        None => Arc::from(order),
-    }
-}
-
 /// Removes and returns the items under `key` that `expired` says are done.
 fn take_expired<T>(
-    map: &mut HashMap<Arc<str>, Vec<Pending<T>>>,
-    key: &str,
+    map: &mut HashMap<u64, Vec<Pending<T>>>,
+    key: u64,
     expired: impl Fn(&Pending<T>) -> bool,
 ) -> Vec<Pending<T>> {
-    let Some(items) = map.get_mut(key) else {
+    let Some(items) = map.get_mut(&key) else {
         return Vec::new();
     };
     if items.iter().all(&expired) {
-        return map.remove(key).unwrap_or_default();
+        return map.remove(&key).unwrap_or_default();
     }
     let (done, kept): (Vec<_>, Vec<_>) = std::mem::take(items).into_iter().partition(expired);
     if kept.is_empty() {
-        map.remove(key);
+        map.remove(&key);
     } else {
         *items = kept;
     }

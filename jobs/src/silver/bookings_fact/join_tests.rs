@@ -1,3 +1,4 @@
+use boxoffice_events::Event;
 use boxoffice_events::model::{
     Booking, Customer, EventDetails, Payment, PaymentMethod, PaymentStatus, SchemaVersion, Seat,
 };
@@ -41,25 +42,25 @@ impl Feed {
 
     /// A booking of `order` at `time`, arriving at `arrival`.
     fn booking(&mut self, uid: &str, order: &str, time: Micros, arrival: Micros) {
-        let b = BookingIn {
-            uid: uid.to_string(),
-            arrival: self.key(arrival, 0),
-            booking: booking(order, time),
-            body: Arc::from("{}"),
-        };
-        self.state
-            .process(JoinEvent::Booking(Arc::new(b)), &mut self.out);
+        let key = self.key(arrival, 0);
+        let b = JoinEvent::new(
+            uid.to_string(),
+            key,
+            Event::Booking(booking(order, time)),
+            None,
+        );
+        self.state.process(b, &mut self.out);
     }
 
     fn payment(&mut self, uid: &str, order: &str, time: Micros, arrival: Micros, ok: bool) {
-        let p = PaymentIn {
-            uid: uid.to_string(),
-            arrival: self.key(arrival, 1),
-            payment: payment(uid, order, time, ok),
-            body: Arc::from("{}"),
-        };
-        self.state
-            .process(JoinEvent::Payment(Arc::new(p)), &mut self.out);
+        let key = self.key(arrival, 1);
+        let p = JoinEvent::new(
+            uid.to_string(),
+            key,
+            Event::Payment(payment(uid, order, time, ok)),
+            None,
+        );
+        self.state.process(p, &mut self.out);
     }
 
     fn evict(&mut self) {
@@ -169,6 +170,40 @@ fn payments_0_and_120_seconds_after_join_121_and_minus_1_do_not() {
         f.matched(),
         vec![pair("bo0", "po0"), pair("bo120", "po120")]
     );
+}
+
+#[test]
+fn orders_whose_keys_collide_do_not_pair_and_each_leaves_on_its_own() {
+    let mut f = Feed::new(JoinConfig::default());
+    // Two orders filed under one key, as a hash collision would.
+    let collide = |e: JoinEvent| match e {
+        JoinEvent::Booking(mut b) => {
+            Arc::make_mut(&mut b).order_key = 7;
+            JoinEvent::Booking(b)
+        }
+        JoinEvent::Payment(mut p) => {
+            Arc::make_mut(&mut p).order_key = 7;
+            JoinEvent::Payment(p)
+        }
+    };
+    let (kb, kp) = (f.key(T0, 0), f.key(T0 + SEC, 1));
+    let b = JoinEvent::new("b1".into(), kb, Event::Booking(booking("o1", T0)), None);
+    let p = JoinEvent::new(
+        "p2".into(),
+        kp,
+        Event::Payment(payment("p2", "o2", T0 + SEC, true)),
+        None,
+    );
+    f.state.process(collide(b), &mut f.out);
+    f.state.process(collide(p), &mut f.out);
+    assert_eq!(f.state.bookings.get(&7).map(Vec::len), Some(1));
+    assert_eq!(f.state.payments.get(&7).map(Vec::len), Some(1));
+    advance_to(&mut f, T0 + 10 * MINUTE);
+    f.evict();
+    let matched = f.matched();
+    assert!(matched.iter().all(|(b, p)| b != "b1" && p != "p2"), "{matched:?}");
+    assert_eq!(f.unpaid(), vec!["b1".to_string()]);
+    assert_eq!(f.orphans(), vec!["p2".to_string()]);
 }
 
 #[test]
@@ -385,7 +420,7 @@ pub(crate) fn generated(seed: u64, n: usize) -> Vec<JoinEvent> {
                 v.event_uid,
                 arrival,
                 v.event,
-                Arc::from(e.body.as_str()),
+                Some(RawBody::text(&e.body)),
             ))
         })
         .collect()

@@ -381,9 +381,9 @@ pub fn late_rows(late: &[Late], processed_at: DateTime<Utc>) -> Result<RecordBat
     let mut partition = Int32Builder::new();
     let mut sequence = Int64Builder::new();
     for l in late {
-        let (hub_name, order_id, item_body) = match &l.event {
-            JoinEvent::Booking(b) => ("bookings", &b.booking.order_id, &b.body),
-            JoinEvent::Payment(p) => ("payments", &p.payment.order_id, &p.body),
+        let (hub_name, order_id) = match &l.event {
+            JoinEvent::Booking(b) => ("bookings", &b.booking.order_id),
+            JoinEvent::Payment(p) => ("payments", &p.payment.order_id),
         };
         let key = l.event.arrival();
         hub.append_value(hub_name);
@@ -395,7 +395,7 @@ pub fn late_rows(late: &[Late], processed_at: DateTime<Utc>) -> Result<RecordBat
         behind.append_value((l.watermark - l.event.event_time()) as f64 / 1e6);
         partition.append_value(key.partition);
         sequence.append_value(key.sequence);
-        body.append_value(item_body.as_ref());
+        body.append_value(l.event.body());
         processed.append_value(micros(processed_at));
     }
     let columns: Vec<ArrayRef> = vec![
