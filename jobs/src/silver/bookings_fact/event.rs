@@ -4,10 +4,10 @@ use std::fmt;
 use std::sync::Arc;
 
 use boxoffice_events::Event;
-use deltalake::arrow::array::StringArray;
 use boxoffice_events::model::{Booking, Hub, Payment};
 use boxoffice_events::uid::uid_key;
 use boxoffice_events::validate::{Invalid, validate_event};
+use deltalake::arrow::array::StringArray;
 
 use super::input::PAYMENTS;
 
@@ -123,12 +123,7 @@ pub enum JoinEvent {
 
 impl JoinEvent {
     /// A validated event as the join takes it.
-    pub fn new(
-        uid: String,
-        arrival: ArrivalKey,
-        event: Event,
-        body: Option<RawBody>,
-    ) -> JoinEvent {
+    pub fn new(uid: String, arrival: ArrivalKey, event: Event, body: Option<RawBody>) -> JoinEvent {
         match event {
             Event::Booking(booking) => JoinEvent::Booking(Arc::new(BookingIn {
                 uid_key: uid_key(&uid),

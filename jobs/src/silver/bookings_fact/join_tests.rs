@@ -201,7 +201,10 @@ fn orders_whose_keys_collide_do_not_pair_and_each_leaves_on_its_own() {
     advance_to(&mut f, T0 + 10 * MINUTE);
     f.evict();
     let matched = f.matched();
-    assert!(matched.iter().all(|(b, p)| b != "b1" && p != "p2"), "{matched:?}");
+    assert!(
+        matched.iter().all(|(b, p)| b != "b1" && p != "p2"),
+        "{matched:?}"
+    );
     assert_eq!(f.unpaid(), vec!["b1".to_string()]);
     assert_eq!(f.orphans(), vec!["p2".to_string()]);
 }
