@@ -301,6 +301,62 @@ fn a_crash_at_any_commit_point_then_a_rerun_gives_the_same_tables_as_a_clean_run
     }
 }
 
+/// In a long-lived process (`up`), a run that fails part-way (here: a table's folder is a file,
+/// so its commit fails after the others committed) leaves the job to finish that batch from its
+/// plan at the next run, with the same tables as a clean run.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_that_fails_part_way_is_finished_by_the_next_run_in_the_same_process() {
+    use boxoffice_jobs::silver::bookings_fact::{self, BookingsFact, Settings};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bronze = bronze_lake(dir.path(), "3000");
+    let config = dir.path().join("small.toml");
+    std::fs::write(&config, SMALL_BATCHES).expect("config");
+    let clean = dir.path().join("clean");
+    copy_dir(&bronze, &clean);
+    run_jobs(&clean, Some(&config));
+
+    let lake_dir = dir.path().join("failing");
+    copy_dir(&bronze, &lake_dir);
+    let blocker = lake_dir.join("silver").join("bookings_fact");
+    std::fs::create_dir_all(blocker.parent().expect("silver")).expect("mkdir");
+    std::fs::write(&blocker, "not a table").expect("blocker");
+    let settings = Settings {
+        max_events: 500,
+        checkpoint_every: 2,
+        ..Settings::default()
+    };
+    let declared = [(
+        &boxoffice_jobs::silver::tables::BOOKINGS_FACT,
+        bookings_fact::declared_expectations(&settings.join),
+    )];
+    let expectations =
+        boxoffice_jobs::expectations::Expectations::compile(&declared, &Default::default())
+            .expect("expectations");
+    let lake = common::local(&lake_dir);
+    let (mut job, _) = BookingsFact::open(&lake, settings, expectations)
+        .await
+        .expect("open");
+    let err = job
+        .run(true)
+        .await
+        .expect_err("the fact table cannot be written");
+    assert!(err.to_string().contains("bookings_fact"), "{err}");
+    assert_eq!(job.batch(), 0, "batch 1 did not finish");
+
+    std::fs::remove_file(&blocker).expect("unblock");
+    let reports = job.run(true).await.expect("the next run recovers");
+    assert!(reports[0].replayed && reports[0].batch == 1, "{reports:?}");
+    assert!(reports.len() > 5, "and goes on: {} batches", reports.len());
+    run_ok(on(&lake_dir).args(["job", "run", "gold"]));
+    for (a, b) in snapshot(&clean).iter().zip(snapshot(&lake_dir)) {
+        assert_eq!(
+            a.1, b.1,
+            "{} differs after a failed run and its recovery",
+            a.0
+        );
+    }
+}
+
 #[test]
 fn gold_revenue_is_the_sum_of_distinct_successful_payments() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -22,26 +22,22 @@ pub mod event;
 pub mod expiry;
 pub mod input;
 pub mod join;
+mod output;
 pub mod rows;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use boxoffice_ingest::bronze::{QUARANTINE, QuarantineRow, quarantine_batch};
-use boxoffice_lake::{AppendOutcome, Files, Lake, Layer, PartitionRows, TableDef, append_once};
+use boxoffice_lake::{Files, Lake, Layer};
 use bytes::Bytes;
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use deltalake::DeltaTable;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 use crate::JobError;
 use crate::expectations::{Action, Expectation, ExpectationResult, Expectations};
-use crate::silver::tables::{
-    BOOKINGS_FACT, EXPECTATIONS, LATE_EVENTS, ORPHAN_PAYMENTS, UNPAID_BOOKINGS,
-};
 use input::{BOOKINGS, PAYMENTS, PartitionId, Positions, Range};
-use join::{JoinConfig, JoinOutput, JoinState, Micros};
+use join::{JoinConfig, JoinState, Micros};
 
 /// The job's name: in plans, checkpoints, app ids and `_system` tables.
 pub const JOB: &str = "bookings_fact";
@@ -166,6 +162,9 @@ pub struct BookingsFact {
     state: JoinState,
     tables: HashMap<&'static str, DeltaTable>,
     bronze: input::BronzeTables,
+    /// A run stopped between planning a batch and finishing it: the state in memory may be
+    /// ahead of `batch`, so it is reloaded (and the batch finished) before anything else.
+    interrupted: bool,
 }
 
 fn checkpoint_name(batch: u64) -> String {
@@ -206,47 +205,70 @@ impl BookingsFact {
             positions: Positions::new(),
             tables: HashMap::new(),
             bronze: input::BronzeTables::default(),
+            interrupted: false,
         };
-        if let Some(name) = job.files.list("state/").await?.pop() {
-            let bytes = job
+        let replayed = job.load().await?;
+        Ok((job, replayed))
+    }
+
+    /// Loads the latest checkpoint and finishes every batch planned after it.
+    async fn load(&mut self) -> Result<Vec<BatchReport>, JobError> {
+        self.state = JoinState::new(self.settings.join);
+        (self.batch, self.checkpointed) = (0, 0);
+        self.positions = Positions::new();
+        self.tables.clear();
+        self.bronze = input::BronzeTables::default();
+        if let Some(name) = self.files.list("state/").await?.pop() {
+            let bytes = self
                 .files
                 .get(&name)
                 .await?
                 .ok_or_else(|| checkpoint_error(format!("{name} vanished")))?;
             let loaded = checkpoint::decode(bytes).map_err(checkpoint_error)?;
-            job.check_settings(loaded.batch, loaded.state.config())?;
-            job.batch = loaded.batch;
-            job.checkpointed = loaded.batch;
-            job.positions = loaded.positions;
-            job.state = loaded.state;
+            self.check_settings(loaded.batch, loaded.state.config())?;
+            self.batch = loaded.batch;
+            self.checkpointed = loaded.batch;
+            self.positions = loaded.positions;
+            self.state = loaded.state;
         }
         let mut replayed = Vec::new();
-        for name in job.files.list("plans/").await? {
-            let Some(batch) = batch_of(&name).filter(|b| *b > job.batch) else {
+        for name in self.files.list("plans/").await? {
+            let Some(batch) = batch_of(&name).filter(|b| *b > self.batch) else {
                 continue;
             };
-            let plan: Plan = match job.files.get(&name).await? {
+            let plan: Plan = match self.files.get(&name).await? {
                 Some(bytes) => serde_json::from_slice(&bytes).map_err(checkpoint_error)?,
                 None => continue,
             };
-            if plan.batch != batch || batch != job.batch + 1 {
+            if plan.batch != batch || batch != self.batch + 1 {
                 return Err(checkpoint_error(format!(
                     "plan {name} does not follow batch {}",
-                    job.batch
+                    self.batch
                 )));
             }
-            job.check_settings(batch, &plan.join)?;
+            self.check_settings(batch, &plan.join)?;
             tracing::info!(batch, "finishing a batch planned before the last stop");
-            let landed = input::scan(&job.lake, &mut job.bronze, &job.positions).await?;
+            let landed = input::scan(&self.lake, &mut self.bronze, &self.positions).await?;
             let events = input::read(&landed, &plan.ranges).await?;
-            let mut report = job.process(&plan, events).await?;
+            let joined = output::join_batch(&mut self.state, plan, events);
+            let mut report = self.write(joined).await?;
             report.replayed = true;
             replayed.push(report);
         }
         if !replayed.is_empty() {
-            job.checkpoint().await?;
+            self.checkpoint_now().await?;
         }
-        Ok((job, replayed))
+        Ok(replayed)
+    }
+
+    /// After a run that failed part-way, reloads from the checkpoint and finishes its batches.
+    async fn recover(&mut self) -> Result<Vec<BatchReport>, JobError> {
+        if !self.interrupted {
+            return Ok(Vec::new());
+        }
+        let replayed = self.load().await?;
+        self.interrupted = false;
+        Ok(replayed)
     }
 
     fn check_settings(&self, batch: u64, planned: &JoinConfig) -> Result<(), JobError> {
@@ -267,18 +289,12 @@ impl BookingsFact {
 
     /// The join's current watermark.
     pub fn watermark(&self) -> Option<DateTime<Utc>> {
-        self.state
-            .watermark()
-            .and_then(|w| Utc.timestamp_micros(w).single())
+        output::Freshness::of(&self.state).watermark
     }
 
     /// The newest event time (booking or payment) the join has seen.
     pub fn newest_event(&self) -> Option<DateTime<Utc>> {
-        let marks = self.state.marks();
-        marks
-            .max_booking
-            .max(marks.max_payment)
-            .and_then(|t| Utc.timestamp_micros(t).single())
+        output::Freshness::of(&self.state).newest_event
     }
 
     /// Bookings and payments still waiting for a match.
@@ -298,8 +314,18 @@ impl BookingsFact {
 
     /// As [`run`](Self::run), but checkpoints only every `checkpoint_every` batches: for a
     /// process that runs again in seconds (`up`), where writing the whole state each time would
-    /// cost more than replaying a few batches after a crash.
+    /// cost more than replaying a few batches after a crash. A run that fails part-way leaves
+    /// the job to reload its checkpoint at the next call, so a passing storage error costs a
+    /// replay, not the process.
     pub async fn run_batches(&mut self, drain: bool) -> Result<Vec<BatchReport>, JobError> {
+        let mut reports = self.recover().await?;
+        self.interrupted = true;
+        reports.extend(self.run_each(drain).await?);
+        self.interrupted = false;
+        Ok(reports)
+    }
+
+    async fn run_each(&mut self, drain: bool) -> Result<Vec<BatchReport>, JobError> {
         let mut reports = Vec::new();
         let expected: Vec<PartitionId> = [BOOKINGS, PAYMENTS]
             .into_iter()
@@ -351,8 +377,8 @@ impl BookingsFact {
                 None => input::read(&landed, &plan.ranges).await?,
             };
             phases.done("read and validate");
-            let empty = plan.ranges.is_empty();
-            if !(finishing || empty) {
+            let last = finishing || plan.ranges.is_empty();
+            if !last {
                 ahead = input::read_ahead(
                     &landed,
                     &self.positions,
@@ -362,20 +388,30 @@ impl BookingsFact {
                     drain,
                 );
             }
-            reports.push(self.process(&plan, events).await?);
-            if self.batch - self.checkpointed >= self.settings.checkpoint_every {
-                self.checkpoint().await?;
+            let joined = output::join_batch(&mut self.state, plan, events);
+            reports.push(self.write(joined).await?);
+            if self.checkpoint_due(self.batch) {
+                self.checkpoint_now().await?;
             }
-            if finishing || empty {
+            if last {
                 break;
             }
         }
         Ok(reports)
     }
 
+    fn checkpoint_due(&self, batch: u64) -> bool {
+        batch - self.checkpointed >= self.settings.checkpoint_every
+    }
+
     /// Writes the state after the current batch (unless already written), then forgets older
-    /// checkpoints and plans.
+    /// checkpoints and plans. After a run that failed part-way, first reloads and finishes it.
     pub async fn checkpoint(&mut self) -> Result<(), JobError> {
+        self.recover().await?;
+        self.checkpoint_now().await
+    }
+
+    async fn checkpoint_now(&mut self) -> Result<(), JobError> {
         if self.batch == self.checkpointed {
             return Ok(());
         }
@@ -395,198 +431,5 @@ impl BookingsFact {
         }
         self.checkpointed = self.batch;
         Ok(())
-    }
-
-    async fn process(
-        &mut self,
-        plan: &Plan,
-        events: Vec<input::BronzeEvent>,
-    ) -> Result<BatchReport, JobError> {
-        let processed_at = Utc::now();
-        let mut phases = crate::Phases::new(plan.batch);
-        let read_events = events.len() as u64;
-        let mut out = JoinOutput::default();
-        let mut quarantine = Vec::new();
-        for e in events {
-            match e.event {
-                Ok(event) => self.state.process(event, &mut out),
-                Err(refused) => quarantine.push(quarantine_row(e.key, *refused, processed_at)),
-            }
-        }
-        phases.done("join");
-        if plan.drain {
-            self.state.drain(&mut out);
-        } else {
-            self.state.evict(&mut out);
-        }
-        phases.done("evict");
-        let mut report = BatchReport {
-            batch: plan.batch,
-            events: read_events,
-            matches: out.matches.len() as u64,
-            unpaid: out.unpaid.len() as u64,
-            orphans: out.orphans.len() as u64,
-            late: out.late.len() as u64,
-            duplicates: out.duplicates,
-            match_arrivals: out
-                .matches
-                .iter()
-                .map(|m| m.booking.arrival.at.max(m.payment.arrival.at))
-                .collect(),
-            ..BatchReport::default()
-        };
-        let arrow = |table: &TableDef| {
-            let name = table.qualified_name();
-            move |source| JobError::Arrow {
-                table: name.clone(),
-                source,
-            }
-        };
-        let fact = rows::fact_rows(&out.matches, processed_at).map_err(arrow(&BOOKINGS_FACT))?;
-        phases.done("fact rows");
-        let checked = self
-            .expectations
-            .check(&BOOKINGS_FACT, fact, processed_at)?;
-        report.fact_rows = checked.kept_rows;
-        quarantine.extend(checked.dropped);
-        report.expectations = checked.results;
-        phases.done("expectations");
-        report.quarantined = quarantine.len() as u64;
-
-        let mut outputs: Vec<(&'static TableDef, Vec<PartitionRows>)> = vec![
-            (
-                &LATE_EVENTS,
-                vec![PartitionRows::unsplit(
-                    rows::late_rows(&out.late, processed_at).map_err(arrow(&LATE_EVENTS))?,
-                )],
-            ),
-            (
-                &UNPAID_BOOKINGS,
-                rows::unpaid_rows(&out.unpaid, processed_at).map_err(arrow(&UNPAID_BOOKINGS))?,
-            ),
-            (
-                &ORPHAN_PAYMENTS,
-                rows::orphan_rows(&out.orphans, processed_at).map_err(arrow(&ORPHAN_PAYMENTS))?,
-            ),
-            (
-                &QUARANTINE,
-                vec![PartitionRows::unsplit(
-                    quarantine_batch(&quarantine).map_err(arrow(&QUARANTINE))?,
-                )],
-            ),
-            (
-                &EXPECTATIONS,
-                vec![PartitionRows::unsplit(
-                    crate::expectations::result_rows(
-                        JOB,
-                        plan.batch,
-                        &report.expectations,
-                        processed_at,
-                    )
-                    .map_err(arrow(&EXPECTATIONS))?,
-                )],
-            ),
-        ];
-        outputs.push((&BOOKINGS_FACT, checked.kept));
-        free_in_background(out);
-        phases.done("other outputs");
-        for (def, rows) in outputs {
-            crate::crash_point(&format!(
-                "{JOB}:before:{}:{}",
-                def.qualified_name(),
-                plan.batch
-            ));
-            self.commit(def, rows, plan).await?;
-            phases.done(&format!("commit {}", def.qualified_name()));
-        }
-        crate::crash_point(&format!("{JOB}:after-commits:{}", plan.batch));
-        for r in &plan.ranges {
-            self.positions.insert(r.id, r.after);
-        }
-        self.batch = plan.batch;
-        Ok(report)
-    }
-
-    /// Appends a batch's rows to one table exactly once (nothing to do for no rows).
-    async fn commit(
-        &mut self,
-        def: &'static TableDef,
-        rows: Vec<PartitionRows>,
-        plan: &Plan,
-    ) -> Result<(), JobError> {
-        if rows.iter().all(|r| r.batch.num_rows() == 0) {
-            return Ok(());
-        }
-        let table = match self.tables.remove(def.name) {
-            Some(t) => t,
-            None => self.lake.ensure_table(def).await?,
-        };
-        let mut table = table;
-        let app_id = format!("{JOB}:{}", def.qualified_name());
-        let metadata = HashMap::from([
-            ("operation".to_string(), json!(JOB)),
-            ("batch".to_string(), json!(plan.batch)),
-            // Readers (the dashboard's freshness panel) learn how far Silver is resolved.
-            (
-                "watermark".to_string(),
-                json!(self.watermark().map(|w| w.to_rfc3339())),
-            ),
-            (
-                "newest_event".to_string(),
-                json!(self.newest_event().map(|w| w.to_rfc3339())),
-            ),
-        ]);
-        let outcome = append_once(
-            &mut table,
-            rows,
-            &app_id,
-            plan.batch as i64,
-            metadata,
-            def.writer_properties(),
-        )
-        .await
-        .map_err(|e| JobError::Commit {
-            table: def.qualified_name(),
-            source: Box::new(e),
-        });
-        self.tables.insert(def.name, table);
-        if let AppendOutcome::AlreadyCommitted = outcome? {
-            tracing::info!(table = %def.qualified_name(), batch = plan.batch, "already committed; skipped");
-        }
-        Ok(())
-    }
-}
-
-/// Drops `value` on another thread: a batch's join output is millions of small strings, which
-/// take a while to free, and nothing waits for them.
-fn free_in_background<T: Send + 'static>(value: T) {
-    // If no thread can be started, the value comes back inside the error and is freed here.
-    let _ = std::thread::Builder::new()
-        .name("free".into())
-        .spawn(move || drop(value));
-}
-
-fn quarantine_row(
-    key: join::ArrivalKey,
-    refused: input::Refused,
-    at: DateTime<Utc>,
-) -> QuarantineRow {
-    QuarantineRow {
-        received_at: Utc.timestamp_micros(key.at).single().unwrap_or(at),
-        source: "bronze".to_string(),
-        hub: Some(
-            if key.hub == PAYMENTS {
-                "payments"
-            } else {
-                "bookings"
-            }
-            .to_string(),
-        ),
-        reason: refused.reason,
-        body: refused.body.to_string(),
-        stage: JOB.to_string(),
-        partition_id: Some(key.partition),
-        sequence_number: Some(key.sequence),
-        event_uid: Some(refused.uid),
     }
 }
