@@ -76,33 +76,70 @@ fn details(m: &Match) -> &EventDetails {
     &m.booking.booking.event_details
 }
 
+/// The fact rows' count and the bytes of each text column of variable width, summed in one pass
+/// over the matches (a pass per column chased every match's pointers a dozen times).
+#[derive(Default)]
+struct TextSizes {
+    rows: usize,
+    order_id: usize,
+    customer_id: usize,
+    customer_name: usize,
+    customer_email: usize,
+    event_id: usize,
+    event_name: usize,
+    event_location: usize,
+    seat_number: usize,
+    payment_id: usize,
+    channel: usize,
+    city: usize,
+    booking_uid: usize,
+    payment_uid: usize,
+}
+
+impl TextSizes {
+    fn of(matches: &[&Match]) -> Self {
+        let mut t = TextSizes::default();
+        for m in matches {
+            let (b, d) = (booking(m), details(m));
+            let seats = d.seats.len();
+            t.rows += seats;
+            t.order_id += b.order_id.len() * seats;
+            t.customer_id += b.customer.customer_id.len() * seats;
+            t.customer_name += b.customer.name.len() * seats;
+            t.customer_email += b.customer.email.len() * seats;
+            t.event_id += d.event_id.len() * seats;
+            t.event_name += d.event_name.len() * seats;
+            t.event_location += d.event_location.len() * seats;
+            t.seat_number += d.seats.iter().map(|s| s.seat_number.len()).sum::<usize>();
+            t.payment_id += m.payment.payment.payment_id.len() * seats;
+            t.channel += b.channel.as_ref().map_or(0, String::len) * seats;
+            t.city += d.city.as_ref().map_or(0, String::len) * seats;
+            t.booking_uid += m.booking.uid.len() * seats;
+            t.payment_uid += m.payment.uid.len() * seats;
+        }
+        t
+    }
+}
+
 fn fact_batch(matches: &[&Match], processed_at: DateTime<Utc>) -> Result<RecordBatch, ArrowError> {
-    let seats = |m: &&Match| m.booking.booking.event_details.seats.len();
-    let n: usize = matches.iter().map(seats).sum();
+    let sizes = TextSizes::of(matches);
+    let n = sizes.rows;
     // Each text column sized exactly up front: growing builders of hundreds of megabytes copies
     // them, into memory the kernel must first zero.
-    let text = |len: &dyn Fn(&Match) -> usize| {
-        let bytes = matches.iter().map(|m| len(m) * seats(m)).sum();
-        StringBuilder::with_capacity(n, bytes)
-    };
+    let text = |bytes: usize| StringBuilder::with_capacity(n, bytes);
     let fixed = |bytes: usize| StringBuilder::with_capacity(n, n * bytes);
     let (mut order_id, mut customer_id, mut customer_name, mut customer_email) = (
-        text(&|m| booking(m).order_id.len()),
-        text(&|m| booking(m).customer.customer_id.len()),
-        text(&|m| booking(m).customer.name.len()),
-        text(&|m| booking(m).customer.email.len()),
+        text(sizes.order_id),
+        text(sizes.customer_id),
+        text(sizes.customer_name),
+        text(sizes.customer_email),
     );
     let (mut event_id, mut event_name, mut event_location) = (
-        text(&|m| details(m).event_id.len()),
-        text(&|m| details(m).event_name.len()),
-        text(&|m| details(m).event_location.len()),
+        text(sizes.event_id),
+        text(sizes.event_name),
+        text(sizes.event_location),
     );
-    let seat_bytes = matches
-        .iter()
-        .flat_map(|m| &details(m).seats)
-        .map(|s| s.seat_number.len())
-        .sum();
-    let mut seat_number = StringBuilder::with_capacity(n, seat_bytes);
+    let mut seat_number = text(sizes.seat_number);
     let (mut category, mut day, mut method, mut ptype, mut status, mut currency, mut source) = (
         fixed(7),
         fixed(9),
@@ -112,13 +149,10 @@ fn fact_batch(matches: &[&Match], processed_at: DateTime<Utc>) -> Result<RecordB
         fixed(3),
         fixed(SOURCE_STREAM.len()),
     );
-    let mut payment_id = text(&|m| m.payment.payment.payment_id.len());
-    let mut channel = text(&|m| booking(m).channel.as_ref().map_or(0, String::len));
-    let mut city = text(&|m| details(m).city.as_ref().map_or(0, String::len));
-    let (mut b_uid, mut p_uid) = (
-        text(&|m| m.booking.uid.len()),
-        text(&|m| m.payment.uid.len()),
-    );
+    let mut payment_id = text(sizes.payment_id);
+    let mut channel = text(sizes.channel);
+    let mut city = text(sizes.city);
+    let (mut b_uid, mut p_uid) = (text(sizes.booking_uid), text(sizes.payment_uid));
     let (mut booking_time, mut payment_time, mut b_arrival, mut p_arrival, mut processed) =
         (utc_for(n), utc_for(n), utc_for(n), utc_for(n), utc_for(n));
     let (mut seat_price, mut amount) = (
