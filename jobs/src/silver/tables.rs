@@ -56,8 +56,17 @@ pub const BOOKINGS_FACT: TableDef = TableDef {
     schema: bookings_fact_schema,
     partition_columns: &["booking_date"],
     properties: &[],
-    // Random UUIDs, one per event: a dictionary never pays and min/max skips nothing.
-    blob_columns: &["booking_event_uid", "payment_event_uid"],
+    // Near-unique per order or customer, in no order: a dictionary overflows and falls back to
+    // plain within each row group (so interning is wasted work) and min/max skips no file.
+    blob_columns: &[
+        "booking_event_uid",
+        "payment_event_uid",
+        "order_id",
+        "payment_id",
+        "customer_id",
+        "customer_name",
+        "customer_email",
+    ],
 };
 
 fn unpaid_bookings_schema() -> Schema {
