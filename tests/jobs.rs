@@ -240,15 +240,24 @@ fn many_small_runs_give_the_same_tables_as_one_run() {
     }
 }
 
+/// A 3,000-event Bronze, a config of small batches, and the jobs run cleanly with it over a
+/// copy: (Bronze, config, the clean lake), for the recovery tests to compare against.
+fn small_batches_clean_run(
+    dir: &Path,
+) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let bronze = bronze_lake(dir, "3000");
+    let config = dir.join("small.toml");
+    std::fs::write(&config, SMALL_BATCHES).expect("config");
+    let clean = dir.join("clean");
+    copy_dir(&bronze, &clean);
+    run_jobs(&clean, Some(&config));
+    (bronze, config, clean)
+}
+
 #[test]
 fn a_crash_at_any_commit_point_then_a_rerun_gives_the_same_tables_as_a_clean_run() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let bronze = bronze_lake(dir.path(), "3000");
-    let config = dir.path().join("small.toml");
-    std::fs::write(&config, SMALL_BATCHES).expect("config");
-    let clean = dir.path().join("clean");
-    copy_dir(&bronze, &clean);
-    run_jobs(&clean, Some(&config));
+    let (bronze, config, clean) = small_batches_clean_run(dir.path());
     let expected = snapshot(&clean);
 
     let mut points: Vec<String> = [
@@ -308,12 +317,7 @@ fn a_crash_at_any_commit_point_then_a_rerun_gives_the_same_tables_as_a_clean_run
 async fn a_run_that_fails_part_way_is_finished_by_the_next_run_in_the_same_process() {
     use boxoffice_jobs::silver::bookings_fact::{self, BookingsFact, Settings};
     let dir = tempfile::tempdir().expect("tempdir");
-    let bronze = bronze_lake(dir.path(), "3000");
-    let config = dir.path().join("small.toml");
-    std::fs::write(&config, SMALL_BATCHES).expect("config");
-    let clean = dir.path().join("clean");
-    copy_dir(&bronze, &clean);
-    run_jobs(&clean, Some(&config));
+    let (bronze, config, clean) = small_batches_clean_run(dir.path());
 
     let lake_dir = dir.path().join("failing");
     copy_dir(&bronze, &lake_dir);
