@@ -317,7 +317,7 @@ fn a_crash_at_any_commit_point_then_a_rerun_gives_the_same_tables_as_a_clean_run
 async fn a_run_that_fails_part_way_is_finished_by_the_next_run_in_the_same_process() {
     use boxoffice_jobs::silver::bookings_fact::{self, BookingsFact, Settings};
     let dir = tempfile::tempdir().expect("tempdir");
-    let (bronze, config, clean) = small_batches_clean_run(dir.path());
+    let (bronze, _small_config, clean) = small_batches_clean_run(dir.path());
 
     let lake_dir = dir.path().join("failing");
     copy_dir(&bronze, &lake_dir);
