@@ -19,6 +19,8 @@ use deltalake::arrow::datatypes::{DataType, Field, Int32Type, Int64Type, Schema,
 use deltalake::parquet::arrow::ArrowWriter;
 use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use deltalake::parquet::file::metadata::KeyValue;
+use deltalake::parquet::file::properties::{EnabledStatistics, WriterProperties};
+use deltalake::parquet::schema::types::ColumnPath;
 use serde::{Deserialize, Serialize};
 
 use super::input::Positions;
@@ -160,11 +162,24 @@ pub fn encode(batch: u64, positions: &Positions, state: &JoinState) -> Result<By
     let header = serde_json::to_string(&header).map_err(|e| e.to_string())?;
     let rows = RecordBatch::try_new(schema(), c.finish()).map_err(|e| e.to_string())?;
     let mut out = Vec::new();
-    let mut writer = ArrowWriter::try_new(&mut out, schema(), None).map_err(|e| e.to_string())?;
+    let mut writer =
+        ArrowWriter::try_new(&mut out, schema(), Some(properties())).map_err(|e| e.to_string())?;
     writer.write(&rows).map_err(|e| e.to_string())?;
     writer.append_key_value_metadata(KeyValue::new(META_KEY.to_string(), header));
     writer.close().map_err(|e| e.to_string())?;
     Ok(Bytes::from(out))
+}
+
+/// Millions of random uids and one JSON body per kept event: a dictionary would overflow and
+/// fall back after hashing each of them, and nothing filters on min/max, so neither is built.
+fn properties() -> WriterProperties {
+    let mut builder = WriterProperties::builder();
+    for column in ["uid", "body"] {
+        builder = builder
+            .set_column_dictionary_enabled(ColumnPath::from(column), false)
+            .set_column_statistics_enabled(ColumnPath::from(column), EnabledStatistics::None);
+    }
+    builder.build()
 }
 
 /// Reads a checkpoint back, parsing each kept event's body again.
