@@ -16,10 +16,10 @@ use boxoffice_ingest::bronze::QuarantineRow;
 use boxoffice_lake::{PartitionRows, TableDef};
 use chrono::{DateTime, Utc};
 use deltalake::arrow::array::{
-    Array, ArrayRef, BooleanArray, Int64Builder, RecordBatch, StringBuilder,
+    Array, ArrayRef, AsArray, BooleanArray, Int64Builder, RecordBatch, StringBuilder,
     TimestampMicrosecondBuilder,
 };
-use deltalake::arrow::compute::{and_kleene, filter_record_batch, is_not_null, not};
+use deltalake::arrow::compute::{and_kleene, concat, filter_record_batch, is_not_null, not};
 use deltalake::arrow::error::ArrowError;
 use deltalake::datafusion::common::DFSchema;
 use deltalake::datafusion::physical_plan::PhysicalExpr;
@@ -218,8 +218,8 @@ impl Expectations {
             let batch = &part.batch;
             let mut keep: Option<BooleanArray> = None;
             let mut broken_by: Vec<(&str, BooleanArray)> = Vec::new();
-            for (c, result) in compiled.iter().zip(results.iter_mut()) {
-                let holds = evaluate(c, batch).map_err(|e| arrow_error(&table, e))?;
+            let verdicts = evaluate_all(compiled, batch).map_err(|e| arrow_error(&table, e))?;
+            for ((c, result), holds) in compiled.iter().zip(results.iter_mut()).zip(verdicts) {
                 let failed = (holds.len() - holds.true_count()) as u64;
                 result.failed += failed;
                 result.passed += holds.true_count() as u64;
@@ -278,6 +278,42 @@ fn arrow_error(table: &str, source: ArrowError) -> JobError {
         table: table.to_string(),
         source,
     }
+}
+
+/// Every expectation over `batch`, in slices on every core: a batch of fact rows is millions of
+/// rows, and rows are checked independently.
+fn evaluate_all(
+    compiled: &[Compiled],
+    batch: &RecordBatch,
+) -> Result<Vec<BooleanArray>, ArrowError> {
+    const SMALLEST_SLICE: usize = 100_000;
+    let rows = batch.num_rows();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let slices = threads.min(rows / SMALLEST_SLICE).max(1);
+    if slices == 1 {
+        return compiled.iter().map(|c| evaluate(c, batch)).collect();
+    }
+    let size = rows.div_ceil(slices);
+    let parts: Vec<RecordBatch> = (0..slices)
+        .map(|i| batch.slice(i * size, size.min(rows - i * size)))
+        .collect();
+    let verdicts: Vec<Result<Vec<BooleanArray>, ArrowError>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = parts
+            .iter()
+            .map(|part| scope.spawn(move || compiled.iter().map(|c| evaluate(c, part)).collect()))
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
+    let verdicts = verdicts.into_iter().collect::<Result<Vec<_>, _>>()?;
+    (0..compiled.len())
+        .map(|i| {
+            let pieces: Vec<&dyn Array> = verdicts.iter().map(|v| &v[i] as &dyn Array).collect();
+            Ok(concat(&pieces)?.as_boolean().clone())
+        })
+        .collect()
 }
 
 /// Where the condition holds: true; where it is false or NULL: false.
@@ -400,4 +436,86 @@ pub fn result_rows(
         Arc::new(run_at.finish()),
     ];
     RecordBatch::try_new(EXPECTATIONS.arrow_schema(), columns)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use boxoffice_lake::Layer;
+    use deltalake::arrow::array::{Float64Array, Int64Array};
+    use deltalake::arrow::datatypes::{DataType, Field, Schema};
+
+    fn prices_schema() -> Schema {
+        Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("price", DataType::Float64, true),
+        ])
+    }
+
+    const PRICES: TableDef = TableDef {
+        layer: Layer::Silver,
+        name: "prices",
+        description: "a test table",
+        schema: prices_schema,
+        partition_columns: &[],
+        properties: &[],
+        blob_columns: &[],
+    };
+
+    /// A batch big enough to be checked in slices on every core, with broken rows on and around
+    /// the slice boundaries: each verdict must land on its own row.
+    #[test]
+    fn a_large_batch_checked_in_slices_drops_and_counts_exactly_its_broken_rows() {
+        let rows: i64 = 300_001;
+        let broken = |i: i64| i % 997 == 0 || (149_990..150_010).contains(&i) || i == rows - 1;
+        let ids = Int64Array::from_iter_values(0..rows);
+        let prices = Float64Array::from_iter(
+            (0..rows).map(|i| (i % 5_000 != 7).then_some(if broken(i) { -1.0 } else { 2.5 })),
+        );
+        let batch = RecordBatch::try_new(
+            Arc::new(prices_schema()),
+            vec![Arc::new(ids), Arc::new(prices)],
+        )
+        .expect("batch");
+        let e = |name: &str, condition: &str, action| Expectation {
+            name: name.into(),
+            condition: condition.into(),
+            action,
+        };
+        let declared = [(
+            &PRICES,
+            vec![
+                e("price_positive", "price > 0", Action::Drop),
+                e("price_present", "price IS NOT NULL", Action::Warn),
+            ],
+        )];
+        let expectations = Expectations::compile(&declared, &BTreeMap::new()).expect("compile");
+        let checked = expectations
+            .check(&PRICES, vec![PartitionRows::unsplit(batch)], Utc::now())
+            .expect("check");
+
+        let null = |i: i64| i % 5_000 == 7;
+        let kept: Vec<i64> = (0..rows).filter(|i| !broken(*i) && !null(*i)).collect();
+        let positive = &checked.results[0];
+        assert_eq!(positive.failed, (rows - kept.len() as i64) as u64);
+        assert_eq!(positive.passed, kept.len() as u64);
+        assert_eq!(
+            checked.results[1].failed,
+            (0..rows).filter(|i| null(*i)).count() as u64
+        );
+        assert_eq!(checked.kept_rows, kept.len() as u64);
+        assert_eq!(checked.dropped.len(), rows as usize - kept.len());
+        let kept_ids: Vec<i64> = checked
+            .kept
+            .iter()
+            .flat_map(|p| {
+                let ids = p
+                    .batch
+                    .column(0)
+                    .as_primitive::<deltalake::arrow::datatypes::Int64Type>();
+                ids.values().to_vec()
+            })
+            .collect();
+        assert_eq!(kept_ids, kept);
+    }
 }
