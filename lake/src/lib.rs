@@ -24,7 +24,7 @@ pub use files::{FileMeta, Files};
 pub use inspect::{TableInfo, TableState, compatibility_problems};
 pub use layer::Layer;
 pub use read::{normalize, read_rows};
-pub use table::{TableDef, column, utc_timestamp};
+pub use table::{TableDef, blob_columns, column, utc_timestamp};
 pub use target::{Lake, LakeSettings, StoreKind};
 
 /// Why a lake operation failed; every variant names the table or location involved.

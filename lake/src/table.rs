@@ -8,7 +8,9 @@ use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use deltalake::kernel::StructType;
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
 use deltalake::parquet::basic::Compression;
-use deltalake::parquet::file::properties::{EnabledStatistics, WriterProperties};
+use deltalake::parquet::file::properties::{
+    EnabledStatistics, WriterProperties, WriterPropertiesBuilder,
+};
 use deltalake::parquet::schema::types::ColumnPath;
 use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
@@ -52,18 +54,28 @@ impl TableDef {
     /// statistics per column chunk, which are what Delta's file skipping reads, not per page;
     /// blob columns spared dictionaries and statistics altogether.
     pub fn writer_properties(&self) -> WriterProperties {
-        let mut builder = WriterProperties::builder()
+        let builder = WriterProperties::builder()
             .set_created_by(format!("boxoffice {}", env!("CARGO_PKG_VERSION")))
             .set_compression(Compression::SNAPPY)
             .set_statistics_enabled(EnabledStatistics::Chunk);
-        for column in self.blob_columns {
-            let path = ColumnPath::from(*column);
-            builder = builder
-                .set_column_dictionary_enabled(path.clone(), false)
-                .set_column_statistics_enabled(path, EnabledStatistics::None);
-        }
-        builder.build()
+        blob_columns(builder, self.blob_columns).build()
     }
+}
+
+/// `columns` written with no dictionary and no statistics: for near-unique values in no order
+/// (uids, JSON bodies), where a dictionary overflows after hashing each value and min/max skips
+/// nothing. Shared by tables and by files that are not tables (the join's checkpoint).
+pub fn blob_columns(
+    mut builder: WriterPropertiesBuilder,
+    columns: &[&str],
+) -> WriterPropertiesBuilder {
+    for column in columns {
+        let path = ColumnPath::from(*column);
+        builder = builder
+            .set_column_dictionary_enabled(path.clone(), false)
+            .set_column_statistics_enabled(path, EnabledStatistics::None);
+    }
+    builder
 }
 
 /// The timestamp type of every table: microseconds, zoned UTC (Delta `timestamp`, not NTZ).

@@ -19,8 +19,7 @@ use deltalake::arrow::datatypes::{DataType, Field, Int32Type, Int64Type, Schema,
 use deltalake::parquet::arrow::ArrowWriter;
 use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use deltalake::parquet::file::metadata::KeyValue;
-use deltalake::parquet::file::properties::{EnabledStatistics, WriterProperties};
-use deltalake::parquet::schema::types::ColumnPath;
+use deltalake::parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
 
 use super::input::Positions;
@@ -170,16 +169,10 @@ pub fn encode(batch: u64, positions: &Positions, state: &JoinState) -> Result<By
     Ok(Bytes::from(out))
 }
 
-/// Millions of random uids and one JSON body per kept event: a dictionary would overflow and
-/// fall back after hashing each of them, and nothing filters on min/max, so neither is built.
+/// Millions of random uids and one JSON body per kept event: neither gets a dictionary or
+/// statistics.
 fn properties() -> WriterProperties {
-    let mut builder = WriterProperties::builder();
-    for column in ["uid", "body"] {
-        builder = builder
-            .set_column_dictionary_enabled(ColumnPath::from(column), false)
-            .set_column_statistics_enabled(ColumnPath::from(column), EnabledStatistics::None);
-    }
-    builder.build()
+    boxoffice_lake::blob_columns(WriterProperties::builder(), &["uid", "body"]).build()
 }
 
 /// Reads a checkpoint back, parsing each kept event's body again.

@@ -390,7 +390,7 @@ impl BookingsFact {
             }
             let joined = output::join_batch(&mut self.state, plan, events);
             reports.push(self.write(joined).await?);
-            if self.checkpoint_due(self.batch) {
+            if self.checkpoint_due() {
                 self.checkpoint_now().await?;
             }
             if last {
@@ -400,8 +400,8 @@ impl BookingsFact {
         Ok(reports)
     }
 
-    fn checkpoint_due(&self, batch: u64) -> bool {
-        batch - self.checkpointed >= self.settings.checkpoint_every
+    fn checkpoint_due(&self) -> bool {
+        self.batch - self.checkpointed >= self.settings.checkpoint_every
     }
 
     /// Writes the state after the current batch (unless already written), then forgets older
