@@ -103,14 +103,19 @@ fn tally(stream: &[GeneratedEvent]) -> Tally {
             Event::Booking(b) => {
                 let total = b.event_details.seats.iter().map(|s| s.price).sum();
                 t.bookings
-                    .insert(b.order_id, (b.booking_time, total, b.schema_version));
+                    .insert(b.order_id.into(), (b.booking_time, total, b.schema_version));
             }
-            Event::Payment(p) => t.payments.entry(p.order_id).or_default().push(PaymentSeen {
-                time: p.payment_time,
-                status: p.payment_status,
-                amount: p.amount,
-                fee: p.fee,
-            }),
+            Event::Payment(p) => {
+                t.payments
+                    .entry(p.order_id.into())
+                    .or_default()
+                    .push(PaymentSeen {
+                        time: p.payment_time,
+                        status: p.payment_status,
+                        amount: p.amount,
+                        fee: p.fee,
+                    })
+            }
         }
     }
     t

@@ -10,7 +10,7 @@ use super::{
 };
 use crate::model::{
     Booking, Customer, Event, EventDetails, Hub, Payment, PaymentMethod, PaymentStatus,
-    SchemaVersion, Seat,
+    SchemaVersion, Seat, Text,
 };
 use crate::uid;
 
@@ -126,7 +126,7 @@ impl Check {
         &mut self,
         obj: &Map<String, Value>,
         version: Option<SchemaVersion>,
-    ) -> Option<Option<String>> {
+    ) -> Option<Option<Text>> {
         let required = !matches!(version, Some(SchemaVersion::V0));
         let id = if required {
             self.string(obj, "", "event_id")?
@@ -138,7 +138,7 @@ impl Check {
             }
         };
         match uuid::Uuid::parse_str(id) {
-            Ok(u) => Some(Some(u.hyphenated().to_string())),
+            Ok(u) => Some(Some(u.hyphenated().to_string().into())),
             Err(_) => {
                 self.fail(format!("event_id {id:?} is not a UUID"));
                 None
@@ -150,7 +150,7 @@ impl Check {
         &mut self,
         obj: &Map<String, Value>,
         version: Option<SchemaVersion>,
-        event_id: Option<Option<String>>,
+        event_id: Option<Option<Text>>,
     ) -> Option<Booking> {
         let order_id = self.id(obj, "", "order_id");
         let booking_time = self.time(obj, "", "booking_time");
@@ -161,11 +161,11 @@ impl Check {
         Some(Booking {
             schema_version: version?,
             event_id: event_id?,
-            order_id: order_id?.to_string(),
+            order_id: order_id?.into(),
             booking_time: booking_time?,
             customer: customer?,
             event_details: details?,
-            channel: channel.ok()?.map(str::to_string),
+            channel: channel.ok()?.map(Text::from),
             currency: currency?,
         })
     }
@@ -176,9 +176,9 @@ impl Check {
         let name = self.string(c, "customer.", "name");
         let email = self.string(c, "customer.", "email");
         Some(Customer {
-            customer_id: customer_id?.to_string(),
-            name: name?.to_string(),
-            email: email?.to_string(),
+            customer_id: customer_id?.into(),
+            name: name?.into(),
+            email: email?.into(),
         })
     }
 
@@ -192,11 +192,11 @@ impl Check {
         let city = self.opt_string(d, p, "city");
         let starts_at = self.opt_time(d, p, "starts_at");
         Some(EventDetails {
-            event_id: event_id?.to_string(),
-            event_name: event_name?.to_string(),
-            event_location: event_location?.to_string(),
+            event_id: event_id?.into(),
+            event_name: event_name?.into(),
+            event_location: event_location?.into(),
             seats: seats?,
-            city: city.ok()?.map(str::to_string),
+            city: city.ok()?.map(Text::from),
             starts_at: starts_at?,
         })
     }
@@ -239,7 +239,7 @@ impl Check {
             }
             if let (Some(n), Some(p)) = (number, price) {
                 seats.push(Seat {
-                    seat_number: n.to_string(),
+                    seat_number: n.into(),
                     price: p,
                 });
             }
@@ -251,7 +251,7 @@ impl Check {
         &mut self,
         obj: &Map<String, Value>,
         version: Option<SchemaVersion>,
-        event_id: Option<Option<String>>,
+        event_id: Option<Option<Text>>,
     ) -> Option<Payment> {
         let payment_id = self.id(obj, "", "payment_id");
         let order_id = self.id(obj, "", "order_id");
@@ -285,8 +285,8 @@ impl Check {
         Some(Payment {
             schema_version: version?,
             event_id: event_id?,
-            payment_id: payment_id?.to_string(),
-            order_id: order_id?.to_string(),
+            payment_id: payment_id?.into(),
+            order_id: order_id?.into(),
             payment_time: payment_time?,
             amount: amount?,
             payment_method: method?,
@@ -356,7 +356,7 @@ impl Check {
         }
     }
 
-    fn currency(&mut self, obj: &Map<String, Value>, path: &str) -> Option<Option<String>> {
+    fn currency(&mut self, obj: &Map<String, Value>, path: &str) -> Option<Option<Text>> {
         let c = self.opt_string(obj, path, "currency").ok()?;
         match c {
             Some(c) if c.len() != 3 || !c.bytes().all(|b| b.is_ascii_uppercase()) => {
@@ -365,7 +365,7 @@ impl Check {
                 ));
                 None
             }
-            c => Some(c.map(str::to_string)),
+            c => Some(c.map(Text::from)),
         }
     }
 

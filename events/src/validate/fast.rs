@@ -13,7 +13,7 @@ use serde::de::{Deserializer, IgnoredAny};
 
 use super::{MAX_SEATS_PER_ORDER, parse_timestamp, sniff};
 use crate::model::{
-    Booking, Customer, Event, EventDetails, Hub, Payment, PaymentMethod, PaymentStatus,
+    self, Booking, Customer, Event, EventDetails, Hub, Payment, PaymentMethod, PaymentStatus,
     SchemaVersion, Seat,
 };
 use crate::uid;
@@ -133,7 +133,7 @@ struct PaymentIn<'a> {
 /// An event the fast path has fully checked, still borrowing from its body.
 pub(super) struct Accepted<'a> {
     version: SchemaVersion,
-    event_id: Option<String>,
+    event_id: Option<model::Text>,
     kind: Kind<'a>,
 }
 
@@ -171,7 +171,7 @@ impl Accepted<'_> {
     /// The event's uid: its id, or for a legacy event without one, the hash of its body.
     pub(super) fn event_uid(&self, body: &str) -> Option<String> {
         match &self.event_id {
-            Some(id) => Some(id.clone()),
+            Some(id) => Some(id.to_string()),
             None => {
                 let value: serde_json::Value = serde_json::from_str(body).ok()?;
                 Some(uid::event_uid_of_value(&value))
@@ -181,7 +181,7 @@ impl Accepted<'_> {
 
     /// The owned, typed event.
     pub(super) fn into_event(self) -> Event {
-        let owned = |t: &Text<'_>| t.to_string();
+        let owned = |t: &Text<'_>| model::Text::from(t.as_ref());
         match self.kind {
             Kind::Booking(b, booking_time, starts_at) => Event::Booking(Booking {
                 schema_version: self.version,
@@ -240,12 +240,16 @@ fn version(v: &Field<i64>) -> Option<SchemaVersion> {
 }
 
 /// The canonical event id: required (a UUID) from v1, optional (but a UUID if given) in v0.
-fn event_id(version: SchemaVersion, id: Option<&Text<'_>>) -> Option<Option<String>> {
+fn event_id(version: SchemaVersion, id: Option<&Text<'_>>) -> Option<Option<model::Text>> {
     match id {
         None if version == SchemaVersion::V0 => Some(None),
         None => None,
         Some(id) => Some(Some(
-            uuid::Uuid::parse_str(id).ok()?.hyphenated().to_string(),
+            uuid::Uuid::parse_str(id)
+                .ok()?
+                .hyphenated()
+                .to_string()
+                .into(),
         )),
     }
 }

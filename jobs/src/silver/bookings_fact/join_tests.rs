@@ -95,7 +95,7 @@ fn booking(order: &str, time: Micros) -> Booking {
     Booking {
         schema_version: SchemaVersion::V1,
         event_id: None,
-        order_id: order.to_string(),
+        order_id: order.into(),
         booking_time: at(time),
         customer: Customer {
             customer_id: "cust1".into(),
@@ -128,8 +128,8 @@ fn payment(id: &str, order: &str, time: Micros, ok: bool) -> Payment {
     Payment {
         schema_version: SchemaVersion::V1,
         event_id: None,
-        payment_id: id.to_string(),
-        order_id: order.to_string(),
+        payment_id: id.into(),
+        order_id: order.into(),
         payment_time: at(time),
         amount: 100.0,
         payment_method: PaymentMethod::CreditCard,

@@ -112,8 +112,8 @@ impl TextSizes {
             t.event_location += d.event_location.len() * seats;
             t.seat_number += d.seats.iter().map(|s| s.seat_number.len()).sum::<usize>();
             t.payment_id += m.payment.payment.payment_id.len() * seats;
-            t.channel += b.channel.as_ref().map_or(0, String::len) * seats;
-            t.city += d.city.as_ref().map_or(0, String::len) * seats;
+            t.channel += b.channel.as_ref().map_or(0, |t| t.len()) * seats;
+            t.city += d.city.as_ref().map_or(0, |t| t.len()) * seats;
             t.booking_uid += m.booking.uid.len() * seats;
             t.payment_uid += m.payment.uid.len() * seats;
         }
