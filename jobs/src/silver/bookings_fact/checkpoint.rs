@@ -134,7 +134,7 @@ pub fn encode(batch: u64, positions: &Positions, state: &JoinState) -> Result<By
     for b in state.bookings.values().flatten() {
         c.event(
             KIND_BOOKING,
-            &b.item.uid,
+            &b.item.uid.text(),
             b.item.arrival,
             &booking_json(&b.item.booking),
             (b.matched, b.paid),
@@ -143,7 +143,7 @@ pub fn encode(batch: u64, positions: &Positions, state: &JoinState) -> Result<By
     for p in state.payments.values().flatten() {
         c.event(
             KIND_PAYMENT,
-            &p.item.uid,
+            &p.item.uid.text(),
             p.item.arrival,
             &payment_json(&p.item.payment),
             (p.matched, false),
@@ -229,7 +229,7 @@ fn read_rows(
             partition: partition.value(i),
             sequence: sequence.value(i),
         };
-        let event = JoinEvent::parse(uid.value(i).to_string(), key, body.value(i))
+        let event = JoinEvent::parse(uid.value(i), key, body.value(i))
             .map_err(|e| format!("a kept event no longer parses: {e}"))?;
         match event {
             JoinEvent::Booking(item) => bookings.push(Pending {
@@ -264,12 +264,12 @@ mod tests {
         let mut m: Vec<_> = out
             .matches
             .iter()
-            .map(|m| (m.booking.uid.clone(), m.payment.uid.clone()))
+            .map(|m| (m.booking.uid.to_string(), m.payment.uid.to_string()))
             .collect();
         m.sort();
-        let mut u: Vec<_> = out.unpaid.iter().map(|b| b.uid.clone()).collect();
+        let mut u: Vec<_> = out.unpaid.iter().map(|b| b.uid.to_string()).collect();
         u.sort();
-        let mut o: Vec<_> = out.orphans.iter().map(|p| p.uid.clone()).collect();
+        let mut o: Vec<_> = out.orphans.iter().map(|p| p.uid.to_string()).collect();
         o.sort();
         (m, u, o, out.late.len(), out.duplicates)
     }

@@ -78,13 +78,89 @@ pub fn order_key(order_id: &str) -> u64 {
     KEYS.hash_one(order_id)
 }
 
+/// An event's event_uid. The archiver spells it as a lowercase hyphenated UUID, which is kept as
+/// its 16-byte number and spelled again when written: two million 36-byte strings were a heap
+/// allocation each. Any other spelling (Bronze from another producer) is kept as it came.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventUid {
+    /// A UUID in the archiver's spelling.
+    Uuid(u128),
+    /// Any other text.
+    Other(Box<str>),
+}
+
+impl EventUid {
+    /// The uid of this text.
+    pub fn new(uid: &str) -> EventUid {
+        let archivers_spelling = uid.len() == 36 && !uid.bytes().any(|b| b.is_ascii_uppercase());
+        match uuid::Uuid::try_parse(uid) {
+            Ok(u) if archivers_spelling => EventUid::Uuid(u.as_u128()),
+            _ => EventUid::Other(uid.into()),
+        }
+    }
+
+    /// Its [`uid_key`], what duplicates are found by.
+    pub fn key(&self) -> u128 {
+        match self {
+            EventUid::Uuid(key) => *key,
+            EventUid::Other(text) => uid_key(text),
+        }
+    }
+
+    /// The length of its text.
+    pub fn text_len(&self) -> usize {
+        match self {
+            EventUid::Uuid(_) => 36,
+            EventUid::Other(text) => text.len(),
+        }
+    }
+
+    /// Its text, spelled on the stack.
+    pub fn text(&self) -> UidText<'_> {
+        match self {
+            EventUid::Uuid(key) => {
+                let mut spelled = [0u8; 36];
+                uuid::Uuid::from_u128(*key)
+                    .hyphenated()
+                    .encode_lower(&mut spelled);
+                UidText::Uuid(spelled)
+            }
+            EventUid::Other(text) => UidText::Other(text),
+        }
+    }
+}
+
+impl fmt::Display for EventUid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text())
+    }
+}
+
+/// An [`EventUid`]'s text.
+pub enum UidText<'a> {
+    /// A UUID, hyphenated (ASCII).
+    Uuid([u8; 36]),
+    /// As it came.
+    Other(&'a str),
+}
+
+impl std::ops::Deref for UidText<'_> {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        match self {
+            // Always ASCII: written by `encode_lower`.
+            UidText::Uuid(spelled) => std::str::from_utf8(spelled).unwrap_or_default(),
+            UidText::Other(text) => text,
+        }
+    }
+}
+
 /// A booking as the join sees it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BookingIn {
     /// Its event_uid.
-    pub uid: String,
-    /// Its event_uid as a number (see [`uid_key`]), what duplicates are found by.
-    pub uid_key: u128,
+    pub uid: EventUid,
     /// Its [`order_key`].
     pub order_key: u64,
     /// Its place in the arrival order.
@@ -99,9 +175,7 @@ pub struct BookingIn {
 #[derive(Debug, Clone, PartialEq)]
 pub struct PaymentIn {
     /// Its event_uid.
-    pub uid: String,
-    /// Its event_uid as a number (see [`uid_key`]).
-    pub uid_key: u128,
+    pub uid: EventUid,
     /// Its [`order_key`].
     pub order_key: u64,
     /// Its place in the arrival order.
@@ -123,10 +197,10 @@ pub enum JoinEvent {
 
 impl JoinEvent {
     /// A validated event as the join takes it.
-    pub fn new(uid: String, arrival: ArrivalKey, event: Event, body: Option<RawBody>) -> JoinEvent {
+    pub fn new(uid: &str, arrival: ArrivalKey, event: Event, body: Option<RawBody>) -> JoinEvent {
+        let uid = EventUid::new(uid);
         match event {
             Event::Booking(booking) => JoinEvent::Booking(Arc::new(BookingIn {
-                uid_key: uid_key(&uid),
                 order_key: order_key(&booking.order_id),
                 uid,
                 arrival,
@@ -134,7 +208,6 @@ impl JoinEvent {
                 body,
             })),
             Event::Payment(payment) => JoinEvent::Payment(Arc::new(PaymentIn {
-                uid_key: uid_key(&uid),
                 order_key: order_key(&payment.order_id),
                 uid,
                 arrival,
@@ -147,7 +220,7 @@ impl JoinEvent {
     /// Validates a Bronze event (on the hub its arrival key names) for the join: the validator's
     /// refusal when it does not pass (Bronze written by a producer that did not validate, or a
     /// validator since made stricter). The body is not kept: this is for events the join keeps.
-    pub fn parse(uid: String, arrival: ArrivalKey, body: &str) -> Result<JoinEvent, Invalid> {
+    pub fn parse(uid: &str, arrival: ArrivalKey, body: &str) -> Result<JoinEvent, Invalid> {
         let hub = if arrival.hub == PAYMENTS {
             Hub::Payments
         } else {
@@ -199,7 +272,7 @@ impl JoinEvent {
     }
 
     /// Its event_uid.
-    pub fn uid(&self) -> &str {
+    pub fn uid(&self) -> &EventUid {
         match self {
             JoinEvent::Booking(b) => &b.uid,
             JoinEvent::Payment(p) => &p.uid,
@@ -208,10 +281,7 @@ impl JoinEvent {
 
     /// Its event_uid as a number.
     pub fn uid_key(&self) -> u128 {
-        match self {
-            JoinEvent::Booking(b) => b.uid_key,
-            JoinEvent::Payment(p) => p.uid_key,
-        }
+        self.uid().key()
     }
 
     /// Its place in the arrival order.
@@ -227,6 +297,35 @@ impl JoinEvent {
         match self {
             JoinEvent::Booking(b) => b.booking.booking_time.timestamp_micros(),
             JoinEvent::Payment(p) => p.payment.payment_time.timestamp_micros(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_uid_is_kept_as_a_number_only_when_it_spells_back_the_same() {
+        let archivers = "0f8fad5b-d9cb-469f-a165-70867728950e";
+        let uid = EventUid::new(archivers);
+        assert_eq!(uid, EventUid::Uuid(uid_key(archivers)));
+        assert_eq!(uid.to_string(), archivers);
+        assert_eq!(uid.text_len(), archivers.len());
+        // Other spellings of a UUID, and anything else, come back exactly as they came, and
+        // find duplicates by the same key as before.
+        for other in [
+            "0F8FAD5B-D9CB-469F-A165-70867728950E",
+            "0f8fad5bd9cb469fa16570867728950e",
+            "{0f8fad5b-d9cb-469f-a165-70867728950e}",
+            "legacy-7",
+            "",
+        ] {
+            let uid = EventUid::new(other);
+            assert_eq!(uid, EventUid::Other(other.into()), "{other}");
+            assert_eq!(uid.to_string(), other);
+            assert_eq!(uid.text_len(), other.len());
+            assert_eq!(uid.key(), uid_key(other));
         }
     }
 }

@@ -406,7 +406,7 @@ fn rows_in(
                 .get(&id)
                 .is_some_and(|r| sequence > r.before.done && sequence <= r.after.done);
             if taken && !uids.is_null(i) {
-                let (uid, body) = (uids.value(i).to_string(), bodies.value(i));
+                let (uid, body) = (uids.value(i), bodies.value(i));
                 // The arrival key is set once the partition's rows are ordered.
                 let provisional = ArrivalKey {
                     at: times.value(i),
@@ -422,7 +422,7 @@ fn rows_in(
                         Some(RawBody::new(Arc::clone(&column), i)),
                     )),
                     Err(invalid) => Err(Box::new(Refused {
-                        uid,
+                        uid: uid.to_string(),
                         body: Arc::from(body),
                         reason: invalid.reason(),
                     })),

@@ -28,7 +28,7 @@ use boxoffice_events::model::PaymentStatus;
 use super::expiry::ExpiryQueue;
 
 pub use super::event::{
-    ArrivalKey, BookingIn, JoinEvent, MINUTE, Micros, PaymentIn, RawBody, order_key,
+    ArrivalKey, BookingIn, EventUid, JoinEvent, MINUTE, Micros, PaymentIn, RawBody, order_key,
 };
 
 /// Which clock the join runs on.

@@ -43,19 +43,14 @@ impl Feed {
     /// A booking of `order` at `time`, arriving at `arrival`.
     fn booking(&mut self, uid: &str, order: &str, time: Micros, arrival: Micros) {
         let key = self.key(arrival, 0);
-        let b = JoinEvent::new(
-            uid.to_string(),
-            key,
-            Event::Booking(booking(order, time)),
-            None,
-        );
+        let b = JoinEvent::new(uid, key, Event::Booking(booking(order, time)), None);
         self.state.process(b, &mut self.out);
     }
 
     fn payment(&mut self, uid: &str, order: &str, time: Micros, arrival: Micros, ok: bool) {
         let key = self.key(arrival, 1);
         let p = JoinEvent::new(
-            uid.to_string(),
+            uid,
             key,
             Event::Payment(payment(uid, order, time, ok)),
             None,
@@ -72,20 +67,20 @@ impl Feed {
             .out
             .matches
             .iter()
-            .map(|m| (m.booking.uid.clone(), m.payment.uid.clone()))
+            .map(|m| (m.booking.uid.to_string(), m.payment.uid.to_string()))
             .collect();
         m.sort();
         m
     }
 
     fn unpaid(&self) -> Vec<String> {
-        let mut u: Vec<_> = self.out.unpaid.iter().map(|b| b.uid.clone()).collect();
+        let mut u: Vec<_> = self.out.unpaid.iter().map(|b| b.uid.to_string()).collect();
         u.sort();
         u
     }
 
     fn orphans(&self) -> Vec<String> {
-        let mut o: Vec<_> = self.out.orphans.iter().map(|p| p.uid.clone()).collect();
+        let mut o: Vec<_> = self.out.orphans.iter().map(|p| p.uid.to_string()).collect();
         o.sort();
         o
     }
@@ -187,9 +182,9 @@ fn orders_whose_keys_collide_do_not_pair_and_each_leaves_on_its_own() {
         }
     };
     let (kb, kp) = (f.key(T0, 0), f.key(T0 + SEC, 1));
-    let b = JoinEvent::new("b1".into(), kb, Event::Booking(booking("o1", T0)), None);
+    let b = JoinEvent::new("b1", kb, Event::Booking(booking("o1", T0)), None);
     let p = JoinEvent::new(
-        "p2".into(),
+        "p2",
         kp,
         Event::Payment(payment("p2", "o2", T0 + SEC, true)),
         None,
@@ -253,7 +248,7 @@ fn late_events_are_routed_to_late_with_the_watermark() {
     f.booking("old", "o2", T0 + 200 * SEC, T0 + 320 * SEC);
     f.booking("ok", "o3", T0 + 280 * SEC, T0 + 321 * SEC);
     assert_eq!(f.out.late.len(), 1);
-    assert_eq!(f.out.late[0].event.uid(), "old");
+    assert_eq!(f.out.late[0].event.uid().to_string(), "old");
     assert_eq!(f.out.late[0].watermark, T0 + 270 * SEC);
     assert_eq!(f.out.accepted, 3);
 }
@@ -420,7 +415,7 @@ pub(crate) fn generated(seed: u64, n: usize) -> Vec<JoinEvent> {
                 sequence: i as i64,
             };
             Some(JoinEvent::new(
-                v.event_uid,
+                &v.event_uid,
                 arrival,
                 v.event,
                 Some(RawBody::text(&e.body)),
@@ -459,12 +454,12 @@ mod batch_independence {
         let mut matches: Vec<_> = out
             .matches
             .iter()
-            .map(|m| (m.booking.uid.clone(), m.payment.uid.clone()))
+            .map(|m| (m.booking.uid.to_string(), m.payment.uid.to_string()))
             .collect();
         matches.sort();
-        let mut unpaid: Vec<_> = out.unpaid.iter().map(|b| b.uid.clone()).collect();
+        let mut unpaid: Vec<_> = out.unpaid.iter().map(|b| b.uid.to_string()).collect();
         unpaid.sort();
-        let mut orphans: Vec<_> = out.orphans.iter().map(|p| p.uid.clone()).collect();
+        let mut orphans: Vec<_> = out.orphans.iter().map(|p| p.uid.to_string()).collect();
         orphans.sort();
         let mut late: Vec<_> = out.late.iter().map(|l| l.event.uid().to_string()).collect();
         late.sort();

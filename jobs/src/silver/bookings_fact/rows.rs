@@ -114,8 +114,8 @@ impl TextSizes {
             t.payment_id += m.payment.payment.payment_id.len() * seats;
             t.channel += b.channel.as_ref().map_or(0, |t| t.len()) * seats;
             t.city += d.city.as_ref().map_or(0, |t| t.len()) * seats;
-            t.booking_uid += m.booking.uid.len() * seats;
-            t.payment_uid += m.payment.uid.len() * seats;
+            t.booking_uid += m.booking.uid.text_len() * seats;
+            t.payment_uid += m.payment.uid.text_len() * seats;
         }
         t
     }
@@ -206,8 +206,8 @@ fn fact_batch(matches: &[&Match], processed_at: DateTime<Utc>) -> Result<RecordB
             city.append_option(d.city.as_deref());
             version.append_value(b.schema_version.number());
             source.append_value(SOURCE_STREAM);
-            b_uid.append_value(&m.booking.uid);
-            p_uid.append_value(&m.payment.uid);
+            b_uid.append_value(&*m.booking.uid.text());
+            p_uid.append_value(&*m.payment.uid.text());
             first_booking.append_value(m.first_for_booking);
             first_payment.append_value(m.first_for_payment);
             sale.append_value(m.sale);
@@ -301,7 +301,7 @@ fn unpaid_batch(
         s[10].append_option(d.city.as_deref());
         s[11].append_option(b.currency.as_deref());
         version.append_value(b.schema_version.number());
-        s[12].append_value(&item.uid);
+        s[12].append_value(&*item.uid.text());
         processed.append_value(micros(processed_at));
         date.append_value(epoch_days(b.booking_time));
     }
@@ -379,7 +379,7 @@ fn orphan_batch(
         fee.append_option(p.fee);
         arrival.append_value(item.arrival.at);
         version.append_value(p.schema_version.number());
-        uid.append_value(&item.uid);
+        uid.append_value(&*item.uid.text());
         processed.append_value(micros(processed_at));
         date.append_value(epoch_days(p.payment_time));
     }
@@ -421,7 +421,7 @@ pub fn late_rows(late: &[Late], processed_at: DateTime<Utc>) -> Result<RecordBat
         };
         let key = l.event.arrival();
         hub.append_value(hub_name);
-        uid.append_value(l.event.uid());
+        uid.append_value(&*l.event.uid().text());
         order.append_value(order_id);
         event_time.append_value(l.event.event_time());
         arrival.append_value(key.at);
