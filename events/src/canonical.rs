@@ -25,9 +25,10 @@ pub fn booking_json(b: &Booking) -> String {
     let booking_time = time(&b.booking_time);
     let starts_at = b.event_details.starts_at.as_ref().map(time);
     let d = &b.event_details;
+    let event_id = b.event_id.map(|u| u.to_string());
     let wire = BookingWire {
         schema_version: version(b.schema_version),
-        event_id: b.event_id.as_deref(),
+        event_id: event_id.as_deref(),
         order_id: &b.order_id,
         booking_time: &booking_time,
         customer: CustomerWire {
@@ -60,9 +61,10 @@ pub fn booking_json(b: &Booking) -> String {
 /// A payment as JSON that validates back to an equal payment.
 pub fn payment_json(p: &Payment) -> String {
     let payment_time = time(&p.payment_time);
+    let event_id = p.event_id.map(|u| u.to_string());
     let wire = PaymentWire {
         schema_version: version(p.schema_version),
-        event_id: p.event_id.as_deref(),
+        event_id: event_id.as_deref(),
         payment_id: &p.payment_id,
         order_id: &p.order_id,
         payment_time: &payment_time,

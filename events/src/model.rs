@@ -190,7 +190,7 @@ pub struct Booking {
     /// The shape it arrived in.
     pub schema_version: SchemaVersion,
     /// The producer's UUID for this emission (None for v0).
-    pub event_id: Option<Text>,
+    pub event_id: Option<uuid::Uuid>,
     /// Joins the booking to its payments; also the Event Hubs partition key.
     pub order_id: Text,
     /// When the booking was made, in UTC.
@@ -211,7 +211,7 @@ pub struct Payment {
     /// The shape it arrived in.
     pub schema_version: SchemaVersion,
     /// The producer's UUID for this emission (None for v0).
-    pub event_id: Option<Text>,
+    pub event_id: Option<uuid::Uuid>,
     /// "payment_3000"; a retry after a failure carries a new id.
     pub payment_id: Text,
     /// The order paid for.

@@ -126,7 +126,7 @@ impl Check {
         &mut self,
         obj: &Map<String, Value>,
         version: Option<SchemaVersion>,
-    ) -> Option<Option<Text>> {
+    ) -> Option<Option<uuid::Uuid>> {
         let required = !matches!(version, Some(SchemaVersion::V0));
         let id = if required {
             self.string(obj, "", "event_id")?
@@ -138,7 +138,7 @@ impl Check {
             }
         };
         match uuid::Uuid::parse_str(id) {
-            Ok(u) => Some(Some(u.hyphenated().to_string().into())),
+            Ok(u) => Some(Some(u)),
             Err(_) => {
                 self.fail(format!("event_id {id:?} is not a UUID"));
                 None
@@ -150,7 +150,7 @@ impl Check {
         &mut self,
         obj: &Map<String, Value>,
         version: Option<SchemaVersion>,
-        event_id: Option<Option<Text>>,
+        event_id: Option<Option<uuid::Uuid>>,
     ) -> Option<Booking> {
         let order_id = self.id(obj, "", "order_id");
         let booking_time = self.time(obj, "", "booking_time");
@@ -251,7 +251,7 @@ impl Check {
         &mut self,
         obj: &Map<String, Value>,
         version: Option<SchemaVersion>,
-        event_id: Option<Option<Text>>,
+        event_id: Option<Option<uuid::Uuid>>,
     ) -> Option<Payment> {
         let payment_id = self.id(obj, "", "payment_id");
         let order_id = self.id(obj, "", "order_id");

@@ -133,7 +133,7 @@ struct PaymentIn<'a> {
 /// An event the fast path has fully checked, still borrowing from its body.
 pub(super) struct Accepted<'a> {
     version: SchemaVersion,
-    event_id: Option<model::Text>,
+    event_id: Option<uuid::Uuid>,
     kind: Kind<'a>,
 }
 
@@ -240,17 +240,11 @@ fn version(v: &Field<i64>) -> Option<SchemaVersion> {
 }
 
 /// The canonical event id: required (a UUID) from v1, optional (but a UUID if given) in v0.
-fn event_id(version: SchemaVersion, id: Option<&Text<'_>>) -> Option<Option<model::Text>> {
+fn event_id(version: SchemaVersion, id: Option<&Text<'_>>) -> Option<Option<uuid::Uuid>> {
     match id {
         None if version == SchemaVersion::V0 => Some(None),
         None => None,
-        Some(id) => Some(Some(
-            uuid::Uuid::parse_str(id)
-                .ok()?
-                .hyphenated()
-                .to_string()
-                .into(),
-        )),
+        Some(id) => Some(Some(uuid::Uuid::parse_str(id).ok()?)),
     }
 }
 
