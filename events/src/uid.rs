@@ -29,11 +29,6 @@ pub fn uid_key(uid: &str) -> u128 {
         .as_u128()
 }
 
-/// The text of a key made by [`uid_key`] (a UUID uid's own text).
-pub fn uid_text(key: u128) -> String {
-    Uuid::from_u128(key).hyphenated().to_string()
-}
-
 /// The uid of any JSON value (used for bodies that are JSON but not an object).
 pub fn event_uid_of_value(value: &Value) -> String {
     match value {

@@ -6,7 +6,7 @@
 //! inputs, settings) travel in the file's key-value metadata, so a checkpoint is one atomic put.
 
 use boxoffice_events::canonical::{booking_json, payment_json};
-use boxoffice_events::uid::{uid_key, uid_text};
+use boxoffice_events::uid::uid_key;
 use foldhash::HashMap;
 use std::sync::Arc;
 
@@ -24,7 +24,8 @@ use serde::{Deserialize, Serialize};
 
 use super::input::Positions;
 use super::join::{
-    ArrivalKey, BookingIn, JoinConfig, JoinEvent, JoinState, Marks, Micros, PaymentIn, Pending,
+    ArrivalKey, BookingIn, EventUid, JoinConfig, JoinEvent, JoinState, Marks, Micros, PaymentIn,
+    Pending,
 };
 
 const META_KEY: &str = "boxoffice.bookings_fact.state";
@@ -150,7 +151,8 @@ pub fn encode(batch: u64, positions: &Positions, state: &JoinState) -> Result<By
         );
     }
     for (uid, time) in &state.seen {
-        c.uid(&uid_text(*uid), *time);
+        // Spelled on the stack: after a drain this is every uid of the last 10 minutes.
+        c.uid(&EventUid::Uuid(*uid).text(), *time);
     }
     let header = Header {
         batch,

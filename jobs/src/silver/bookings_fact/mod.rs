@@ -416,6 +416,7 @@ impl BookingsFact {
             return Ok(());
         }
         crate::crash_point(&format!("{JOB}:before-checkpoint:{}", self.batch));
+        let mut phases = crate::Phases::new(self.batch);
         let bytes = checkpoint::encode(self.batch, &self.positions, &self.state)
             .map_err(checkpoint_error)?;
         self.files.put(&checkpoint_name(self.batch), bytes).await?;
@@ -430,6 +431,7 @@ impl BookingsFact {
             }
         }
         self.checkpointed = self.batch;
+        phases.done("checkpoint");
         Ok(())
     }
 }
