@@ -179,6 +179,7 @@ fn fact_batch(matches: &[&Match], processed_at: DateTime<Utc>) -> Result<RecordB
             p.currency.as_deref().or(b.currency.as_deref()),
             epoch_days(b.booking_time),
         );
+        let (booking_uid, payment_uid) = (m.booking.uid.text(), m.payment.uid.text());
         for seat in &d.seats {
             order_id.append_value(&b.order_id);
             booking_time.append_value(micros(b.booking_time));
@@ -206,8 +207,8 @@ fn fact_batch(matches: &[&Match], processed_at: DateTime<Utc>) -> Result<RecordB
             city.append_option(d.city.as_deref());
             version.append_value(b.schema_version.number());
             source.append_value(SOURCE_STREAM);
-            b_uid.append_value(&*m.booking.uid.text());
-            p_uid.append_value(&*m.payment.uid.text());
+            b_uid.append_value(&*booking_uid);
+            p_uid.append_value(&*payment_uid);
             first_booking.append_value(m.first_for_booking);
             first_payment.append_value(m.first_for_payment);
             sale.append_value(m.sale);
