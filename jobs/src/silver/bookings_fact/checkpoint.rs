@@ -2,7 +2,8 @@
 //!
 //! One Parquet file per checkpoint: a row per kept booking or payment (with its body, parsed again
 //! on load: the kept event's canonical JSON, since the state does not keep raw bodies) and per
-//! remembered event_uid; the scalar parts (batch, positions, watermark
+//! remembered event_uid (its 16-byte key, not its text: after a drain there are millions, and
+//! spelling each as 36 characters made the write three times larger); the scalar parts (batch, positions, watermark
 //! inputs, settings) travel in the file's key-value metadata, so a checkpoint is one atomic put.
 
 use boxoffice_events::canonical::{booking_json, payment_json};
@@ -12,8 +13,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use deltalake::arrow::array::{
-    ArrayRef, AsArray, BooleanBuilder, Int32Builder, Int64Builder, RecordBatch, StringBuilder,
-    UInt8Builder,
+    ArrayRef, AsArray, BooleanBuilder, FixedSizeBinaryBuilder, Int32Builder, Int64Builder,
+    RecordBatch, StringBuilder, UInt8Builder,
 };
 use deltalake::arrow::datatypes::{DataType, Field, Int32Type, Int64Type, Schema, UInt8Type};
 use deltalake::parquet::arrow::ArrowWriter;
@@ -24,8 +25,8 @@ use serde::{Deserialize, Serialize};
 
 use super::input::Positions;
 use super::join::{
-    ArrivalKey, BookingIn, EventUid, JoinConfig, JoinEvent, JoinState, Marks, Micros, PaymentIn,
-    Pending,
+    ArrivalKey, BookingIn, JoinConfig, JoinEvent, JoinState, Marks, Micros, PaymentIn, Pending,
+    TimeMode, booking_time, payment_time,
 };
 
 const META_KEY: &str = "boxoffice.bookings_fact.state";
@@ -59,7 +60,8 @@ pub struct Checkpoint {
 fn schema() -> Arc<Schema> {
     Arc::new(Schema::new(vec![
         Field::new("kind", DataType::UInt8, false),
-        Field::new("uid", DataType::Utf8, false),
+        Field::new("uid", DataType::Utf8, true),
+        Field::new("uid_key", DataType::FixedSizeBinary(16), true),
         Field::new("arrival", DataType::Int64, true),
         Field::new("hub", DataType::UInt8, true),
         Field::new("partition", DataType::Int32, true),
@@ -71,10 +73,25 @@ fn schema() -> Arc<Schema> {
     ]))
 }
 
-#[derive(Default)]
+/// The layout before remembered uids were stored as keys: every row's uid as text. Still read,
+/// so a stop across an upgrade resumes from its checkpoint.
+fn text_uid_schema() -> Arc<Schema> {
+    let fields: Vec<Field> = schema()
+        .fields()
+        .iter()
+        .filter(|f| f.name() != "uid_key")
+        .map(|f| match f.name().as_str() {
+            "uid" => Field::new("uid", DataType::Utf8, false),
+            _ => f.as_ref().clone(),
+        })
+        .collect();
+    Arc::new(Schema::new(fields))
+}
+
 struct Columns {
     kind: UInt8Builder,
     uid: StringBuilder,
+    uid_key: FixedSizeBinaryBuilder,
     arrival: Int64Builder,
     hub: UInt8Builder,
     partition: Int32Builder,
@@ -86,10 +103,28 @@ struct Columns {
 }
 
 impl Columns {
+    fn with_capacity(events: usize, uids: usize) -> Self {
+        let rows = events + uids;
+        Columns {
+            kind: UInt8Builder::with_capacity(rows),
+            uid: StringBuilder::with_capacity(rows, events * 36),
+            uid_key: FixedSizeBinaryBuilder::with_capacity(rows, 16),
+            arrival: Int64Builder::with_capacity(rows),
+            hub: UInt8Builder::with_capacity(rows),
+            partition: Int32Builder::with_capacity(rows),
+            sequence: Int64Builder::with_capacity(rows),
+            body: StringBuilder::with_capacity(rows, events * 400),
+            matched: BooleanBuilder::with_capacity(rows),
+            time: Int64Builder::with_capacity(rows),
+            paid: BooleanBuilder::with_capacity(rows),
+        }
+    }
+
     fn event(&mut self, kind: u8, uid: &str, key: ArrivalKey, body: &str, flags: (bool, bool)) {
         let (matched, paid) = flags;
         self.kind.append_value(kind);
         self.uid.append_value(uid);
+        self.uid_key.append_null();
         self.arrival.append_value(key.at);
         self.hub.append_value(key.hub);
         self.partition.append_value(key.partition);
@@ -100,9 +135,12 @@ impl Columns {
         self.paid.append_value(paid);
     }
 
-    fn uid(&mut self, uid: &str, time: Micros) {
+    fn uid(&mut self, key: u128, time: Micros) -> Result<(), String> {
         self.kind.append_value(KIND_UID);
-        self.uid.append_value(uid);
+        self.uid.append_null();
+        self.uid_key
+            .append_value(key.to_be_bytes())
+            .map_err(|e| e.to_string())?;
         self.arrival.append_null();
         self.hub.append_null();
         self.partition.append_null();
@@ -111,12 +149,14 @@ impl Columns {
         self.matched.append_null();
         self.time.append_value(time);
         self.paid.append_null();
+        Ok(())
     }
 
     fn finish(mut self) -> Vec<ArrayRef> {
         vec![
             Arc::new(self.kind.finish()),
             Arc::new(self.uid.finish()),
+            Arc::new(self.uid_key.finish()),
             Arc::new(self.arrival.finish()),
             Arc::new(self.hub.finish()),
             Arc::new(self.partition.finish()),
@@ -131,7 +171,8 @@ impl Columns {
 
 /// Serialises the state after `batch` into one Parquet file.
 pub fn encode(batch: u64, positions: &Positions, state: &JoinState) -> Result<Bytes, String> {
-    let mut c = Columns::default();
+    let (bookings, payments) = state.pending();
+    let mut c = Columns::with_capacity(bookings + payments, state.seen.len());
     for b in state.bookings.values().flatten() {
         c.event(
             KIND_BOOKING,
@@ -151,8 +192,7 @@ pub fn encode(batch: u64, positions: &Positions, state: &JoinState) -> Result<By
         );
     }
     for (uid, time) in &state.seen {
-        // Spelled on the stack: after a drain this is every uid of the last 10 minutes.
-        c.uid(&EventUid::Uuid(*uid).text(), *time);
+        c.uid(*uid, *time)?;
     }
     let header = Header {
         batch,
@@ -171,10 +211,10 @@ pub fn encode(batch: u64, positions: &Positions, state: &JoinState) -> Result<By
     Ok(Bytes::from(out))
 }
 
-/// Millions of random uids and one JSON body per kept event: neither gets a dictionary or
+/// Millions of random uids and one JSON body per kept event: none gets a dictionary or
 /// statistics.
 fn properties() -> WriterProperties {
-    boxoffice_lake::blob_columns(WriterProperties::builder(), &["uid", "body"]).build()
+    boxoffice_lake::blob_columns(WriterProperties::builder(), &["uid", "uid_key", "body"]).build()
 }
 
 /// Reads a checkpoint back, parsing each kept event's body again.
@@ -191,10 +231,17 @@ pub fn decode(bytes: Bytes) -> Result<Checkpoint, String> {
     let (mut bookings, mut payments, mut seen) = (Vec::new(), Vec::new(), HashMap::default());
     for batch in builder.build().map_err(|e| e.to_string())? {
         let batch = batch.map_err(|e| e.to_string())?;
-        if batch.schema().fields() != schema().fields() {
+        let fields = batch.schema_ref().fields().clone();
+        if fields != *schema().fields() && fields != *text_uid_schema().fields() {
             return Err("the checkpoint was written by another version of boxoffice".into());
         }
-        read_rows(&batch, &mut bookings, &mut payments, &mut seen)?;
+        read_rows(
+            &batch,
+            &mut bookings,
+            &mut payments,
+            &mut seen,
+            header.config.mode,
+        )?;
     }
     Ok(Checkpoint {
         batch: header.batch,
@@ -208,21 +255,39 @@ fn read_rows(
     bookings: &mut Vec<Pending<BookingIn>>,
     payments: &mut Vec<Pending<PaymentIn>>,
     seen: &mut HashMap<u128, Micros>,
+    mode: TimeMode,
 ) -> Result<(), String> {
-    let col = |i: usize| batch.column(i);
-    let kind = col(0).as_primitive::<UInt8Type>();
-    let uid = col(1).as_string::<i32>();
-    let arrival = col(2).as_primitive::<Int64Type>();
-    let hub = col(3).as_primitive::<UInt8Type>();
-    let partition = col(4).as_primitive::<Int32Type>();
-    let sequence = col(5).as_primitive::<Int64Type>();
-    let body = col(6).as_string::<i32>();
-    let matched = col(7).as_boolean();
-    let time = col(8).as_primitive::<Int64Type>();
-    let paid = col(9).as_boolean();
+    let col = |name: &str| {
+        batch
+            .column_by_name(name)
+            .ok_or_else(|| format!("the checkpoint has no {name} column"))
+    };
+    let kind = col("kind")?.as_primitive::<UInt8Type>();
+    let uid = col("uid")?.as_string::<i32>();
+    // Absent from checkpoints written before uids were stored as keys.
+    let uid_keys = batch
+        .column_by_name("uid_key")
+        .map(|c| c.as_fixed_size_binary());
+    let arrival = col("arrival")?.as_primitive::<Int64Type>();
+    let hub = col("hub")?.as_primitive::<UInt8Type>();
+    let partition = col("partition")?.as_primitive::<Int32Type>();
+    let sequence = col("sequence")?.as_primitive::<Int64Type>();
+    let body = col("body")?.as_string::<i32>();
+    let matched = col("matched")?.as_boolean();
+    let time = col("time")?.as_primitive::<Int64Type>();
+    let paid = col("paid")?.as_boolean();
+    seen.reserve(batch.num_rows());
     for i in 0..batch.num_rows() {
         if kind.value(i) == KIND_UID {
-            seen.insert(uid_key(uid.value(i)), time.value(i));
+            let key = match uid_keys {
+                Some(keys) => u128::from_be_bytes(
+                    keys.value(i)
+                        .try_into()
+                        .map_err(|_| "a uid key is not 16 bytes")?,
+                ),
+                None => uid_key(uid.value(i)),
+            };
+            seen.insert(key, time.value(i));
             continue;
         }
         let key = ArrivalKey {
@@ -235,11 +300,13 @@ fn read_rows(
             .map_err(|e| format!("a kept event no longer parses: {e}"))?;
         match event {
             JoinEvent::Booking(item) => bookings.push(Pending {
+                time: booking_time(mode, &item),
                 item,
                 matched: matched.value(i),
                 paid: paid.value(i),
             }),
             JoinEvent::Payment(item) => payments.push(Pending {
+                time: payment_time(mode, &item),
                 item,
                 matched: matched.value(i),
                 paid: false,
@@ -315,5 +382,58 @@ mod tests {
         continued.drain(&mut b);
         assert!(!a.matches.is_empty() && !a.unpaid.is_empty());
         assert_eq!(summary(&a), summary(&b));
+    }
+
+    /// The same checkpoint in the layout written before remembered uids were stored as keys:
+    /// each uid spelled as text in the `uid` column, no `uid_key` column.
+    fn in_text_uid_layout(bytes: Bytes) -> Bytes {
+        use deltalake::arrow::array::{Array, StringArray};
+        let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).expect("reader");
+        let header = builder
+            .metadata()
+            .file_metadata()
+            .key_value_metadata()
+            .and_then(|kv| kv.iter().find(|k| k.key == META_KEY).cloned())
+            .expect("header");
+        let mut out = Vec::new();
+        let mut writer = ArrowWriter::try_new(&mut out, text_uid_schema(), None).expect("writer");
+        for batch in builder.build().expect("batches") {
+            let batch = batch.expect("batch");
+            let uid = batch.column(1).as_string::<i32>();
+            let keys = batch.column(2).as_fixed_size_binary();
+            let spelled: StringArray = (0..batch.num_rows())
+                .map(|i| {
+                    if uid.is_null(i) {
+                        let key = u128::from_be_bytes(keys.value(i).try_into().expect("16"));
+                        Some(super::super::join::EventUid::Uuid(key).to_string())
+                    } else {
+                        Some(uid.value(i).to_string())
+                    }
+                })
+                .collect();
+            let mut columns = batch.columns().to_vec();
+            columns[1] = Arc::new(spelled);
+            columns.remove(2);
+            let old = RecordBatch::try_new(text_uid_schema(), columns).expect("old layout");
+            writer.write(&old).expect("write");
+        }
+        writer.append_key_value_metadata(header);
+        writer.close().expect("close");
+        Bytes::from(out)
+    }
+
+    #[test]
+    fn a_checkpoint_with_uids_as_text_still_loads() {
+        let mut state = JoinState::new(JoinConfig::default());
+        let mut ignored = JoinOutput::default();
+        for e in events(4_000) {
+            state.process(e, &mut ignored);
+        }
+        let bytes = encode(5, &Positions::new(), &state).expect("encode");
+        let restored = decode(in_text_uid_layout(bytes)).expect("decode the old layout");
+        assert_eq!(restored.batch, 5);
+        assert!(state.seen.len() > 1_000);
+        assert_eq!(restored.state.seen, state.seen);
+        assert_eq!(restored.state.pending(), state.pending());
     }
 }

@@ -22,6 +22,7 @@ use std::collections::hash_map::Entry;
 use std::sync::Arc;
 
 use foldhash::HashMap;
+use smallvec::SmallVec;
 
 use boxoffice_events::model::PaymentStatus;
 
@@ -129,6 +130,9 @@ pub struct Marks {
 pub struct Pending<T> {
     /// The event.
     pub item: Arc<T>,
+    /// Its join time, kept beside the pointer: matching and eviction test it for every candidate,
+    /// and reading it through the pointer was a cache miss each time.
+    pub time: Micros,
     /// Whether it has matched at least once.
     pub matched: bool,
     /// Whether it has matched a successful payment (bookings only).
@@ -147,9 +151,9 @@ pub struct JoinState {
     pub floor: Option<Micros>,
     /// Bookings that may still match, by [`order_key`] (an entry may hold several orders whose
     /// keys collide).
-    pub bookings: HashMap<u64, Vec<Pending<BookingIn>>>,
+    pub bookings: HashMap<u64, Kept1<BookingIn>>,
     /// Payments that may still match, by [`order_key`].
-    pub payments: HashMap<u64, Vec<Pending<PaymentIn>>>,
+    pub payments: HashMap<u64, Kept1<PaymentIn>>,
     /// Remembered event_uids (as [`uid_key`]s: millions of them, 16 bytes each) and their join
     /// time.
     pub seen: HashMap<u128, Micros>,
@@ -159,6 +163,10 @@ pub struct JoinState {
     /// When remembered uids expire, earliest first.
     uid_expiries: ExpiryQueue<u128>,
 }
+
+/// The events kept under one order key: nearly always one, held in the map's own slot (a heap
+/// list per order was an allocation and a pointer to follow for every event).
+pub type Kept1<T> = SmallVec<[Pending<T>; 1]>;
 
 /// What an expiry entry refers to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -196,19 +204,17 @@ impl JoinState {
         state.max_payment = marks.max_payment;
         state.floor = marks.floor;
         for b in bookings {
-            let time = booking_time(config.mode, &b.item);
             let order = b.item.order_key;
             state
                 .expiries
-                .push(booking_expiry(&config, time), (Kept::Booking, order));
+                .push(booking_expiry(&config, b.time), (Kept::Booking, order));
             state.bookings.entry(order).or_default().push(b);
         }
         for p in payments {
-            let time = payment_time(config.mode, &p.item);
             let order = p.item.order_key;
             state
                 .expiries
-                .push(payment_expiry(&config, time), (Kept::Payment, order));
+                .push(payment_expiry(&config, p.time), (Kept::Payment, order));
             state.payments.entry(order).or_default().push(p);
         }
         for (uid, time) in &seen {
@@ -305,8 +311,8 @@ impl JoinState {
         let (mut matched, mut paid) = (false, false);
         if let Some(payments) = self.payments.get_mut(&b.order_key) {
             for p in payments.iter_mut() {
-                if p.item.payment.order_id == b.booking.order_id
-                    && joins(&self.config, time, payment_time(self.config.mode, &p.item))
+                if joins(&self.config, time, p.time)
+                    && p.item.payment.order_id == b.booking.order_id
                 {
                     let sale = !paid && p.item.payment.payment_status == PaymentStatus::Success;
                     out.matches.push(Match {
@@ -327,6 +333,7 @@ impl JoinState {
             .push(booking_expiry(&self.config, time), (Kept::Booking, order));
         self.bookings.entry(order).or_default().push(Pending {
             item: b,
+            time,
             matched,
             paid,
         });
@@ -337,8 +344,8 @@ impl JoinState {
         let success = p.payment.payment_status == PaymentStatus::Success;
         if let Some(bookings) = self.bookings.get_mut(&p.order_key) {
             for b in bookings.iter_mut() {
-                if b.item.booking.order_id == p.payment.order_id
-                    && joins(&self.config, booking_time(self.config.mode, &b.item), time)
+                if joins(&self.config, b.time, time)
+                    && b.item.booking.order_id == p.payment.order_id
                 {
                     let sale = success && !b.paid;
                     out.matches.push(Match {
@@ -359,6 +366,7 @@ impl JoinState {
             .push(payment_expiry(&self.config, time), (Kept::Payment, order));
         self.payments.entry(order).or_default().push(Pending {
             item: p,
+            time,
             matched,
             paid: false,
         });
@@ -374,9 +382,7 @@ impl JoinState {
         let (bookings, payments) = (&mut self.bookings, &mut self.payments);
         self.expiries.pop_before(w, |(kind, key)| match kind {
             Kept::Booking => {
-                let expired = take_expired(bookings, key, |b| {
-                    w > booking_expiry(&config, booking_time(config.mode, &b.item))
-                });
+                let expired = take_expired(bookings, key, |b| w > booking_expiry(&config, b.time));
                 for b in expired {
                     if b.matched {
                         out.released.push(JoinEvent::Booking(b.item));
@@ -386,9 +392,7 @@ impl JoinState {
                 }
             }
             Kept::Payment => {
-                let expired = take_expired(payments, key, |p| {
-                    w > payment_expiry(&config, payment_time(config.mode, &p.item))
-                });
+                let expired = take_expired(payments, key, |p| w > payment_expiry(&config, p.time));
                 for p in expired {
                     if p.matched {
                         out.released.push(JoinEvent::Payment(p.item));
@@ -417,13 +421,13 @@ impl JoinState {
             .bookings
             .values()
             .flatten()
-            .map(|b| booking_expiry(&config, booking_time(config.mode, &b.item)))
+            .map(|b| booking_expiry(&config, b.time))
             .max();
         let payment_max = self
             .payments
             .values()
             .flatten()
-            .map(|p| payment_expiry(&config, payment_time(config.mode, &p.item)))
+            .map(|p| payment_expiry(&config, p.time))
             .max();
         if let Some(past) = booking_max.max(payment_max) {
             self.floor = self.floor.max(Some(past + 1));
@@ -434,25 +438,25 @@ impl JoinState {
     /// Bookings and payments still kept.
     pub fn pending(&self) -> (usize, usize) {
         (
-            self.bookings.values().map(Vec::len).sum(),
-            self.payments.values().map(Vec::len).sum(),
+            self.bookings.values().map(SmallVec::len).sum(),
+            self.payments.values().map(SmallVec::len).sum(),
         )
     }
 }
 
 /// Removes and returns the items under `key` that `expired` says are done.
 fn take_expired<T>(
-    map: &mut HashMap<u64, Vec<Pending<T>>>,
+    map: &mut HashMap<u64, Kept1<T>>,
     key: u64,
     expired: impl Fn(&Pending<T>) -> bool,
-) -> Vec<Pending<T>> {
+) -> Kept1<T> {
     let Some(items) = map.get_mut(&key) else {
-        return Vec::new();
+        return Kept1::new();
     };
     if items.iter().all(&expired) {
         return map.remove(&key).unwrap_or_default();
     }
-    let (done, kept): (Vec<_>, Vec<_>) = std::mem::take(items).into_iter().partition(expired);
+    let (done, kept): (Kept1<T>, Kept1<T>) = std::mem::take(items).into_iter().partition(expired);
     if kept.is_empty() {
         map.remove(&key);
     } else {

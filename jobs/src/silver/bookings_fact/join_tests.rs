@@ -191,8 +191,14 @@ fn orders_whose_keys_collide_do_not_pair_and_each_leaves_on_its_own() {
     );
     f.state.process(collide(b), &mut f.out);
     f.state.process(collide(p), &mut f.out);
-    assert_eq!(f.state.bookings.get(&7).map(Vec::len), Some(1));
-    assert_eq!(f.state.payments.get(&7).map(Vec::len), Some(1));
+    assert_eq!(
+        f.state.bookings.get(&7).map(smallvec::SmallVec::len),
+        Some(1)
+    );
+    assert_eq!(
+        f.state.payments.get(&7).map(smallvec::SmallVec::len),
+        Some(1)
+    );
     advance_to(&mut f, T0 + 10 * MINUTE);
     f.evict();
     let matched = f.matched();

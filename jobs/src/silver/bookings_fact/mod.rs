@@ -87,7 +87,9 @@ pub fn declared_expectations(join: &JoinConfig) -> Vec<Expectation> {
         e("amount_not_negative", "amount >= 0".into(), Action::Drop),
         e(
             "booking_time_not_in_future",
-            format!("booking_time <= booking_event_time + INTERVAL '{future} seconds'"),
+            // A difference of two times compared with an interval: adding an interval to every
+            // row's zoned time went through the time zone rules row by row (3% of the job).
+            format!("booking_time - booking_event_time <= INTERVAL '{future} seconds'"),
             Action::Drop,
         ),
         e(
@@ -100,7 +102,7 @@ pub fn declared_expectations(join: &JoinConfig) -> Vec<Expectation> {
         e(
             "payment_within_join_window",
             format!(
-                "payment_time >= booking_time AND payment_time <= booking_time + INTERVAL '{window} seconds'"
+                "payment_time - booking_time BETWEEN INTERVAL '0 seconds' AND INTERVAL '{window} seconds'"
             ),
             Action::Warn,
         ),
