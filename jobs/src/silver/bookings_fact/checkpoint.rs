@@ -13,8 +13,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use deltalake::arrow::array::{
-    ArrayRef, AsArray, BooleanBuilder, FixedSizeBinaryBuilder, Int32Builder, Int64Builder,
-    RecordBatch, StringBuilder, UInt8Builder,
+    ArrayRef, AsArray, BooleanBuilder, Int32Builder, Int64Builder, RecordBatch, StringBuilder,
+    UInt8Builder,
 };
 use deltalake::arrow::datatypes::{DataType, Field, Int32Type, Int64Type, Schema, UInt8Type};
 use deltalake::parquet::arrow::ArrowWriter;
@@ -61,7 +61,10 @@ fn schema() -> Arc<Schema> {
     Arc::new(Schema::new(vec![
         Field::new("kind", DataType::UInt8, false),
         Field::new("uid", DataType::Utf8, true),
-        Field::new("uid_key", DataType::FixedSizeBinary(16), true),
+        // A remembered uid's 16-byte key as two numbers: Parquet's fixed-width binary path
+        // copied a buffer handle per value.
+        Field::new("uid_high", DataType::Int64, true),
+        Field::new("uid_low", DataType::Int64, true),
         Field::new("arrival", DataType::Int64, true),
         Field::new("hub", DataType::UInt8, true),
         Field::new("partition", DataType::Int32, true),
@@ -79,7 +82,7 @@ fn text_uid_schema() -> Arc<Schema> {
     let fields: Vec<Field> = schema()
         .fields()
         .iter()
-        .filter(|f| f.name() != "uid_key")
+        .filter(|f| !f.name().starts_with("uid_"))
         .map(|f| match f.name().as_str() {
             "uid" => Field::new("uid", DataType::Utf8, false),
             _ => f.as_ref().clone(),
@@ -91,7 +94,8 @@ fn text_uid_schema() -> Arc<Schema> {
 struct Columns {
     kind: UInt8Builder,
     uid: StringBuilder,
-    uid_key: FixedSizeBinaryBuilder,
+    uid_high: Int64Builder,
+    uid_low: Int64Builder,
     arrival: Int64Builder,
     hub: UInt8Builder,
     partition: Int32Builder,
@@ -108,7 +112,8 @@ impl Columns {
         Columns {
             kind: UInt8Builder::with_capacity(rows),
             uid: StringBuilder::with_capacity(rows, events * 36),
-            uid_key: FixedSizeBinaryBuilder::with_capacity(rows, 16),
+            uid_high: Int64Builder::with_capacity(rows),
+            uid_low: Int64Builder::with_capacity(rows),
             arrival: Int64Builder::with_capacity(rows),
             hub: UInt8Builder::with_capacity(rows),
             partition: Int32Builder::with_capacity(rows),
@@ -124,7 +129,8 @@ impl Columns {
         let (matched, paid) = flags;
         self.kind.append_value(kind);
         self.uid.append_value(uid);
-        self.uid_key.append_null();
+        self.uid_high.append_null();
+        self.uid_low.append_null();
         self.arrival.append_value(key.at);
         self.hub.append_value(key.hub);
         self.partition.append_value(key.partition);
@@ -135,12 +141,12 @@ impl Columns {
         self.paid.append_value(paid);
     }
 
-    fn uid(&mut self, key: u128, time: Micros) -> Result<(), String> {
+    fn uid(&mut self, key: u128, time: Micros) {
+        let (high, low) = split(key);
         self.kind.append_value(KIND_UID);
         self.uid.append_null();
-        self.uid_key
-            .append_value(key.to_be_bytes())
-            .map_err(|e| e.to_string())?;
+        self.uid_high.append_value(high);
+        self.uid_low.append_value(low);
         self.arrival.append_null();
         self.hub.append_null();
         self.partition.append_null();
@@ -149,14 +155,14 @@ impl Columns {
         self.matched.append_null();
         self.time.append_value(time);
         self.paid.append_null();
-        Ok(())
     }
 
     fn finish(mut self) -> Vec<ArrayRef> {
         vec![
             Arc::new(self.kind.finish()),
             Arc::new(self.uid.finish()),
-            Arc::new(self.uid_key.finish()),
+            Arc::new(self.uid_high.finish()),
+            Arc::new(self.uid_low.finish()),
             Arc::new(self.arrival.finish()),
             Arc::new(self.hub.finish()),
             Arc::new(self.partition.finish()),
@@ -167,6 +173,16 @@ impl Columns {
             Arc::new(self.paid.finish()),
         ]
     }
+}
+
+/// A uid key's two halves, as stored.
+fn split(key: u128) -> (i64, i64) {
+    ((key >> 64) as u64 as i64, key as u64 as i64)
+}
+
+/// A uid key from its two stored halves.
+fn join_halves(high: i64, low: i64) -> u128 {
+    (u128::from(high as u64) << 64) | u128::from(low as u64)
 }
 
 /// Serialises the state after `batch` into one Parquet file.
@@ -192,7 +208,7 @@ pub fn encode(batch: u64, positions: &Positions, state: &JoinState) -> Result<By
         );
     }
     for (uid, time) in &state.seen {
-        c.uid(*uid, *time)?;
+        c.uid(*uid, *time);
     }
     let header = Header {
         batch,
@@ -214,7 +230,11 @@ pub fn encode(batch: u64, positions: &Positions, state: &JoinState) -> Result<By
 /// Millions of random uids and one JSON body per kept event: none gets a dictionary or
 /// statistics.
 fn properties() -> WriterProperties {
-    boxoffice_lake::blob_columns(WriterProperties::builder(), &["uid", "uid_key", "body"]).build()
+    boxoffice_lake::blob_columns(
+        WriterProperties::builder(),
+        &["uid", "uid_high", "uid_low", "time", "body"],
+    )
+    .build()
 }
 
 /// Reads a checkpoint back, parsing each kept event's body again.
@@ -265,9 +285,16 @@ fn read_rows(
     let kind = col("kind")?.as_primitive::<UInt8Type>();
     let uid = col("uid")?.as_string::<i32>();
     // Absent from checkpoints written before uids were stored as keys.
-    let uid_keys = batch
-        .column_by_name("uid_key")
-        .map(|c| c.as_fixed_size_binary());
+    let uid_halves = match (
+        batch.column_by_name("uid_high"),
+        batch.column_by_name("uid_low"),
+    ) {
+        (Some(high), Some(low)) => Some((
+            high.as_primitive::<Int64Type>(),
+            low.as_primitive::<Int64Type>(),
+        )),
+        _ => None,
+    };
     let arrival = col("arrival")?.as_primitive::<Int64Type>();
     let hub = col("hub")?.as_primitive::<UInt8Type>();
     let partition = col("partition")?.as_primitive::<Int32Type>();
@@ -279,12 +306,8 @@ fn read_rows(
     seen.reserve(batch.num_rows());
     for i in 0..batch.num_rows() {
         if kind.value(i) == KIND_UID {
-            let key = match uid_keys {
-                Some(keys) => u128::from_be_bytes(
-                    keys.value(i)
-                        .try_into()
-                        .map_err(|_| "a uid key is not 16 bytes")?,
-                ),
+            let key = match uid_halves {
+                Some((high, low)) => join_halves(high.value(i), low.value(i)),
                 None => uid_key(uid.value(i)),
             };
             seen.insert(key, time.value(i));
@@ -385,7 +408,7 @@ mod tests {
     }
 
     /// The same checkpoint in the layout written before remembered uids were stored as keys:
-    /// each uid spelled as text in the `uid` column, no `uid_key` column.
+    /// each uid spelled as text in the `uid` column, no `uid_high` and `uid_low` columns.
     fn in_text_uid_layout(bytes: Bytes) -> Bytes {
         use deltalake::arrow::array::{Array, StringArray};
         let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).expect("reader");
@@ -400,11 +423,12 @@ mod tests {
         for batch in builder.build().expect("batches") {
             let batch = batch.expect("batch");
             let uid = batch.column(1).as_string::<i32>();
-            let keys = batch.column(2).as_fixed_size_binary();
+            let high = batch.column(2).as_primitive::<Int64Type>();
+            let low = batch.column(3).as_primitive::<Int64Type>();
             let spelled: StringArray = (0..batch.num_rows())
                 .map(|i| {
                     if uid.is_null(i) {
-                        let key = u128::from_be_bytes(keys.value(i).try_into().expect("16"));
+                        let key = join_halves(high.value(i), low.value(i));
                         Some(super::super::join::EventUid::Uuid(key).to_string())
                     } else {
                         Some(uid.value(i).to_string())
@@ -413,7 +437,7 @@ mod tests {
                 .collect();
             let mut columns = batch.columns().to_vec();
             columns[1] = Arc::new(spelled);
-            columns.remove(2);
+            columns.drain(2..4);
             let old = RecordBatch::try_new(text_uid_schema(), columns).expect("old layout");
             writer.write(&old).expect("write");
         }

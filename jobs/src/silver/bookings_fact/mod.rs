@@ -23,6 +23,7 @@ pub mod expiry;
 pub mod input;
 pub mod join;
 mod output;
+mod prefetch;
 pub mod rows;
 
 use std::collections::HashMap;
@@ -421,6 +422,7 @@ impl BookingsFact {
         let mut phases = crate::Phases::new(self.batch);
         let bytes = checkpoint::encode(self.batch, &self.positions, &self.state)
             .map_err(checkpoint_error)?;
+        phases.done("checkpoint encode");
         self.files.put(&checkpoint_name(self.batch), bytes).await?;
         for name in self.files.list("state/").await? {
             if batch_of(&name).is_some_and(|b| b < self.batch) {
@@ -433,7 +435,7 @@ impl BookingsFact {
             }
         }
         self.checkpointed = self.batch;
-        phases.done("checkpoint");
+        phases.done("checkpoint write");
         Ok(())
     }
 }

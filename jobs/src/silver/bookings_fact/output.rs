@@ -55,6 +55,12 @@ impl Freshness {
     }
 }
 
+fn prefetch(e: &input::BronzeEvent) {
+    if let Ok(event) = &e.event {
+        event.prefetch();
+    }
+}
+
 /// Feeds one batch's events to the join (in their arrival order) and releases what its
 /// watermark passed, or everything when the plan drains.
 pub(super) fn join_batch(
@@ -67,7 +73,16 @@ pub(super) fn join_batch(
     let read_events = events.len() as u64;
     let mut out = JoinOutput::default();
     let mut quarantine = Vec::new();
-    for e in events {
+    // Events a few places ahead, whose memory is requested while the current one is joined.
+    const AHEAD: usize = 8;
+    for i in 0..AHEAD.min(events.len()) {
+        prefetch(&events[i]);
+    }
+    let mut events = events.into_iter();
+    while let Some(e) = events.next() {
+        if let Some(ahead) = events.as_slice().get(AHEAD - 1) {
+            prefetch(ahead);
+        }
         match e.event {
             Ok(event) => state.process(event, &mut out),
             Err(refused) => quarantine.push(quarantine_row(e.key, *refused, processed_at)),

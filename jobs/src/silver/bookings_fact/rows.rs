@@ -13,6 +13,7 @@ use deltalake::arrow::array::{
 use deltalake::arrow::error::ArrowError;
 
 use super::join::{BookingIn, JoinEvent, Late, Match, PaymentIn};
+use super::prefetch;
 use crate::silver::derive::{day_of_week, event_category, hour, payment_type};
 use crate::silver::tables::{BOOKINGS_FACT, LATE_EVENTS, ORPHAN_PAYMENTS, UNPAID_BOOKINGS};
 
@@ -99,7 +100,12 @@ struct TextSizes {
 impl TextSizes {
     fn of(matches: &[&Match]) -> Self {
         let mut t = TextSizes::default();
-        for m in matches {
+        const AHEAD: usize = 8;
+        for (i, m) in matches.iter().enumerate() {
+            if let Some(ahead) = matches.get(i + AHEAD) {
+                prefetch::arc(&ahead.booking);
+                prefetch::arc(&ahead.payment);
+            }
             let (b, d) = (booking(m), details(m));
             let seats = d.seats.len();
             t.rows += seats;
@@ -166,7 +172,13 @@ fn fact_batch(matches: &[&Match], processed_at: DateTime<Utc>) -> Result<RecordB
     let mut booking_date = Date32Builder::with_capacity(n);
     let flag = || BooleanBuilder::with_capacity(n);
     let (mut first_booking, mut first_payment, mut sale) = (flag(), flag(), flag());
-    for m in matches {
+    // Matches a few places ahead, whose memory is requested while the current one is written.
+    const AHEAD: usize = 3;
+    for (i, m) in matches.iter().enumerate() {
+        if let Some(ahead) = matches.get(i + AHEAD) {
+            prefetch::arc(&ahead.booking);
+            prefetch::arc(&ahead.payment);
+        }
         let (b, p) = (&m.booking.booking, &m.payment.payment);
         let d = &b.event_details;
         // What every seat of the match shares, worked out once.
