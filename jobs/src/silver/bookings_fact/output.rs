@@ -75,9 +75,7 @@ pub(super) fn join_batch(
     let mut quarantine = Vec::new();
     // Events a few places ahead, whose memory is requested while the current one is joined.
     const AHEAD: usize = 8;
-    for i in 0..AHEAD.min(events.len()) {
-        prefetch(&events[i]);
-    }
+    events.iter().take(AHEAD).for_each(prefetch);
     let mut events = events.into_iter();
     while let Some(e) = events.next() {
         if let Some(ahead) = events.as_slice().get(AHEAD - 1) {
