@@ -3,8 +3,9 @@
 //! One Parquet file per checkpoint: a row per kept booking or payment (with its body, parsed again
 //! on load: the kept event's canonical JSON, since the state does not keep raw bodies) and per
 //! remembered event_uid (its 16-byte key, not its text: after a drain there are millions, and
-//! spelling each as 36 characters made the write three times larger); the scalar parts (batch, positions, watermark
-//! inputs, settings) travel in the file's key-value metadata, so a checkpoint is one atomic put.
+//! spelled as 36 characters they made the file twice as large). The scalar parts (batch,
+//! positions, watermark inputs, settings) travel in the file's key-value metadata, so a checkpoint
+//! is one atomic put.
 
 use boxoffice_events::canonical::{booking_json, payment_json};
 use boxoffice_events::uid::uid_key;

@@ -151,9 +151,9 @@ pub struct JoinState {
     pub floor: Option<Micros>,
     /// Bookings that may still match, by [`order_key`] (an entry may hold several orders whose
     /// keys collide).
-    pub bookings: HashMap<u64, Kept1<BookingIn>>,
+    pub bookings: HashMap<u64, OrderEvents<BookingIn>>,
     /// Payments that may still match, by [`order_key`].
-    pub payments: HashMap<u64, Kept1<PaymentIn>>,
+    pub payments: HashMap<u64, OrderEvents<PaymentIn>>,
     /// Remembered event_uids (as [`uid_key`]s: millions of them, 16 bytes each) and their join
     /// time.
     pub seen: HashMap<u128, Micros>,
@@ -166,7 +166,7 @@ pub struct JoinState {
 
 /// The events kept under one order key: nearly always one, held in the map's own slot (a heap
 /// list per order was an allocation and a pointer to follow for every event).
-pub type Kept1<T> = SmallVec<[Pending<T>; 1]>;
+pub type OrderEvents<T> = SmallVec<[Pending<T>; 1]>;
 
 /// What an expiry entry refers to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -446,17 +446,18 @@ impl JoinState {
 
 /// Removes and returns the items under `key` that `expired` says are done.
 fn take_expired<T>(
-    map: &mut HashMap<u64, Kept1<T>>,
+    map: &mut HashMap<u64, OrderEvents<T>>,
     key: u64,
     expired: impl Fn(&Pending<T>) -> bool,
-) -> Kept1<T> {
+) -> OrderEvents<T> {
     let Some(items) = map.get_mut(&key) else {
-        return Kept1::new();
+        return OrderEvents::new();
     };
     if items.iter().all(&expired) {
         return map.remove(&key).unwrap_or_default();
     }
-    let (done, kept): (Kept1<T>, Kept1<T>) = std::mem::take(items).into_iter().partition(expired);
+    let (done, kept): (OrderEvents<T>, OrderEvents<T>) =
+        std::mem::take(items).into_iter().partition(expired);
     if kept.is_empty() {
         map.remove(&key);
     } else {

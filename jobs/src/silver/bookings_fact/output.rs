@@ -55,6 +55,7 @@ impl Freshness {
     }
 }
 
+/// Requests the memory of a parsed event the join will visit soon.
 fn prefetch(e: &input::BronzeEvent) {
     if let Ok(event) = &e.event {
         event.prefetch();
