@@ -17,6 +17,21 @@ pub fn arc<T>(item: &Arc<T>) {
     }
 }
 
+/// The items of `items` in order, each handed out after `fetch` has requested the memory of the
+/// one `distance` places ahead.
+pub fn walk<'a, T>(
+    items: &'a [T],
+    distance: usize,
+    fetch: impl Fn(&T) + 'a,
+) -> impl Iterator<Item = &'a T> + 'a {
+    items.iter().enumerate().map(move |(i, item)| {
+        if let Some(ahead) = items.get(i + distance) {
+            fetch(ahead);
+        }
+        item
+    })
+}
+
 #[cfg(target_arch = "x86_64")]
 fn hint(at: *const u8) {
     use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};

@@ -77,6 +77,12 @@ fn details(m: &Match) -> &EventDetails {
     &m.booking.booking.event_details
 }
 
+/// Requests the memory of a match's booking and payment.
+fn prefetch_match(m: &&Match) {
+    prefetch::arc(&m.booking);
+    prefetch::arc(&m.payment);
+}
+
 /// The fact rows' count and the bytes of each text column of variable width, summed in one pass
 /// over the matches (a pass per column chased every match's pointers a dozen times).
 #[derive(Default)]
@@ -100,12 +106,7 @@ struct TextSizes {
 impl TextSizes {
     fn of(matches: &[&Match]) -> Self {
         let mut t = TextSizes::default();
-        const AHEAD: usize = 8;
-        for (i, m) in matches.iter().enumerate() {
-            if let Some(ahead) = matches.get(i + AHEAD) {
-                prefetch::arc(&ahead.booking);
-                prefetch::arc(&ahead.payment);
-            }
+        for m in prefetch::walk(matches, 8, prefetch_match) {
             let (b, d) = (booking(m), details(m));
             let seats = d.seats.len();
             t.rows += seats;
@@ -172,13 +173,8 @@ fn fact_batch(matches: &[&Match], processed_at: DateTime<Utc>) -> Result<RecordB
     let mut booking_date = Date32Builder::with_capacity(n);
     let flag = || BooleanBuilder::with_capacity(n);
     let (mut first_booking, mut first_payment, mut sale) = (flag(), flag(), flag());
-    // Matches a few places ahead, whose memory is requested while the current one is written.
-    const AHEAD: usize = 3;
-    for (i, m) in matches.iter().enumerate() {
-        if let Some(ahead) = matches.get(i + AHEAD) {
-            prefetch::arc(&ahead.booking);
-            prefetch::arc(&ahead.payment);
-        }
+    // The memory of the match a few places ahead is requested while this one is written.
+    for m in prefetch::walk(matches, 3, prefetch_match) {
         let (b, p) = (&m.booking.booking, &m.payment.payment);
         let d = &b.event_details;
         // What every seat of the match shares, worked out once.
