@@ -18,9 +18,11 @@ use crate::model::{
 };
 use crate::uid;
 
+mod scan;
+
 /// A field's presence: absent, present as `null`, or present with a value. The complete check
 /// treats `"schema_version": null` unlike a missing key, so the fast path must tell them apart.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq)]
 enum Field<T> {
     #[default]
     Absent,
@@ -38,7 +40,7 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Field<T> {
 }
 
 /// True when the key is there at all, whatever its value (even `null`).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq)]
 struct Present(bool);
 
 impl<'de> Deserialize<'de> for Present {
@@ -50,7 +52,7 @@ impl<'de> Deserialize<'de> for Present {
 
 type Text<'a> = Cow<'a, str>;
 
-#[derive(Deserialize)]
+#[derive(Debug, PartialEq, Deserialize)]
 struct BookingIn<'a> {
     #[serde(default)]
     schema_version: Field<i64>,
@@ -75,7 +77,7 @@ struct BookingIn<'a> {
     payment_time: Present,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, PartialEq, Deserialize)]
 struct CustomerIn<'a> {
     #[serde(borrow)]
     customer_id: Text<'a>,
@@ -85,7 +87,7 @@ struct CustomerIn<'a> {
     email: Text<'a>,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, PartialEq, Deserialize)]
 struct DetailsIn<'a> {
     #[serde(borrow)]
     event_id: Text<'a>,
@@ -101,14 +103,14 @@ struct DetailsIn<'a> {
     starts_at: Option<Text<'a>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, PartialEq, Deserialize)]
 struct SeatIn<'a> {
     #[serde(borrow)]
     seat_number: Text<'a>,
     price: f64,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, PartialEq, Deserialize)]
 struct PaymentIn<'a> {
     #[serde(default)]
     schema_version: Field<i64>,
@@ -259,7 +261,7 @@ fn is_currency(c: &Option<Text<'_>>) -> bool {
 }
 
 fn booking(body: &str) -> Option<Accepted<'_>> {
-    let b: BookingIn<'_> = serde_json::from_str(body).ok()?;
+    let b = scan::booking(body).or_else(|| serde_json::from_str(body).ok())?;
     if b.payment_id.0 || b.payment_time.0 {
         return None;
     }
@@ -294,7 +296,7 @@ fn booking(body: &str) -> Option<Accepted<'_>> {
 }
 
 fn payment(body: &str) -> Option<Accepted<'_>> {
-    let p: PaymentIn<'_> = serde_json::from_str(body).ok()?;
+    let p = scan::payment(body).or_else(|| serde_json::from_str(body).ok())?;
     let version = version(&p.schema_version)?;
     let event_id = event_id(version, p.event_id.as_ref())?;
     let amounts_ok = p.amount >= 0.0 && p.fee.is_none_or(|f| f >= 0.0);

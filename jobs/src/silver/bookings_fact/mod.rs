@@ -153,6 +153,9 @@ pub struct BatchReport {
     pub match_arrivals: Vec<Micros>,
 }
 
+/// A checkpoint being encoded on a blocking thread, which hands the state back with the bytes.
+type Encoding = tokio::task::JoinHandle<(JoinState, Result<Bytes, String>)>;
+
 /// The job, with its state loaded.
 pub struct BookingsFact {
     lake: Lake,
@@ -308,7 +311,10 @@ impl BookingsFact {
     /// Processes everything that landed (batch by batch); with `drain`, treats it as complete.
     /// Checkpoints at the end.
     pub async fn run(&mut self, drain: bool) -> Result<Vec<BatchReport>, JobError> {
-        let reports = self.run_batches(drain).await?;
+        let mut reports = self.recover().await?;
+        self.interrupted = true;
+        reports.extend(self.run_each(drain, true).await?);
+        self.interrupted = false;
         if self.batch > self.checkpointed {
             self.checkpoint().await?;
         }
@@ -323,12 +329,18 @@ impl BookingsFact {
     pub async fn run_batches(&mut self, drain: bool) -> Result<Vec<BatchReport>, JobError> {
         let mut reports = self.recover().await?;
         self.interrupted = true;
-        reports.extend(self.run_each(drain).await?);
+        reports.extend(self.run_each(drain, false).await?);
         self.interrupted = false;
         Ok(reports)
     }
 
-    async fn run_each(&mut self, drain: bool) -> Result<Vec<BatchReport>, JobError> {
+    /// Processes batches until Bronze has nothing more; `checkpoint_at_end` says a checkpoint
+    /// follows the last one (so, when the last batch is known, it is encoded while it is written).
+    async fn run_each(
+        &mut self,
+        drain: bool,
+        checkpoint_at_end: bool,
+    ) -> Result<Vec<BatchReport>, JobError> {
         let mut reports = Vec::new();
         let expected: Vec<PartitionId> = [BOOKINGS, PAYMENTS]
             .into_iter()
@@ -392,19 +404,26 @@ impl BookingsFact {
                 );
             }
             let joined = output::join_batch(&mut self.state, plan, events);
-            reports.push(self.write(joined).await?);
-            if self.checkpoint_due() {
-                self.checkpoint_now().await?;
+            let batch = joined.plan.batch;
+            if (last && checkpoint_at_end)
+                || batch - self.checkpointed >= self.settings.checkpoint_every
+            {
+                // The state is final once the batch is joined: it is encoded on another core
+                // while the batch's rows are built and committed, and stored after them.
+                let encoding = self.encode_in_background(&joined.plan.ranges, batch);
+                let written = self.write(joined).await;
+                let bytes = self.finish_encoding(encoding).await;
+                reports.push(written?);
+                self.store_checkpoint(bytes.map_err(checkpoint_error)?)
+                    .await?;
+            } else {
+                reports.push(self.write(joined).await?);
             }
             if last {
                 break;
             }
         }
         Ok(reports)
-    }
-
-    fn checkpoint_due(&self) -> bool {
-        self.batch - self.checkpointed >= self.settings.checkpoint_every
     }
 
     /// Writes the state after the current batch (unless already written), then forgets older
@@ -418,11 +437,43 @@ impl BookingsFact {
         if self.batch == self.checkpointed {
             return Ok(());
         }
-        crate::crash_point(&format!("{JOB}:before-checkpoint:{}", self.batch));
         let mut phases = crate::Phases::new(self.batch);
         let bytes = checkpoint::encode(self.batch, &self.positions, &self.state)
             .map_err(checkpoint_error)?;
         phases.done("checkpoint encode");
+        self.store_checkpoint(bytes).await
+    }
+
+    /// Moves the state to a blocking thread that encodes it as the checkpoint after `batch`
+    /// (whose `ranges` the positions move past); [`finish_encoding`](Self::finish_encoding)
+    /// takes it back. Nothing reads the state meanwhile: writing a batch does not.
+    fn encode_in_background(&mut self, ranges: &[Range], batch: u64) -> Encoding {
+        let state = std::mem::replace(&mut self.state, JoinState::new(self.settings.join));
+        let mut positions = self.positions.clone();
+        for r in ranges {
+            positions.insert(r.id, r.after);
+        }
+        tokio::task::spawn_blocking(move || {
+            let mut phases = crate::Phases::new(batch);
+            let bytes = checkpoint::encode(batch, &positions, &state);
+            phases.done("checkpoint encode");
+            (state, bytes)
+        })
+    }
+
+    /// Puts the state back and returns its encoding.
+    async fn finish_encoding(&mut self, encoding: Encoding) -> Result<Bytes, String> {
+        let (state, bytes) = encoding
+            .await
+            .map_err(|e| format!("encoding the checkpoint stopped: {e}"))?;
+        self.state = state;
+        bytes
+    }
+
+    /// Stores the encoded state after the current batch, then forgets older checkpoints and plans.
+    async fn store_checkpoint(&mut self, bytes: Bytes) -> Result<(), JobError> {
+        crate::crash_point(&format!("{JOB}:before-checkpoint:{}", self.batch));
+        let mut phases = crate::Phases::new(self.batch);
         self.files.put(&checkpoint_name(self.batch), bytes).await?;
         for name in self.files.list("state/").await? {
             if batch_of(&name).is_some_and(|b| b < self.batch) {
