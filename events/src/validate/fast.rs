@@ -2,7 +2,8 @@
 //! would accept it too, and otherwise says nothing (`None`) and leaves the verdict to that check.
 //!
 //! It must never accept what [`super::check`] refuses; `tests::fast_and_complete_checks_agree`
-//! holds the two to that over generated valid and corrupted events.
+//! holds the two to that over generated valid and corrupted events. Bodies are read by [`scan`]
+//! (the usual spellings, quickly) and, when it steps aside, by serde's derived readers.
 
 use std::borrow::Cow;
 
