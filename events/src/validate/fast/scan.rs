@@ -14,18 +14,20 @@ use super::{BookingIn, CustomerIn, DetailsIn, Field, PaymentIn, Present, SeatIn,
 
 /// Reads a booking body; `None` when anything is unusual.
 pub(super) fn booking(body: &str) -> Option<BookingIn<'_>> {
-    let mut c = Cursor::new(body);
-    let b = c.booking()?;
-    c.end()?;
-    Some(b)
+    whole(body, Cursor::booking)
 }
 
 /// Reads a payment body; `None` when anything is unusual.
 pub(super) fn payment(body: &str) -> Option<PaymentIn<'_>> {
+    whole(body, Cursor::payment)
+}
+
+/// Reads `body` with `read`, which must take all of it but white space.
+fn whole<'a, T>(body: &'a str, read: fn(&mut Cursor<'a>) -> Option<T>) -> Option<T> {
     let mut c = Cursor::new(body);
-    let p = c.payment()?;
+    let value = read(&mut c)?;
     c.end()?;
-    Some(p)
+    Some(value)
 }
 
 /// A position in a body.
@@ -86,26 +88,37 @@ impl<'a> Cursor<'a> {
         is_null
     }
 
-    /// The members of an object, one key at a time: `each` reads the value of every key.
-    fn object(&mut self, mut each: impl FnMut(&mut Self, &'a str) -> Option<()>) -> Option<()> {
-        self.eat(b'{')?;
-        if self.peek()? == b'}' {
+    /// The items between `open` and `close`, separated by commas: `each` reads one.
+    fn list(
+        &mut self,
+        (open, close): (u8, u8),
+        mut each: impl FnMut(&mut Self) -> Option<()>,
+    ) -> Option<()> {
+        self.eat(open)?;
+        if self.peek()? == close {
             self.at += 1;
             return Some(());
         }
         loop {
-            let key = self.plain_key()?;
-            self.eat(b':')?;
-            each(self, key)?;
+            each(self)?;
             match self.peek()? {
                 b',' => self.at += 1,
-                b'}' => {
+                byte if byte == close => {
                     self.at += 1;
                     return Some(());
                 }
                 _ => return None,
             }
         }
+    }
+
+    /// The members of an object, one key at a time: `each` reads the value of every key.
+    fn object(&mut self, mut each: impl FnMut(&mut Self, &'a str) -> Option<()>) -> Option<()> {
+        self.list((b'{', b'}'), |c| {
+            let key = c.plain_key()?;
+            c.eat(b':')?;
+            each(c, key)
+        })
     }
 
     /// A key without escapes (every key we know is spelled plainly).
@@ -266,23 +279,12 @@ impl<'a> Cursor<'a> {
     }
 
     fn seats(&mut self) -> Option<Vec<SeatIn<'a>>> {
-        self.eat(b'[')?;
         let mut seats = Vec::new();
-        if self.peek()? == b']' {
-            self.at += 1;
-            return Some(seats);
-        }
-        loop {
-            seats.push(self.seat()?);
-            match self.peek()? {
-                b',' => self.at += 1,
-                b']' => {
-                    self.at += 1;
-                    return Some(seats);
-                }
-                _ => return None,
-            }
-        }
+        self.list((b'[', b']'), |c| {
+            seats.push(c.seat()?);
+            Some(())
+        })?;
+        Some(seats)
     }
 
     fn seat(&mut self) -> Option<SeatIn<'a>> {

@@ -61,6 +61,13 @@ impl Default for Progress {
 /// Per-partition progress.
 pub type Positions = BTreeMap<PartitionId, Progress>;
 
+/// Moves `positions` past the events `ranges` take.
+pub fn advance(positions: &mut Positions, ranges: &[Range]) {
+    for r in ranges {
+        positions.insert(r.id, r.after);
+    }
+}
+
 /// The range of one partition a batch takes: sequence numbers `after+1 ..= through`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Range {
@@ -464,9 +471,7 @@ pub fn read_ahead(
     drain: bool,
 ) -> Option<Ahead> {
     let mut after = positions.clone();
-    for r in current {
-        after.insert(r.id, r.after);
-    }
+    advance(&mut after, current);
     let (ranges, all) = plan(landed, &after, expected, max_events, drain);
     if ranges.is_empty() {
         return None;

@@ -311,10 +311,7 @@ impl BookingsFact {
     /// Processes everything that landed (batch by batch); with `drain`, treats it as complete.
     /// Checkpoints at the end.
     pub async fn run(&mut self, drain: bool) -> Result<Vec<BatchReport>, JobError> {
-        let mut reports = self.recover().await?;
-        self.interrupted = true;
-        reports.extend(self.run_each(drain, true).await?);
-        self.interrupted = false;
+        let reports = self.run_recovering(drain, true).await?;
         if self.batch > self.checkpointed {
             self.checkpoint().await?;
         }
@@ -327,9 +324,19 @@ impl BookingsFact {
     /// the job to reload its checkpoint at the next call, so a passing storage error costs a
     /// replay, not the process.
     pub async fn run_batches(&mut self, drain: bool) -> Result<Vec<BatchReport>, JobError> {
+        self.run_recovering(drain, false).await
+    }
+
+    /// Finishes what a failed run left, then processes the batches, marking the job interrupted
+    /// until they are all done.
+    async fn run_recovering(
+        &mut self,
+        drain: bool,
+        checkpoint_at_end: bool,
+    ) -> Result<Vec<BatchReport>, JobError> {
         let mut reports = self.recover().await?;
         self.interrupted = true;
-        reports.extend(self.run_each(drain, false).await?);
+        reports.extend(self.run_each(drain, checkpoint_at_end).await?);
         self.interrupted = false;
         Ok(reports)
     }
@@ -450,9 +457,7 @@ impl BookingsFact {
     fn encode_in_background(&mut self, ranges: &[Range], batch: u64) -> Encoding {
         let state = std::mem::replace(&mut self.state, JoinState::new(self.settings.join));
         let mut positions = self.positions.clone();
-        for r in ranges {
-            positions.insert(r.id, r.after);
-        }
+        input::advance(&mut positions, ranges);
         tokio::task::spawn_blocking(move || {
             let mut phases = crate::Phases::new(batch);
             let bytes = checkpoint::encode(batch, &positions, &state);

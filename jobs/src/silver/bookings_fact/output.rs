@@ -15,6 +15,7 @@ use serde_json::json;
 
 use super::input::{self, PAYMENTS};
 use super::join::{self, JoinOutput, JoinState};
+use super::prefetch;
 use super::{BatchReport, BookingsFact, JOB, Plan, rows};
 use crate::JobError;
 use crate::silver::tables::{
@@ -56,7 +57,7 @@ impl Freshness {
 }
 
 /// Requests the memory of a parsed event the join will visit soon.
-fn prefetch(e: &input::BronzeEvent) {
+fn prefetch_event(e: &input::BronzeEvent) {
     if let Ok(event) = &e.event {
         event.prefetch();
     }
@@ -74,14 +75,8 @@ pub(super) fn join_batch(
     let read_events = events.len() as u64;
     let mut out = JoinOutput::default();
     let mut quarantine = Vec::new();
-    // Events a few places ahead, whose memory is requested while the current one is joined.
-    const AHEAD: usize = 8;
-    events.iter().take(AHEAD).for_each(prefetch);
-    let mut events = events.into_iter();
-    while let Some(e) = events.next() {
-        if let Some(ahead) = events.as_slice().get(AHEAD - 1) {
-            prefetch(ahead);
-        }
+    // The memory of the event a few places ahead is requested while this one is joined.
+    for e in prefetch::walk(events.into_iter(), 8, prefetch_event) {
         match e.event {
             Ok(event) => state.process(event, &mut out),
             Err(refused) => quarantine.push(quarantine_row(e.key, *refused, processed_at)),
@@ -197,9 +192,7 @@ impl BookingsFact {
             phases.done(&format!("commit {}", def.qualified_name()));
         }
         crate::crash_point(&format!("{JOB}:after-commits:{}", plan.batch));
-        for r in &plan.ranges {
-            self.positions.insert(r.id, r.after);
-        }
+        input::advance(&mut self.positions, &plan.ranges);
         self.batch = plan.batch;
         Ok(report)
     }

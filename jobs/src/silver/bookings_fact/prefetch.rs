@@ -17,18 +17,40 @@ pub fn arc<T>(item: &Arc<T>) {
     }
 }
 
-/// The items of `items` in order, each handed out after `fetch` has requested the memory of the
-/// one `distance` places ahead.
-pub fn walk<'a, T>(
-    items: &'a [T],
+/// An iterator over a slice's elements (borrowed or owned) that can show what it has left.
+pub trait Remaining: Iterator {
+    /// The element type of the slice.
+    type Element;
+    /// The elements not handed out yet.
+    fn remaining(&self) -> &[Self::Element];
+}
+
+impl<T> Remaining for std::slice::Iter<'_, T> {
+    type Element = T;
+    fn remaining(&self) -> &[T] {
+        self.as_slice()
+    }
+}
+
+impl<T> Remaining for std::vec::IntoIter<T> {
+    type Element = T;
+    fn remaining(&self) -> &[T] {
+        self.as_slice()
+    }
+}
+
+/// The items in order, each handed out after `fetch` has requested the memory of the one
+/// `distance` places ahead.
+pub fn walk<I: Remaining>(
+    mut items: I,
     distance: usize,
-    fetch: impl Fn(&T) + 'a,
-) -> impl Iterator<Item = &'a T> + 'a {
-    items.iter().enumerate().map(move |(i, item)| {
-        if let Some(ahead) = items.get(i + distance) {
+    fetch: impl Fn(&I::Element),
+) -> impl Iterator<Item = I::Item> {
+    std::iter::from_fn(move || {
+        if let Some(ahead) = items.remaining().get(distance) {
             fetch(ahead);
         }
-        item
+        items.next()
     })
 }
 

@@ -106,7 +106,7 @@ struct TextSizes {
 impl TextSizes {
     fn of(matches: &[&Match]) -> Self {
         let mut t = TextSizes::default();
-        for m in prefetch::walk(matches, 8, prefetch_match) {
+        for m in prefetch::walk(matches.iter(), 8, prefetch_match) {
             let (b, d) = (booking(m), details(m));
             let seats = d.seats.len();
             t.rows += seats;
@@ -174,7 +174,7 @@ fn fact_batch(matches: &[&Match], processed_at: DateTime<Utc>) -> Result<RecordB
     let flag = || BooleanBuilder::with_capacity(n);
     let (mut first_booking, mut first_payment, mut sale) = (flag(), flag(), flag());
     // The memory of the match a few places ahead is requested while this one is written.
-    for m in prefetch::walk(matches, 3, prefetch_match) {
+    for m in prefetch::walk(matches.iter(), 3, prefetch_match) {
         let (b, p) = (&m.booking.booking, &m.payment.payment);
         let d = &b.event_details;
         // What every seat of the match shares, worked out once.
