@@ -3,6 +3,7 @@
 mod cli;
 mod commands;
 mod config;
+mod memory;
 mod pacing;
 mod progress;
 
@@ -17,6 +18,7 @@ use cli::{Cli, Command};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
+    memory::keep_freed_memory();
     let cli = Cli::parse();
     init_logging(cli.global.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
