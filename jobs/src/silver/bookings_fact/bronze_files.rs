@@ -9,8 +9,15 @@ use bytes::Bytes;
 use deltalake::DeltaTable;
 use deltalake::arrow::array::{AsArray, RecordBatch};
 use deltalake::arrow::datatypes::{Int32Type, Int64Type, TimestampMicrosecondType};
+use deltalake::parquet::arrow::ParquetRecordBatchStreamBuilder;
 use deltalake::parquet::arrow::ProjectionMask;
+use deltalake::parquet::arrow::arrow_reader::ArrowReaderOptions;
 use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use deltalake::parquet::arrow::async_reader::AsyncFileReader;
+use deltalake::parquet::errors::ParquetError;
+use deltalake::parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
+use futures::future::BoxFuture;
+use futures::{FutureExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 
@@ -23,6 +30,8 @@ pub(super) struct FileRef {
     pub(super) hub: u8,
     pub(super) store: Arc<dyn ObjectStore>,
     pub(super) path: Path,
+    /// Bytes, from the Delta log: lets a ranged read fetch the footer in one request.
+    pub(super) size: u64,
     pub(super) partitions: Option<(i32, i32)>,
     pub(super) sequences: Option<(i64, i64)>,
 }
@@ -87,6 +96,7 @@ pub(super) fn list_files(
                 hub,
                 store: Arc::clone(&store),
                 path: f.object_store_path(),
+                size: u64::try_from(f.size()).unwrap_or(0),
                 partitions: range("partition_id").map(|(a, b)| (a as i32, b as i32)),
                 sequences: range("sequence_number"),
             }
@@ -169,4 +179,118 @@ pub(super) async fn read_files<T: Send>(
         }
     }
     Ok(made)
+}
+
+/// Reads `columns` of `files` by fetching only their column chunks (after the footer), and hands
+/// each file's batches to `take`, in file order. For columns that are a small share of each file:
+/// the scan's partitions, sequence numbers and times are about an eighth of a Bronze file, whose
+/// bodies are most of the rest, and on Azure every byte is a byte transferred. Decoding them is
+/// light, so it stays on the async runtime.
+pub(super) async fn read_column_chunks<T>(
+    files: &[&FileRef],
+    columns: &'static [&'static str],
+    take: impl Fn(&FileRef, Vec<RecordBatch>) -> Result<T, JobError>,
+) -> Result<Vec<T>, JobError> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut made = Vec::with_capacity(files.len());
+    for group in files.chunks(threads * 4) {
+        // A task per file, so their decoding runs on every worker of the runtime.
+        let tasks = group.iter().map(|f| {
+            let f = (*f).clone();
+            tokio::spawn(async move { chunks(&f, columns).await })
+        });
+        let read = futures::future::try_join_all(tasks).await.map_err(|e| {
+            JobError::Bronze(format!("reading Bronze's column chunks stopped: {e}"))
+        })?;
+        for (f, batches) in group.iter().zip(read) {
+            made.push(take(f, batches?)?);
+        }
+    }
+    Ok(made)
+}
+
+async fn chunks(f: &FileRef, columns: &[&str]) -> Result<Vec<RecordBatch>, JobError> {
+    let parquet_err = |e: ParquetError| JobError::Bronze(format!("reading {}: {e}", f.path));
+    let reader = RangedReader {
+        store: Arc::clone(&f.store),
+        path: f.path.clone(),
+        size: f.size,
+    };
+    let builder = ParquetRecordBatchStreamBuilder::new(reader)
+        .await
+        .map_err(parquet_err)?;
+    let mask = ProjectionMask::columns(builder.parquet_schema(), columns.iter().copied());
+    let batches: Vec<RecordBatch> = builder
+        .with_projection(mask)
+        .with_batch_size(65_536)
+        .build()
+        .map_err(parquet_err)?
+        .try_collect()
+        .await
+        .map_err(parquet_err)?;
+    batches
+        .into_iter()
+        .map(|b| {
+            boxoffice_lake::normalize(b)
+                .map_err(|e| JobError::Bronze(format!("decoding {}: {e}", f.path)))
+        })
+        .collect()
+}
+
+/// Bytes read from a file's end in the first request, to get its footer in one.
+const FOOTER_HINT: usize = 64 * 1024;
+
+/// A Parquet file read by byte ranges, its size known from the Delta log.
+struct RangedReader {
+    store: Arc<dyn ObjectStore>,
+    path: Path,
+    size: u64,
+}
+
+fn store_err(e: object_store::Error) -> ParquetError {
+    ParquetError::External(Box::new(e))
+}
+
+impl AsyncFileReader for RangedReader {
+    fn get_bytes(
+        &mut self,
+        range: std::ops::Range<u64>,
+    ) -> BoxFuture<'_, Result<Bytes, ParquetError>> {
+        async move {
+            self.store
+                .get_range(&self.path, range)
+                .await
+                .map_err(store_err)
+        }
+        .boxed()
+    }
+
+    fn get_byte_ranges(
+        &mut self,
+        ranges: Vec<std::ops::Range<u64>>,
+    ) -> BoxFuture<'_, Result<Vec<Bytes>, ParquetError>> {
+        async move {
+            self.store
+                .get_ranges(&self.path, &ranges)
+                .await
+                .map_err(store_err)
+        }
+        .boxed()
+    }
+
+    fn get_metadata<'a>(
+        &'a mut self,
+        options: Option<&'a ArrowReaderOptions>,
+    ) -> BoxFuture<'a, Result<Arc<ParquetMetaData>, ParquetError>> {
+        async move {
+            let size = self.size;
+            let metadata = ParquetMetaDataReader::new()
+                .with_arrow_reader_options(options)
+                .with_prefetch_hint(Some(FOOTER_HINT))
+                .load_and_finish(self, size)
+                .await?;
+            Ok(Arc::new(metadata))
+        }
+        .boxed()
+    }
 }

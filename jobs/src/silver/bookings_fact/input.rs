@@ -22,7 +22,7 @@ use deltalake::arrow::array::{Array, AsArray, RecordBatch};
 use object_store::path::Path;
 use serde::{Deserialize, Serialize};
 
-use super::bronze_files::{FileRef, list_files, meta_columns, read_files};
+use super::bronze_files::{FileRef, list_files, meta_columns, read_column_chunks, read_files};
 use super::join::{ArrivalKey, JoinEvent, Micros, RawBody};
 use crate::JobError;
 
@@ -153,7 +153,7 @@ pub async fn scan(
         .copied()
         .filter(|f| !tables.meta.contains_key(&f.path))
         .collect();
-    let read = read_files(&unread, &META_COLUMNS, |_, batches| {
+    let read = read_column_chunks(&unread, &META_COLUMNS, |_, batches| {
         let mut rows = Vec::new();
         for batch in &batches {
             let (parts, seqs, times) = meta_columns(batch)?;
@@ -168,24 +168,37 @@ pub async fn scan(
         tables.meta.insert(f.path.clone(), meta);
     }
     let mut rows: BTreeMap<PartitionId, Vec<(i64, Micros)>> = BTreeMap::new();
-    for f in &wanted {
+    // Files taken in sequence order, so each partition's rows usually come out sorted.
+    let mut in_order = wanted.clone();
+    in_order.sort_by_key(|f| f.sequences.map(|(lo, _)| lo));
+    for f in &in_order {
         let Some(meta) = tables.meta.get(&f.path) else {
             continue;
         };
-        for &(partition, seq, at) in meta.iter() {
+        // A file's rows come in runs of one partition: one lookup per run, not per row.
+        for run in meta.chunk_by(|a, b| a.0 == b.0) {
             let id = PartitionId {
                 hub: f.hub,
-                partition,
+                partition: run[0].0,
             };
-            if seq > positions.get(&id).map_or(-1, |p| p.done) {
-                rows.entry(id).or_default().push((seq, at));
-            }
+            let done = positions.get(&id).map_or(-1, |p| p.done);
+            let into = rows.entry(id).or_default();
+            into.reserve(run.len());
+            into.extend(
+                run.iter()
+                    .filter(|(_, seq, _)| *seq > done)
+                    .map(|&(_, seq, at)| (seq, at)),
+            );
         }
     }
     let kept: std::collections::HashSet<&Path> = wanted.iter().map(|f| &f.path).collect();
     tables.meta.retain(|path, _| kept.contains(path));
     for r in rows.values_mut() {
-        r.sort_unstable();
+        // Each file's rows are in sequence order, so a partition's rows are sorted already or
+        // a few sorted runs, which the stable sort merges (the unstable one re-sorted them).
+        if !r.is_sorted() {
+            r.sort();
+        }
         r.dedup_by_key(|(seq, _)| *seq);
     }
     Ok(Landed { files, rows })
