@@ -38,9 +38,9 @@ pub fn keep_freed_memory() {
 
 /// The purge delay mimalloc is using, in milliseconds (-1: never).
 #[cfg(test)]
-fn purge_delay_ms() -> i64 {
+fn purge_delay_ms() -> c_long {
     // SAFETY: reads one option slot.
-    i64::from(unsafe { mi_option_get(PURGE_DELAY) })
+    unsafe { mi_option_get(PURGE_DELAY) }
 }
 
 #[cfg(test)]
@@ -77,7 +77,7 @@ mod tests {
         keep_freed_memory();
         let expected = match std::env::var(PURGE_DELAY_ENV) {
             Ok(v) => v.parse().expect("a number in MIMALLOC_PURGE_DELAY"),
-            Err(_) => i64::from(KEEP_FREED_MS),
+            Err(_) => KEEP_FREED_MS,
         };
         assert_eq!(purge_delay_ms(), expected);
     }
