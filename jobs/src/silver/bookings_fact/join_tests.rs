@@ -8,7 +8,7 @@ use super::*;
 
 const SEC: Micros = 1_000_000;
 /// 2024-10-11T09:39:30Z, the demos' worked example.
-const T0: Micros = 1_728_639_570 * SEC;
+pub(crate) const T0: Micros = 1_728_639_570 * SEC;
 
 fn at(us: Micros) -> DateTime<Utc> {
     Utc.timestamp_micros(us).single().expect("valid time")
@@ -86,7 +86,8 @@ impl Feed {
     }
 }
 
-fn booking(order: &str, time: Micros) -> Booking {
+/// A two-seat booking of `order` at `time` (also used by the rows' tests).
+pub(crate) fn booking(order: &str, time: Micros) -> Booking {
     Booking {
         schema_version: SchemaVersion::V1,
         event_id: None,

@@ -43,21 +43,30 @@ pub fn fact_rows(
     matches: &[Match],
     processed_at: DateTime<Utc>,
 ) -> Result<Vec<PartitionRows>, ArrowError> {
-    let build = |share: &[Match]| {
+    on_every_core(matches, |share| {
         partitioned_by_date(
             "booking_date",
             share.iter(),
             |m| epoch_days(m.booking.booking.booking_time),
             |ms| fact_batch(ms, processed_at),
         )
-    };
+    })
+}
+
+/// Builds rows for `items` a share per core (one share when they are few), in their order: the
+/// rows of a batch are independent, and building them is mostly waiting for each item's memory.
+fn on_every_core<T: Sync>(
+    items: &[T],
+    build: impl Fn(&[T]) -> Result<Vec<PartitionRows>, ArrowError> + Sync,
+) -> Result<Vec<PartitionRows>, ArrowError> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let size = matches.len().div_ceil(threads).max(20_000);
-    if matches.len() <= size {
-        return build(matches);
+    let size = items.len().div_ceil(threads).max(20_000);
+    if items.len() <= size {
+        return build(items);
     }
+    let build = &build;
     std::thread::scope(|scope| {
-        let workers: Vec<_> = matches
+        let workers: Vec<_> = items
             .chunks(size)
             .map(|share| scope.spawn(move || build(share)))
             .collect();
@@ -267,31 +276,45 @@ pub fn unpaid_rows(
     bookings: &[Arc<BookingIn>],
     processed_at: DateTime<Utc>,
 ) -> Result<Vec<PartitionRows>, ArrowError> {
-    partitioned_by_date(
-        "booking_date",
-        bookings.iter(),
-        |b| epoch_days(b.booking.booking_time),
-        |bs| unpaid_batch(bs, processed_at),
-    )
+    on_every_core(bookings, |share| {
+        partitioned_by_date(
+            "booking_date",
+            share.iter(),
+            |b| epoch_days(b.booking.booking_time),
+            |bs| unpaid_batch(bs, processed_at),
+        )
+    })
 }
 
 fn unpaid_batch(
     bookings: &[&Arc<BookingIn>],
     processed_at: DateTime<Utc>,
 ) -> Result<RecordBatch, ArrowError> {
-    let mut s: Vec<StringBuilder> = (0..13).map(|_| StringBuilder::new()).collect();
-    let (mut booking_time, mut arrival, mut processed) = (utc(), utc(), utc());
+    let n = bookings.len();
+    // Sized for the rows up front (about 16 bytes a text; builders regrow past that).
+    let mut s: Vec<StringBuilder> = (0..13)
+        .map(|_| StringBuilder::with_capacity(n, n * 16))
+        .collect();
+    let (mut booking_time, mut arrival, mut processed) = (utc_for(n), utc_for(n), utc_for(n));
     let (mut seats, mut hour_col, mut version) = (
-        Int32Builder::new(),
-        Int32Builder::new(),
-        Int32Builder::new(),
+        Int32Builder::with_capacity(n),
+        Int32Builder::with_capacity(n),
+        Int32Builder::with_capacity(n),
     );
-    let mut total = Float64Builder::new();
-    let mut date = Date32Builder::new();
-    for item in bookings {
+    let mut total = Float64Builder::with_capacity(n);
+    let mut date = Date32Builder::with_capacity(n);
+    let mut numbers = String::new();
+    // The memory of the booking a few places ahead is requested while this one is written.
+    for item in prefetch::walk(bookings.iter(), 4, |b| prefetch::arc(b)) {
         let b = &item.booking;
         let d = &b.event_details;
-        let numbers: Vec<&str> = d.seats.iter().map(|s| s.seat_number.as_str()).collect();
+        numbers.clear();
+        for (i, seat) in d.seats.iter().enumerate() {
+            if i > 0 {
+                numbers.push(',');
+            }
+            numbers.push_str(&seat.seat_number);
+        }
         s[0].append_value(&b.order_id);
         booking_time.append_value(micros(b.booking_time));
         s[1].append_value(&b.customer.customer_id);
@@ -301,7 +324,7 @@ fn unpaid_batch(
         s[5].append_value(&d.event_name);
         s[6].append_value(event_category(&d.event_name));
         seats.append_value(d.seats.len() as i32);
-        s[7].append_value(numbers.join(","));
+        s[7].append_value(&numbers);
         total.append_value(d.seats.iter().map(|s| s.price).sum());
         s[8].append_value(day_of_week(b.booking_time));
         hour_col.append_value(hour(b.booking_time));
@@ -455,4 +478,84 @@ pub fn late_rows(late: &[Late], processed_at: DateTime<Utc>) -> Result<RecordBat
         Arc::new(processed.finish()),
     ];
     batch(&LATE_EVENTS, columns)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use boxoffice_events::Event;
+    use deltalake::arrow::compute::concat_batches;
+
+    use super::*;
+    use crate::silver::bookings_fact::join::tests::{T0, booking};
+    use crate::silver::bookings_fact::join::{ArrivalKey, MINUTE};
+
+    const DAY: i64 = 24 * 60 * MINUTE;
+
+    /// Booking `i`, on one of three dates, numbered so every row can be told apart.
+    fn unpaid(i: usize) -> Arc<BookingIn> {
+        let n = i as i64;
+        let key = ArrivalKey {
+            at: T0 + n,
+            hub: 0,
+            partition: 0,
+            sequence: n,
+        };
+        let time = T0 + (n % 3) * DAY + n;
+        let event = Event::Booking(booking(&format!("order{i}"), time));
+        match JoinEvent::new(&format!("uid{i}"), key, event, None) {
+            JoinEvent::Booking(b) => b,
+            JoinEvent::Payment(_) => unreachable!("a booking was given"),
+        }
+    }
+
+    /// Each date's rows, in the order they were built.
+    fn by_date(parts: Vec<PartitionRows>) -> BTreeMap<String, RecordBatch> {
+        let mut dates: BTreeMap<String, Vec<RecordBatch>> = BTreeMap::new();
+        for part in parts {
+            dates
+                .entry(format!("{:?}", part.values))
+                .or_default()
+                .push(part.batch);
+        }
+        dates
+            .into_iter()
+            .map(|(date, batches)| {
+                let schema = batches[0].schema();
+                let rows = concat_batches(&schema, &batches).expect("same schema");
+                (date, rows)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn unpaid_rows_built_a_share_per_core_are_the_rows_built_in_one() {
+        // More than two shares' worth, so every core builds some.
+        let bookings: Vec<_> = (0..50_001).map(unpaid).collect();
+        let at = Utc::now();
+        let shared = by_date(unpaid_rows(&bookings, at).expect("rows"));
+        let whole = by_date(
+            partitioned_by_date(
+                "booking_date",
+                bookings.iter(),
+                |b| epoch_days(b.booking.booking_time),
+                |bs| unpaid_batch(bs, at),
+            )
+            .expect("rows"),
+        );
+        assert_eq!(shared.len(), 3);
+        assert_eq!(shared, whole);
+        let rows: usize = shared.values().map(RecordBatch::num_rows).sum();
+        assert_eq!(rows, bookings.len());
+        let first = shared.values().next().expect("a date");
+        let seats = first
+            .column_by_name("seat_numbers")
+            .and_then(|c| {
+                c.as_any()
+                    .downcast_ref::<deltalake::arrow::array::StringArray>()
+            })
+            .expect("seat_numbers is text");
+        assert_eq!(seats.value(0), "A1,A2");
+    }
 }
