@@ -1,5 +1,6 @@
 //! Bronze's Parquet files as the join reads them: listed with their statistics from the Delta
-//! log, fetched a few at a time and decoded on every core.
+//! log; for a batch's events, fetched whole a few at a time and decoded on every core; for
+//! planning, only the footer and the column chunks it needs, by byte ranges.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
