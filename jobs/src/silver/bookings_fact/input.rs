@@ -133,7 +133,7 @@ pub async fn scan(
             files.extend(list_files(lake, table, hub, def)?);
         }
     }
-    let wanted: Vec<&FileRef> = files
+    let mut wanted: Vec<&FileRef> = files
         .iter()
         .filter(|f| {
             f.partitions.is_none_or(|(lo, hi)| {
@@ -148,6 +148,8 @@ pub async fn scan(
             })
         })
         .collect();
+    // Files taken in sequence order, so each partition's rows usually come out sorted.
+    wanted.sort_by_key(|f| f.sequences.map(|(lo, _)| lo));
     let unread: Vec<&FileRef> = wanted
         .iter()
         .copied()
@@ -168,10 +170,7 @@ pub async fn scan(
         tables.meta.insert(f.path.clone(), meta);
     }
     let mut rows: BTreeMap<PartitionId, Vec<(i64, Micros)>> = BTreeMap::new();
-    // Files taken in sequence order, so each partition's rows usually come out sorted.
-    let mut in_order = wanted.clone();
-    in_order.sort_by_key(|f| f.sequences.map(|(lo, _)| lo));
-    for f in &in_order {
+    for f in &wanted {
         let Some(meta) = tables.meta.get(&f.path) else {
             continue;
         };
