@@ -9,6 +9,8 @@
 //! NULL for a row counts as broken (an expectation must hold, not merely not fail). Every run
 //! records passed and failed counts per expectation in `_system/expectations`.
 
+mod durations;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -155,6 +157,7 @@ impl Expectations {
                     let expr = ctx
                         .parse_sql_expr(&expectation.condition, &schema)
                         .and_then(|e| ctx.create_physical_expr(e, &schema))
+                        .and_then(|e| durations::compared_as_durations(e, schema.as_arrow()))
                         .map_err(|e| format!("{what}: {e}"))?;
                     Ok(Compiled { expectation, expr })
                 })
