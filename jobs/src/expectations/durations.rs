@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 
-use deltalake::arrow::datatypes::{DataType, IntervalUnit, TimeUnit};
+use deltalake::arrow::datatypes::{DataType, IntervalUnit, Schema, TimeUnit};
 use deltalake::datafusion::common::ScalarValue;
 use deltalake::datafusion::common::tree_node::{Transformed, TreeNode};
 use deltalake::datafusion::error::Result;
@@ -23,7 +23,7 @@ use deltalake::datafusion::physical_plan::PhysicalExpr;
 /// and whole microseconds rewritten as `duration <op> DURATION '…'`.
 pub(super) fn compared_as_durations(
     expr: Arc<dyn PhysicalExpr>,
-    schema: &deltalake::arrow::datatypes::Schema,
+    schema: &Schema,
 ) -> Result<Arc<dyn PhysicalExpr>> {
     expr.transform_up(|e| {
         let rewritten = e
@@ -38,10 +38,7 @@ pub(super) fn compared_as_durations(
 }
 
 /// The comparison rewritten, when it has the shape above (with the literal on either side).
-fn as_durations(
-    b: &BinaryExpr,
-    schema: &deltalake::arrow::datatypes::Schema,
-) -> Option<Arc<dyn PhysicalExpr>> {
+fn as_durations(b: &BinaryExpr, schema: &Schema) -> Option<Arc<dyn PhysicalExpr>> {
     use Operator::{Eq, Gt, GtEq, Lt, LtEq, NotEq};
     if !matches!(b.op(), Eq | NotEq | Lt | LtEq | Gt | GtEq) {
         return None;
@@ -63,7 +60,7 @@ fn as_durations(
 /// The microsecond duration under `CAST(… AS INTERVAL)`, if `e` is that.
 fn cast_duration<'a>(
     e: &'a Arc<dyn PhysicalExpr>,
-    schema: &deltalake::arrow::datatypes::Schema,
+    schema: &Schema,
 ) -> Option<&'a Arc<dyn PhysicalExpr>> {
     let cast = e.downcast_ref::<CastExpr>()?;
     let to_interval = cast.cast_type() == &DataType::Interval(IntervalUnit::MonthDayNano);
@@ -91,7 +88,7 @@ fn micros(e: &Arc<dyn PhysicalExpr>) -> Option<i64> {
 mod tests {
     use super::*;
     use deltalake::arrow::array::{Array, BooleanArray, RecordBatch, TimestampMicrosecondArray};
-    use deltalake::arrow::datatypes::{Field, Schema};
+    use deltalake::arrow::datatypes::Field;
     use deltalake::datafusion::common::DFSchema;
     use deltalake::datafusion::prelude::SessionContext;
 
