@@ -11,6 +11,7 @@ pub mod gold;
 pub mod maintenance;
 pub mod ops;
 mod quarantine;
+mod shares;
 pub mod silver;
 
 use boxoffice_lake::{AppendError, LakeError};

@@ -300,15 +300,11 @@ fn evaluate_all(
     let parts: Vec<RecordBatch> = (0..slices)
         .map(|i| batch.slice(i * size, size.min(rows - i * size)))
         .collect();
-    let verdicts: Vec<Result<Vec<BooleanArray>, ArrowError>> = std::thread::scope(|scope| {
-        let workers: Vec<_> = parts
+    let verdicts = crate::shares::on_threads(&parts, |part| {
+        compiled
             .iter()
-            .map(|part| scope.spawn(move || compiled.iter().map(|c| evaluate(c, part)).collect()))
-            .collect();
-        workers
-            .into_iter()
-            .map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-            .collect()
+            .map(|c| evaluate(c, part))
+            .collect::<Result<Vec<BooleanArray>, ArrowError>>()
     });
     let verdicts = verdicts.into_iter().collect::<Result<Vec<_>, _>>()?;
     (0..compiled.len())

@@ -64,18 +64,12 @@ fn on_every_core<T: Sync>(
     if items.len() <= size {
         return build(items);
     }
-    let build = &build;
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = items
-            .chunks(size)
-            .map(|share| scope.spawn(move || build(share)))
-            .collect();
-        let mut rows = Vec::new();
-        for w in workers {
-            rows.extend(w.join().unwrap_or_else(|p| std::panic::resume_unwind(p))?);
-        }
-        Ok(rows)
-    })
+    let shares: Vec<&[T]> = items.chunks(size).collect();
+    let mut rows = Vec::new();
+    for built in crate::shares::on_threads(&shares, |share| build(share)) {
+        rows.extend(built?);
+    }
+    Ok(rows)
 }
 
 fn booking(m: &Match) -> &Booking {
