@@ -204,6 +204,18 @@ pub enum JobName {
     BatchLoad,
 }
 
+impl JobName {
+    /// The job's name on the command line, which is also the name of its lease.
+    pub fn lease(self) -> &'static str {
+        match self {
+            JobName::BookingsFact => "bookings_fact",
+            JobName::Gold => "gold",
+            JobName::Cdc => "cdc",
+            JobName::BatchLoad => "batch_load",
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum BatchCommand {
     /// Copy the event catalog shipped with boxoffice (the shows the generator sells, with
@@ -360,6 +372,33 @@ pub struct JobRunArgs {
     /// as the demos' Stream Analytics query)
     #[arg(long, value_enum, value_name = "MODE")]
     pub mode: Option<ModeArg>,
+
+    /// bookings_fact: rebuild its tables and state from all of Bronze beside the live ones,
+    /// swap each table in one commit, then rebuild Gold. Readers see the old tables until the
+    /// swap; a crash midway is finished by the next run. gold: the same as --full
+    #[arg(long)]
+    pub full_refresh: bool,
+
+    /// bookings_fact: join the late events (silver.late_events) whose event time is in
+    /// FROM..TO as history, as if they had arrived first, then refresh Gold. Dates
+    /// (2025-01-01..2025-01-02, TO exclusive) or RFC 3339 times; either end may be left open;
+    /// no range takes every late event
+    #[arg(
+        long,
+        value_name = "FROM..TO",
+        num_args = 0..=1,
+        default_missing_value = ".."
+    )]
+    pub backfill: Option<String>,
+
+    /// bookings_fact --drain: do not ask before resolving waiting bookings as unpaid
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+
+    /// When another process runs this job on the lake (`up`, a bundle run), wait for it to
+    /// finish instead of refusing
+    #[arg(long)]
+    pub wait: bool,
 }
 
 /// The join's clock, as a flag.
@@ -606,6 +645,11 @@ pub struct IngestArgs {
     /// events whose fields tell neither go to bookings unless this is given
     #[arg(long, value_parser = parse_hub)]
     pub hub: Option<Hub>,
+
+    /// When `up` or another `ingest` is landing into the lake, wait for it to stop instead of
+    /// refusing
+    #[arg(long)]
+    pub wait: bool,
 
     #[command(flatten)]
     pub landing: LandingArgs,

@@ -64,6 +64,9 @@ pub struct JobsFile {
     pub max_events: Option<usize>,
     pub checkpoint_every: Option<u64>,
     pub partitions_per_hub: Option<u32>,
+    /// How long a job's or the landing's lease lasts without renewal: how soon another process
+    /// may take over from one that was killed.
+    pub lease_ttl: Option<String>,
 }
 
 /// `[landing]`.
@@ -363,6 +366,16 @@ pub fn job_interval(file: &FileConfig, flag: Option<Duration>) -> anyhow::Result
         bail!("the job interval must be more than 0");
     }
     Ok(d)
+}
+
+/// How long a lease lasts unless renewed (`[jobs] lease_ttl`, default 30 s; at least 1 s).
+pub fn lease_ttl(file: &FileConfig) -> anyhow::Result<Duration> {
+    let ttl = duration_setting("[jobs] lease_ttl", &file.jobs.lease_ttl)?
+        .unwrap_or(boxoffice_lake::lease::DEFAULT_TTL);
+    if ttl < Duration::from_secs(1) {
+        bail!("[jobs] lease_ttl must be at least 1s (renewals happen every third of it)");
+    }
+    Ok(ttl)
 }
 
 #[cfg(test)]

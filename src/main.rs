@@ -3,6 +3,7 @@
 mod cli;
 mod commands;
 mod config;
+mod leases;
 mod memory;
 mod pacing;
 mod progress;

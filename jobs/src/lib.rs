@@ -90,6 +90,25 @@ pub enum JobError {
         /// What went wrong.
         detail: String,
     },
+    /// A full refresh of the job started and did not finish: nothing else may run the job
+    /// until it does.
+    #[error(
+        "a full refresh of {job} started at {started} has not finished; run `boxoffice job run {job}` to finish it first"
+    )]
+    RefreshUnfinished {
+        /// The job.
+        job: &'static str,
+        /// When it started.
+        started: String,
+    },
+    /// A backfill was refused (bad range, nothing to take) or could not be completed.
+    #[error("{job} backfill: {detail}")]
+    Backfill {
+        /// The job.
+        job: &'static str,
+        /// Why.
+        detail: String,
+    },
     /// Another run planned the same batch first.
     #[error("another run of {job} is planning batch {batch} at the same time; run one at a time")]
     Concurrent {

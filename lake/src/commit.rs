@@ -192,7 +192,7 @@ pub async fn append_after_check(
 const SPLIT_ROWS: usize = 131_072;
 
 /// Writes the rows' Parquet files (none for no rows) and returns their `add` actions.
-async fn write_files(
+pub(crate) async fn write_files(
     table: &DeltaTable,
     rows: Vec<PartitionRows>,
     writer_properties: WriterProperties,

@@ -139,6 +139,20 @@ impl Files {
         Ok(files)
     }
 
+    /// Deletes every file in this folder (and, on a local folder, the folder itself).
+    pub async fn delete_all(&self) -> Result<(), LakeError> {
+        for name in self.list("").await? {
+            self.delete(&name).await?;
+        }
+        if let Ok(url) = url::Url::parse(&self.location)
+            && url.scheme() == "file"
+            && let Ok(path) = url.to_file_path()
+        {
+            let _ = std::fs::remove_dir_all(path);
+        }
+        Ok(())
+    }
+
     /// Deletes `name`; a missing file is fine.
     pub async fn delete(&self, name: &str) -> Result<(), LakeError> {
         match self.store.delete(&Path::from(name)).await {

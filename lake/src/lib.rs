@@ -4,15 +4,19 @@
 //! - [`table`]: declaring tables ([`TableDef`]) and opening or creating them.
 //! - [`commit`]: exactly-once appends through Delta application transactions.
 //! - [`inspect`]: versions, row counts and reader compatibility, for `boxoffice tables`.
+//! - [`replace`]: a table's contents replaced in one commit (full refreshes).
 //! - [`read`]: a table's rows without a query engine (Bronze readers, tests).
 //! - [`files`]: plain files beside the tables (job plans and checkpoints).
+//! - [`lease`]: one holder at a time for a job or the landing, across processes and machines.
 
 mod azurite;
 pub mod commit;
 pub mod files;
 pub mod inspect;
 pub mod layer;
+pub mod lease;
 pub mod read;
+pub mod replace;
 pub mod table;
 pub mod target;
 
@@ -23,7 +27,9 @@ pub use commit::{
 pub use files::{FileMeta, Files};
 pub use inspect::{TableInfo, TableState, compatibility_problems};
 pub use layer::Layer;
+pub use lease::{Claim, HeldLease, Holder, Lease, LeaseError};
 pub use read::{normalize, read_rows};
+pub use replace::{Replacement, replace_once};
 pub use table::{TableDef, blob_columns, column, utc_timestamp};
 pub use target::{Lake, LakeSettings, StoreKind};
 

@@ -129,6 +129,15 @@ impl Lake {
         })
     }
 
+    /// This lake with `layer` moved to `url` (a directory URL on the same storage): a job
+    /// rebuilding its tables writes them beside the live ones, into a layer of its own, while
+    /// reading every other layer as it is.
+    pub fn with_layer(&self, layer: Layer, url: Url) -> Lake {
+        let mut lake = self.clone();
+        lake.layers.insert(layer, url);
+        lake
+    }
+
     /// What kind of storage this is.
     pub fn kind(&self) -> StoreKind {
         self.kind

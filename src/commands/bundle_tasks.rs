@@ -12,6 +12,7 @@ use boxoffice_lake::{Lake, Layer, TableDef};
 use chrono::{NaiveDate, Utc};
 
 use crate::config::{self, FileConfig};
+use crate::leases::{Leases, MAINTENANCE, Taking};
 
 /// The jobs a task may run, with the parameters each takes.
 pub const CATALOG: &[JobSpec] = &[
@@ -162,11 +163,33 @@ impl Executor for LakeTasks {
         let (lake, file, task) = (self.lake.clone(), Arc::clone(&self.file), task.clone());
         Box::pin(async move {
             let work = work(&task)?;
-            execute(&lake, &file, work)
+            let leases = take_lease(&lake, &file, &task)
                 .await
+                .map_err(|e| format!("{e:#}"))?;
+            let result = execute(&lake, &file, work).await;
+            let released = leases.release().await;
+            result
+                .and_then(|stats| released.map(|()| stats))
                 .map_err(|e| format!("{e:#}"))
         })
     }
+}
+
+/// The lease a task's job runs under: its own job's, or maintenance's for compact, vacuum and
+/// checkpoint. A task whose job runs elsewhere (in `up`, another bundle run) fails at once,
+/// naming the holder; its retries try again later.
+async fn take_lease(lake: &Lake, file: &FileConfig, task: &Task) -> anyhow::Result<Leases> {
+    let name = match task.job.as_str() {
+        "compact" | "vacuum" | "checkpoint" => MAINTENANCE,
+        job => job,
+    };
+    Leases::take(
+        lake,
+        &[name],
+        &format!("bundle task {}", task.key),
+        Taking::from_file(file, false)?,
+    )
+    .await
 }
 
 async fn execute(lake: &Lake, file: &FileConfig, work: Work) -> anyhow::Result<TaskStats> {

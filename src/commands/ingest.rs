@@ -6,21 +6,22 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use anyhow::Context;
 use boxoffice_events::{Hub, sniff};
 use boxoffice_ingest::Source;
-use boxoffice_ingest::landing::Landing;
+use boxoffice_ingest::landing::{Landing, LandingConfig};
 use boxoffice_ingest::queue::{Queue, QueueError};
+use boxoffice_lake::Lake;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, BufReader};
 
 use super::{BronzeRows, finish_landing, print_bronze_summary, shutdown_signal};
 use crate::cli::{GlobalArgs, IngestArgs};
 use crate::config;
+use crate::leases::{LANDING, Leases, Taking};
 use crate::progress::{Progress, rate, thousands};
 
 pub async fn run(global: &GlobalArgs, args: IngestArgs) -> anyhow::Result<()> {
     let file = config::load(global)?;
     let lake = config::lake(global, &file)?;
     let landing_config = config::landing(&lake, &args.landing, &file)?;
-    let from_stdin = args.input == "-";
-    let mut reader: Box<dyn AsyncBufRead + Unpin + Send> = if from_stdin {
+    let reader: Box<dyn AsyncBufRead + Unpin + Send> = if args.input == "-" {
         Box::new(BufReader::with_capacity(1 << 20, tokio::io::stdin()))
     } else {
         let f = tokio::fs::File::open(&args.input)
@@ -29,6 +30,28 @@ pub async fn run(global: &GlobalArgs, args: IngestArgs) -> anyhow::Result<()> {
         Box::new(BufReader::with_capacity(1 << 20, f))
     };
 
+    lake.prepare().await?;
+    let leases = Leases::take(
+        &lake,
+        &[LANDING],
+        &format!("boxoffice ingest {}", args.input),
+        Taking::from_file(&file, args.wait)?,
+    )
+    .await?;
+    let result = land(&lake, &args, reader, landing_config).await;
+    leases.release().await?;
+    result
+}
+
+/// Lands the input once the landing lease is held.
+async fn land(
+    lake: &Lake,
+    args: &IngestArgs,
+    mut reader: Box<dyn AsyncBufRead + Unpin + Send>,
+    landing_config: LandingConfig,
+) -> anyhow::Result<()> {
+    let lake = lake.clone();
+    let from_stdin = args.input == "-";
     let landing = Landing::start(&lake, landing_config)
         .await
         .context("starting the landing pipeline")?;

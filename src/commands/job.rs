@@ -2,32 +2,86 @@
 
 use std::time::Instant;
 
-use anyhow::Context;
+use anyhow::bail;
 use boxoffice_jobs::gold::{self, Refresh, RefreshReport};
 use boxoffice_jobs::ops::simulator::Simulator;
-use boxoffice_jobs::silver::bookings_fact::join::TimeMode;
-use boxoffice_jobs::silver::bookings_fact::{BatchReport, BookingsFact};
+use boxoffice_jobs::silver::bookings_fact::BookingsFact;
 use boxoffice_lake::Lake;
 use chrono::Utc;
 
-use crate::cli::{GlobalArgs, JobCommand, JobName, JobRunArgs, ModeArg};
+use crate::cli::{GlobalArgs, JobCommand, JobName, JobRunArgs};
 use crate::config::{self, FileConfig};
+use crate::leases::{Leases, Taking};
 use crate::progress::thousands;
 
 pub async fn run(global: &GlobalArgs, command: JobCommand) -> anyhow::Result<()> {
     let JobCommand::Run(args) = command;
+    check_options(&args)?;
     let file = config::load(global)?;
     let lake = config::lake(global, &file)?;
     lake.prepare().await?;
+    let mut leases = vec![args.name.lease()];
+    if args.name == JobName::BookingsFact && (args.full_refresh || args.backfill.is_some()) {
+        leases.push(JobName::Gold.lease()); // Gold is rebuilt or refreshed after them
+    }
+    let leases = Leases::take(
+        &lake,
+        &leases,
+        &format!("boxoffice job run {}", args.name.lease()),
+        Taking::from_file(&file, args.wait)?,
+    )
+    .await?;
+    let result = run_job(&lake, &file, &args).await;
+    leases.release().await?;
+    result
+}
+
+/// Refuses options the job does not take, before anything is touched.
+fn check_options(args: &JobRunArgs) -> anyhow::Result<()> {
+    let joins = args.drain || args.mode.is_some() || args.backfill.is_some() || args.yes;
     match args.name {
-        JobName::BookingsFact => run_bookings_fact(&lake, &file, &args).await,
-        JobName::BatchLoad => {
-            if args.drain || args.mode.is_some() || args.full {
-                anyhow::bail!(
-                    "batch_load takes no options: it takes every landing file not taken yet"
+        JobName::BookingsFact => {
+            if args.full {
+                bail!("--full is an option of gold; bookings_fact rebuilds with --full-refresh");
+            }
+            if args.full_refresh && args.backfill.is_some() {
+                bail!(
+                    "--full-refresh and --backfill do different things: a full refresh rebuilds \
+                     Silver from Bronze in arrival order (late events stay late); --backfill joins \
+                     late events as history. Run one, then the other"
                 );
             }
-            let reports = boxoffice_jobs::batch::run(&lake).await?;
+            if args.backfill.is_some() && args.drain {
+                bail!(
+                    "--backfill drains its own join of late events; run --drain on its own first \
+                     if the live join should treat its input as complete"
+                );
+            }
+            if args.yes && !args.drain {
+                bail!("--yes answers the question --drain asks; use it with --drain");
+            }
+            Ok(())
+        }
+        JobName::Gold if joins => {
+            bail!("--drain, --mode, --backfill and --yes are options of bookings_fact, not gold")
+        }
+        JobName::Gold => Ok(()),
+        JobName::Cdc if joins || args.full || args.full_refresh => {
+            bail!("cdc takes no options: it always resumes where it stopped")
+        }
+        JobName::BatchLoad if joins || args.full || args.full_refresh => bail!(
+            "batch_load takes no options: it takes every landing file not taken yet (a file \
+             changed since is taken again, replacing its earlier rows)"
+        ),
+        JobName::Cdc | JobName::BatchLoad => Ok(()),
+    }
+}
+
+async fn run_job(lake: &Lake, file: &FileConfig, args: &JobRunArgs) -> anyhow::Result<()> {
+    match args.name {
+        JobName::BookingsFact => super::job_bookings_fact::run(lake, file, args).await,
+        JobName::BatchLoad => {
+            let reports = boxoffice_jobs::batch::run(lake).await?;
             for r in &reports {
                 println!("{}", batch_file_line(r));
             }
@@ -39,137 +93,17 @@ pub async fn run(global: &GlobalArgs, command: JobCommand) -> anyhow::Result<()>
             Ok(())
         }
         JobName::Cdc => {
-            if args.drain || args.mode.is_some() || args.full {
-                anyhow::bail!("cdc takes no options: it always resumes where it stopped");
-            }
-            let report = boxoffice_jobs::cdc::run(&lake).await?;
+            let report = boxoffice_jobs::cdc::run(lake).await?;
             println!("{}", cdc_line(&report));
             Ok(())
         }
         JobName::Gold => {
-            if args.drain || args.mode.is_some() {
-                anyhow::bail!("--drain and --mode are options of bookings_fact, not gold");
-            }
-            let reports = gold::refresh(&lake, args.full).await?;
+            let reports = gold::refresh(lake, args.full || args.full_refresh).await?;
             for r in &reports {
                 println!("{}", gold_line(r));
             }
             Ok(())
         }
-    }
-}
-
-async fn run_bookings_fact(
-    lake: &Lake,
-    file: &FileConfig,
-    args: &JobRunArgs,
-) -> anyhow::Result<()> {
-    if args.full {
-        anyhow::bail!("--full is an option of gold; bookings_fact always resumes where it stopped");
-    }
-    let mode = args.mode.map(|m| match m {
-        ModeArg::EventTime => TimeMode::EventTime,
-        ModeArg::StreamAnalytics => TimeMode::StreamAnalytics,
-    });
-    let settings = config::bookings_fact(file, mode)?;
-    let expectations = config::expectations(file, &settings)?;
-    let started = Instant::now();
-    let (mut job, replayed) = BookingsFact::open(lake, settings, expectations)
-        .await
-        .context("opening bookings_fact")?;
-    for r in &replayed {
-        eprintln!("{}", batch_line(r));
-    }
-    let reports = job.run(args.drain).await?;
-    for r in &reports {
-        eprintln!("{}", batch_line(r));
-    }
-    let all: Vec<&BatchReport> = replayed.iter().chain(&reports).collect();
-    print_summary(&job, &all, started);
-    Ok(())
-}
-
-/// One line per batch, as it completes.
-pub fn batch_line(r: &BatchReport) -> String {
-    format!(
-        "batch {}{}: {} events -> {} fact rows ({} matches), {} unpaid, {} orphans, {} late, {} duplicates, {} quarantined",
-        r.batch,
-        if r.replayed {
-            " (finished after a stop)"
-        } else {
-            ""
-        },
-        thousands(r.events),
-        thousands(r.fact_rows),
-        thousands(r.matches),
-        thousands(r.unpaid),
-        thousands(r.orphans),
-        thousands(r.late),
-        thousands(r.duplicates),
-        thousands(r.quarantined),
-    )
-}
-
-fn print_summary(job: &BookingsFact, reports: &[&BatchReport], started: Instant) {
-    let sum = |f: fn(&BatchReport) -> u64| reports.iter().map(|r| f(r)).sum::<u64>();
-    let events = sum(|r| r.events);
-    let secs = started.elapsed().as_secs_f64();
-    if reports.is_empty() {
-        println!("bookings_fact: nothing new in Bronze");
-    } else {
-        println!(
-            "bookings_fact: {} batches, {} events in {:.1}s ({} events/s)",
-            reports.len(),
-            thousands(events),
-            secs,
-            thousands((events as f64 / secs.max(1e-9)) as u64)
-        );
-        let added = [
-            ("silver.bookings_fact", sum(|r| r.fact_rows)),
-            ("silver.unpaid_bookings", sum(|r| r.unpaid)),
-            ("silver.orphan_payments", sum(|r| r.orphans)),
-            ("silver.late_events", sum(|r| r.late)),
-            ("bronze.quarantine", sum(|r| r.quarantined)),
-        ];
-        for (table, rows) in added {
-            println!("  {table:<24} +{} rows", thousands(rows));
-        }
-        println!(
-            "  duplicates dropped        {}",
-            thousands(sum(|r| r.duplicates))
-        );
-        let mut failed: Vec<String> = Vec::new();
-        for r in reports {
-            for e in r.expectations.iter().filter(|e| e.failed > 0) {
-                failed.push(format!(
-                    "{} ({}): {} rows",
-                    e.name,
-                    e.action.as_str(),
-                    e.failed
-                ));
-            }
-        }
-        if !failed.is_empty() {
-            println!(
-                "  expectations broken: {} (per batch: _system.expectations)",
-                failed.join("; ")
-            );
-        }
-    }
-    let (bookings, payments) = job.pending();
-    match job.watermark() {
-        Some(w) => println!(
-            "  watermark {}; waiting for a match: {} bookings, {} payments{}",
-            w.format("%Y-%m-%d %H:%M:%S UTC"),
-            thousands(bookings as u64),
-            thousands(payments as u64),
-            if bookings + payments > 0 {
-                " (kept for the next run; --drain resolves them)"
-            } else {
-                ""
-            }
-        ),
-        None => println!("  no watermark yet (no bookings and payments seen)"),
     }
 }
 
@@ -217,6 +151,7 @@ impl Cycle {
     pub async fn open(lake: &Lake, file: &FileConfig, cdc_changes: usize) -> anyhow::Result<Cycle> {
         let settings = config::bookings_fact(file, None)?;
         let expectations = config::expectations(file, &settings)?;
+        super::job_bookings_fact::finish_interrupted(lake, &settings, &expectations).await?;
         let (job, _) = BookingsFact::open(lake, settings, expectations).await?;
         let simulator = if cdc_changes > 0 {
             let seed = Utc::now().timestamp_micros().unsigned_abs();

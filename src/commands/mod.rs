@@ -14,6 +14,7 @@ pub mod dashboard;
 pub mod generate;
 pub mod ingest;
 pub mod job;
+pub mod job_bookings_fact;
 pub mod produce;
 pub mod serve;
 pub mod sql;

@@ -4,9 +4,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use boxoffice_events::Generator;
-use boxoffice_ingest::landing::Landing;
+use boxoffice_events::{Generator, GeneratorConfig};
+use boxoffice_ingest::landing::{Landing, LandingConfig};
 use boxoffice_ingest::queue::QueueError;
+use boxoffice_lake::Lake;
 use tokio::sync::watch;
 
 use super::cycle_runs::CycleRuns;
@@ -14,13 +15,15 @@ use super::dashboard::Running;
 use super::job::{Cycle, percentiles};
 use super::{BronzeRows, finish_landing, print_bronze_summary, produce, shutdown_signal};
 use crate::cli::{GlobalArgs, UpArgs};
-use crate::config::{self, Pacing, StartDefault};
+use crate::config::{self, FileConfig, Pacing, StartDefault};
+use crate::leases::{LANDING, Leases, Taking};
 use crate::pacing::Pacer;
 use crate::progress::{Progress, rate, thousands};
 
 /// Why `up` stopped.
 enum Stop {
     Interrupted,
+    LeaseLost(String),
     DurationReached,
     CountReached,
     QueueClosed,
@@ -38,10 +41,82 @@ pub async fn run(global: &GlobalArgs, args: UpArgs) -> anyhow::Result<()> {
         })?),
         None => None,
     };
+    if let Some(bundle) = &bundle
+        && !args.no_jobs
+    {
+        refuse_bundle_running_up_jobs(bundle)?;
+    }
     let (generator_config, pacing) = config::generator(&args.generator, &file, StartDefault::Now)?;
     let landing_config = config::landing(&lake, &args.landing, &file)?;
     let generator = Generator::new(generator_config.clone()).context("generator settings")?;
 
+    // Before anything is printed or started: a second `up` on this lake stops here.
+    lake.prepare().await?;
+    let mut names = vec![LANDING];
+    if !args.no_jobs {
+        names.extend(UP_JOBS);
+    }
+    let leases = Arc::new(
+        Leases::take(
+            &lake,
+            &names,
+            "boxoffice up",
+            Taking::from_file(&file, false)?,
+        )
+        .await?,
+    );
+    let result = run_leased(
+        &lake,
+        &file,
+        args,
+        bundle,
+        global,
+        (generator, generator_config, pacing, landing_config),
+        Arc::clone(&leases),
+    )
+    .await;
+    if let Ok(leases) = Arc::try_unwrap(leases) {
+        leases.release().await?;
+    }
+    result
+}
+
+/// The jobs `up` runs every cycle, whose leases it holds while it runs.
+const UP_JOBS: [&str; 4] = ["bookings_fact", "gold", "cdc", "batch_load"];
+
+/// `up --bundle` with its own job cycle: a bundle task running one of the same jobs would be
+/// refused by the lease `up` holds, every time it is scheduled.
+fn refuse_bundle_running_up_jobs(bundle: &boxoffice_bundle::Bundle) -> anyhow::Result<()> {
+    for job in boxoffice_bundle::schedule::scheduled(bundle) {
+        if let Some(task) = job.tasks.iter().find(|t| UP_JOBS.contains(&t.job.as_str())) {
+            anyhow::bail!(
+                "the bundle's job '{}' runs {} (task '{}'), which up already runs every cycle; \
+                 add --no-jobs to let the bundle's schedule run the jobs instead",
+                job.key,
+                task.job,
+                task.key
+            );
+        }
+    }
+    Ok(())
+}
+
+/// What `up` runs once its leases are held.
+async fn run_leased(
+    lake: &Lake,
+    file: &FileConfig,
+    args: UpArgs,
+    bundle: Option<boxoffice_bundle::Bundle>,
+    global: &GlobalArgs,
+    (generator, generator_config, pacing, landing_config): (
+        Generator,
+        GeneratorConfig,
+        Pacing,
+        LandingConfig,
+    ),
+    leases: Arc<Leases>,
+) -> anyhow::Result<()> {
+    let lake = lake.clone();
     eprintln!("boxoffice up: lake {}", lake.describe());
     let pace = match pacing {
         Pacing::RealTime { speed: 1.0 } => "real time".to_string(),
@@ -55,7 +130,7 @@ pub async fn run(global: &GlobalArgs, args: UpArgs) -> anyhow::Result<()> {
         humantime::format_duration(landing_config.linger),
         thousands(landing_config.max_batch as u64),
     );
-    let interval = config::job_interval(&file, args.job_interval)?;
+    let interval = config::job_interval(file, args.job_interval)?;
     let cycle = if args.no_jobs {
         None
     } else {
@@ -64,10 +139,9 @@ pub async fn run(global: &GlobalArgs, args: UpArgs) -> anyhow::Result<()> {
             humantime::format_duration(interval),
             args.cdc_rate
         );
-        lake.prepare().await?;
         let cdc_changes = (args.cdc_rate as f64 * interval.as_secs_f64()).round() as usize;
         Some(
-            Cycle::open(&lake, &file, cdc_changes)
+            Cycle::open(&lake, file, cdc_changes)
                 .await
                 .context("opening the jobs")?,
         )
@@ -86,7 +160,6 @@ pub async fn run(global: &GlobalArgs, args: UpArgs) -> anyhow::Result<()> {
     let (schedule_stop_tx, schedule_stop) = watch::channel(false);
     let schedule = match bundle {
         Some(bundle) => {
-            lake.prepare().await?;
             let jobs: Vec<String> = boxoffice_bundle::schedule::scheduled(&bundle)
                 .iter()
                 .map(|j| j.key.clone())
@@ -136,6 +209,7 @@ pub async fn run(global: &GlobalArgs, args: UpArgs) -> anyhow::Result<()> {
             interval,
             Arc::clone(&jobs),
             jobs_stop_rx,
+            Arc::clone(&leases),
         ))
     });
     let progress = {
@@ -169,6 +243,7 @@ pub async fn run(global: &GlobalArgs, args: UpArgs) -> anyhow::Result<()> {
     };
     let (stop, produced) = tokio::select! {
         _ = shutdown_signal() => (Stop::Interrupted, None),
+        why = lease_lost(&leases) => (Stop::LeaseLost(why), None),
         _ = until_duration => (Stop::DurationReached, None),
         r = &mut producer => (Stop::CountReached, Some(r)),
     };
@@ -206,7 +281,8 @@ pub async fn run(global: &GlobalArgs, args: UpArgs) -> anyhow::Result<()> {
         dashboard.finish().await?;
     }
 
-    let why = match stop {
+    let why = match &stop {
+        Stop::LeaseLost(why) => why.as_str(),
         Stop::Interrupted => "interrupted",
         Stop::DurationReached => "duration reached",
         Stop::CountReached => "count reached",
@@ -256,6 +332,17 @@ pub async fn run(global: &GlobalArgs, args: UpArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Resolves when one of `up`'s leases is lost (the lake was unreachable past the lease's expiry,
+/// or another process took it over): `up` stops rather than write beside another writer.
+async fn lease_lost(leases: &Leases) -> String {
+    loop {
+        if let Some(why) = leases.lost() {
+            return why;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 /// What the job cycles have done so far, for the progress line and the summary.
 #[derive(Debug, Default, Clone)]
 struct JobsStatus {
@@ -299,12 +386,14 @@ async fn run_jobs(
     interval: Duration,
     status: Arc<Mutex<JobsStatus>>,
     mut stop: watch::Receiver<bool>,
+    leases: Arc<Leases>,
 ) -> anyhow::Result<()> {
     loop {
         let stopping = tokio::select! {
             _ = tokio::time::sleep(interval) => false,
             _ = stop.changed() => true,
         };
+        leases.check()?;
         let started_at = chrono::Utc::now();
         let result = cycle.run().await;
         runs.record(started_at, &result);

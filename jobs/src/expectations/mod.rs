@@ -92,12 +92,14 @@ pub struct ExpectationResult {
     pub failed: u64,
 }
 
+#[derive(Clone)]
 struct Compiled {
     expectation: Expectation,
     expr: Arc<dyn PhysicalExpr>,
 }
 
 /// Every table's expectations, compiled against its schema.
+#[derive(Clone)]
 pub struct Expectations {
     by_table: BTreeMap<String, Vec<Compiled>>,
 }

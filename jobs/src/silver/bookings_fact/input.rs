@@ -86,6 +86,16 @@ pub struct Landed {
     rows: BTreeMap<PartitionId, Vec<(i64, Micros)>>,
 }
 
+impl Landed {
+    /// How many events each partition has landed after the positions the scan started from.
+    pub fn counts(&self) -> BTreeMap<PartitionId, usize> {
+        self.rows
+            .iter()
+            .map(|(id, rows)| (*id, rows.len()))
+            .collect()
+    }
+}
+
 /// Each row of one Bronze file: partition, sequence number, enqueued time.
 type MetaRows = Arc<Vec<(i32, i64, Micros)>>;
 

@@ -442,6 +442,15 @@ impl JoinState {
             self.payments.values().map(SmallVec::len).sum(),
         )
     }
+
+    /// Kept bookings and payments that have not matched yet: what a drain would release as
+    /// unpaid and orphan.
+    pub fn unmatched(&self) -> (usize, usize) {
+        fn count<T>(kept: &HashMap<u64, OrderEvents<T>>) -> usize {
+            kept.values().flatten().filter(|p| !p.matched).count()
+        }
+        (count(&self.bookings), count(&self.payments))
+    }
 }
 
 /// Removes and returns the items under `key` that `expired` says are done.

@@ -16,6 +16,7 @@
 //! planned after it, from its plan: the same events give the same rows, tables that committed
 //! them are skipped, the others are completed.
 
+pub mod backfill;
 mod bronze_files;
 pub mod checkpoint;
 pub mod event;
@@ -24,6 +25,8 @@ pub mod input;
 pub mod join;
 mod output;
 mod prefetch;
+pub mod published;
+pub mod refresh;
 pub mod rows;
 
 use std::collections::HashMap;
@@ -39,6 +42,7 @@ use crate::JobError;
 use crate::expectations::{Action, Expectation, ExpectationResult, Expectations};
 use input::{BOOKINGS, PAYMENTS, PartitionId, Positions, Range};
 use join::{JoinConfig, JoinState, Micros};
+pub use output::Outputs;
 
 /// The job's name: in plans, checkpoints, app ids and `_system` tables.
 pub const JOB: &str = "bookings_fact";
@@ -153,6 +157,16 @@ pub struct BatchReport {
     pub match_arrivals: Vec<Micros>,
 }
 
+/// Bronze events no batch has taken yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Untaken {
+    /// How many.
+    pub events: u64,
+    /// Partitions with nothing untaken: until each lands something newer, later events in the
+    /// others wait (one could still land there in front of them).
+    pub silent_partitions: Vec<PartitionId>,
+}
+
 /// A checkpoint being encoded on a blocking thread, which hands the state back with the bytes.
 type Encoding = tokio::task::JoinHandle<(JoinState, Result<Bytes, String>)>;
 
@@ -171,6 +185,8 @@ pub struct BookingsFact {
     /// A run stopped between planning a batch and finishing it: the state in memory may be
     /// ahead of `batch`, so it is reloaded (and the batch finished) before anything else.
     interrupted: bool,
+    /// How its commits are named and what quarantine it leaves out (a full refresh differs).
+    outputs: Outputs,
 }
 
 fn checkpoint_name(batch: u64) -> String {
@@ -194,27 +210,58 @@ fn checkpoint_error(detail: impl std::fmt::Display) -> JobError {
 
 impl BookingsFact {
     /// Loads the latest checkpoint and finishes any batch planned after it (crash recovery).
+    /// Refused while a full refresh is unfinished ([`refresh::finish_unfinished`] completes it).
     pub async fn open(
         lake: &Lake,
         settings: Settings,
         expectations: Expectations,
     ) -> Result<(BookingsFact, Vec<BatchReport>), JobError> {
-        let files = lake.files(Layer::System, &format!("jobs/{JOB}"))?;
-        let mut job = BookingsFact {
+        if let Some(marker) = refresh::unfinished(lake).await? {
+            return Err(JobError::RefreshUnfinished {
+                job: JOB,
+                started: marker
+                    .started_at
+                    .format("%Y-%m-%d %H:%M:%S UTC")
+                    .to_string(),
+            });
+        }
+        BookingsFact::open_with(lake, settings, expectations, Outputs::default()).await
+    }
+
+    /// As [`open`](Self::open), with its commits named and filtered by `outputs`, and no check
+    /// for a refresh (the refresh's own job runs this way).
+    pub(crate) async fn open_with(
+        lake: &Lake,
+        settings: Settings,
+        expectations: Expectations,
+        outputs: Outputs,
+    ) -> Result<(BookingsFact, Vec<BatchReport>), JobError> {
+        let mut job = BookingsFact::detached(lake, settings, expectations, outputs)?;
+        let replayed = job.load().await?;
+        Ok((job, replayed))
+    }
+
+    /// The job with nothing loaded: for writing outputs joined elsewhere (a backfill's).
+    pub(crate) fn detached(
+        lake: &Lake,
+        settings: Settings,
+        expectations: Expectations,
+        outputs: Outputs,
+    ) -> Result<BookingsFact, JobError> {
+        Ok(BookingsFact {
+            files: lake.files(Layer::System, &format!("jobs/{JOB}"))?,
             lake: lake.clone(),
             state: JoinState::new(settings.join),
             settings,
             expectations,
-            files,
             batch: 0,
             checkpointed: 0,
             positions: Positions::new(),
             tables: HashMap::new(),
             bronze: input::BronzeTables::default(),
             interrupted: false,
-        };
-        let replayed = job.load().await?;
-        Ok((job, replayed))
+            outputs,
+        })
     }
 
     /// Loads the latest checkpoint and finishes every batch planned after it.
@@ -308,6 +355,31 @@ impl BookingsFact {
         self.state.pending()
     }
 
+    /// Bookings and payments a drain would release now as unpaid and orphans.
+    pub fn unmatched(&self) -> (usize, usize) {
+        self.state.unmatched()
+    }
+
+    /// What landed in Bronze that no batch has taken yet, and which partitions have landed
+    /// nothing newer (the join takes an event only once every partition has landed something
+    /// later).
+    pub async fn untaken(&mut self) -> Result<Untaken, JobError> {
+        let landed = input::scan(&self.lake, &mut self.bronze, &self.positions).await?;
+        let counts = landed.counts();
+        let silent = [BOOKINGS, PAYMENTS]
+            .into_iter()
+            .flat_map(|hub| {
+                (0..self.settings.partitions_per_hub as i32)
+                    .map(move |partition| PartitionId { hub, partition })
+            })
+            .filter(|id| !counts.contains_key(id))
+            .collect();
+        Ok(Untaken {
+            events: counts.values().map(|n| *n as u64).sum(),
+            silent_partitions: silent,
+        })
+    }
+
     /// Processes everything that landed (batch by batch); with `drain`, treats it as complete.
     /// Checkpoints at the end.
     pub async fn run(&mut self, drain: bool) -> Result<Vec<BatchReport>, JobError> {
@@ -315,6 +387,7 @@ impl BookingsFact {
         if self.batch > self.checkpointed {
             self.checkpoint().await?;
         }
+        self.publish().await?;
         Ok(reports)
     }
 
@@ -324,7 +397,11 @@ impl BookingsFact {
     /// the job to reload its checkpoint at the next call, so a passing storage error costs a
     /// replay, not the process.
     pub async fn run_batches(&mut self, drain: bool) -> Result<Vec<BatchReport>, JobError> {
-        self.run_recovering(drain, false).await
+        let reports = self.run_recovering(drain, false).await?;
+        if !reports.is_empty() {
+            self.publish().await?;
+        }
+        Ok(reports)
     }
 
     /// Finishes what a failed run left, then processes the batches, marking the job interrupted

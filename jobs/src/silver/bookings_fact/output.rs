@@ -6,7 +6,8 @@
 //! dropped: the read-ahead already keeps both cores busy, so the overlap only added contention
 //! (9.5 s either way over 2M events, 10% more CPU).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use boxoffice_ingest::bronze::{QUARANTINE, QuarantineRow, quarantine_batch};
 use boxoffice_lake::{AppendOutcome, PartitionRows, TableDef, append_once};
@@ -21,6 +22,41 @@ use crate::JobError;
 use crate::silver::tables::{
     BOOKINGS_FACT, EXPECTATIONS, LATE_EVENTS, ORPHAN_PAYMENTS, UNPAID_BOOKINGS,
 };
+
+/// How a run's commits are named, and which quarantine rows it leaves out.
+#[derive(Debug, Clone, Default)]
+pub struct Outputs {
+    /// Prefix of the application transactions (`bookings_fact` when `None`): a full refresh
+    /// commits as `bookings_fact:refresh`, so its appends to the live `bronze.quarantine` never
+    /// collide with the live job's numbering.
+    pub app_prefix: Option<String>,
+    /// Quarantine rows already written by an earlier run over the same events (see
+    /// [`quarantine_key`]): a refresh does not write them twice.
+    pub known_quarantine: Option<Arc<HashSet<String>>>,
+}
+
+/// What makes two quarantine rows of this job the same refusal: the event's place for events
+/// refused on reading, else the stage, reason and row (without its processing time) for rows an
+/// expectation dropped.
+pub(crate) fn quarantine_key(row: &QuarantineRow) -> String {
+    match (row.partition_id, row.sequence_number) {
+        (Some(p), Some(s)) => format!(
+            "{}|{}|{p}|{s}",
+            row.stage,
+            row.hub.as_deref().unwrap_or_default()
+        ),
+        _ => {
+            let body = match serde_json::from_str::<serde_json::Value>(&row.body) {
+                Ok(serde_json::Value::Object(mut fields)) => {
+                    fields.remove("processed_at");
+                    serde_json::Value::Object(fields).to_string()
+                }
+                _ => row.body.clone(),
+            };
+            format!("{}|{}|{body}", row.stage, row.reason)
+        }
+    }
+}
 
 /// A batch the join has processed and whose outputs are not written yet.
 pub(super) struct Joined {
@@ -114,10 +150,32 @@ pub(super) fn join_batch(
     }
 }
 
+/// A batch's rows for every output table, checked and ready to commit.
+pub(super) struct BatchOutputs {
+    /// The batch's plan (its number versions each commit).
+    pub plan: Plan,
+    /// The report, complete but for what committing adds.
+    pub report: BatchReport,
+    /// Each output table and its rows, in commit order (the fact table last).
+    pub tables: Vec<(&'static TableDef, Vec<PartitionRows>)>,
+    marks: Freshness,
+}
+
 impl BookingsFact {
     /// Builds a joined batch's rows, checks the expectations and commits every output table
     /// (each exactly once), then moves the job's positions past the batch.
     pub(super) async fn write(&mut self, joined: Joined) -> Result<BatchReport, JobError> {
+        let outputs = self.outputs_of(joined)?;
+        let ranges = outputs.plan.ranges.clone();
+        let batch = outputs.plan.batch;
+        let report = self.commit_outputs(outputs).await?;
+        input::advance(&mut self.positions, &ranges);
+        self.batch = batch;
+        Ok(report)
+    }
+
+    /// A joined batch's rows for every output table, with the expectations checked.
+    pub(super) fn outputs_of(&self, joined: Joined) -> Result<BatchOutputs, JobError> {
         let Joined {
             plan,
             out,
@@ -143,9 +201,12 @@ impl BookingsFact {
         quarantine.extend(checked.dropped);
         report.expectations = checked.results;
         phases.done("expectations");
+        if let Some(known) = &self.outputs.known_quarantine {
+            quarantine.retain(|row| !known.contains(&quarantine_key(row)));
+        }
         report.quarantined = quarantine.len() as u64;
 
-        let mut outputs: Vec<(&'static TableDef, Vec<PartitionRows>)> = vec![
+        let mut tables: Vec<(&'static TableDef, Vec<PartitionRows>)> = vec![
             (
                 &LATE_EVENTS,
                 vec![PartitionRows::unsplit(
@@ -179,10 +240,30 @@ impl BookingsFact {
                 )],
             ),
         ];
-        outputs.push((&BOOKINGS_FACT, checked.kept));
+        tables.push((&BOOKINGS_FACT, checked.kept));
         free_in_background(out);
         phases.done("other outputs");
-        for (def, rows) in outputs {
+        Ok(BatchOutputs {
+            plan,
+            report,
+            tables,
+            marks,
+        })
+    }
+
+    /// Commits each output table's rows exactly once.
+    pub(super) async fn commit_outputs(
+        &mut self,
+        outputs: BatchOutputs,
+    ) -> Result<BatchReport, JobError> {
+        let BatchOutputs {
+            plan,
+            report,
+            tables,
+            marks,
+        } = outputs;
+        let mut phases = crate::Phases::new(plan.batch);
+        for (def, rows) in tables {
             crate::crash_point(&format!(
                 "{JOB}:before:{}:{}",
                 def.qualified_name(),
@@ -192,8 +273,6 @@ impl BookingsFact {
             phases.done(&format!("commit {}", def.qualified_name()));
         }
         crate::crash_point(&format!("{JOB}:after-commits:{}", plan.batch));
-        input::advance(&mut self.positions, &plan.ranges);
-        self.batch = plan.batch;
         Ok(report)
     }
 
@@ -213,7 +292,8 @@ impl BookingsFact {
             None => self.lake.ensure_table(def).await?,
         };
         let mut table = table;
-        let app_id = format!("{JOB}:{}", def.qualified_name());
+        let prefix = self.outputs.app_prefix.as_deref().unwrap_or(JOB);
+        let app_id = format!("{prefix}:{}", def.qualified_name());
         let metadata = HashMap::from([
             ("operation".to_string(), json!(JOB)),
             ("batch".to_string(), json!(plan.batch)),

@@ -1,0 +1,137 @@
+//! The leases commands take before they write: one `up` or `ingest` lands into a lake at a time,
+//! and each job runs in one process at a time, wherever those processes run.
+
+use std::time::Duration;
+
+use anyhow::bail;
+use boxoffice_lake::{Claim, HeldLease, Holder, Lake, Lease, LeaseError};
+
+use crate::config::FileConfig;
+
+/// The lease of whoever lands events into Bronze through the local queue (`up`, `ingest`): two
+/// of them would number their partitions' events from the same sequence numbers.
+pub const LANDING: &str = "landing";
+
+/// The lease of the table-maintenance tasks (compact, vacuum, checkpoint).
+pub const MAINTENANCE: &str = "maintenance";
+
+/// How a command takes its leases.
+#[derive(Debug, Clone, Copy)]
+pub struct Taking {
+    /// Wait for a held lease instead of refusing.
+    pub wait: bool,
+    /// How long a claim lasts without renewal (`[jobs] lease_ttl`).
+    pub ttl: Duration,
+}
+
+impl Taking {
+    /// Refuse when held, with the configured time to live.
+    pub fn from_file(file: &FileConfig, wait: bool) -> anyhow::Result<Taking> {
+        Ok(Taking {
+            wait,
+            ttl: crate::config::lease_ttl(file)?,
+        })
+    }
+}
+
+/// Leases held by this process, renewed in the background.
+pub struct Leases {
+    held: Vec<HeldLease>,
+}
+
+impl Leases {
+    /// Takes every lease in `names` for `command`, or none: on refusal the ones already taken
+    /// are released and the error names the holder and what to do.
+    pub async fn take(
+        lake: &Lake,
+        names: &[&str],
+        command: &str,
+        how: Taking,
+    ) -> anyhow::Result<Leases> {
+        let holder = Holder::this_process(command);
+        let mut held = Vec::new();
+        for name in names {
+            match take_one(lake, name, &holder, how).await {
+                Ok(lease) => held.push(HeldLease::keep(lease)),
+                Err(e) => {
+                    for lease in held {
+                        let _ = lease.release().await;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(Leases { held })
+    }
+
+    /// Why a lease was lost, if one was: the holder must stop writing.
+    pub fn lost(&self) -> Option<String> {
+        self.held.iter().find_map(HeldLease::lost)
+    }
+
+    /// Fails if a lease was lost.
+    pub fn check(&self) -> anyhow::Result<()> {
+        match self.lost() {
+            Some(why) => bail!("{why}; stopping so that two processes never write the same tables"),
+            None => Ok(()),
+        }
+    }
+
+    /// Gives every lease up.
+    pub async fn release(self) -> anyhow::Result<()> {
+        for lease in self.held {
+            lease.release().await?;
+        }
+        Ok(())
+    }
+}
+
+async fn take_one(lake: &Lake, name: &str, holder: &Holder, how: Taking) -> anyhow::Result<Lease> {
+    let taken = if how.wait {
+        let mut told = None;
+        Lease::acquire_waiting(
+            lake,
+            name,
+            holder,
+            how.ttl,
+            Duration::from_secs(1),
+            |claim| {
+                if told.as_ref() != Some(&claim.holder) {
+                    eprintln!(
+                        "waiting for {name}: it is running in {}{}",
+                        claim.describe(),
+                        gone_note(claim)
+                    );
+                    told = Some(claim.holder.clone());
+                }
+            },
+        )
+        .await
+    } else {
+        Lease::acquire(lake, name, holder, how.ttl).await
+    };
+    taken.map_err(|e| match e {
+        LeaseError::Held { name, claim } => anyhow::anyhow!(
+            "refused: {name} is running in {} on this lake{}; \
+             stop it, or add --wait to start when it ends (its lease expires at {} unless renewed)",
+            claim.describe(),
+            gone_note(&claim),
+            claim.expires_at.format("%H:%M:%S UTC"),
+        ),
+        other => anyhow::Error::new(other).context(format!("taking the {name} lease")),
+    })
+}
+
+/// When the holder ran on this machine and its process is gone, says so: its claim will expire
+/// without anyone stopping anything.
+fn gone_note(claim: &Claim) -> &'static str {
+    let here = Holder::this_process("");
+    let gone = claim.holder.host == here.host
+        && cfg!(target_os = "linux")
+        && !std::path::Path::new(&format!("/proc/{}", claim.holder.pid)).exists();
+    if gone {
+        " (that process is gone: the lease is free once it expires)"
+    } else {
+        ""
+    }
+}
