@@ -112,6 +112,8 @@ pub async fn invoke(
                     partition_id: None,
                     sequence_number: None,
                     event_uid: invalid.event_uid.clone(),
+                    source_file: None,
+                    line: None,
                 });
             }
         }

@@ -111,8 +111,37 @@ impl Lake {
             Some(t) => t,
             None => self.create_table(def).await?,
         };
-        check_schema(def, &table)?;
-        Ok(table)
+        match check_schema(def, &table)? {
+            Columns::Current => Ok(table),
+            Columns::Older(added) => self.add_columns(def, table, added).await,
+        }
+    }
+
+    /// Brings a table written by an older boxoffice up to `def`: the nullable columns it lacks
+    /// are added (a metadata-only commit; its files read them as nulls).
+    async fn add_columns(
+        &self,
+        def: &TableDef,
+        table: DeltaTable,
+        added: Vec<Field>,
+    ) -> Result<DeltaTable, LakeError> {
+        let fields: Vec<deltalake::kernel::StructField> = added
+            .iter()
+            .map(|f| f.try_into_kernel())
+            .collect::<Result<_, _>>()
+            .map_err(|e| self.delta_error(def, e.into()))?;
+        let names: Vec<&str> = added.iter().map(|f| f.name().as_str()).collect();
+        match table.add_columns().with_fields(fields).await {
+            Ok(t) => {
+                tracing::info!(table = %def.qualified_name(), columns = ?names, "added columns");
+                Ok(t)
+            }
+            // Another writer added them first: use the table as it is now.
+            Err(e) => match self.open_table(def).await? {
+                Some(t) if matches!(check_schema(def, &t), Ok(Columns::Current)) => Ok(t),
+                _ => Err(self.delta_error(def, e)),
+            },
+        }
     }
 
     /// Appends rows, creating the table if needed: for records that need no exactly-once
@@ -206,8 +235,17 @@ impl Lake {
     }
 }
 
-/// Refuses a table whose columns differ from its definition (a table from another version).
-fn check_schema(def: &TableDef, table: &DeltaTable) -> Result<(), LakeError> {
+/// How a table's columns compare with its definition.
+enum Columns {
+    /// As declared.
+    Current,
+    /// Written by an older boxoffice: the declared columns less these nullable ones at the end.
+    Older(Vec<Field>),
+}
+
+/// Refuses a table whose columns differ from its definition (a table from another version),
+/// unless it only lacks nullable columns declared after its own.
+fn check_schema(def: &TableDef, table: &DeltaTable) -> Result<Columns, LakeError> {
     let snapshot = table.snapshot().map_err(|e| LakeError::Delta {
         table: def.qualified_name(),
         hint: None,
@@ -221,12 +259,20 @@ fn check_schema(def: &TableDef, table: &DeltaTable) -> Result<(), LakeError> {
         .map(|f| f.name().clone())
         .collect();
     let found: Vec<String> = actual.fields().map(|f| f.name().clone()).collect();
-    if expected != found {
-        return Err(LakeError::SchemaMismatch {
-            table: def.qualified_name(),
-            expected: expected.join(", "),
-            found: found.join(", "),
-        });
+    if expected == found {
+        return Ok(Columns::Current);
     }
-    Ok(())
+    let declared = def.arrow_schema();
+    let missing: Vec<Field> = declared.fields()[found.len().min(expected.len())..]
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    if expected.starts_with(&found) && missing.iter().all(Field::is_nullable) {
+        return Ok(Columns::Older(missing));
+    }
+    Err(LakeError::SchemaMismatch {
+        table: def.qualified_name(),
+        expected: expected.join(", "),
+        found: found.join(", "),
+    })
 }

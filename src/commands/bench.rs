@@ -119,6 +119,7 @@ async fn ingest(global: &GlobalArgs, args: BenchIngestArgs) -> anyhow::Result<()
             landing.queue(),
             None,
             &AtomicU64::new(0),
+            None,
             std::future::pending(),
         )
         .await?;

@@ -11,7 +11,8 @@ use boxoffice_ingest::queue::{Queue, QueueError};
 use boxoffice_lake::Lake;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, BufReader};
 
-use super::{BronzeRows, finish_landing, print_bronze_summary, shutdown_signal};
+use super::ingest_screen::Screening;
+use super::{BronzeRows, Exit, finish_landing, print_bronze_summary, shutdown_signal};
 use crate::cli::{GlobalArgs, IngestArgs};
 use crate::config;
 use crate::leases::{LANDING, Leases, Taking};
@@ -51,7 +52,6 @@ async fn land(
     landing_config: LandingConfig,
 ) -> anyhow::Result<()> {
     let lake = lake.clone();
-    let from_stdin = args.input == "-";
     let landing = Landing::start(&lake, landing_config)
         .await
         .context("starting the landing pipeline")?;
@@ -75,33 +75,39 @@ async fn land(
         })
     };
 
+    let mut screening = Screening::start(&lake, source_name(&args.input)).await?;
     let lines = land_lines(
         &mut reader,
         &queue,
         args.hub,
         &lines_read,
+        Some(&mut screening),
         shutdown_signal(),
     )
-    .await?;
+    .await;
+    screening.flush().await?;
+    let lines = lines?;
     progress.finish().await;
     let accepted = queue.accepted();
     let totals = finish_landing(landing).await?;
 
-    let source = if from_stdin {
-        "stdin"
-    } else {
-        args.input.as_str()
-    };
     println!(
-        "ingested {} events from {source} ({} lines, {} blank skipped)",
+        "ingested {} events from {} ({} lines, {} blank skipped, {} quarantined)",
         thousands(accepted),
+        source_name(&args.input),
         thousands(lines.read),
-        thousands(lines.blank)
+        thousands(lines.blank),
+        thousands(screening.quarantined)
     );
+    let mut totals = totals;
+    totals.quarantined += screening.quarantined;
     print_bronze_summary(&before, &totals);
+    for line in screening.report() {
+        println!("{line}");
+    }
     if let Some(why) = lines.stopped {
         let line_no = lines.read;
-        let resume = if from_stdin {
+        let resume = if args.input == "-" {
             "the rest of stdin was not read".to_string()
         } else {
             format!(
@@ -112,7 +118,18 @@ async fn land(
         };
         anyhow::bail!("{why} after line {line_no}: lines 1-{line_no} are landed; {resume}");
     }
+    if screening.quarantined > 0 {
+        return Err(Exit::with(
+            3,
+            "some lines were quarantined (exit code 3); the valid ones are landed",
+        ));
+    }
     Ok(())
+}
+
+/// How quarantine rows and messages name the input.
+fn source_name(input: &str) -> &str {
+    if input == "-" { "stdin" } else { input }
 }
 
 /// How reading the input ended.
@@ -126,12 +143,14 @@ pub struct Lines {
 }
 
 /// Sends every non-blank line of `reader` to the queue, routed by its fields (or `hub`), until
-/// the input ends, `interrupt` resolves, or the queue closes.
+/// the input ends, `interrupt` resolves, or the queue closes. With `screening`, lines that are not
+/// valid events are quarantined there instead of queued.
 pub async fn land_lines(
     reader: &mut (dyn AsyncBufRead + Unpin + Send),
     queue: &Queue,
     hub: Option<Hub>,
     lines_read: &AtomicU64,
+    mut screening: Option<&mut Screening>,
     interrupt: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<Lines> {
     let mut interrupt = std::pin::pin!(interrupt);
@@ -168,6 +187,11 @@ pub async fn land_lines(
         let body = String::from_utf8_lossy(&line).into_owned();
         let sniffed = sniff(&body);
         let to = hub.or(sniffed.hub).unwrap_or(Hub::Bookings);
+        if let Some(screening) = screening.as_deref_mut()
+            && !screening.check(lines.read, &body, to).await?
+        {
+            continue;
+        }
         match queue
             .send(to, sniffed.order_id.as_deref(), Source::Batch, body)
             .await

@@ -13,6 +13,7 @@ pub mod cycle_runs;
 pub mod dashboard;
 pub mod generate;
 pub mod ingest;
+pub mod ingest_screen;
 pub mod job;
 pub mod job_bookings_fact;
 pub mod produce;
@@ -125,12 +126,39 @@ impl BronzeRows {
     }
 }
 
-/// Finishes landing; a second Ctrl-C exits at once (the queue log keeps what was not landed).
+/// Ends a command with an exit code other than 1, after it has said what happened.
+#[derive(Debug)]
+pub struct Exit {
+    /// The process's exit code.
+    pub code: u8,
+    /// A last line for stderr.
+    pub message: String,
+}
+
+impl Exit {
+    /// An error that makes the process exit with `code`.
+    pub fn with(code: u8, message: &str) -> anyhow::Error {
+        anyhow::Error::new(Exit {
+            code,
+            message: message.to_string(),
+        })
+    }
+}
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Exit {}
+
+/// Finishes landing; Ctrl-C meanwhile exits at once (the queue log keeps what was not landed).
 pub async fn finish_landing(landing: Landing) -> anyhow::Result<LandingTotals> {
     let pending = landing.queue().pending();
     if pending > 0 {
         eprintln!(
-            "landing the {} events still queued (Ctrl-C again to exit now; they stay in the queue log and land on the next start)",
+            "landing the {} events still queued (Ctrl-C exits at once: they stay in the queue log and land on the next start)",
             thousands(pending as u64)
         );
     }

@@ -438,6 +438,8 @@ async fn quarantine(
             partition_id: None,
             sequence_number: Some(r.line as i64),
             event_uid: None,
+            source_file: Some(plan.path.clone()),
+            line: (r.line > 0).then_some(r.line as i64),
         })
         .collect();
     crate::quarantine::quarantine_once(

@@ -179,6 +179,8 @@ fn quarantine_row(row: &ChangeRow, reason: String) -> QuarantineRow {
         partition_id: None,
         sequence_number: Some(row.commit_version),
         event_uid: None,
+        source_file: None,
+        line: None,
     }
 }
 

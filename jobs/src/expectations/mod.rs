@@ -388,6 +388,8 @@ fn quarantine_rows(
                 partition_id: None,
                 sequence_number: None,
                 event_uid: None,
+                source_file: None,
+                line: None,
             }
         })
         .collect())

@@ -190,6 +190,8 @@ impl BronzeArchiver {
                     partition_id: Some(partition),
                     sequence_number: Some(e.sequence_number),
                     event_uid: bad.event_uid,
+                    source_file: None,
+                    line: None,
                 }),
             }
         }

@@ -159,6 +159,8 @@ async fn a_crash_between_the_quarantine_and_raw_commits_is_completed_by_the_retr
             partition_id: Some(0),
             sequence_number: Some(e.sequence_number),
             event_uid: None,
+            source_file: None,
+            line: None,
         })
         .collect();
     let app = BronzeArchiver::app_id(Hub::Bookings, 0);

@@ -45,6 +45,10 @@ pub struct QuarantineRow {
     pub sequence_number: Option<i64>,
     /// Its uid, when the body was JSON.
     pub event_uid: Option<String>,
+    /// The file it was read from (`boxoffice ingest FILE`, a landing file), if any.
+    pub source_file: Option<String>,
+    /// Its line in that file, from 1.
+    pub line: Option<i64>,
 }
 
 fn utc_micros() -> TimestampMicrosecondBuilder {
@@ -133,6 +137,8 @@ pub fn quarantine_batch(rows: &[QuarantineRow]) -> Result<RecordBatch, ArrowErro
     let mut partition = Int32Builder::with_capacity(n);
     let mut seq = Int64Builder::with_capacity(n);
     let mut uid = StringBuilder::new();
+    let mut file = StringBuilder::new();
+    let mut line = Int64Builder::with_capacity(n);
     for r in rows {
         received.append_value(r.received_at.timestamp_micros());
         source.append_value(&r.source);
@@ -143,6 +149,8 @@ pub fn quarantine_batch(rows: &[QuarantineRow]) -> Result<RecordBatch, ArrowErro
         partition.append_option(r.partition_id);
         seq.append_option(r.sequence_number);
         uid.append_option(r.event_uid.as_deref());
+        file.append_option(r.source_file.as_deref());
+        line.append_option(r.line);
     }
     let columns: Vec<ArrayRef> = vec![
         Arc::new(received.finish()),
@@ -154,6 +162,8 @@ pub fn quarantine_batch(rows: &[QuarantineRow]) -> Result<RecordBatch, ArrowErro
         Arc::new(partition.finish()),
         Arc::new(seq.finish()),
         Arc::new(uid.finish()),
+        Arc::new(file.finish()),
+        Arc::new(line.finish()),
     ];
     RecordBatch::try_new(QUARANTINE.arrow_schema(), columns)
 }

@@ -56,6 +56,9 @@ fn quarantine_schema() -> Schema {
         column("partition_id", DataType::Int32, true),
         column("sequence_number", DataType::Int64, true),
         column("event_uid", DataType::Utf8, true),
+        // Where a file's line came from (`boxoffice ingest FILE`, batch_load's landing files).
+        column("source_file", DataType::Utf8, true),
+        column("line", DataType::Int64, true),
     ])
 }
 

@@ -359,5 +359,7 @@ fn quarantine_row(
         partition_id: Some(key.partition),
         sequence_number: Some(key.sequence),
         event_uid: Some(refused.uid),
+        source_file: None,
+        line: None,
     }
 }

@@ -122,7 +122,7 @@ pub async fn full_refresh(
 ) -> Result<RefreshReport, JobError> {
     let (marker, resumed) = match unfinished(lake).await? {
         Some(marker) => (marker, true),
-        None => (start(lake, &settings, &expectations, drain).await?, false),
+        None => (start(lake, drain).await?, false),
     };
     let mut report = run(lake, marker, settings, expectations, on_batch).await?;
     report.resumed = resumed;
@@ -146,17 +146,22 @@ pub async fn finish_unfinished(
     }
 }
 
-/// Writes the marker of a new refresh, numbered after the live job's last batch (whose
-/// interrupted batches, if any, are finished first).
-async fn start(
-    lake: &Lake,
-    settings: &Settings,
-    expectations: &Expectations,
-    drain: bool,
-) -> Result<Marker, JobError> {
-    let (live, _) = BookingsFact::open(lake, settings.clone(), expectations.clone()).await?;
+/// Writes the marker of a new refresh, numbered after every batch the live job has checkpointed
+/// or planned (a planned batch may have committed to some tables). The live state is not loaded:
+/// a refresh is how a change of settings is applied, and the old state may not suit the new.
+async fn start(lake: &Lake, drain: bool) -> Result<Marker, JobError> {
+    let files = job_files(lake)?;
+    let mut last = 0;
+    for name in files
+        .list("state/")
+        .await?
+        .into_iter()
+        .chain(files.list("plans/").await?)
+    {
+        last = last.max(super::batch_of(&name).unwrap_or(0));
+    }
     let marker = Marker {
-        first_batch: live.batch() + 1,
+        first_batch: last + 1,
         started_at: Utc::now(),
         drain,
         last_batch: None,
@@ -301,6 +306,8 @@ fn quarantine_rows(batch: &RecordBatch) -> Result<Vec<QuarantineRow>, JobError> 
             partition_id: partition.is_valid(i).then(|| partition.value(i)),
             sequence_number: sequence.is_valid(i).then(|| sequence.value(i)),
             event_uid: None,
+            source_file: None,
+            line: None,
         })
         .collect())
 }
