@@ -134,7 +134,9 @@ pub fn lake(global: &GlobalArgs, file: &FileConfig) -> anyhow::Result<Lake> {
     if let Some(endpoint) = &global.emulator_endpoint {
         settings.emulator_endpoint = Some(endpoint.clone());
     }
-    Ok(Lake::resolve(&settings)?)
+    let lake = Lake::resolve(&settings)?;
+    lake.check_reachable()?;
+    Ok(lake)
 }
 
 /// The landing pipeline's settings.

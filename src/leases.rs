@@ -122,15 +122,10 @@ async fn take_one(lake: &Lake, name: &str, holder: &Holder, how: Taking) -> anyh
     })
 }
 
-/// When the holder ran on this machine and its process is gone, says so: its claim will expire
-/// without anyone stopping anything.
+/// When the holder's process is gone (it ran on this machine), says so: the lease is free.
 fn gone_note(claim: &Claim) -> &'static str {
-    let here = Holder::this_process("");
-    let gone = claim.holder.host == here.host
-        && cfg!(target_os = "linux")
-        && !std::path::Path::new(&format!("/proc/{}", claim.holder.pid)).exists();
-    if gone {
-        " (that process is gone: the lease is free once it expires)"
+    if claim.holder.is_gone() {
+        " (that process is gone: the lease is free now)"
     } else {
         ""
     }

@@ -40,11 +40,25 @@ fn main() -> std::process::ExitCode {
                 std::process::ExitCode::from(exit.code)
             }
             None => {
-                eprintln!("error: {e:#}");
+                eprintln!("error: {}", error_text(&e));
                 std::process::ExitCode::FAILURE
             }
         },
     }
+}
+
+/// The error and its causes on one line, each cause once: many errors already quote their cause
+/// (delta-rs's do, several levels deep), and `{:#}` would repeat it after them.
+fn error_text(e: &anyhow::Error) -> String {
+    let mut text = e.to_string();
+    for cause in e.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {

@@ -83,19 +83,23 @@ fn generate_then_ingest_lands_every_line() {
             .arg(&file),
     );
     let lake_dir = dir.path().join("lake");
-    run_ok(
-        boxoffice()
-            .arg("ingest")
-            .arg(&file)
-            .arg("--lake")
-            .arg(&lake_dir),
-    );
+    let out = ingest(&lake_dir, &file);
+    assert_eq!(out.status.code(), Some(3), "some lines were quarantined");
     let lake = local(&lake_dir);
     let landed = assert_no_duplicate_and_no_gap(&lake);
-    assert_eq!(landed, 4000);
+    let quarantined = count(&lake, &bronze::QUARANTINE);
+    assert!(quarantined > 0, "the default malformed share shows up");
+    assert_eq!(landed + quarantined, 4000, "every line is somewhere");
+    // Each quarantined line says where it came from.
+    let lines = strings(&lake, &bronze::QUARANTINE, "source_file");
     assert!(
-        count(&lake, &bronze::QUARANTINE) > 0,
-        "the default malformed share shows up"
+        lines.iter().all(|f| *f == file.display().to_string()),
+        "{lines:?}"
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains(&format!("{quarantined} lines were not valid events")),
+        "{said}"
     );
     // Sources say where the rows came from.
     assert!(
@@ -133,15 +137,18 @@ fn bad_input_is_quarantined_with_its_reasons_and_nothing_is_lost() {
     }
     drop(f);
     let lake_dir = dir.path().join("lake");
-    let out = run_ok(
-        boxoffice()
-            .arg("ingest")
-            .arg(&file)
-            .arg("--lake")
-            .arg(&lake_dir),
-    );
+    let out = ingest(&lake_dir, &file);
+    assert_eq!(out.status.code(), Some(3), "lines were quarantined");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("1 blank skipped"), "{stdout}");
+    // The first refusals are shown by line number; the rows keep file and line.
+    for line in [3, 4, 5, 6, 8, 9] {
+        assert!(stdout.contains(&format!("  line {line}: ")), "{stdout}");
+    }
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("Ctrl-C again"),
+        "nobody pressed Ctrl-C"
+    );
 
     let lake = local(&lake_dir);
     assert_eq!(count(&lake, &bronze::BOOKINGS_RAW), 1);
@@ -160,6 +167,13 @@ fn bad_input_is_quarantined_with_its_reasons_and_nothing_is_lost() {
             "{needle} not in {reasons:?}"
         );
     }
+    assert_eq!(
+        sql_rows(
+            &lake_dir,
+            "select line from bronze.quarantine where source_file is not null order by line"
+        ),
+        ["3", "4", "5", "6", "8", "9"]
+    );
     // The oversized body is kept whole, not truncated.
     let bodies = strings(&lake, &bronze::QUARANTINE, "body");
     assert!(bodies.iter().any(|b| b.len() > 300 * 1024));
@@ -187,9 +201,10 @@ fn ingest_reads_stdin_and_honours_hub() {
         .expect("write");
     }
     let out = child.wait_with_output().expect("exits");
-    assert!(
-        out.status.success(),
-        "{}",
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "a quarantined line: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     let lake = local(dir.path());

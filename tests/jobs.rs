@@ -89,7 +89,7 @@ fn bronze_lake(dir: &Path, n: &str) -> std::path::PathBuf {
             .arg(&events),
     );
     let lake = dir.join("bronze-only");
-    run_ok(on(&lake).arg("ingest").arg(&events));
+    common::ingest(&lake, &events);
     lake
 }
 
@@ -119,7 +119,8 @@ fn the_demos_worked_example_gives_one_row_per_seat_with_derived_columns() {
         ),
     )
     .expect("write");
-    run_ok(on(&lake).arg("ingest").arg(&events));
+    let out = common::ingest(&lake, &events);
+    assert_eq!(out.status.code(), Some(0), "every line is a valid event");
     run_jobs(&lake, None);
     let rows = sql(
         &lake,
@@ -214,7 +215,11 @@ fn many_small_runs_give_the_same_tables_as_one_run() {
                 "small batches"
             );
         } else {
-            assert!(said.contains("nothing new"), "{said}");
+            assert!(
+                !String::from_utf8_lossy(&out.stderr).contains("batch "),
+                "nothing more to take"
+            );
+            assert!(said.contains("wait to be taken"), "{said}");
         }
         run_ok(on(&pieces).args(["job", "run", "gold"]));
     }

@@ -155,3 +155,30 @@ async fn a_kept_lease_stays_held_past_its_ttl_and_waiters_get_it_on_release() {
     assert!(seen > 0, "the waiter was told who held the lease");
     assert_eq!(lease.expect("taken").claim().holder.command, "waiter");
 }
+
+#[tokio::test]
+async fn a_claim_of_a_process_gone_from_this_machine_is_taken_over_at_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lake = Lake::local(dir.path()).expect("lake");
+    let mut child = std::process::Command::new("true").spawn().expect("spawn");
+    let dead = Holder {
+        pid: child.id(),
+        ..holder("killed")
+    };
+    child.wait().expect("reaped");
+    assert!(dead.is_gone());
+    Lease::acquire(&lake, "bookings_fact", &dead, Duration::from_secs(3600))
+        .await
+        .expect("take");
+    let taken = Lease::acquire(&lake, "bookings_fact", &holder("next"), DEFAULT_TTL)
+        .await
+        .expect("its holder is gone: no need to wait an hour");
+    assert_eq!(taken.claim().holder.command, "next");
+    // A holder elsewhere (another machine) is never judged by this machine's processes.
+    let elsewhere = Holder {
+        machine: Some("another boot/pid:[1]".into()),
+        pid: dead.pid,
+        ..holder("remote")
+    };
+    assert!(!elsewhere.is_gone());
+}

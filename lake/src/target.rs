@@ -94,6 +94,9 @@ impl Lake {
             }
         }
         let kind = kind_of(&layers[&Layer::Bronze], settings);
+        if kind == StoreKind::Azure {
+            needs_account(&layers[&Layer::Bronze], settings)?;
+        }
         let emulator_endpoint = settings
             .emulator_endpoint
             .clone()
@@ -185,6 +188,38 @@ impl Lake {
         format!("{kind} {}", self.layer_url(Layer::Bronze))
     }
 
+    /// Fails at once, saying what to do, when the lake is on Azurite and nothing answers at its
+    /// endpoint (otherwise every request is retried for minutes before failing).
+    pub fn check_reachable(&self) -> Result<(), LakeError> {
+        if self.kind != StoreKind::Azurite {
+            return Ok(());
+        }
+        let unreachable = |detail: String| LakeError::BadLocation {
+            location: self.emulator_endpoint.clone(),
+            reason: format!(
+                "Azurite does not answer there ({detail}). Start it (`npx azurite-blob --blobHost \
+                 127.0.0.1 --blobPort 10000`; `func start` does not start it), or point \
+                 --emulator-endpoint (AZURITE_BLOB_STORAGE_URL) at the one running"
+            ),
+        };
+        let url = Url::parse(&self.emulator_endpoint).map_err(|e| unreachable(e.to_string()))?;
+        let host = url.host_str().unwrap_or("127.0.0.1");
+        let port = url.port_or_known_default().unwrap_or(10000);
+        let addrs: Vec<std::net::SocketAddr> =
+            std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
+                .map_err(|e| unreachable(e.to_string()))?
+                .collect();
+        let timeout = std::time::Duration::from_secs(2);
+        if addrs
+            .iter()
+            .any(|a| std::net::TcpStream::connect_timeout(a, timeout).is_ok())
+        {
+            Ok(())
+        } else {
+            Err(unreachable(format!("nothing listens on {host}:{port}")))
+        }
+    }
+
     /// Makes the lake writable: creates the Azurite containers the layers need.
     ///
     /// Local folders are created by the first write; Azure containers are created by the
@@ -201,6 +236,34 @@ impl Lake {
         }
         Ok(())
     }
+}
+
+/// An `az://container/...` URL names no storage account: Azure needs one from the settings or
+/// the environment, and without one every request fails with "Account must be specified".
+fn needs_account(url: &Url, settings: &LakeSettings) -> Result<(), LakeError> {
+    if !matches!(url.scheme(), "az" | "azure" | "adl") {
+        return Ok(()); // abfss://container@account... carries it
+    }
+    let in_settings = settings.storage_options.keys().any(|k| {
+        matches!(
+            k.to_ascii_lowercase().as_str(),
+            "azure_storage_account_name" | "account_name" | "azure_storage_account"
+        )
+    });
+    let in_env = ["AZURE_STORAGE_ACCOUNT_NAME", "AZURE_STORAGE_ACCOUNT"]
+        .iter()
+        .any(|v| std::env::var(v).is_ok_and(|v| !v.is_empty()));
+    if in_settings || in_env {
+        return Ok(());
+    }
+    Err(LakeError::BadLocation {
+        location: url.to_string(),
+        reason: "az:// names a container but no storage account. For the Azurite emulator add \
+                 --emulator (or set AZURE_STORAGE_USE_EMULATOR=true); for Azure use \
+                 abfss://<container>@<account>.dfs.core.windows.net/<path>, or set \
+                 AZURE_STORAGE_ACCOUNT_NAME"
+            .into(),
+    })
 }
 
 fn is_azure_scheme(scheme: &str) -> bool {

@@ -19,6 +19,7 @@ pub mod job_bookings_fact;
 pub mod produce;
 pub mod serve;
 pub mod sql;
+pub mod table_writers;
 pub mod tables;
 pub mod up;
 

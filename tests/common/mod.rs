@@ -58,6 +58,25 @@ pub fn run_ok(cmd: &mut Command) -> Output {
     out
 }
 
+/// `boxoffice ingest FILE` into `lake`: exit code 0 when every line landed, 3 when some were
+/// quarantined (generated data has malformed lines); anything else fails the test.
+pub fn ingest(lake: &Path, file: &Path) -> Output {
+    let out = on(lake)
+        .arg("ingest")
+        .arg(file)
+        .output()
+        .expect("ingest runs");
+    assert!(
+        matches!(out.status.code(), Some(0 | 3)),
+        "ingest {} failed ({}):\nstdout: {}\nstderr: {}",
+        file.display(),
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// Runs to completion expecting failure; returns stderr.
 pub fn run_err(cmd: &mut Command) -> String {
     let out = cmd
