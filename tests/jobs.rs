@@ -6,7 +6,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{boxoffice, on, run_err, run_ok, sql_rows};
+use common::{boxoffice, copy_dir, on, run_err, run_ok, sql_rows};
 
 /// `boxoffice sql` as CSV.
 fn sql(lake: &Path, query: &str) -> String {
@@ -62,19 +62,6 @@ fn distinct_successful_payments(lake: &Path) -> String {
         "select cast(sum(amount) as decimal(18,2)) from (select distinct payment_event_uid, amount \
          from silver.bookings_fact where payment_status = 'Success')",
     )
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for entry in std::fs::read_dir(from).expect("read dir") {
-        let entry = entry.expect("entry");
-        let target = to.join(entry.file_name());
-        if entry.file_type().expect("type").is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).expect("copy");
-        }
-    }
 }
 
 /// A lake whose Bronze holds `n` seeded generated events (failed payments, retries, late and

@@ -28,7 +28,7 @@ pub use files::{FileMeta, Files};
 pub use inspect::{TableInfo, TableState, compatibility_problems};
 pub use layer::Layer;
 pub use lease::{Claim, HeldLease, Holder, Lease, LeaseError};
-pub use read::{normalize, read_rows};
+pub use read::{normalize, read_rows, with_schema};
 pub use replace::{Replacement, replace_once};
 pub use table::{TableDef, blob_columns, column, utc_timestamp};
 pub use target::{Lake, LakeSettings, StoreKind};

@@ -39,6 +39,31 @@ pub async fn read_rows(table: &DeltaTable) -> Result<Vec<RecordBatch>, DeltaTabl
     Ok(batches)
 }
 
+/// The rows laid out as `schema`, column by column by name, cast where types differ: a file
+/// written before a nullable column was added reads that column as nulls.
+pub fn with_schema(
+    batch: &RecordBatch,
+    schema: &deltalake::arrow::datatypes::SchemaRef,
+) -> Result<RecordBatch, ArrowError> {
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|field| match batch.column_by_name(field.name()) {
+            Some(c) if c.data_type() == field.data_type() => Ok(Arc::clone(c)),
+            Some(c) => cast(c, field.data_type()),
+            None if field.is_nullable() => Ok(deltalake::arrow::array::new_null_array(
+                field.data_type(),
+                batch.num_rows(),
+            )),
+            None => Err(ArrowError::SchemaError(format!(
+                "no column {} in the rows",
+                field.name()
+            ))),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    RecordBatch::try_new(Arc::clone(schema), columns)
+}
+
 /// The same rows with string columns as `Utf8`, whichever writer made the file. delta-rs's
 /// OPTIMIZE writes strings as `Utf8View` (and says so in the file's Arrow schema), our writers
 /// as `Utf8`; readers of a table mixing both must see one type.

@@ -24,6 +24,10 @@ pub async fn run(global: &GlobalArgs, command: JobCommand) -> anyhow::Result<()>
     if args.name == JobName::BookingsFact && (args.full_refresh || args.backfill.is_some()) {
         leases.push(JobName::Gold.lease()); // Gold is rebuilt or refreshed after them
     }
+    if args.name == JobName::BookingsFact && args.backfill.is_some() {
+        // Nothing lands meanwhile, so the last events of the file just ingested are taken too.
+        leases.push(crate::leases::LANDING);
+    }
     let leases = Leases::take(
         &lake,
         &leases,

@@ -43,7 +43,13 @@ pub async fn run(lake: &Lake, file: &FileConfig, args: &JobRunArgs) -> anyhow::R
     for r in &replayed {
         eprintln!("{}", batch_line(r));
     }
-    let mut reports = job.run(false).await?;
+    // Before a backfill, everything landed is taken (the landing lease is held: nothing can
+    // land in front of it), so the late events of the file just ingested are all in late_events.
+    let mut reports = if range.is_some() {
+        job.run_taking_all().await?
+    } else {
+        job.run(false).await?
+    };
     if args.drain && confirm_drain(&job, args.yes)? {
         reports.extend(job.run(true).await?);
     }

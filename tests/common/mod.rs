@@ -191,6 +191,20 @@ pub fn assert_no_duplicate_and_no_gap(lake: &Lake) -> usize {
     total
 }
 
+/// A copy of a folder (a lake, to run something else on the same tables).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read dir") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy");
+        }
+    }
+}
+
 pub fn local(path: &Path) -> Lake {
     Lake::local(path).expect("lake")
 }

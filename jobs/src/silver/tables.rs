@@ -153,6 +153,9 @@ fn late_events_schema() -> Schema {
         column("sequence_number", Int64, false),
         column("body", Utf8, false),
         column("processed_at", utc_timestamp(), false),
+        // Set on events a backfill judged late even among the history it joined: a later
+        // backfill does not take them again.
+        column("backfill", Int64, true),
     ])
 }
 

@@ -5,7 +5,8 @@
 //! the late events whose event time falls in a range in a join of their own: from an empty
 //! state, in their arrival order, drained at the end, exactly as a run that had met them first
 //! would have. Its matches, unpaid bookings and orphan payments are appended to Silver;
-//! `silver.late_events` keeps only what is late even among them.
+//! `silver.late_events` keeps only what is late even among them, marked with the backfill's
+//! number so that no later backfill takes it again.
 //!
 //! Exactly once: a backfill has a number (one past the last recorded on `silver.late_events`)
 //! and a plan, written create-only, naming its range and the version of `silver.late_events` it
@@ -21,11 +22,11 @@ use boxoffice_events::model::Hub;
 use boxoffice_events::validate::validate_event;
 use boxoffice_lake::{
     AppendOutcome, Files, Lake, Layer, PartitionRows, Replacement, committed_version, read_rows,
-    replace_once,
+    replace_once, with_schema,
 };
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use deltalake::arrow::array::{AsArray, RecordBatch, StringArray};
+use deltalake::arrow::array::{Array, ArrayRef, AsArray, Int64Array, RecordBatch, StringArray};
 use deltalake::arrow::compute::filter_record_batch;
 use deltalake::arrow::datatypes::{Int32Type, Int64Type, TimestampMicrosecondType};
 use serde::{Deserialize, Serialize};
@@ -252,11 +253,15 @@ fn events_in(
     let sequences = col("sequence_number")?
         .as_primitive_opt::<Int64Type>()
         .ok_or_else(|| error("sequence_number is not a long"))?;
+    let judged = batch
+        .column_by_name("backfill")
+        .and_then(|c| c.as_primitive_opt::<Int64Type>());
     for i in 0..batch.num_rows() {
         let Some(time) = DateTime::from_timestamp_micros(times.value(i)) else {
             continue;
         };
-        if !range.contains(time) {
+        // Late even within an earlier backfill's history: that backfill's verdict stands.
+        if !range.contains(time) || judged.is_some_and(|b| b.is_valid(i)) {
             continue;
         }
         let (hub, code) = match hubs.value(i) {
@@ -295,6 +300,24 @@ fn events_in(
     Ok(())
 }
 
+/// Late rows marked as judged by backfill `number`.
+fn judged_by(rows: &RecordBatch, number: u64) -> Result<RecordBatch, JobError> {
+    let schema = rows.schema();
+    let columns = schema
+        .fields()
+        .iter()
+        .zip(rows.columns())
+        .map(|(field, column)| {
+            if field.name() == "backfill" {
+                Arc::new(Int64Array::from(vec![number as i64; rows.num_rows()])) as ArrayRef
+            } else {
+                Arc::clone(column)
+            }
+        })
+        .collect();
+    RecordBatch::try_new(schema, columns).map_err(error)
+}
+
 /// late_events without the rows the backfill took, plus those still late after it, in one
 /// commit that records the backfill done.
 async fn rewrite_late_events(
@@ -324,10 +347,13 @@ async fn rewrite_late_events(
             .collect();
         let kept = filter_record_batch(&batch, &stays).map_err(error)?;
         if kept.num_rows() > 0 {
+            let kept = with_schema(&kept, &LATE_EVENTS.arrow_schema()).map_err(error)?;
             keep.push(PartitionRows::unsplit(kept));
         }
     }
-    keep.extend(still_late.into_iter().filter(|r| r.batch.num_rows() > 0));
+    for rows in still_late.into_iter().filter(|r| r.batch.num_rows() > 0) {
+        keep.push(PartitionRows::unsplit(judged_by(&rows.batch, plan.number)?));
+    }
     let app_id = format!("{}:{}", app_prefix(), LATE_EVENTS.qualified_name());
     let replacement = Replacement {
         from: None,

@@ -157,6 +157,23 @@ pub struct BatchReport {
     pub match_arrivals: Vec<Micros>,
 }
 
+/// How much of what landed a run takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Take {
+    /// Events before the horizon: nothing can still land in front of them.
+    Horizon,
+    /// Every landed event.
+    All,
+    /// Every landed event, then the state drained (the input is complete).
+    Drain,
+}
+
+impl Take {
+    fn from_drain(drain: bool) -> Take {
+        if drain { Take::Drain } else { Take::Horizon }
+    }
+}
+
 /// Bronze events no batch has taken yet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Untaken {
@@ -383,7 +400,19 @@ impl BookingsFact {
     /// Processes everything that landed (batch by batch); with `drain`, treats it as complete.
     /// Checkpoints at the end.
     pub async fn run(&mut self, drain: bool) -> Result<Vec<BatchReport>, JobError> {
-        let reports = self.run_recovering(drain, true).await?;
+        self.run_taking(Take::from_drain(drain)).await
+    }
+
+    /// As [`run`](Self::run), taking every landed event, even those a partition could still
+    /// land something in front of, without draining the state: for a run that knows nothing
+    /// lands meanwhile (it holds the landing lease), so that the last events of a file ingested
+    /// just before are taken too.
+    pub async fn run_taking_all(&mut self) -> Result<Vec<BatchReport>, JobError> {
+        self.run_taking(Take::All).await
+    }
+
+    async fn run_taking(&mut self, take: Take) -> Result<Vec<BatchReport>, JobError> {
+        let reports = self.run_recovering(take, true).await?;
         if self.batch > self.checkpointed {
             self.checkpoint().await?;
         }
@@ -397,7 +426,7 @@ impl BookingsFact {
     /// the job to reload its checkpoint at the next call, so a passing storage error costs a
     /// replay, not the process.
     pub async fn run_batches(&mut self, drain: bool) -> Result<Vec<BatchReport>, JobError> {
-        let reports = self.run_recovering(drain, false).await?;
+        let reports = self.run_recovering(Take::from_drain(drain), false).await?;
         if !reports.is_empty() {
             self.publish().await?;
         }
@@ -408,12 +437,12 @@ impl BookingsFact {
     /// until they are all done.
     async fn run_recovering(
         &mut self,
-        drain: bool,
+        take: Take,
         checkpoint_at_end: bool,
     ) -> Result<Vec<BatchReport>, JobError> {
         let mut reports = self.recover().await?;
         self.interrupted = true;
-        reports.extend(self.run_each(drain, checkpoint_at_end).await?);
+        reports.extend(self.run_each(take, checkpoint_at_end).await?);
         self.interrupted = false;
         Ok(reports)
     }
@@ -422,9 +451,10 @@ impl BookingsFact {
     /// follows the last one (so, when the last batch is known, it is encoded while it is written).
     async fn run_each(
         &mut self,
-        drain: bool,
+        take: Take,
         checkpoint_at_end: bool,
     ) -> Result<Vec<BatchReport>, JobError> {
+        let (all_landed, drain) = (take != Take::Horizon, take == Take::Drain);
         let mut reports = Vec::new();
         let expected: Vec<PartitionId> = [BOOKINGS, PAYMENTS]
             .into_iter()
@@ -443,7 +473,7 @@ impl BookingsFact {
                     let landed =
                         Arc::new(input::scan(&self.lake, &mut self.bronze, &self.positions).await?);
                     let (ranges, all) =
-                        input::plan(&landed, &self.positions, &expected, max, drain);
+                        input::plan(&landed, &self.positions, &expected, max, all_landed);
                     (ranges, all, landed, None)
                 }
             };
@@ -484,7 +514,7 @@ impl BookingsFact {
                     &plan.ranges,
                     &expected,
                     max,
-                    drain,
+                    all_landed,
                 );
             }
             let joined = output::join_batch(&mut self.state, plan, events);

@@ -7,8 +7,8 @@ use boxoffice_events::model::{Booking, EventDetails};
 use boxoffice_lake::{PartitionRows, TableDef, epoch_days, partitioned_by_date};
 use chrono::{DateTime, Utc};
 use deltalake::arrow::array::{
-    ArrayRef, BooleanBuilder, Date32Builder, Float64Builder, Int32Builder, Int64Builder,
-    RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
+    ArrayRef, BooleanBuilder, Date32Builder, Float64Builder, Int32Builder, Int64Array,
+    Int64Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
 };
 use deltalake::arrow::error::ArrowError;
 
@@ -470,6 +470,7 @@ pub fn late_rows(late: &[Late], processed_at: DateTime<Utc>) -> Result<RecordBat
         Arc::new(sequence.finish()),
         Arc::new(body.finish()),
         Arc::new(processed.finish()),
+        Arc::new(Int64Array::new_null(late.len())),
     ];
     batch(&LATE_EVENTS, columns)
 }
