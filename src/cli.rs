@@ -166,6 +166,12 @@ pub struct BundleRunArgs {
     /// The job (a key under jobs:)
     pub job: String,
 
+    /// Rebuild instead of resuming: bookings_fact tasks rebuild Silver from all of Bronze (a
+    /// full refresh, swapped in table by table), gold tasks rebuild Gold; other tasks run as
+    /// usual
+    #[arg(long)]
+    pub full_refresh: bool,
+
     #[command(flatten)]
     pub bundle: BundleArgs,
 }

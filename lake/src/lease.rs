@@ -294,8 +294,7 @@ async fn newest(files: &Files) -> Result<Option<Claim>, LeaseError> {
             .list("")
             .await?
             .into_iter()
-            .filter(|n| n.ends_with(".json"))
-            .next_back()
+            .rfind(|n| n.ends_with(".json"))
         else {
             return Ok(None);
         };

@@ -105,13 +105,16 @@ async fn copy_files(
         .map(|f| f.add_action())
         .collect();
     let (source, target) = (from.object_store(), to.object_store());
-    futures::stream::iter(adds.iter().map(|add| {
+    // Owned paths: futures borrowing from `adds` inside a stream would not be provably `Send`
+    // to callers (rust-lang/rust#102211).
+    let paths: Vec<String> = adds.iter().map(|add| add.path.clone()).collect();
+    futures::stream::iter(paths.into_iter().map(move |path| {
         let (source, target) = (source.clone(), target.clone());
         async move {
-            let path = Path::parse(&add.path)
-                .map_err(|e| DeltaTableError::Generic(format!("{}: {e}", add.path)))?;
-            let bytes = source.get(&path).await?.bytes().await?;
-            target.put(&path, bytes.into()).await?;
+            let location =
+                Path::parse(&path).map_err(|e| DeltaTableError::Generic(format!("{path}: {e}")))?;
+            let bytes = source.get(&location).await?.bytes().await?;
+            target.put(&location, bytes.into()).await?;
             Ok::<(), DeltaTableError>(())
         }
     }))

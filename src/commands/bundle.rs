@@ -46,7 +46,7 @@ pub async fn run(global: &GlobalArgs, command: BundleCommand) -> anyhow::Result<
         BundleCommand::Run(args) => {
             let bundle = load(&args.bundle)?;
             let lake = lake(global, &bundle).await?;
-            let report = run_now(&lake, global, &bundle, &args.job).await?;
+            let report = run_now(&lake, global, &bundle, &args.job, args.full_refresh).await?;
             if report != Outcome::Succeeded {
                 bail!("job '{}' {}", args.job, report.as_str().to_lowercase());
             }
@@ -121,12 +121,14 @@ async fn lake(global: &GlobalArgs, bundle: &Bundle) -> anyhow::Result<Lake> {
     Ok(lake)
 }
 
-/// Runs `job` once now, printing each task's progress; returns how the run ended.
+/// Runs `job` once now, printing each task's progress; returns how the run ended. With
+/// `full_refresh`, its bookings_fact and gold tasks rebuild instead of resuming.
 pub async fn run_now(
     lake: &Lake,
     global: &GlobalArgs,
     bundle: &Bundle,
     job_key: &str,
+    full_refresh: bool,
 ) -> anyhow::Result<Outcome> {
     let Some(job) = bundle.job(job_key) else {
         let names: Vec<&str> = bundle.jobs.iter().map(|j| j.key.as_str()).collect();
@@ -165,6 +167,7 @@ pub async fn run_now(
         Arc::new(LakeTasks {
             lake: lake.clone(),
             file,
+            full_refresh,
         }),
         Arc::new(LakeHistory::new(lake.clone())),
         progress,
@@ -246,7 +249,7 @@ pub fn launcher(lake: Lake, global: &GlobalArgs, bundle: &Bundle) -> Launch {
         let shared = Arc::clone(&shared);
         Box::pin(async move {
             let (lake, global, bundle) = &*shared;
-            run_now(lake, global, bundle, &job.key)
+            run_now(lake, global, bundle, &job.key, false)
                 .await
                 .unwrap_or_else(|e| {
                     eprintln!("job '{}' could not start: {e:#}", job.key);

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use boxoffice_bundle::run::{BoxFuture, Executor};
 use boxoffice_bundle::{JobSpec, Task, TaskStats};
 use boxoffice_jobs::maintenance::{self, TableMaintenance};
-use boxoffice_jobs::silver::bookings_fact::BookingsFact;
 use boxoffice_jobs::silver::bookings_fact::join::TimeMode;
+use boxoffice_jobs::silver::bookings_fact::{BatchReport, BookingsFact, refresh};
 use boxoffice_lake::{Lake, Layer, TableDef};
 use chrono::{NaiveDate, Utc};
 
@@ -156,17 +156,21 @@ fn work(task: &Task) -> Result<Work, String> {
 pub struct LakeTasks {
     pub lake: Lake,
     pub file: Arc<FileConfig>,
+    /// `bundle run --full-refresh`: bookings_fact tasks rebuild their tables and state from all
+    /// of Bronze, gold tasks rebuild Gold.
+    pub full_refresh: bool,
 }
 
 impl Executor for LakeTasks {
     fn run(&self, task: &Task) -> BoxFuture<Result<TaskStats, String>> {
         let (lake, file, task) = (self.lake.clone(), Arc::clone(&self.file), task.clone());
+        let full_refresh = self.full_refresh;
         Box::pin(async move {
             let work = work(&task)?;
             let leases = take_lease(&lake, &file, &task)
                 .await
                 .map_err(|e| format!("{e:#}"))?;
-            let result = execute(&lake, &file, work).await;
+            let result = execute(&lake, &file, work, full_refresh).await;
             let released = leases.release().await;
             result
                 .and_then(|stats| released.map(|()| stats))
@@ -192,22 +196,24 @@ async fn take_lease(lake: &Lake, file: &FileConfig, task: &Task) -> anyhow::Resu
     .await
 }
 
-async fn execute(lake: &Lake, file: &FileConfig, work: Work) -> anyhow::Result<TaskStats> {
+async fn execute(
+    lake: &Lake,
+    file: &FileConfig,
+    work: Work,
+    full_refresh: bool,
+) -> anyhow::Result<TaskStats> {
     Ok(match work {
         Work::BookingsFact { drain, mode } => {
-            let settings = config::bookings_fact(file, mode)?;
-            let expectations = config::expectations(file, &settings)?;
-            let (mut job, replayed) = BookingsFact::open(lake, settings, expectations).await?;
-            let reports = job.run(drain).await?;
+            let reports = bookings_fact(lake, file, drain, mode, full_refresh).await?;
             let mut stats = TaskStats::default();
-            for r in replayed.iter().chain(&reports) {
+            for r in &reports {
                 stats.rows_in += r.events;
                 stats.rows_out += r.fact_rows + r.unpaid + r.orphans + r.late + r.quarantined;
             }
             stats
         }
         Work::Gold { full } => {
-            let reports = boxoffice_jobs::gold::refresh(lake, full).await?;
+            let reports = boxoffice_jobs::gold::refresh(lake, full || full_refresh).await?;
             TaskStats {
                 rows_in: 0,
                 rows_out: reports.iter().map(|r| r.rows as u64).sum(),
@@ -244,6 +250,27 @@ async fn execute(lake: &Lake, file: &FileConfig, work: Work) -> anyhow::Result<T
             table_stats(&maintenance::checkpoint(lake, &tables(&layers)).await?)
         }
     })
+}
+
+/// A bookings_fact task's batches: a refresh or backfill a crash left is finished first.
+async fn bookings_fact(
+    lake: &Lake,
+    file: &FileConfig,
+    drain: bool,
+    mode: Option<TimeMode>,
+    full_refresh: bool,
+) -> anyhow::Result<Vec<BatchReport>> {
+    let settings = config::bookings_fact(file, mode)?;
+    let expectations = config::expectations(file, &settings)?;
+    super::job_bookings_fact::finish_interrupted(lake, &settings, &expectations).await?;
+    if full_refresh {
+        let mut quiet = |_: &BatchReport| {};
+        let report = refresh::full_refresh(lake, settings, expectations, drain, &mut quiet).await?;
+        return Ok(report.batches);
+    }
+    let (mut job, mut reports) = BookingsFact::open(lake, settings, expectations).await?;
+    reports.extend(job.run(drain).await?);
+    Ok(reports)
 }
 
 /// Every table of these layers.

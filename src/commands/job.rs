@@ -24,8 +24,9 @@ pub async fn run(global: &GlobalArgs, command: JobCommand) -> anyhow::Result<()>
     if args.name == JobName::BookingsFact && (args.full_refresh || args.backfill.is_some()) {
         leases.push(JobName::Gold.lease()); // Gold is rebuilt or refreshed after them
     }
-    if args.name == JobName::BookingsFact && args.backfill.is_some() {
-        // Nothing lands meanwhile, so the last events of the file just ingested are taken too.
+    if args.name == JobName::BookingsFact && (args.backfill.is_some() || args.drain) {
+        // Nothing lands meanwhile, so every landed event can be taken before the backfill or
+        // the drain (and a drain is refused while a producer still lands).
         leases.push(crate::leases::LANDING);
     }
     let leases = Leases::take(

@@ -43,9 +43,10 @@ pub async fn run(lake: &Lake, file: &FileConfig, args: &JobRunArgs) -> anyhow::R
     for r in &replayed {
         eprintln!("{}", batch_line(r));
     }
-    // Before a backfill, everything landed is taken (the landing lease is held: nothing can
-    // land in front of it), so the late events of the file just ingested are all in late_events.
-    let mut reports = if range.is_some() {
+    // Before a backfill or a drain, everything landed is taken (the landing lease is held:
+    // nothing can land in front of it): the late events of the file just ingested are all in
+    // late_events, and the drain's count of what it resolves is exact.
+    let mut reports = if range.is_some() || args.drain {
         job.run_taking_all().await?
     } else {
         job.run(false).await?
@@ -112,8 +113,8 @@ fn confirm_drain(job: &BookingsFact, yes: bool) -> anyhow::Result<bool> {
     }
     eprintln!(
         "--drain treats what has landed as complete: {} bookings still waiting for a payment become \
-         unpaid and {} payments orphans, for good. If a producer may still send them (up, ingest, \
-         Event Hubs), run without --drain and let the watermark resolve them.",
+         unpaid and {} payments orphans, for good. If a producer may still send them (up, Event \
+         Hubs), run without --drain and let the watermark resolve them.",
         thousands(bookings as u64),
         thousands(payments as u64)
     );

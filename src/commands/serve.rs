@@ -39,6 +39,7 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
                 executor: Arc::new(LakeTasks {
                     lake: lake.clone(),
                     file: Arc::new(file_config),
+                    full_refresh: false,
                 }),
             })
         }

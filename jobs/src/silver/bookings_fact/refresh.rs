@@ -113,12 +113,12 @@ fn shadow(lake: &Lake, first_batch: u64) -> Result<Lake, JobError> {
 
 /// Rebuilds the job's tables and state from all of Bronze and swaps them in; continues an
 /// unfinished refresh instead of starting one. `on_batch` sees each batch as it completes.
-pub async fn full_refresh(
+pub async fn full_refresh<F: FnMut(&BatchReport) + Send>(
     lake: &Lake,
     settings: Settings,
     expectations: Expectations,
     drain: bool,
-    on_batch: &mut dyn FnMut(&BatchReport),
+    on_batch: &mut F,
 ) -> Result<RefreshReport, JobError> {
     let (marker, resumed) = match unfinished(lake).await? {
         Some(marker) => (marker, true),
@@ -130,11 +130,11 @@ pub async fn full_refresh(
 }
 
 /// Finishes a refresh a crash interrupted, if there is one.
-pub async fn finish_unfinished(
+pub async fn finish_unfinished<F: FnMut(&BatchReport) + Send>(
     lake: &Lake,
     settings: Settings,
     expectations: Expectations,
-    on_batch: &mut dyn FnMut(&BatchReport),
+    on_batch: &mut F,
 ) -> Result<Option<RefreshReport>, JobError> {
     match unfinished(lake).await? {
         Some(marker) => {
@@ -176,12 +176,12 @@ async fn start(lake: &Lake, drain: bool) -> Result<Marker, JobError> {
     Ok(marker)
 }
 
-async fn run(
+async fn run<F: FnMut(&BatchReport) + Send>(
     lake: &Lake,
     mut marker: Marker,
     settings: Settings,
     expectations: Expectations,
-    on_batch: &mut dyn FnMut(&BatchReport),
+    on_batch: &mut F,
 ) -> Result<RefreshReport, JobError> {
     let shadow = shadow(lake, marker.first_batch)?;
     let mut report = RefreshReport {
@@ -214,13 +214,13 @@ async fn run(
 
 /// Runs the job over the shadow lake from an empty state numbered before the first batch, to
 /// the end of Bronze; returns its batches and the last batch number.
-async fn rebuild(
+async fn rebuild<F: FnMut(&BatchReport) + Send>(
     lake: &Lake,
     shadow: &Lake,
     marker: &Marker,
     settings: Settings,
     expectations: Expectations,
-    on_batch: &mut dyn FnMut(&BatchReport),
+    on_batch: &mut F,
 ) -> Result<(Vec<BatchReport>, u64), JobError> {
     let files = job_files(shadow)?;
     if files.list("state/").await?.is_empty() && files.list("plans/").await?.is_empty() {
