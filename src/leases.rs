@@ -20,16 +20,27 @@ pub const MAINTENANCE: &str = "maintenance";
 pub struct Taking {
     /// Wait for a held lease instead of refusing.
     pub wait: bool,
+    /// The command has a `--wait` flag to suggest.
+    pub offers_wait: bool,
     /// How long a claim lasts without renewal (`[jobs] lease_ttl`).
     pub ttl: Duration,
 }
 
 impl Taking {
-    /// Refuse when held, with the configured time to live.
+    /// For a command with `--wait`: waits when it was given, else refuses.
     pub fn from_file(file: &FileConfig, wait: bool) -> anyhow::Result<Taking> {
         Ok(Taking {
             wait,
+            offers_wait: true,
             ttl: crate::config::lease_ttl(file)?,
+        })
+    }
+
+    /// For a command that refuses when a lease is held (`up`, a bundle task).
+    pub fn refusing(file: &FileConfig) -> anyhow::Result<Taking> {
+        Ok(Taking {
+            offers_wait: false,
+            ..Taking::from_file(file, false)?
         })
     }
 }
@@ -111,13 +122,23 @@ async fn take_one(lake: &Lake, name: &str, holder: &Holder, how: Taking) -> anyh
         Lease::acquire(lake, name, holder, how.ttl).await
     };
     taken.map_err(|e| match e {
-        LeaseError::Held { name, claim } => anyhow::anyhow!(
-            "refused: {name} is running in {} on this lake{}; \
-             stop it, or add --wait to start when it ends (its lease expires at {} unless renewed)",
-            claim.describe(),
-            gone_note(&claim),
-            claim.expires_at.format("%H:%M:%S UTC"),
-        ),
+        LeaseError::Held { name, claim } => {
+            let what = if name == LANDING {
+                format!("{} is landing events into this lake", claim.describe())
+            } else {
+                format!("{name} is running in {} on this lake", claim.describe())
+            };
+            let todo = if how.offers_wait {
+                "stop it, or add --wait to start when it ends"
+            } else {
+                "stop it first"
+            };
+            anyhow::anyhow!(
+                "refused: {what}{}; {todo} (its lease expires at {} unless renewed)",
+                gone_note(&claim),
+                claim.expires_at.format("%H:%M:%S UTC"),
+            )
+        }
         other => anyhow::Error::new(other).context(format!("taking the {name} lease")),
     })
 }

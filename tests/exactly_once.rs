@@ -125,7 +125,9 @@ fn a_second_process_on_the_same_lake_is_refused_with_a_reason() {
     first.kill().expect("kill");
     first.wait().expect("reaped");
     assert!(
-        stderr.contains("in use by another boxoffice process"),
+        stderr.contains("refused: `boxoffice up`")
+            && stderr.contains("is landing events into this lake"),
         "{stderr}"
     );
+    assert!(stderr.contains("stop it first"), "{stderr}");
 }

@@ -381,9 +381,10 @@ fn one_up_and_one_run_of_each_job_per_lake_and_a_killed_holder_is_taken_over() {
     let err = String::from_utf8_lossy(&second.stderr);
     assert_eq!(second.status.code(), Some(1), "{err}");
     assert!(
-        err.contains("refused") && err.contains("`boxoffice up`"),
+        err.contains("refused: `boxoffice up`") && err.contains("is landing events into this lake"),
         "{err}"
     );
+    assert!(err.contains("stop it first"), "up has no --wait: {err}");
     assert!(err.contains(&format!("pid {pid}")), "{err}");
     assert!(!err.contains("boxoffice up: lake"), "no banner: {err}");
     for name in ["bookings_fact", "gold", "cdc", "batch_load"] {
@@ -403,6 +404,16 @@ fn one_up_and_one_run_of_each_job_per_lake_and_a_killed_holder_is_taken_over() {
     }
     let ingest = run_err(on(&lake).args(["ingest", "/dev/null"]));
     assert!(ingest.contains("`boxoffice up`"), "{ingest}");
+    assert!(ingest.contains("--wait"), "ingest can wait: {ingest}");
+    // A drain while up lands is refused: payments are still coming.
+    let drain = run_err(on(&lake).arg("--config").arg(&config).args([
+        "job",
+        "run",
+        "bookings_fact",
+        "--drain",
+        "--yes",
+    ]));
+    assert!(drain.contains("refused"), "{drain}");
 
     // One waits; up is killed; the waiter takes the lease (no need to wait for the expiry on the
     // machine where the holder died), and so does the next run.

@@ -191,7 +191,7 @@ async fn take_lease(lake: &Lake, file: &FileConfig, task: &Task) -> anyhow::Resu
         lake,
         &[name],
         &format!("bundle task {}", task.key),
-        Taking::from_file(file, false)?,
+        Taking::refusing(file)?,
     )
     .await
 }

@@ -203,6 +203,11 @@ impl Cycle {
 }
 
 impl Cycle {
+    /// Bookings and payments waiting in the join's state.
+    pub fn waiting(&self) -> (usize, usize) {
+        self.job.pending()
+    }
+
     /// Checkpoints the join's state (when `up` stops).
     pub async fn checkpoint(&mut self) -> anyhow::Result<()> {
         self.job.checkpoint().await?;

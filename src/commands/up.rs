@@ -56,15 +56,8 @@ pub async fn run(global: &GlobalArgs, args: UpArgs) -> anyhow::Result<()> {
     if !args.no_jobs {
         names.extend(UP_JOBS);
     }
-    let leases = Arc::new(
-        Leases::take(
-            &lake,
-            &names,
-            "boxoffice up",
-            Taking::from_file(&file, false)?,
-        )
-        .await?,
-    );
+    let leases =
+        Arc::new(Leases::take(&lake, &names, "boxoffice up", Taking::refusing(&file)?).await?);
     let result = run_leased(
         &lake,
         &file,
@@ -326,7 +319,11 @@ async fn run_leased(
             thousands(status.batch_rows)
         );
         println!(
-            "  bookings still waiting for a payment stay in the join's state; `boxoffice job run bookings_fact --drain` resolves them"
+            "  {} bookings and {} payments wait in the join's state for their match or the \
+             watermark; the next `up` or `boxoffice job run bookings_fact` goes on with them \
+             (--drain would resolve them now, as unpaid and orphans for good)",
+            thousands(status.waiting.0 as u64),
+            thousands(status.waiting.1 as u64)
         );
     }
     Ok(())
@@ -357,6 +354,8 @@ struct JobsStatus {
     last_error: Option<String>,
     /// How long the last cycle took.
     last_millis: u128,
+    /// Bookings and payments in the join's state when it stopped.
+    waiting: (usize, usize),
 }
 
 impl JobsStatus {
@@ -422,7 +421,11 @@ async fn run_jobs(
         }
         if stopping {
             result?;
-            return cycle.checkpoint().await;
+            cycle.checkpoint().await?;
+            if let Ok(mut s) = status.lock() {
+                s.waiting = cycle.waiting();
+            }
+            return Ok(());
         }
     }
 }
