@@ -43,6 +43,7 @@ use crate::expectations::{Action, Expectation, ExpectationResult, Expectations};
 use input::{BOOKINGS, PAYMENTS, PartitionId, Positions, Range};
 use join::{JoinConfig, JoinState, Micros};
 pub use output::Outputs;
+pub use published::Untaken;
 
 /// The job's name: in plans, checkpoints, app ids and `_system` tables.
 pub const JOB: &str = "bookings_fact";
@@ -172,16 +173,6 @@ impl Take {
     fn from_drain(drain: bool) -> Take {
         if drain { Take::Drain } else { Take::Horizon }
     }
-}
-
-/// Bronze events no batch has taken yet.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Untaken {
-    /// How many.
-    pub events: u64,
-    /// Partitions with nothing untaken: until each lands something newer, later events in the
-    /// others wait (one could still land there in front of them).
-    pub silent_partitions: Vec<PartitionId>,
 }
 
 /// A checkpoint being encoded on a blocking thread, which hands the state back with the bytes.
@@ -375,26 +366,6 @@ impl BookingsFact {
     /// Bookings and payments a drain would release now as unpaid and orphans.
     pub fn unmatched(&self) -> (usize, usize) {
         self.state.unmatched()
-    }
-
-    /// What landed in Bronze that no batch has taken yet, and which partitions have landed
-    /// nothing newer (the join takes an event only once every partition has landed something
-    /// later).
-    pub async fn untaken(&mut self) -> Result<Untaken, JobError> {
-        let landed = input::scan(&self.lake, &mut self.bronze, &self.positions).await?;
-        let counts = landed.counts();
-        let silent = [BOOKINGS, PAYMENTS]
-            .into_iter()
-            .flat_map(|hub| {
-                (0..self.settings.partitions_per_hub as i32)
-                    .map(move |partition| PartitionId { hub, partition })
-            })
-            .filter(|id| !counts.contains_key(id))
-            .collect();
-        Ok(Untaken {
-            events: counts.values().map(|n| *n as u64).sum(),
-            silent_partitions: silent,
-        })
     }
 
     /// Processes everything that landed (batch by batch); with `drain`, treats it as complete.

@@ -1,12 +1,13 @@
 //! What the job tells other commands after each run (how far it got, where the watermark is, how
 //! much waits for it), in `_system/jobs/bookings_fact/progress.json`: `ingest` warns from it when
-//! events are older than the watermark, and `job run` explains what waits.
+//! events are older than the watermark; and what waits in Bronze, which `job run` explains.
 
 use boxoffice_lake::{Lake, Layer};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::input::{self, BOOKINGS, PAYMENTS, PartitionId};
 use super::join::TimeMode;
 use super::{BookingsFact, JOB, checkpoint_error};
 use crate::JobError;
@@ -53,6 +54,38 @@ impl BookingsFact {
         let text = serde_json::to_vec_pretty(&self.position()).map_err(checkpoint_error)?;
         self.files.put(FILE, Bytes::from(text)).await?;
         Ok(())
+    }
+}
+
+/// Bronze events no batch has taken yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Untaken {
+    /// How many.
+    pub events: u64,
+    /// Partitions with nothing untaken: until each lands something newer, later events in the
+    /// others wait (one could still land there in front of them).
+    pub silent_partitions: Vec<PartitionId>,
+}
+
+impl BookingsFact {
+    /// What landed in Bronze that no batch has taken yet, and which partitions have landed
+    /// nothing newer (the join takes an event only once every partition has landed something
+    /// later).
+    pub async fn untaken(&mut self) -> Result<Untaken, JobError> {
+        let landed = input::scan(&self.lake, &mut self.bronze, &self.positions).await?;
+        let counts = landed.counts();
+        let silent = [BOOKINGS, PAYMENTS]
+            .into_iter()
+            .flat_map(|hub| {
+                (0..self.settings.partitions_per_hub as i32)
+                    .map(move |partition| PartitionId { hub, partition })
+            })
+            .filter(|id| !counts.contains_key(id))
+            .collect();
+        Ok(Untaken {
+            events: counts.values().map(|n| *n as u64).sum(),
+            silent_partitions: silent,
+        })
     }
 }
 
