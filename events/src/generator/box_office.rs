@@ -79,10 +79,9 @@ impl BoxOffice {
         };
         let slot = &mut self.slots[i];
         let (row, first, n) = slot.seats.take(rng, wanted);
-        let label = Show::row_label(row);
         let price = slot.show.price_of_row(row);
         let seats = (first..first + n)
-            .map(|k| (format!("{label}{k}"), price))
+            .map(|k| (Show::seat_label(row, Some(k)), price))
             .collect();
         let show = Arc::clone(&slot.show);
         if slot.seats.free == 0 {

@@ -103,15 +103,27 @@ impl Show {
 
     /// The label of row `row` (0 = front): A ... Z, then AA, AB, ... as large venues letter them.
     pub fn row_label(row: u32) -> String {
+        Show::seat_label(row, None)
+    }
+
+    /// "AA12": seat `seat` of row `row`, or the row's label alone for `None`.
+    pub fn seat_label(row: u32, seat: Option<u32>) -> String {
+        use std::fmt::Write;
+        let mut letters = [0u8; 8];
+        let mut start = letters.len();
         let mut n = row + 1;
-        let mut label = Vec::new();
-        while n > 0 {
+        while n > 0 && start > 0 {
             n -= 1;
-            label.push(b'A' + (n % 26) as u8);
+            start -= 1;
+            letters[start] = b'A' + (n % 26) as u8;
             n /= 26;
         }
-        label.reverse();
-        String::from_utf8(label).unwrap_or_default()
+        let mut label = String::with_capacity(letters.len() - start + 10);
+        label.extend(letters[start..].iter().map(|&b| char::from(b)));
+        if let Some(seat) = seat {
+            let _ = write!(label, "{seat}"); // writing to a String cannot fail
+        }
+        label
     }
 
     /// Price of a seat in row `row` (0 = front): the front fifth 1.5x, the back half 0.75x,

@@ -10,8 +10,7 @@ use std::sync::Arc;
 use fake::Fake;
 use fake::faker::internet::en::FreeEmailProvider;
 use fake::faker::name::en::{FirstName, LastName};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use rand::{Rng, RngCore};
 
 /// Seed of customer identities; fixed forever so customer ids keep their meaning.
 const CUSTOMER_SEED: u64 = 0x00C5_7043_E125;
@@ -36,10 +35,7 @@ pub struct Customer {
 impl Customer {
     /// Customer `number`, the same whenever it is made.
     pub fn numbered(number: u64) -> Customer {
-        let mut seed = [0u8; 32];
-        seed[..8].copy_from_slice(&CUSTOMER_SEED.to_le_bytes());
-        seed[8..16].copy_from_slice(&number.to_le_bytes());
-        let mut rng = ChaCha8Rng::from_seed(seed);
+        let mut rng = SplitMix(CUSTOMER_SEED ^ number.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let first: String = FirstName().fake_with_rng(&mut rng);
         let last: String = LastName().fake_with_rng(&mut rng);
         let provider: String = FreeEmailProvider().fake_with_rng(&mut rng);
@@ -52,6 +48,31 @@ impl Customer {
             id: format!("cust{number}"),
             name: format!("{first} {last}"),
             email: format!("{local}{}@{provider}", number % 1000),
+        }
+    }
+}
+
+/// SplitMix64: a customer's few draws need a generator that starts at once (most orders make a
+/// new customer), not a stream cipher's setup; any well-mixed sequence picks names well enough.
+struct SplitMix(u64);
+
+impl RngCore for SplitMix {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn next_u32(&mut self) -> u32 {
+        (self.next_u64() >> 32) as u32
+    }
+
+    fn fill_bytes(&mut self, dst: &mut [u8]) {
+        for chunk in dst.chunks_mut(8) {
+            let bytes = self.next_u64().to_le_bytes();
+            chunk.copy_from_slice(&bytes[..chunk.len()]);
         }
     }
 }

@@ -136,10 +136,7 @@ impl Default for GeneratorConfig {
     fn default() -> Self {
         GeneratorConfig {
             seed: 0,
-            start: Utc
-                .with_ymd_and_hms(2025, 1, 1, 0, 0, 0)
-                .single()
-                .unwrap_or_default(),
+            start: catalog::standard_on_sale(),
             rate: 100.0,
             catalog_size: 100,
             join_window_secs: 120,
@@ -418,7 +415,7 @@ impl Generator {
             channel: v2.then_some(channel),
             currency: v2.then_some("INR"),
         };
-        serde_json::to_string(&wire).unwrap_or_default()
+        json_body(&wire, 768)
     }
 
     fn payment_body(&mut self, plan: &PaymentPlan) -> String {
@@ -443,7 +440,7 @@ impl Generator {
             currency: v2.then_some("INR"),
             fee,
         };
-        serde_json::to_string(&wire).unwrap_or_default()
+        json_body(&wire, 384)
     }
 
     /// Schedules a payment; its body is rendered when it comes due, unless it must exist now
@@ -519,6 +516,17 @@ impl Generator {
             },
         }
     }
+}
+
+/// A wire struct as one line of JSON, written into a buffer sized for its kind of body so it
+/// does not grow (and copy itself) on the way: bodies are a few hundred bytes.
+fn json_body(wire: &impl serde::Serialize, capacity: usize) -> String {
+    let mut out = Vec::with_capacity(capacity);
+    if serde_json::to_writer(&mut out, wire).is_err() {
+        return String::new();
+    }
+    // serde_json writes valid UTF-8.
+    String::from_utf8(out).unwrap_or_default()
 }
 
 fn millis(ms: i64) -> DateTime<Utc> {

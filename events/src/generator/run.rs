@@ -12,14 +12,21 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use sha2::{Digest, Sha256};
 
-/// Bytes of the digest shown in keys: 48 bits, 12 hex digits. Two of a thousand runs on one
-/// lake share a tag with a chance of about 2 in a billion.
-const TAG_BYTES: usize = 6;
+/// Characters of the run tag, from `0-9a-z`: 36^8, about 2.8 trillion tags (41 bits), so two of
+/// a thousand runs on one lake share a tag with a chance of about 1 in 5 million. Eight keep
+/// `payment_<tag>-<n>` within 24 bytes up to n = 9,999,999, the length Silver holds inline.
+const TAG_LEN: usize = 8;
+
+/// A seed for a run that was given none: from the operating system's randomness, so processes
+/// started at the same instant (Functions instances, two `up`s) still differ.
+pub fn fresh_seed() -> u64 {
+    rand::random()
+}
 
 /// What a run derives from its seed and start.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunIdentity {
-    /// 12 lowercase hex digits, in every order and payment id of the run.
+    /// 8 characters of `0-9a-z`, in every order and payment id of the run.
     pub tag: String,
     digest: [u8; 32],
 }
@@ -33,9 +40,15 @@ impl RunIdentity {
         hash.update(start.timestamp().to_le_bytes());
         hash.update(start.timestamp_subsec_nanos().to_le_bytes());
         let digest: [u8; 32] = hash.finalize().into();
-        let tag = digest[..TAG_BYTES]
-            .iter()
-            .map(|b| format!("{b:02x}"))
+        let mut bits = u64::from_le_bytes([
+            digest[0], digest[1], digest[2], digest[3], digest[4], digest[5], digest[6], digest[7],
+        ]);
+        let tag = (0..TAG_LEN)
+            .map(|_| {
+                let digit = (bits % 36) as u32;
+                bits /= 36;
+                char::from_digit(digit, 36).unwrap_or('0')
+            })
             .collect();
         RunIdentity { tag, digest }
     }
@@ -47,12 +60,23 @@ impl RunIdentity {
 
     /// "order_<tag>-<n>".
     pub fn order_id(&self, n: u64) -> String {
-        format!("order_{}-{n}", self.tag)
+        self.key("order_", n)
     }
 
     /// "payment_<tag>-<n>".
     pub fn payment_id(&self, n: u64) -> String {
-        format!("payment_{}-{n}", self.tag)
+        self.key("payment_", n)
+    }
+
+    /// `<prefix><tag>-<n>`, allocated once at its full size (two of these per order).
+    fn key(&self, prefix: &str, n: u64) -> String {
+        use std::fmt::Write;
+        let mut key = String::with_capacity(prefix.len() + self.tag.len() + 21);
+        key.push_str(prefix);
+        key.push_str(&self.tag);
+        key.push('-');
+        let _ = write!(key, "{n}"); // writing to a String cannot fail
+        key
     }
 }
 
@@ -69,8 +93,12 @@ mod tests {
             .expect("time");
         let a = RunIdentity::new(7, start);
         assert_eq!(a, RunIdentity::new(7, start));
-        assert_eq!(a.tag.len(), 12);
-        assert!(a.tag.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_eq!(a.tag.len(), 8);
+        assert!(
+            a.tag
+                .chars()
+                .all(|c| c.is_ascii_digit() || c.is_ascii_lowercase())
+        );
         assert_ne!(a.tag, RunIdentity::new(8, start).tag);
         assert_ne!(
             a.tag,
@@ -78,5 +106,6 @@ mod tests {
         );
         assert_eq!(a.order_id(12), format!("order_{}-12", a.tag));
         assert_eq!(a.payment_id(3), format!("payment_{}-3", a.tag));
+        assert_eq!(a.payment_id(9_999_999).len(), 24);
     }
 }
