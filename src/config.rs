@@ -15,7 +15,7 @@ use boxoffice_jobs::silver::bookings_fact::join::{JoinConfig, TimeMode};
 use boxoffice_jobs::silver::bookings_fact::{self, Settings};
 use boxoffice_jobs::silver::tables::BOOKINGS_FACT;
 use boxoffice_lake::{Lake, LakeSettings, Layer};
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
