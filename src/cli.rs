@@ -430,7 +430,8 @@ pub struct GeneratorArgs {
     #[arg(long)]
     pub fast: bool,
 
-    /// Shows in the catalog (event1 ... eventN) [default: 100]
+    /// Shows on sale at once (event1 ... eventN at the start; a sold-out show gives way to the
+    /// next one of the catalog) [default: 100]
     #[arg(long, value_name = "N")]
     pub catalog_size: Option<usize>,
 

@@ -271,7 +271,6 @@ pub fn generator(
     Ok((config, pacing))
 }
 
-
 /// A short human rendering of a duration.
 pub fn short_duration(d: Duration) -> String {
     let secs = d.as_secs();

@@ -64,7 +64,13 @@ fn restarting_up_on_one_lake_never_pairs_two_runs() {
     // The same seed twice: `up` starts at now, so the runs differ only in their start.
     for _ in 0..2 {
         run_ok(on(&lake).args([
-            "up", "--count", "6000", "--fast", "--seed", "5", "--no-jobs",
+            "up",
+            "--count",
+            "6000",
+            "--fast",
+            "--seed",
+            "5",
+            "--no-jobs",
         ]));
     }
     run_ok(on(&lake).args(["job", "run", "bookings_fact", "--drain"]));
@@ -108,7 +114,15 @@ fn batch_seed_dates_the_catalog_for_a_run_and_up_never_oversells_it() {
     // 30,000 events over 10 simulated minutes sell out the most popular small venues early
     // enough for most of their orders to be paid before the run ends.
     run_ok(on(&lake).args([
-        "up", "--count", "30000", "--rate", "50", "--fast", "--seed", "9", "--no-jobs",
+        "up",
+        "--count",
+        "30000",
+        "--rate",
+        "50",
+        "--fast",
+        "--seed",
+        "9",
+        "--no-jobs",
     ]));
     for job in ["batch_load", "bookings_fact", "gold"] {
         run_ok(on(&lake).args(["job", "run", job]));

@@ -92,7 +92,10 @@ impl BoxOffice {
 
     /// Puts the catalog's next show on sale in slot `i`, from `now_ms`.
     fn replace(&mut self, i: usize, now_ms: i64) {
-        let on_sale = Utc.timestamp_millis_opt(now_ms).single().unwrap_or_default();
+        let on_sale = Utc
+            .timestamp_millis_opt(now_ms)
+            .single()
+            .unwrap_or_default();
         let slot = Slot::new(Show::numbered(self.next_show, on_sale));
         self.next_show += 1;
         self.demand.set(i, u64::from(slot.show.popularity));
@@ -251,7 +254,10 @@ mod tests {
         while sold <= capacity {
             sold += office.book(&mut rng, now, 6).seats.len() as u32;
         }
-        assert!(office.next_show > 3, "event1 or event2 sold out and was replaced");
+        assert!(
+            office.next_show > 3,
+            "event1 or event2 sold out and was replaced"
+        );
         // Far in the future every show on sale has closed: the orders go to new shows.
         let later = now + 200 * 86_400_000;
         let booked = office.book(&mut rng, later, 2);

@@ -212,7 +212,10 @@ fn make_show(number: u64, on_sale: DateTime<Utc>, rng: &mut ChaCha8Rng) -> Show 
     let lead_days = rng.random_range(LEAD_DAYS);
     // Shows start on the half hour between 10:00 and 21:30.
     let minutes = i64::from(rng.random_range(20u32..44) * 30);
-    let on_sale_day = on_sale.with_time(NaiveTime::MIN).single().unwrap_or(on_sale);
+    let on_sale_day = on_sale
+        .with_time(NaiveTime::MIN)
+        .single()
+        .unwrap_or(on_sale);
     Show {
         number,
         event_id: format!("event{number}"),

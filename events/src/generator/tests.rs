@@ -57,7 +57,11 @@ impl Keys {
             let Ok(v) = validate(&e.body, Some(e.hub)) else {
                 continue;
             };
-            assert!(keys.uids.insert(v.event_uid.clone()), "uid twice: {}", e.body);
+            assert!(
+                keys.uids.insert(v.event_uid.clone()),
+                "uid twice: {}",
+                e.body
+            );
             match v.event {
                 Event::Booking(b) => {
                     assert!(keys.orders.insert(b.order_id.to_string()), "{}", e.body);
@@ -115,8 +119,18 @@ fn runs_with_other_seeds_share_no_key_and_ids_keep_their_prefix() {
         .expect("config");
         let tag = generator.run_tag().to_string();
         let run_keys = Keys::of(&stream);
-        assert!(run_keys.orders.iter().all(|o| o.starts_with(&format!("order_{tag}-"))));
-        assert!(run_keys.payments.iter().all(|p| p.starts_with(&format!("payment_{tag}-"))));
+        assert!(
+            run_keys
+                .orders
+                .iter()
+                .all(|o| o.starts_with(&format!("order_{tag}-")))
+        );
+        assert!(
+            run_keys
+                .payments
+                .iter()
+                .all(|p| p.starts_with(&format!("payment_{tag}-")))
+        );
         assert_eq!(keys.absorb(run_keys), 0, "seed {seed} repeats a key");
         tags.insert(tag);
     }

@@ -68,7 +68,11 @@ async fn the_same_file_twice_loads_once_and_a_changed_file_is_taken_again() {
     let event1 = boxoffice_events::generator::catalog::Catalog::standard(1).shows()[0]
         .event_name
         .clone();
-    assert_eq!(before[0], format!("box1 A1 2400.0 batch {event1}"), "{before:?}");
+    assert_eq!(
+        before[0],
+        format!("box1 A1 2400.0 batch {event1}"),
+        "{before:?}"
+    );
     // The file is corrected: box2's seat price changes, a sale is added.
     let changed = SALES.replace("C7,800.00", "C7,850.00")
         + "box3,2026-09-02T09:00:00Z,event1,B4,1000,Debit Card,cust3,Mina,mina@example.com,INR\n";

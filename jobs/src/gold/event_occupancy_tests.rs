@@ -27,8 +27,7 @@ async fn performance(lake: &Lake, rows: &[(&str, i64)]) {
             "failed_payments": 0, "seats_value": "100.00", "refreshed_at": "2026-09-01T00:00:00Z",
         })
     });
-    let batches =
-        crate::batch::rows_from_json(&EVENT_PERFORMANCE, rows).expect("performance rows");
+    let batches = crate::batch::rows_from_json(&EVENT_PERFORMANCE, rows).expect("performance rows");
     super::super::overwrite(table, &EVENT_PERFORMANCE, batches, Vec::new())
         .await
         .expect("written");
