@@ -224,9 +224,19 @@ impl JobName {
 
 #[derive(Debug, Subcommand)]
 pub enum BatchCommand {
-    /// Copy the event catalog shipped with boxoffice (the shows the generator sells, with
-    /// venue, city and capacity) to landing/event_catalog/event_catalog.csv, for batch_load.
-    Seed,
+    /// Write the event catalog (the 100 shows the generator first puts on sale, with venue,
+    /// city, capacity and date) to landing/event_catalog/event_catalog.csv, for batch_load.
+    Seed(BatchSeedArgs),
+}
+
+/// `batch seed`.
+#[derive(Debug, Default, Args)]
+pub struct BatchSeedArgs {
+    /// Date the shows as a generator run starting at this time dates them, RFC 3339 (the same
+    /// day gives the same dates) [default: now, as `up` starts; `generate --seed` starts at
+    /// 2025-01-01T00:00:00Z]
+    #[arg(long, value_name = "TIME")]
+    pub start: Option<String>,
 }
 
 /// Where and how often the dashboard serves; shared by `dashboard` and `up`.
@@ -465,7 +475,8 @@ pub struct GeneratorArgs {
     #[arg(long)]
     pub fast: bool,
 
-    /// Shows in the catalog (event1 ... eventN) [default: 100]
+    /// Shows on sale at once (event1 ... eventN at the start; a sold-out show gives way to the
+    /// next one of the catalog) [default: 100]
     #[arg(long, value_name = "N")]
     pub catalog_size: Option<usize>,
 

@@ -15,7 +15,7 @@ use boxoffice_jobs::silver::bookings_fact::join::{JoinConfig, TimeMode};
 use boxoffice_jobs::silver::bookings_fact::{self, Settings};
 use boxoffice_jobs::silver::tables::BOOKINGS_FACT;
 use boxoffice_lake::{Lake, LakeSettings, Layer};
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -216,11 +216,9 @@ pub enum StartDefault {
     FixedWhenSeeded,
 }
 
-/// The fixed start of seeded `generate` runs.
+/// The fixed start of seeded `generate` runs: the day the shipped event catalog is dated from.
 pub fn fixed_start() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0)
-        .single()
-        .unwrap_or_default()
+    boxoffice_events::generator::catalog::standard_on_sale()
 }
 
 /// The generator's settings and pacing.
@@ -259,7 +257,7 @@ pub fn generator(
         v2: args.v2_share.or(s.v2).unwrap_or(d.v2),
     };
     let config = GeneratorConfig {
-        seed: seed.unwrap_or_else(rand_seed),
+        seed: seed.unwrap_or_else(boxoffice_events::generator::run::fresh_seed),
         start,
         rate: args.rate.or(f.rate).unwrap_or(1000.0),
         catalog_size: args.catalog_size.or(f.catalog_size).unwrap_or(100),
@@ -276,11 +274,6 @@ pub fn generator(
         Pacing::RealTime { speed }
     };
     Ok((config, pacing))
-}
-
-fn rand_seed() -> u64 {
-    let nanos = Utc::now().timestamp_nanos_opt().unwrap_or_default();
-    (nanos as u64) ^ u64::from(std::process::id()).rotate_left(32)
 }
 
 /// A short human rendering of a duration.

@@ -212,7 +212,8 @@ pub struct Payment {
     pub schema_version: SchemaVersion,
     /// The producer's UUID for this emission (None for v0).
     pub event_id: Option<uuid::Uuid>,
-    /// "payment_3000"; a retry after a failure carries a new id.
+    /// "payment_3000" (the generator: "payment_<run tag>-<n>"); a retry after a failure carries
+    /// a new id.
     pub payment_id: Text,
     /// The order paid for.
     pub order_id: Text,

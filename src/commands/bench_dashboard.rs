@@ -110,9 +110,11 @@ async fn fill_silver(
             thousands(target),
             thousands(events)
         );
-        // Each round starts a day after the last one's events, so rounds do not interleave.
+        // Each round starts a day after the last one's events, so rounds do not interleave;
+        // the seed also counts the rows already there, so a later bench on the same lake is
+        // another run (other order ids) rather than a replay of this one's first round.
         let generator = GeneratorConfig {
-            seed: seed + round,
+            seed: seed.wrapping_add(rows).wrapping_add(round),
             start: config::fixed_start() + chrono::Duration::days(30 * round as i64),
             rate: 10_000.0,
             ..GeneratorConfig::default()

@@ -68,9 +68,10 @@ pub fn handler(
     bundle: Option<BundleJobs>,
 ) -> anyhow::Result<Arc<Handler>> {
     // The functions send what Event Hubs will take: no deliberately malformed events (the
-    // output binding would refuse them before Bronze could quarantine them).
+    // output binding would refuse them before Bronze could quarantine them). Several instances
+    // may start at once: each takes a fresh random seed, so their order ids and event ids differ.
     let generator = Generator::new(GeneratorConfig {
-        seed: chrono::Utc::now().timestamp_micros().unsigned_abs(),
+        seed: boxoffice_events::generator::run::fresh_seed(),
         start: chrono::Utc::now(),
         shares: Shares {
             malformed: 0.0,

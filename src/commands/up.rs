@@ -117,9 +117,10 @@ async fn run_leased(
         Pacing::Unpaced => "unpaced".to_string(),
     };
     eprintln!(
-        "  generating {} events/s ({pace}, seed {}); flushing to Bronze every {} or {} events; Ctrl-C stops",
+        "  generating {} events/s ({pace}, seed {}, order ids order_{}-<n>); flushing to Bronze every {} or {} events; Ctrl-C stops",
         generator_config.rate,
         generator_config.seed,
+        generator.run_tag(),
         humantime::format_duration(landing_config.linger),
         thousands(landing_config.max_batch as u64),
     );

@@ -1,30 +1,34 @@
 //! The event generator: a realistic, deterministic producer of bookings and payments.
 //!
 //! It simulates a box office in event time. Orders arrive as a Poisson process; each books 1-6
-//! adjacent seats of a catalog show; most are paid within two minutes, some later, some never;
+//! adjacent free seats of a show on sale (each seat is sold once; a sold-out show gives way to
+//! the next one of the catalog); most are paid within two minutes, some later, some never;
 //! payments fail and are retried; and delivery is as messy as Event Hubs producers really are:
 //! duplicates (at-least-once), out-of-order arrival, and a few malformed bodies. Every share is a
-//! setting. The same seed and start give the same bytes; the stream comes out in arrival order,
-//! and each event carries its simulated arrival time so a caller can pace it in real time, or
-//! faster (compressed time).
+//! setting. Order and payment ids carry a tag of the run ([`run`]), so runs never share keys.
+//! The same seed and start give the same bytes; the stream comes out in arrival order, and each
+//! event carries its simulated arrival time so a caller can pace it in real time, or faster
+//! (compressed time). `docs/generator.md` describes what it produces.
 
+mod box_office;
 pub mod catalog;
+pub mod customers;
 mod malform;
+pub mod run;
 pub(crate) mod wire;
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
-use std::sync::Arc;
 
 use chrono::{DateTime, FixedOffset, SecondsFormat, TimeZone, Utc};
-use fake::Fake;
-use fake::faker::internet::en::FreeEmailProvider;
-use fake::faker::name::en::{FirstName, LastName};
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::model::{Hub, PaymentMethod, SchemaVersion};
-use catalog::{Catalog, ROWS, SEATS_PER_ROW, Show};
+use box_office::BoxOffice;
+use catalog::Show;
+use customers::{Customer, Customers};
+use run::RunIdentity;
 use wire::{BookingWire, CustomerWire, EventDetailsWire, PaymentWire, Price, SeatWire};
 
 /// How often each kind of mess or outcome happens; each is a probability in 0..=1.
@@ -109,13 +113,14 @@ impl Shares {
 /// Everything that determines the generated stream.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GeneratorConfig {
-    /// Seed of every random choice.
+    /// Seed of every random choice, with `start`: together they are the run's identity.
     pub seed: u64,
     /// Simulated time of the first order.
     pub start: DateTime<Utc>,
     /// Events per simulated second, on average, duplicates included.
     pub rate: f64,
-    /// Shows in the catalog (`event1` ...).
+    /// Shows on sale at once: `event1` to `event<catalog_size>` at the start; a show that sells
+    /// out or closes gives way to the catalog's next one.
     pub catalog_size: usize,
     /// The bookings-payments join window; "late" payments come after it.
     pub join_window_secs: i64,
@@ -131,10 +136,7 @@ impl Default for GeneratorConfig {
     fn default() -> Self {
         GeneratorConfig {
             seed: 0,
-            start: Utc
-                .with_ymd_and_hms(2025, 1, 1, 0, 0, 0)
-                .single()
-                .unwrap_or_default(),
+            start: catalog::standard_on_sale(),
             rate: 100.0,
             catalog_size: 100,
             join_window_secs: 120,
@@ -167,7 +169,7 @@ struct PaymentPlan {
     seat_total: f64,
     method: PaymentMethod,
     failed: bool,
-    payment_no: u64,
+    payment_id: String,
 }
 
 enum Pending {
@@ -208,34 +210,25 @@ impl Ord for Scheduled {
     }
 }
 
-struct CustomerRecord {
-    id: String,
-    name: String,
-    email: String,
-}
-
 /// India Standard Time, the zone BookMyShow-style producers stamp local times in.
 const IST: FixedOffset = match FixedOffset::east_opt(5 * 3600 + 1800) {
     Some(offset) => offset,
     None => panic!("+05:30 is a valid offset"),
 };
 
-/// Largest pool of returning customers kept.
-const CUSTOMER_POOL: usize = 50_000;
-
 /// The generator: an endless iterator of events in arrival order.
 pub struct Generator {
     config: GeneratorConfig,
+    run: RunIdentity,
     rng: ChaCha8Rng,
-    catalog: Catalog,
+    box_office: BoxOffice,
     pending: BinaryHeap<Scheduled>,
     next_order_at_ms: f64,
     mean_gap_ms: f64,
     next_order: u64,
     next_payment: u64,
-    next_customer: u64,
     scheduled: u64,
-    customers: Vec<Arc<CustomerRecord>>,
+    customers: Customers,
 }
 
 impl Generator {
@@ -251,33 +244,35 @@ impl Generator {
             .sum();
         let events_per_order = (1.0 + (1.0 - s.unpaid) * attempts) * (1.0 + s.duplicate);
         let mean_gap_ms = 1000.0 * events_per_order / config.rate;
+        let run = RunIdentity::new(config.seed, config.start);
         Ok(Generator {
-            rng: ChaCha8Rng::seed_from_u64(config.seed),
-            catalog: Catalog::standard(config.catalog_size),
+            rng: run.rng(),
+            run,
+            box_office: BoxOffice::open(config.catalog_size, config.start),
             pending: BinaryHeap::new(),
             next_order_at_ms: config.start.timestamp_millis() as f64,
             mean_gap_ms,
-            next_order: 2000,
-            next_payment: 3000,
-            next_customer: 2000,
+            next_order: 1,
+            next_payment: 1,
             scheduled: 0,
-            customers: Vec::new(),
+            customers: Customers::new(),
             config,
         })
     }
 
-    /// The catalog the bookings are drawn from.
-    pub fn catalog(&self) -> &Catalog {
-        &self.catalog
+    /// The run's tag, in every order and payment id it makes (`order_<tag>-<n>`).
+    pub fn run_tag(&self) -> &str {
+        &self.run.tag
     }
 
     fn create_order(&mut self, booked_at_ms: i64) {
-        let show = self.catalog.pick(&mut self.rng);
         let version = self.pick_version();
-        let order_id = format!("order_{}", self.next_order);
+        let order_id = self.run.order_id(self.next_order);
         self.next_order += 1;
-        let customer = self.customer();
-        let seats = self.seats(&show);
+        let customer = self.customers.next(&mut self.rng);
+        let wanted = self.party_size();
+        let booked = self.box_office.book(&mut self.rng, booked_at_ms, wanted);
+        let (show, seats) = (booked.show, booked.seats);
         let seat_total: f64 = seats.iter().map(|(_, p)| f64::from(*p)).sum();
         let booking = self.booking_body(version, &order_id, booked_at_ms, &customer, &show, &seats);
         let delivery = self.delivery();
@@ -306,7 +301,7 @@ impl Generator {
                 seat_total,
                 method,
                 failed,
-                payment_no: self.next_payment,
+                payment_id: self.run.payment_id(self.next_payment),
             };
             self.next_payment += 1;
             self.schedule_payment(plan);
@@ -338,49 +333,16 @@ impl Generator {
         }
     }
 
-    fn customer(&mut self) -> Arc<CustomerRecord> {
-        if !self.customers.is_empty() && self.rng.random_bool(0.3) {
-            let i = self.rng.random_range(0..self.customers.len());
-            return Arc::clone(&self.customers[i]);
-        }
-        let first: String = FirstName().fake_with_rng(&mut self.rng);
-        let last: String = LastName().fake_with_rng(&mut self.rng);
-        let provider: String = FreeEmailProvider().fake_with_rng(&mut self.rng);
-        let local: String = format!("{first}.{last}")
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric() || *c == '.')
-            .collect::<String>()
-            .to_ascii_lowercase();
-        let record = Arc::new(CustomerRecord {
-            id: format!("cust{}", self.next_customer),
-            name: format!("{first} {last}"),
-            email: format!("{local}{}@{provider}", self.next_customer % 1000),
-        });
-        self.next_customer += 1;
-        if self.customers.len() < CUSTOMER_POOL {
-            self.customers.push(Arc::clone(&record));
-        } else {
-            let i = self.rng.random_range(0..CUSTOMER_POOL);
-            self.customers[i] = Arc::clone(&record);
-        }
-        record
-    }
-
-    /// 1-6 adjacent seats in one row, with that row's price.
-    fn seats(&mut self, show: &Show) -> Vec<(String, u32)> {
-        let n = match self.rng.random_range(0..100) {
+    /// How many seats an order wants: mostly two, up to six.
+    fn party_size(&mut self) -> u32 {
+        match self.rng.random_range(0..100) {
             0..15 => 1,
             15..55 => 2,
             55..70 => 3,
             70..90 => 4,
             90..95 => 5,
             _ => 6,
-        };
-        let row = ROWS[self.rng.random_range(0..ROWS.len())];
-        let first = self.rng.random_range(1..=SEATS_PER_ROW - n + 1);
-        (first..first + n)
-            .map(|k| (format!("{row}{k}"), show.price_of_row(row)))
-            .collect()
+        }
     }
 
     fn event_id(&mut self, version: SchemaVersion) -> Option<String> {
@@ -410,7 +372,7 @@ impl Generator {
         version: SchemaVersion,
         order_id: &str,
         at_ms: i64,
-        customer: &CustomerRecord,
+        customer: &Customer,
         show: &Show,
         seats: &[(String, u32)],
     ) -> String {
@@ -453,21 +415,20 @@ impl Generator {
             channel: v2.then_some(channel),
             currency: v2.then_some("INR"),
         };
-        serde_json::to_string(&wire).unwrap_or_default()
+        json_body(&wire, 768)
     }
 
     fn payment_body(&mut self, plan: &PaymentPlan) -> String {
         let version = plan.version;
         let event_id = self.event_id(version);
         let payment_time = self.timestamp(version, plan.at_ms);
-        let payment_id = format!("payment_{}", plan.payment_no);
         let v2 = version == SchemaVersion::V2;
         // v2 adds a 2% booking fee, in paise-exact decimals.
         let fee = v2.then(|| (plan.seat_total * 2.0).round() / 100.0);
         let wire = PaymentWire {
             schema_version: (version != SchemaVersion::V0).then(|| version.number()),
             event_id: event_id.as_deref(),
-            payment_id: &payment_id,
+            payment_id: &plan.payment_id,
             order_id: &plan.order_id,
             payment_time: &payment_time,
             amount: Price {
@@ -479,7 +440,7 @@ impl Generator {
             currency: v2.then_some("INR"),
             fee,
         };
-        serde_json::to_string(&wire).unwrap_or_default()
+        json_body(&wire, 384)
     }
 
     /// Schedules a payment; its body is rendered when it comes due, unless it must exist now
@@ -557,6 +518,17 @@ impl Generator {
     }
 }
 
+/// A wire struct as one line of JSON, written into a buffer sized for its kind of body so it
+/// does not grow (and copy itself) on the way: bodies are a few hundred bytes.
+fn json_body(wire: &impl serde::Serialize, capacity: usize) -> String {
+    let mut out = Vec::with_capacity(capacity);
+    if serde_json::to_writer(&mut out, wire).is_err() {
+        return String::new();
+    }
+    // serde_json writes valid UTF-8.
+    String::from_utf8(out).unwrap_or_default()
+}
+
 fn millis(ms: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
 }
@@ -582,3 +554,7 @@ impl Iterator for Generator {
 #[cfg(test)]
 #[path = "tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "sales_tests.rs"]
+mod sales_tests;

@@ -16,13 +16,126 @@ fn events(seed: u64, rate: f64, n: usize) -> Vec<GeneratedEvent> {
         .collect()
 }
 
+fn run(seed: u64, start: DateTime<Utc>, n: usize) -> Vec<GeneratedEvent> {
+    let config = GeneratorConfig {
+        seed,
+        start,
+        ..GeneratorConfig::default()
+    };
+    Generator::new(config)
+        .expect("valid config")
+        .take(n)
+        .collect()
+}
+
 #[test]
-fn same_seed_gives_the_same_bytes() {
+fn same_seed_and_start_give_the_same_bytes() {
     let a = events(7, 100.0, 5_000);
     let b = events(7, 100.0, 5_000);
     assert_eq!(a, b);
     let c = events(8, 100.0, 5_000);
     assert_ne!(a, c);
+}
+
+/// Every key a run's events carry, each once per distinct valid event: order ids (of bookings),
+/// payment ids, and event uids (the `event_id` of v1/v2 events, the body hash of v0 ones).
+#[derive(Default)]
+struct Keys {
+    orders: HashSet<String>,
+    payments: HashSet<String>,
+    uids: HashSet<String>,
+}
+
+impl Keys {
+    fn of(stream: &[GeneratedEvent]) -> Keys {
+        let mut keys = Keys::default();
+        let mut bodies = HashSet::new();
+        for e in stream {
+            if !bodies.insert(e.body.as_str()) {
+                continue; // a duplicate delivery: the same event again
+            }
+            let Ok(v) = validate(&e.body, Some(e.hub)) else {
+                continue;
+            };
+            assert!(
+                keys.uids.insert(v.event_uid.clone()),
+                "uid twice: {}",
+                e.body
+            );
+            match v.event {
+                Event::Booking(b) => {
+                    assert!(keys.orders.insert(b.order_id.to_string()), "{}", e.body);
+                }
+                Event::Payment(p) => {
+                    assert!(keys.payments.insert(p.payment_id.to_string()), "{}", e.body);
+                }
+            }
+        }
+        keys
+    }
+
+    fn len(&self) -> usize {
+        self.orders.len() + self.payments.len() + self.uids.len()
+    }
+
+    /// Adds `other`'s keys; returns how many it shared with these.
+    fn absorb(&mut self, other: Keys) -> usize {
+        let before = self.len() + other.len();
+        self.orders.extend(other.orders);
+        self.payments.extend(other.payments);
+        self.uids.extend(other.uids);
+        before - self.len()
+    }
+}
+
+#[test]
+fn runs_that_share_a_seed_but_not_a_start_share_no_key() {
+    let start = GeneratorConfig::default().start;
+    let mut keys = Keys::of(&run(7, start, 20_000));
+    for later in [
+        chrono::Duration::milliseconds(1),
+        chrono::Duration::minutes(10),
+        chrono::Duration::days(1),
+    ] {
+        let other = Keys::of(&run(7, start + later, 20_000));
+        assert!(other.orders.len() > 8_000);
+        assert_eq!(keys.absorb(other), 0, "a start {later} later");
+    }
+}
+
+#[test]
+fn runs_with_other_seeds_share_no_key_and_ids_keep_their_prefix() {
+    // 20 seeds x 20,000 events: some 790,000 keys, none twice.
+    let start = GeneratorConfig::default().start;
+    let mut keys = Keys::default();
+    let mut tags = HashSet::new();
+    for seed in 0..20 {
+        let stream = run(seed, start, 20_000);
+        let generator = Generator::new(GeneratorConfig {
+            seed,
+            start,
+            ..GeneratorConfig::default()
+        })
+        .expect("config");
+        let tag = generator.run_tag().to_string();
+        let run_keys = Keys::of(&stream);
+        assert!(
+            run_keys
+                .orders
+                .iter()
+                .all(|o| o.starts_with(&format!("order_{tag}-")))
+        );
+        assert!(
+            run_keys
+                .payments
+                .iter()
+                .all(|p| p.starts_with(&format!("payment_{tag}-")))
+        );
+        assert_eq!(keys.absorb(run_keys), 0, "seed {seed} repeats a key");
+        tags.insert(tag);
+    }
+    assert_eq!(tags.len(), 20);
+    assert!(keys.len() > 750_000, "{} keys", keys.len());
 }
 
 #[test]

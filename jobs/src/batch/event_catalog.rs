@@ -1,11 +1,12 @@
 //! `silver/event_catalog`: shows upserted from catalog files (`landing/event_catalog/*.csv` or
 //! `.parquet`), keyed by event_id; a later file's row for a show replaces the earlier one.
-//! The repository ships the catalog the generator sells from (`data/event_catalog.csv`;
-//! `boxoffice batch seed` copies it to the landing area).
+//! The repository ships the catalog the generator sells from (`data/event_catalog.csv`: its
+//! first 100 shows as on sale from 2025-01-01, the start of seeded `generate` runs);
+//! `boxoffice batch seed` writes it to the landing area, dated from another day if asked.
 
 use std::collections::BTreeMap;
 
-use boxoffice_events::generator::catalog::Catalog;
+use boxoffice_events::generator::catalog::{Catalog, standard_on_sale};
 use chrono::{DateTime, Utc};
 use deltalake::DeltaTable;
 use deltalake::datafusion::prelude::SessionContext;
@@ -17,11 +18,16 @@ use super::{Refused, rows_from_json};
 use crate::JobError;
 use crate::silver::derive::event_category;
 
-/// The shipped catalog (the generator's standard 100 shows).
+/// The shipped catalog (the generator's first 100 shows, on sale from 2025-01-01).
 pub const SHIPPED: &str = include_str!("../../../data/event_catalog.csv");
 
-/// The generator's standard catalog as CSV: what `data/event_catalog.csv` holds.
-pub fn catalog_csv(size: usize) -> String {
+/// Shows in the shipped catalog: the generator's default number on sale at once.
+pub const SHIPPED_SHOWS: usize = 100;
+
+/// The generator's first `size` shows as CSV, dated as a run starting at `on_sale` dates them
+/// (the same day gives the same dates): what `data/event_catalog.csv` holds for 100 shows from
+/// 2025-01-01.
+pub fn catalog_csv(size: usize, on_sale: DateTime<Utc>) -> String {
     let mut out = csv::Writer::from_writer(Vec::new());
     let header = [
         "event_id",
@@ -33,7 +39,7 @@ pub fn catalog_csv(size: usize) -> String {
         "starts_at",
     ];
     let mut rows = vec![header.map(str::to_string).to_vec()];
-    for s in Catalog::standard(size).shows() {
+    for s in Catalog::on_sale_from(size, on_sale).shows() {
         rows.push(vec![
             s.event_id.clone(),
             s.event_name.clone(),
@@ -50,6 +56,11 @@ pub fn catalog_csv(size: usize) -> String {
         let _ = out.write_record(&row);
     }
     String::from_utf8(out.into_inner().unwrap_or_default()).unwrap_or_default()
+}
+
+/// The shipped catalog's dates: the day seeded `generate` runs start.
+pub fn shipped_on_sale() -> DateTime<Utc> {
+    standard_on_sale()
 }
 
 /// Parses an RFC 3339 time with its zone (a time without one is refused, as for events).
@@ -174,9 +185,13 @@ mod tests {
         // BOXOFFICE_BLESS=1 rewrites data/event_catalog.csv after a change of the generator.
         if std::env::var_os("BOXOFFICE_BLESS").is_some() {
             let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../data/event_catalog.csv");
-            std::fs::write(path, super::catalog_csv(100)).expect("write the catalog");
+            let csv = super::catalog_csv(super::SHIPPED_SHOWS, super::shipped_on_sale());
+            std::fs::write(path, csv).expect("write the catalog");
             return;
         }
-        assert_eq!(super::SHIPPED, super::catalog_csv(100));
+        assert_eq!(
+            super::SHIPPED,
+            super::catalog_csv(super::SHIPPED_SHOWS, super::shipped_on_sale())
+        );
     }
 }
