@@ -88,6 +88,8 @@ pub struct GeneratorFile {
     pub seed: Option<u64>,
     pub speed: Option<f64>,
     pub catalog_size: Option<usize>,
+    /// The catalog number of the first show on sale (`up` starts after the shows the lake sold).
+    pub first_show: Option<u64>,
     #[serde(default)]
     pub shares: SharesFile,
 }
@@ -261,6 +263,7 @@ pub fn generator(
         start,
         rate: args.rate.or(f.rate).unwrap_or(1000.0),
         catalog_size: args.catalog_size.or(f.catalog_size).unwrap_or(100),
+        first_show: f.first_show.unwrap_or(1).max(1),
         shares,
         ..GeneratorConfig::default()
     };

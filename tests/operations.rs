@@ -446,3 +446,80 @@ fn one_up_and_one_run_of_each_job_per_lake_and_a_killed_holder_is_taken_over() {
     again.kill().expect("kill");
     again.wait().expect("reaped");
 }
+
+#[test]
+fn two_ups_on_one_lake_never_pair_events_of_different_runs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lake = dir.path().join("lake");
+    let run = || {
+        run_ok(on(&lake).args([
+            "up",
+            "--rate",
+            "300",
+            "--duration",
+            "20s",
+            "--no-dashboard",
+            "--cdc-rate",
+            "0",
+        ]))
+    };
+    run();
+    std::thread::sleep(Duration::from_secs(5));
+    let between = chrono::Utc::now().to_rfc3339();
+    run();
+
+    // Orders of the two runs are different orders.
+    let keys = |op: &str| -> std::collections::BTreeSet<String> {
+        sql_rows(
+            &lake,
+            &format!(
+                "select distinct partition_key from bronze.bookings_raw \
+                 where ingested_at {op} timestamp '{between}'"
+            ),
+        )
+        .into_iter()
+        .collect()
+    };
+    let (first, second) = (keys("<"), keys(">="));
+    assert!(first.len() > 100 && second.len() > 100, "both runs booked");
+    let shared: Vec<&String> = first.intersection(&second).take(5).collect();
+    assert!(shared.is_empty(), "order ids in both runs: {shared:?}");
+
+    // Every successful payment is for its own order's seats (v2 adds a 2% fee).
+    let wrong = sql_rows(
+        &lake,
+        "select order_id, amount, seats from (\
+           select order_id, booking_event_uid, payment_event_uid, max(amount) amount, \
+                  sum(seat_price) seats, max(schema_version) v \
+           from silver.bookings_fact where payment_status = 'Success' and source = 'stream' \
+           group by order_id, booking_event_uid, payment_event_uid) \
+         where abs(amount - seats - (case when v = 2 then round(seats * 2) / 100 else 0 end)) > 0.005",
+    );
+    assert!(
+        wrong.is_empty(),
+        "amounts that are not the seat total: {wrong:?}"
+    );
+    let matched: u64 = sql_rows(
+        &lake,
+        "select count(distinct payment_event_uid) from silver.bookings_fact where payment_status = 'Success'",
+    )[0]
+    .parse()
+    .expect("count");
+    assert!(matched > 100, "payments were matched: {matched}");
+    let twice = sql_rows(
+        &lake,
+        "select booking_event_uid from silver.bookings_fact where payment_status = 'Success' \
+         group by booking_event_uid having count(distinct payment_event_uid) > 1",
+    );
+    assert!(
+        twice.is_empty(),
+        "bookings with two successful payments: {twice:?}"
+    );
+    // And the second run sold other shows than the first: no seat of a show went to two orders.
+    let resold = sql_rows(
+        &lake,
+        "select event_id, seat_number from silver.bookings_fact where source = 'stream' \
+         group by event_id, seat_number having count(distinct order_id) > 1 limit 5",
+    );
+    assert!(resold.is_empty(), "seats sold twice: {resold:?}");
+}

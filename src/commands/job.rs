@@ -203,6 +203,11 @@ impl Cycle {
 }
 
 impl Cycle {
+    /// The join, as loaded.
+    pub fn join(&self) -> &BookingsFact {
+        &self.job
+    }
+
     /// Bookings and payments waiting in the join's state.
     pub fn waiting(&self) -> (usize, usize) {
         self.job.pending()

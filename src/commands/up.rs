@@ -7,6 +7,7 @@ use anyhow::Context;
 use boxoffice_events::{Generator, GeneratorConfig};
 use boxoffice_ingest::landing::{Landing, LandingConfig};
 use boxoffice_ingest::queue::QueueError;
+use boxoffice_jobs::silver::shows_sold::last_show_sold;
 use boxoffice_lake::Lake;
 use tokio::sync::watch;
 
@@ -48,7 +49,9 @@ pub async fn run(global: &GlobalArgs, args: UpArgs) -> anyhow::Result<()> {
     }
     let (generator_config, pacing) = config::generator(&args.generator, &file, StartDefault::Now)?;
     let landing_config = config::landing(&lake, &args.landing, &file)?;
-    let generator = Generator::new(generator_config.clone()).context("generator settings")?;
+    // Refused settings stop up before anything starts; the generator itself is made once the
+    // jobs are open (it starts after the shows the lake has sold).
+    Generator::new(generator_config.clone()).context("generator settings")?;
 
     // Before anything is printed or started: a second `up` on this lake stops here.
     lake.prepare().await?;
@@ -64,7 +67,7 @@ pub async fn run(global: &GlobalArgs, args: UpArgs) -> anyhow::Result<()> {
         args,
         bundle,
         global,
-        (generator, generator_config, pacing, landing_config),
+        (generator_config, pacing, landing_config),
         Arc::clone(&leases),
     )
     .await;
@@ -101,12 +104,7 @@ async fn run_leased(
     args: UpArgs,
     bundle: Option<boxoffice_bundle::Bundle>,
     global: &GlobalArgs,
-    (generator, generator_config, pacing, landing_config): (
-        Generator,
-        GeneratorConfig,
-        Pacing,
-        LandingConfig,
-    ),
+    (mut generator_config, pacing, landing_config): (GeneratorConfig, Pacing, LandingConfig),
     leases: Arc<Leases>,
 ) -> anyhow::Result<()> {
     let lake = lake.clone();
@@ -116,14 +114,6 @@ async fn run_leased(
         Pacing::RealTime { speed } => format!("{speed}x compressed time"),
         Pacing::Unpaced => "unpaced".to_string(),
     };
-    eprintln!(
-        "  generating {} events/s ({pace}, seed {}, order ids order_{}-<n>); flushing to Bronze every {} or {} events; Ctrl-C stops",
-        generator_config.rate,
-        generator_config.seed,
-        generator.run_tag(),
-        humantime::format_duration(landing_config.linger),
-        thousands(landing_config.max_batch as u64),
-    );
     let interval = config::job_interval(file, args.job_interval)?;
     let cycle = if args.no_jobs {
         None
@@ -140,6 +130,19 @@ async fn run_leased(
                 .context("opening the jobs")?,
         )
     };
+    // No show is sold by two runs: this one starts after every show the lake has sold.
+    let sold = last_show_sold(&lake, cycle.as_ref().map(Cycle::join)).await?;
+    generator_config.first_show = generator_config.first_show.max(sold + 1);
+    let generator = Generator::new(generator_config.clone()).context("generator settings")?;
+    eprintln!(
+        "  generating {} events/s ({pace}, seed {}, order ids order_{}-<n>, shows from event{}); flushing to Bronze every {} or {} events; Ctrl-C stops",
+        generator_config.rate,
+        generator_config.seed,
+        generator.run_tag(),
+        generator_config.first_show,
+        humantime::format_duration(landing_config.linger),
+        thousands(landing_config.max_batch as u64),
+    );
     let (dashboard_stop_tx, dashboard_stop) = watch::channel(false);
     let dashboard = if args.no_dashboard {
         None

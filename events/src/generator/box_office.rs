@@ -14,7 +14,7 @@ use std::sync::Arc;
 use chrono::{DateTime, TimeZone, Utc};
 use rand::Rng;
 
-use super::catalog::{Catalog, Show};
+use super::catalog::Show;
 
 /// Seats one order took.
 pub(super) struct Booked {
@@ -49,17 +49,15 @@ impl Slot {
 }
 
 impl BoxOffice {
-    /// `event1` to `event<size>` on sale from `start`.
-    pub fn open(size: usize, start: DateTime<Utc>) -> BoxOffice {
-        let catalog = Catalog::on_sale_from(size, start);
-        let slots: Vec<Slot> = catalog
-            .shows()
-            .iter()
-            .map(|s| Slot::new(Show::clone(s)))
+    /// `size` shows from `event<first>` on sale from `start`.
+    pub fn open(size: usize, start: DateTime<Utc>, first: u64) -> BoxOffice {
+        let first = first.max(1);
+        let slots: Vec<Slot> = (first..first + size.max(1) as u64)
+            .map(|n| Slot::new(Show::numbered(n, start)))
             .collect();
         let demand = Weights::new(slots.iter().map(|s| u64::from(s.show.popularity)));
         BoxOffice {
-            next_show: slots.len() as u64 + 1,
+            next_show: first + slots.len() as u64,
             slots,
             demand,
         }
@@ -247,7 +245,7 @@ mod tests {
     fn a_sold_out_or_closed_show_gives_way_to_the_next_one() {
         let mut rng = ChaCha8Rng::seed_from_u64(3);
         let start = super::super::catalog::standard_on_sale();
-        let mut office = BoxOffice::open(2, start);
+        let mut office = BoxOffice::open(2, start, 1);
         let capacity: u32 = office.slots.iter().map(|s| s.show.capacity).sum();
         let now = start.timestamp_millis();
         let mut sold = 0;

@@ -122,6 +122,10 @@ pub struct GeneratorConfig {
     /// Shows on sale at once: `event1` to `event<catalog_size>` at the start; a show that sells
     /// out or closes gives way to the catalog's next one.
     pub catalog_size: usize,
+    /// The catalog number of the first show on sale (1: `event1`). A run on a lake where an
+    /// earlier run sold shows starts after them, so no show is sold by two runs (each run knows
+    /// only its own seat maps) and none is oversold.
+    pub first_show: u64,
     /// The bookings-payments join window; "late" payments come after it.
     pub join_window_secs: i64,
     /// Normal arrival jitter: events arrive up to this long after their own time.
@@ -139,6 +143,7 @@ impl Default for GeneratorConfig {
             start: catalog::standard_on_sale(),
             rate: 100.0,
             catalog_size: 100,
+            first_show: 1,
             join_window_secs: 120,
             max_disorder_ms: 2_000,
             max_retries: 2,
@@ -248,7 +253,7 @@ impl Generator {
         Ok(Generator {
             rng: run.rng(),
             run,
-            box_office: BoxOffice::open(config.catalog_size, config.start),
+            box_office: BoxOffice::open(config.catalog_size, config.start, config.first_show),
             pending: BinaryHeap::new(),
             next_order_at_ms: config.start.timestamp_millis() as f64,
             mean_gap_ms,

@@ -2,4 +2,5 @@
 
 pub mod bookings_fact;
 pub mod derive;
+pub mod shows_sold;
 pub mod tables;

@@ -363,6 +363,19 @@ impl BookingsFact {
         self.state.pending()
     }
 
+    /// The highest catalog show number among the bookings waiting in the state (0: none).
+    pub fn last_show_waiting(&self) -> u64 {
+        self.state
+            .bookings
+            .values()
+            .flatten()
+            .filter_map(|b| {
+                crate::silver::shows_sold::show_number(&b.item.booking.event_details.event_id)
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
     /// Bookings and payments a drain would release now as unpaid and orphans.
     pub fn unmatched(&self) -> (usize, usize) {
         self.state.unmatched()
