@@ -33,7 +33,15 @@ pub async fn run(args: BenchFunctionsArgs) -> anyhow::Result<()> {
     let server = tokio::spawn(async move {
         axum::serve(
             listener,
-            router(super::serve::handler(lake, 0, None, None)?),
+            router(super::serve::handler(
+                lake,
+                super::serve::GenerateSettings {
+                    rate: 1.0,
+                    interval: Duration::from_secs(10),
+                },
+                None,
+                None,
+            )?),
         )
         .await
         .context("serving")

@@ -152,9 +152,10 @@ impl Queue {
         self.per_hub
     }
 
-    /// The partition a key goes to (a stable hash, so an order's events stay together).
+    /// The partition a key goes to: [`crate::partitioning::partition_index`], the same index on
+    /// both hubs, so partition k of `bookings` and of `payments` hold the same orders.
     pub fn partition_for(&self, key: &str) -> u32 {
-        crc32fast::hash(key.as_bytes()) % self.per_hub
+        crate::partitioning::partition_index(key, self.per_hub)
     }
 
     /// One partition of a hub.
