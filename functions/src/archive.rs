@@ -166,6 +166,7 @@ async fn archive(handler: &Handler, hub: Hub, invocation: &Invocation) -> Result
     }
     let slot = handler.archivers.slot(hub, partition);
     let mut archiver = slot.lock().await;
+    let locked_at = chrono::Utc::now();
     if archiver.is_none() {
         *archiver = Some(
             BronzeArchiver::open(&handler.lake, hub)
@@ -180,6 +181,12 @@ async fn archive(handler: &Handler, hub: Hub, invocation: &Invocation) -> Result
         .archive(partition, &events)
         .await
         .map_err(|e| Failed(e.to_string()))?;
+    let micros = |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let held = format!(
+        "; partition lock held {} to {}",
+        micros(locked_at),
+        micros(chrono::Utc::now())
+    );
     let gap = report.gap.map_or_else(String::new, |g| {
         format!(
             "; GAP: expected sequence number {} but the batch starts at {} (recorded in _system.archive_gaps)",
@@ -187,7 +194,7 @@ async fn archive(handler: &Handler, hub: Hub, invocation: &Invocation) -> Result
         )
     });
     Ok(Reply::logged(format!(
-        "archive_{hub}: partition {partition}, {} events: {} landed, {} quarantined, {} already landed{gap}",
+        "archive_{hub}: partition {partition}, {} events: {} landed, {} quarantined, {} already landed{gap}{held}",
         events.len(),
         report.landed,
         report.quarantined,

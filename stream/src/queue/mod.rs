@@ -360,17 +360,29 @@ impl Partition {
         max: usize,
         linger: Duration,
     ) -> Result<Option<Vec<ReceivedEvent>>, QueueError> {
+        self.next_batch_between(max, max, linger).await
+    }
+
+    /// Like [`next_batch`](Self::next_batch), as the Event Hubs trigger batches: returns as soon
+    /// as `min` events wait (taking up to `max` of them), or once the oldest has waited `linger`.
+    pub async fn next_batch_between(
+        &self,
+        min: usize,
+        max: usize,
+        linger: Duration,
+    ) -> Result<Option<Vec<ReceivedEvent>>, QueueError> {
         let max = max.max(1);
+        let min = min.clamp(1, max);
         loop {
             let wait = {
                 let mut st = self.lock();
-                st.wake_at = max;
+                st.wake_at = min;
                 if st.pending.is_empty() {
                     if st.closed {
                         return Ok(None);
                     }
                     None
-                } else if st.closed || st.pending.len() >= max {
+                } else if st.closed || st.pending.len() >= min {
                     return self.take(&mut st, max).map(Some);
                 } else {
                     let waited = st.oldest_since.map_or(linger, |since| since.elapsed());
