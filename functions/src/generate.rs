@@ -10,8 +10,8 @@
 //! within two minutes of their booking, a few ticks later.
 //!
 //! Pending payments live in the instance's memory. When the instance is recycled or scaled in,
-//! or misses ticks for longer than two intervals, the next tick starts a new generator (a new
-//! run tag) at its own time: payments still pending in the old one are never sent, and their
+//! or misses ticks for longer than two intervals (or its clock goes back as far), the next tick
+//! starts a new generator (a new run tag) at its own time: payments still pending in the old one are never sent, and their
 //! bookings end up in `silver.unpaid_bookings`, as any unpaid booking would.
 //!
 //! Several instances may generate at once: each draws a fresh seed, so order and payment ids
@@ -88,6 +88,10 @@ impl Generating {
             None => Some("first tick on this instance".to_string()),
             Some(run) if now - run.last_tick > self.interval * 2 => Some(format!(
                 "no tick since {}: payments pending then are dropped",
+                run.last_tick.to_rfc3339()
+            )),
+            Some(run) if run.last_tick - now > self.interval * 2 => Some(format!(
+                "the clock went back from {}: payments pending then are dropped",
                 run.last_tick.to_rfc3339()
             )),
             Some(_) => None,
