@@ -727,9 +727,11 @@ pub enum BenchCommand {
     /// (commits of 100,000), then one cdc run over all of them; rows/s and peak memory.
     Cdc(BenchCdcArgs),
 
-    /// The `ingest` function as the Functions host calls it: the custom handler on a loopback
-    /// port, driven by --connections concurrent clients posting --batch events per request in
-    /// the host's invocation envelope; events/s and latency percentiles, with peak memory.
+    /// The Functions custom handler as the host calls it, on a loopback port: the archive
+    /// trigger's batches (every partition at once; archived events/s, and Delta commits and
+    /// files per 100,000 events with the default batch size and with host.json's), then
+    /// `ingest` driven by --connections concurrent clients posting --batch events per request;
+    /// events/s and latency percentiles, with peak memory.
     Functions(BenchFunctionsArgs),
 
     /// The dashboard's JSON API over Gold built from a large Silver (10M fact rows by default;
@@ -773,8 +775,17 @@ pub struct BenchFunctionsArgs {
     pub batch: usize,
 
     /// Requests in flight at once (keep-alive connections)
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 16)]
     pub connections: usize,
+
+    /// Events for the archive half: archived through the handler in the host's default
+    /// batches (100) and in host.json's, with commits and files per 100,000 (0: skip it)
+    #[arg(long, default_value_t = 100_000)]
+    pub archive_events: u64,
+
+    /// The host.json whose maxEventBatchSize the archive half uses [default: the shipped one]
+    #[arg(long, value_name = "FILE")]
+    pub host_json: Option<String>,
 }
 
 #[derive(Debug, Args)]
