@@ -661,7 +661,12 @@ pub struct ProduceArgs {
     /// The hubs' partition count: each order goes to partition CRC-32(order_id) mod N of both
     /// hubs, by id (see docs/functions.md) [default: read from each hub's description, which a
     /// Send-only policy may not be allowed to read]
-    #[arg(long, env = "EventHubPartitionCount", value_name = "N", conflicts_with = "by_key")]
+    #[arg(
+        long,
+        env = "EventHubPartitionCount",
+        value_name = "N",
+        conflicts_with = "by_key"
+    )]
     pub partitions: Option<u32>,
 
     /// Send with partition key order_id and let Event Hubs pick the partition (consistent within

@@ -121,7 +121,10 @@ fn host_json_and_every_function_json_match_the_handler() {
         let prefetch = host["extensions"]["eventHubs"]["prefetchCount"]
             .as_u64()
             .expect("prefetchCount");
-        assert!(prefetch as usize >= shipped.max_batch, "prefetch at least a batch");
+        assert!(
+            prefetch as usize >= shipped.max_batch,
+            "prefetch at least a batch"
+        );
     }
     for hub in ["bookings", "payments"] {
         let v: Value = serde_json::from_str(
@@ -327,12 +330,26 @@ fn a_redelivered_archive_batch_lands_once_on_azurite() {
         .pop();
     let (status, reply) = invoke(&server, "archive_bookings", &poison);
     assert_eq!(status, 200, "{reply}");
-    assert!(reply["Logs"][0].as_str().expect("log").contains("poison"), "{reply}");
-    let (status, reply) = invoke(&server, "archive_bookings", &batch(&bookings[20..25], 20, false));
+    assert!(
+        reply["Logs"][0].as_str().expect("log").contains("poison"),
+        "{reply}"
+    );
+    let (status, reply) = invoke(
+        &server,
+        "archive_bookings",
+        &batch(&bookings[20..25], 20, false),
+    );
     assert_eq!(status, 200, "{reply}");
-    assert!(!reply["Logs"][0].as_str().expect("log").contains("GAP"), "{reply}");
+    assert!(
+        !reply["Logs"][0].as_str().expect("log").contains("GAP"),
+        "{reply}"
+    );
     // A batch past the next sequence number lands, and its gap is recorded and logged.
-    let (status, reply) = invoke(&server, "archive_bookings", &batch(&bookings[30..35], 30, false));
+    let (status, reply) = invoke(
+        &server,
+        "archive_bookings",
+        &batch(&bookings[30..35], 30, false),
+    );
     assert_eq!(status, 200, "{reply}");
     assert!(
         reply["Logs"][0]
@@ -345,8 +362,16 @@ fn a_redelivered_archive_batch_lands_once_on_azurite() {
     assert_eq!(status, 200, "{reply}");
     drop(server);
     let query = |sql: &str| {
-        let out = run_ok(boxoffice().args(["sql", "--format", "csv"]).args(lake).arg(sql));
-        String::from_utf8_lossy(&out.stdout).lines().nth(1).map(str::to_string)
+        let out = run_ok(
+            boxoffice()
+                .args(["sql", "--format", "csv"])
+                .args(lake)
+                .arg(sql),
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .nth(1)
+            .map(str::to_string)
     };
     assert_eq!(
         query("select count(*), count(distinct sequence_number), min(sequence_number), max(sequence_number) from bronze.bookings_raw where partition_id = 1").as_deref(),
@@ -394,21 +419,32 @@ fn generate_and_ingest_send_each_order_to_the_same_partition_index_of_both_hubs(
     let server = generating_via_rest(&dir.path().join("lake"), &hub);
     let start = chrono::Utc::now();
     for k in 0..30 {
-        let (status, reply) = invoke(&server, "generate", &tick_at(start + chrono::Duration::seconds(10 * k)));
+        let (status, reply) = invoke(
+            &server,
+            "generate",
+            &tick_at(start + chrono::Duration::seconds(10 * k)),
+        );
         assert_eq!(status, 200, "{reply}");
         assert!(
             reply["Outputs"].get("bookings").is_none(),
             "no output binding is written: {reply}"
         );
         assert!(
-            reply["Logs"][0].as_str().unwrap_or_default().contains("REST"),
+            reply["Logs"][0]
+                .as_str()
+                .unwrap_or_default()
+                .contains("REST"),
             "{reply}"
         );
     }
     let (good, _) = generated("40");
     let body = Value::String(format!("{}\n{}\n", good[0], good[1]));
     let (status, reply) = invoke(&server, "ingest", &http("bookings", body));
-    assert_eq!((status, &reply["Outputs"]["res"]["statusCode"]), (200, &json!(200)), "{reply}");
+    assert_eq!(
+        (status, &reply["Outputs"]["res"]["statusCode"]),
+        (200, &json!(200)),
+        "{reply}"
+    );
     assert!(reply["Outputs"].get("bookings").is_none(), "{reply}");
 
     let received = hub.received();
@@ -423,7 +459,10 @@ fn generate_and_ingest_send_each_order_to_the_same_partition_index_of_both_hubs(
         let partition = r.partition.expect("sent to a partition by id");
         let batch: Value = serde_json::from_slice(&r.body).expect("JSON");
         for entry in batch.as_array().expect("array") {
-            assert!(entry.get("BrokerProperties").is_none(), "no partition key: {entry}");
+            assert!(
+                entry.get("BrokerProperties").is_none(),
+                "no partition key: {entry}"
+            );
             let text = entry["Body"].as_str().expect("Body");
             let event: Value = serde_json::from_str(text).expect("an event");
             let order = event["order_id"].as_str().expect("order_id").to_string();
@@ -434,18 +473,26 @@ fn generate_and_ingest_send_each_order_to_the_same_partition_index_of_both_hubs(
             );
             let is_payment = event.get("payment_id").is_some();
             assert_eq!(r.hub == "payments", is_payment, "{event}");
-            let seen = partition_of_order.entry(order).or_insert((partition, Vec::new()));
-            assert_eq!(seen.0, partition, "one order, one partition index on both hubs");
+            let seen = partition_of_order
+                .entry(order)
+                .or_insert((partition, Vec::new()));
+            assert_eq!(
+                seen.0, partition,
+                "one order, one partition index on both hubs"
+            );
             seen.1.push(r.hub.clone());
             bodies.push(text.to_string());
         }
     }
     let both = partition_of_order
         .values()
-        .filter(|(_, hubs)| hubs.iter().any(|h| h == "bookings") && hubs.iter().any(|h| h == "payments"))
+        .filter(|(_, hubs)| {
+            hubs.iter().any(|h| h == "bookings") && hubs.iter().any(|h| h == "payments")
+        })
         .count();
     assert!(both > 10, "orders with a booking and a payment: {both}");
-    let used: std::collections::BTreeSet<u32> = partition_of_order.values().map(|(p, _)| *p).collect();
+    let used: std::collections::BTreeSet<u32> =
+        partition_of_order.values().map(|(p, _)| *p).collect();
     assert_eq!(used.len(), 4, "every partition gets orders");
     // The ingested lines went out byte for byte, each once.
     for line in &good[..2] {

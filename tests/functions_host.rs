@@ -52,7 +52,12 @@ async fn produce(queue: Arc<Queue>, count: usize, rate: f64) -> BTreeMap<(String
             tokio::time::sleep(wait).await;
         }
         let stamp = queue
-            .send(event.hub, Some(&event.order_id), Source::Generator, event.body)
+            .send(
+                event.hub,
+                Some(&event.order_id),
+                Source::Generator,
+                event.body,
+            )
             .await
             .expect("queued");
         *sent
@@ -100,9 +105,14 @@ fn the_host_loses_nothing_when_storage_stops_and_an_instance_is_killed_mid_batch
             (hub, s)
         })
         .collect();
-    let retry = settings[&Hub::Bookings].retry.expect("the shipped retry policy");
+    let retry = settings[&Hub::Bookings]
+        .retry
+        .expect("the shipped retry policy");
     assert_eq!(retry.max_retry_count, -1, "retries until success");
-    assert!(settings[&Hub::Bookings].max_batch > 100, "batches beyond the default 100");
+    assert!(
+        settings[&Hub::Bookings].max_batch > 100,
+        "batches beyond the default 100"
+    );
 
     let mut config = QueueConfig::new(dir.path().join("queue"));
     config.partitions = 4;
@@ -120,9 +130,11 @@ fn the_host_loses_nothing_when_storage_stops_and_an_instance_is_killed_mid_batch
     std::thread::sleep(Duration::from_secs(5));
     azurite.restart();
     // Then an instance is killed in the middle of an invocation.
-    wait_for("an invocation on the first instance", Duration::from_secs(60), || {
-        instances.in_flight[0].load(Ordering::SeqCst) > 0
-    });
+    wait_for(
+        "an invocation on the first instance",
+        Duration::from_secs(60),
+        || instances.in_flight[0].load(Ordering::SeqCst) > 0,
+    );
     first.kill();
 
     let produced = rt.block_on(producer).expect("producer");
@@ -137,7 +149,10 @@ fn the_host_loses_nothing_when_storage_stops_and_an_instance_is_killed_mid_batch
     });
     drop(second);
 
-    assert!(stats.failed.load(Ordering::Relaxed) > 0, "storage was down: some invocations failed");
+    assert!(
+        stats.failed.load(Ordering::Relaxed) > 0,
+        "storage was down: some invocations failed"
+    );
     assert!(stats.retried.load(Ordering::Relaxed) > 0);
     assert!(stats.redelivered_after_crash.load(Ordering::Relaxed) > 0);
     assert_eq!(stats.given_up.load(Ordering::Relaxed), 0);
@@ -160,8 +175,7 @@ fn without_a_retry_policy_the_host_loses_failed_batches_and_the_archiver_records
     let server = serve_with(&args, &[]);
     let instances = Instances::new(&[&server]);
     // The shipped host.json with the function.json the project used to ship: no retry.
-    let host: Value =
-        serde_json::from_str(include_str!("../host.json")).expect("host.json");
+    let host: Value = serde_json::from_str(include_str!("../host.json")).expect("host.json");
     let no_retry = serde_json::json!({"bindings": []});
     let settings: BTreeMap<Hub, TriggerSettings> = Hub::ALL
         .into_iter()
@@ -190,7 +204,10 @@ fn without_a_retry_policy_the_host_loses_failed_batches_and_the_archiver_records
     });
     drop(server);
 
-    assert!(stats.given_up.load(Ordering::Relaxed) > 0, "failed batches were checkpointed");
+    assert!(
+        stats.given_up.load(Ordering::Relaxed) > 0,
+        "failed batches were checkpointed"
+    );
     let gaps = rows(&lake, &ARCHIVE_GAPS);
     let landed = sequences(&lake);
     let mut ranges: BTreeMap<(String, i32), Vec<(i64, i64)>> = BTreeMap::new();
@@ -202,7 +219,11 @@ fn without_a_retry_policy_the_host_loses_failed_batches_and_the_archiver_records
                 .clone()
         };
         let (expected, got) = (col("expected_sequence_number"), col("got_sequence_number"));
-        let hubs = b.column_by_name("hub").expect("hub").as_string::<i32>().clone();
+        let hubs = b
+            .column_by_name("hub")
+            .expect("hub")
+            .as_string::<i32>()
+            .clone();
         let parts = b
             .column_by_name("partition_id")
             .expect("partition")
@@ -221,7 +242,10 @@ fn without_a_retry_policy_the_host_loses_failed_batches_and_the_archiver_records
             ranges.entry(key).or_default().push(range);
         }
     }
-    assert!(!ranges.is_empty(), "lost batches followed by others are recorded as gaps");
+    assert!(
+        !ranges.is_empty(),
+        "lost batches followed by others are recorded as gaps"
+    );
     // Nothing is missing silently: every hole before a partition's last landed event lies in a
     // recorded gap.
     for (key, seqs) in &landed {
@@ -291,7 +315,10 @@ fn partitions_are_archived_concurrently_and_a_partition_redelivered_at_once_land
             .iter()
             .map(|p| s.spawn(|| invoke(&server, "archive_bookings", p)))
             .collect();
-        handles.into_iter().map(|h| h.join().expect("thread")).collect()
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect()
     });
     for (status, reply) in &replies {
         assert_eq!(*status, 200, "{reply}");
@@ -299,8 +326,14 @@ fn partitions_are_archived_concurrently_and_a_partition_redelivered_at_once_land
     let spans: Vec<(String, String)> = replies.iter().map(|(_, r)| held(r)).collect();
     // RFC 3339 UTC with microseconds sorts as text.
     let overlap = |a: &(String, String), b: &(String, String)| a.0 < b.1 && b.0 < a.1;
-    assert!(overlap(&spans[0], &spans[1]), "partitions 0 and 1 in parallel: {spans:?}");
-    assert!(!overlap(&spans[2], &spans[3]), "partition 2 one at a time: {spans:?}");
+    assert!(
+        overlap(&spans[0], &spans[1]),
+        "partitions 0 and 1 in parallel: {spans:?}"
+    );
+    assert!(
+        !overlap(&spans[2], &spans[3]),
+        "partition 2 one at a time: {spans:?}"
+    );
     let logs: Vec<&str> = replies[2..]
         .iter()
         .map(|(_, r)| r["Logs"][0].as_str().expect("log"))
@@ -315,6 +348,10 @@ fn partitions_are_archived_concurrently_and_a_partition_redelivered_at_once_land
     for p in 0..3 {
         let seqs = &landed[&("bookings".to_string(), p)];
         let n = if p == 2 { 2_000 } else { 3_000 };
-        assert_eq!(*seqs, (0..n).collect::<Vec<i64>>(), "partition {p} once each");
+        assert_eq!(
+            *seqs,
+            (0..n).collect::<Vec<i64>>(),
+            "partition {p} once each"
+        );
     }
 }

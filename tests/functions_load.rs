@@ -58,7 +58,10 @@ fn ingest_under_16_concurrent_clients_answers_every_request_and_loses_nothing() 
                         let at = (client * REQUESTS + r) * 4 % (bookings.len() - 4);
                         let good = &bookings[at..at + 4];
                         let wrong = format!("{{\"order_id\":\"bad-{client}-{r}\"}}");
-                        let body = format!("{}\n{}\n{}\n{wrong}\n{}\n", good[0], good[1], good[2], good[3]);
+                        let body = format!(
+                            "{}\n{}\n{}\n{wrong}\n{}\n",
+                            good[0], good[1], good[2], good[3]
+                        );
                         let (status, reply) = invoke(server, "ingest", &http("bookings", body));
                         assert_eq!(status, 200, "client {client} request {r}: {reply}");
                         assert_eq!(reply["Outputs"]["res"]["statusCode"], 400, "{reply}");
@@ -77,7 +80,10 @@ fn ingest_under_16_concurrent_clients_answers_every_request_and_loses_nothing() 
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().expect("client")).collect()
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("client"))
+            .collect()
     });
     drop(server);
     let answered: usize = results.iter().map(|r| r.0).sum();
@@ -85,7 +91,11 @@ fn ingest_under_16_concurrent_clients_answers_every_request_and_loses_nothing() 
     assert_eq!(answered, CLIENTS * REQUESTS);
     assert_eq!(sent, CLIENTS * REQUESTS * 4);
     let lake = local(&lake);
-    assert_eq!(count(&lake, &QUARANTINE), CLIENTS * REQUESTS, "each bad event once");
+    assert_eq!(
+        count(&lake, &QUARANTINE),
+        CLIENTS * REQUESTS,
+        "each bad event once"
+    );
     let mut quarantined = strings(&lake, &QUARANTINE, "body");
     let mut expected: Vec<String> = results.into_iter().flat_map(|r| r.2).collect();
     quarantined.sort();
@@ -98,7 +108,9 @@ fn tick(at: DateTime<Utc>, last: DateTime<Utc>) -> Value {
 }
 
 fn time_of(event: &Value, field: &str) -> DateTime<Utc> {
-    let text = event[field].as_str().unwrap_or_else(|| panic!("{field}: {event}"));
+    let text = event[field]
+        .as_str()
+        .unwrap_or_else(|| panic!("{field}: {event}"));
     DateTime::parse_from_rfc3339(text)
         .unwrap_or_else(|e| panic!("{text}: {e}"))
         .with_timezone(&Utc)
@@ -113,7 +125,14 @@ fn generate_follows_the_hosts_clock_tick_after_tick() {
     let dir = tempfile::tempdir().expect("tempdir");
     let lake = dir.path().join("lake");
     let server = serve_with(
-        &["--lake", lake.to_str().expect("utf-8"), "--rate", "20", "--interval", "10s"],
+        &[
+            "--lake",
+            lake.to_str().expect("utf-8"),
+            "--rate",
+            "20",
+            "--interval",
+            "10s",
+        ],
         &[],
     );
     let start = Utc::now() - Duration::hours(1);
@@ -154,7 +173,10 @@ fn generate_follows_the_hosts_clock_tick_after_tick() {
         events += in_tick;
         last = at;
     }
-    assert!(late * 20 <= events, "{late} of {events} events older than their tick's interval");
+    assert!(
+        late * 20 <= events,
+        "{late} of {events} events older than their tick's interval"
+    );
     let mut within_two_minutes = 0;
     let mut matched = 0;
     for (order, t, k) in &paid {

@@ -156,7 +156,10 @@ fn the_token_produce_sends_verifies_against_the_key() {
         assert_eq!(r.partition, None);
         let batch: Value = serde_json::from_slice(&r.body).expect("JSON");
         for entry in batch.as_array().expect("array") {
-            assert!(entry["BrokerProperties"]["PartitionKey"].is_string(), "{entry}");
+            assert!(
+                entry["BrokerProperties"]["PartitionKey"].is_string(),
+                "{entry}"
+            );
         }
     }
     for hub_name in ["bookings", "payments"] {

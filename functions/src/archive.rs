@@ -109,7 +109,8 @@ pub fn received(invocation: &Invocation) -> Result<(i32, Vec<ReceivedEvent>), Ma
     })
 }
 
-fn read_batch(invocation: &Invocation) -> Result<(i32, Vec<ReceivedEvent>), Failed> {    let bodies = match invocation.data.get(BINDING).map(unwrap_string) {
+fn read_batch(invocation: &Invocation) -> Result<(i32, Vec<ReceivedEvent>), Failed> {
+    let bodies = match invocation.data.get(BINDING).map(unwrap_string) {
         Some(Value::Array(items)) => items,
         _ => return Err(Failed(format!("the invocation has no {BINDING} array"))),
     };
@@ -181,7 +182,8 @@ async fn archive(handler: &Handler, hub: Hub, invocation: &Invocation) -> Result
         .archive(partition, &events)
         .await
         .map_err(|e| Failed(e.to_string()))?;
-    let micros = |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let micros =
+        |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
     let held = format!(
         "; partition lock held {} to {}",
         micros(locked_at),
@@ -209,7 +211,8 @@ async fn quarantine_poison(
     invocation: &Invocation,
     malformed: Malformed,
 ) -> Result<Reply, Failed> {
-    let body = serde_json::json!({"Data": invocation.data, "Metadata": invocation.metadata}).to_string();
+    let body =
+        serde_json::json!({"Data": invocation.data, "Metadata": invocation.metadata}).to_string();
     tracing::error!(%hub, reason = %malformed.reason, "a poison batch: quarantined whole");
     match (malformed.partition, malformed.range) {
         (Some(partition), Some((first, last))) => {
@@ -245,7 +248,10 @@ async fn quarantine_poison(
                 received_at: chrono::Utc::now(),
                 source: boxoffice_ingest::Source::EventHub.as_str().to_string(),
                 hub: Some(hub.as_str().to_string()),
-                reason: format!("poison batch without sequence numbers: {}", malformed.reason),
+                reason: format!(
+                    "poison batch without sequence numbers: {}",
+                    malformed.reason
+                ),
                 body,
                 stage: "archive".to_string(),
                 partition_id: partition,

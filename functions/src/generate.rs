@@ -69,7 +69,9 @@ impl Generating {
     /// Settings for the function; refuses a rate that is not a positive number.
     pub fn new(rate: f64, interval: Duration) -> Result<Generating, String> {
         if !(rate.is_finite() && rate > 0.0) {
-            return Err(format!("the generate rate must be a positive number, not {rate}"));
+            return Err(format!(
+                "the generate rate must be a positive number, not {rate}"
+            ));
         }
         if interval <= Duration::zero() {
             return Err("the generate interval must be positive".into());
@@ -111,7 +113,12 @@ impl Generating {
         Ok(Tick {
             events,
             tag: run.tag.clone(),
-            started: why.map(|w| format!("{w}; run {} sells shows from event{}", run.tag, run.first_show)),
+            started: why.map(|w| {
+                format!(
+                    "{w}; run {} sells shows from event{}",
+                    run.tag, run.first_show
+                )
+            }),
         })
     }
 

@@ -68,7 +68,10 @@ impl FakeHub {
         let port = listener.local_addr().expect("addr").port();
         let app = Router::new()
             .route("/{hub}/messages", post(receive))
-            .route("/{hub}/partitions/{partition}/messages", post(receive_partition))
+            .route(
+                "/{hub}/partitions/{partition}/messages",
+                post(receive_partition),
+            )
             .route("/{hub}", get(describe))
             .with_state(Arc::clone(&state));
         runtime.spawn(async move { axum::serve(listener, app).await });

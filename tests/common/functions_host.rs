@@ -145,7 +145,10 @@ pub struct TriggerSettings {
 pub fn timespan(text: &str) -> Duration {
     let parts: Vec<f64> = text
         .split(':')
-        .map(|p| p.parse().unwrap_or_else(|_| panic!("not a time span: {text}")))
+        .map(|p| {
+            p.parse()
+                .unwrap_or_else(|_| panic!("not a time span: {text}"))
+        })
         .collect();
     assert_eq!(parts.len(), 3, "not hh:mm:ss: {text}");
     Duration::from_secs_f64(parts[0] * 3600.0 + parts[1] * 60.0 + parts[2])
@@ -173,10 +176,15 @@ impl TriggerSettings {
         let hubs = &host["extensions"]["eventHubs"];
         let max_batch = hubs["maxEventBatchSize"].as_u64().unwrap_or(100) as usize;
         let min_batch = hubs["minEventBatchSize"].as_u64().unwrap_or(1) as usize;
-        let max_wait = hubs["maxWaitTime"].as_str().map_or(Duration::from_secs(60), timespan);
+        let max_wait = hubs["maxWaitTime"]
+            .as_str()
+            .map_or(Duration::from_secs(60), timespan);
         let retry = function_json.get("retry").or_else(|| host.get("retry"));
         let retry = retry.map(|r| {
-            assert_eq!(r["strategy"], "exponentialBackoff", "the strategy the harness plays");
+            assert_eq!(
+                r["strategy"], "exponentialBackoff",
+                "the strategy the harness plays"
+            );
             RetryPolicy {
                 max_retry_count: r["maxRetryCount"].as_i64().expect("maxRetryCount"),
                 minimum_interval: timespan(r["minimumInterval"].as_str().expect("minimumInterval"))
@@ -290,7 +298,9 @@ pub async fn run_partition(
                     // The instance is gone: no checkpoint was written, so the partition's new
                     // owner reads the same events again from the checkpoint.
                     instances.dead[owner].store(true, Ordering::SeqCst);
-                    stats.redelivered_after_crash.fetch_add(1, Ordering::Relaxed);
+                    stats
+                        .redelivered_after_crash
+                        .fetch_add(1, Ordering::Relaxed);
                 }
                 Some(_) => {
                     stats.failed.fetch_add(1, Ordering::Relaxed);
@@ -310,7 +320,9 @@ pub async fn run_partition(
             }
         }
         stats.batches.fetch_add(1, Ordering::Relaxed);
-        stats.events.fetch_add((last - first + 1) as u64, Ordering::Relaxed);
+        stats
+            .events
+            .fetch_add((last - first + 1) as u64, Ordering::Relaxed);
         partition.acknowledge(last).expect("checkpoint");
     }
 }

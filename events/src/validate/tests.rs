@@ -448,7 +448,11 @@ fn deep_nesting_is_refused_by_both_paths() {
         let nested = format!("{}1{}", "[".repeat(depth), "]".repeat(depth));
         let body = format!("{},\"extra\":{nested}}}", &base[..base.len() - 1]);
         for hub in [None, Some(Hub::Bookings)] {
-            assert_eq!(validate(&body, hub), check::validate(&body, hub), "depth {depth}");
+            assert_eq!(
+                validate(&body, hub),
+                check::validate(&body, hub),
+                "depth {depth}"
+            );
         }
         let valid = validate(&body, Some(Hub::Bookings));
         let parses = serde_json::from_str::<serde_json::Value>(&body).is_ok();

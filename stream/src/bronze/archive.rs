@@ -256,8 +256,10 @@ impl BronzeArchiver {
         };
         let (quarantined, _) = self
             .land(Target::Quarantine, poison.partition, &stream, 1, |done| {
-                let rows: Vec<QuarantineRow> =
-                    (done < poison.last).then(|| row.clone()).into_iter().collect();
+                let rows: Vec<QuarantineRow> = (done < poison.last)
+                    .then(|| row.clone())
+                    .into_iter()
+                    .collect();
                 let n = rows.len();
                 quarantine_batch(&rows).map(|b| (vec![PartitionRows::unsplit(b)], n))
             })

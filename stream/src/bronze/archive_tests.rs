@@ -397,17 +397,28 @@ async fn a_batch_past_the_next_sequence_number_is_landed_and_its_gap_recorded_on
         got: 15,
     };
     assert_eq!(report.gap, Some(gap));
-    assert_eq!(report.landed + report.quarantined, 10, "the batch still lands");
+    assert_eq!(
+        report.landed + report.quarantined,
+        10,
+        "the batch still lands"
+    );
     // A redelivery of the same batch finds nothing new, and no gap (its events are in).
     let again = a.archive(3, &events(15, 24)).await.expect("again");
     assert_eq!((again.gap, again.already_landed), (None, 10));
     // The gap is recorded once even when the same gap is detected twice (a crash between
     // recording it and landing the batch).
-    record_gap(&lake, &gap, Utc::now()).await.expect("record again");
+    record_gap(&lake, &gap, Utc::now())
+        .await
+        .expect("record again");
     let recorded = rows(&lake, &ARCHIVE_GAPS).await;
     assert_eq!(recorded.iter().map(RecordBatch::num_rows).sum::<usize>(), 1);
     let b = &recorded[0];
-    let col = |name: &str| b.column_by_name(name).expect(name).as_primitive::<Int64Type>().value(0);
+    let col = |name: &str| {
+        b.column_by_name(name)
+            .expect(name)
+            .as_primitive::<Int64Type>()
+            .value(0)
+    };
     assert_eq!(
         (
             col("expected_sequence_number"),
@@ -439,8 +450,14 @@ async fn a_poison_batch_is_quarantined_whole_once_and_moves_the_checkpoint() {
         body: "{\"Data\":{}}".into(),
         reason: "10 events but 9 sequence numbers".into(),
     };
-    assert_eq!(a.archive_poison(&poison).await.expect("poison").quarantined, 1);
-    assert_eq!(a.archive_poison(&poison).await.expect("again").quarantined, 0);
+    assert_eq!(
+        a.archive_poison(&poison).await.expect("poison").quarantined,
+        1
+    );
+    assert_eq!(
+        a.archive_poison(&poison).await.expect("again").quarantined,
+        0
+    );
     assert_eq!(a.checkpoint(2).await.expect("cp"), Some(19));
     // The next batch follows on: no gap.
     assert_eq!(a.archive(2, &events(20, 29)).await.expect("next").gap, None);
@@ -448,13 +465,19 @@ async fn a_poison_batch_is_quarantined_whole_once_and_moves_the_checkpoint() {
     let reasons: Vec<String> = q
         .iter()
         .flat_map(|b| {
-            let r = b.column_by_name("reason").expect("reason").as_string::<i32>().clone();
+            let r = b
+                .column_by_name("reason")
+                .expect("reason")
+                .as_string::<i32>()
+                .clone();
             (0..r.len()).map(move |i| r.value(i).to_string())
         })
         .filter(|r| r.starts_with("poison"))
         .collect();
     assert_eq!(
         reasons,
-        ["poison batch of partition 2, sequence numbers 10 to 19: 10 events but 9 sequence numbers"]
+        [
+            "poison batch of partition 2, sequence numbers 10 to 19: 10 events but 9 sequence numbers"
+        ]
     );
 }

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use boxoffice_events::Hub;
 use boxoffice_lake::{Lake, Layer, PartitionRows, TableDef, append_once, column, utc_timestamp};
 use chrono::{DateTime, Utc};
-use deltalake::arrow::array::{ArrayRef, Int32Array, Int64Array, RecordBatch, StringArray};
 use deltalake::arrow::array::TimestampMicrosecondArray;
+use deltalake::arrow::array::{ArrayRef, Int32Array, Int64Array, RecordBatch, StringArray};
 use deltalake::arrow::datatypes::{DataType, Schema};
 use serde_json::json;
 

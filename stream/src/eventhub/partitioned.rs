@@ -1,9 +1,9 @@
 //! Sending to partitions by id, chosen by the co-partitioning rule
 //! ([`crate::partitioning::partition_index`]), so both hubs hold an order at the same index.
 
+use super::EventHubError;
 use super::producer::{ProducerTotals, send_all_with};
 use super::sender::Sender;
-use super::EventHubError;
 use crate::partitioning::partition_index;
 
 /// One hub's senders, one per partition.

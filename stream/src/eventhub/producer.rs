@@ -17,9 +17,9 @@ use tokio::time::Instant;
 
 use super::batch::{BatchBuilder, DEFAULT_LIMIT};
 use super::partitioned::PartitionedSender;
-use crate::partitioning::partition_index;
 use super::sender::{RetryPolicy, Sender};
 use super::{ConnectionString, EventHubError};
+use crate::partitioning::partition_index;
 
 /// How a [`Producer`] batches and retries.
 #[derive(Debug, Clone)]

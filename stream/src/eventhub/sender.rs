@@ -110,7 +110,11 @@ impl Sender {
                 self.base, self.hub
             ),
             hub: self.hub.clone(),
-            signer: Signer::new(self.connection.clone(), &self.hub, Duration::from_secs(3600)),
+            signer: Signer::new(
+                self.connection.clone(),
+                &self.hub,
+                Duration::from_secs(3600),
+            ),
             retry: self.retry,
             retries: 0,
         }
@@ -233,7 +237,11 @@ impl Sender {
 fn partition_count_of(description: &str) -> Option<u32> {
     let start = description.find("<PartitionCount>")? + "<PartitionCount>".len();
     let end = start + description[start..].find('<')?;
-    description[start..end].trim().parse().ok().filter(|n| *n > 0)
+    description[start..end]
+        .trim()
+        .parse()
+        .ok()
+        .filter(|n| *n > 0)
 }
 
 enum Attempt {
