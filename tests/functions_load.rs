@@ -209,3 +209,35 @@ fn generate_follows_the_hosts_clock_tick_after_tick() {
         assert!(time_of(event, "booking_time") > after - interval - jitter - Duration::minutes(15));
     }
 }
+
+/// A valid booking carrying an unknown field nested 130 levels deep: every later parse refuses
+/// it, so `ingest` must too, and send nothing.
+#[test]
+fn ingest_refuses_an_event_nested_deeper_than_any_parser_takes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lake = dir.path().join("lake");
+    let server = serve_with(&["--lake", lake.to_str().expect("utf-8")], &[]);
+    let (bookings, _) = valid_events(50);
+    let base = &bookings[0];
+    let deep = format!(
+        "{},\"extra\":{}1{}}}",
+        &base[..base.len() - 1],
+        "[".repeat(130),
+        "]".repeat(130)
+    );
+    let (status, reply) = invoke(&server, "ingest", &http("bookings", deep.clone()));
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["Outputs"]["res"]["statusCode"], 400, "{reply}");
+    assert!(
+        reply["Outputs"].get("bookings").is_none(),
+        "nothing sent: {reply}"
+    );
+    let answer: Value =
+        serde_json::from_str(reply["Outputs"]["res"]["body"].as_str().expect("body"))
+            .expect("json");
+    assert_eq!(answer["accepted"], 0);
+    let reasons = answer["rejected"][0]["reasons"].to_string();
+    assert!(reasons.contains("recursion limit"), "{reasons}");
+    drop(server);
+    assert_eq!(strings(&local(&lake), &QUARANTINE, "body"), [deep]);
+}
