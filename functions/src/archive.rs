@@ -31,14 +31,17 @@ use crate::protocol::{Failed, Invocation, Reply, unwrap_string};
 /// The trigger binding's name in both function.json files.
 pub const BINDING: &str = "events";
 
+/// One partition's archiver, opened by its first batch.
+type Slot = Arc<Mutex<Option<BronzeArchiver>>>;
+
 /// One archiver per (hub, partition), each behind its own lock, opened on first use.
 #[derive(Default)]
 pub struct Archivers {
-    slots: std::sync::Mutex<HashMap<(Hub, i32), Arc<Mutex<Option<BronzeArchiver>>>>>,
+    slots: std::sync::Mutex<HashMap<(Hub, i32), Slot>>,
 }
 
 impl Archivers {
-    fn slot(&self, hub: Hub, partition: i32) -> Arc<Mutex<Option<BronzeArchiver>>> {
+    fn slot(&self, hub: Hub, partition: i32) -> Slot {
         // Held only to look up or insert, never across an await.
         let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
         Arc::clone(slots.entry((hub, partition)).or_default())

@@ -140,7 +140,7 @@ impl Producer {
                 settings.retry,
             )?;
             let route = match settings.routing {
-                Routing::ByKey => Route::ByKey(sender),
+                Routing::ByKey => Route::ByKey(Box::new(sender)),
                 Routing::CoPartitioned { partitions } => {
                     let senders = PartitionedSender::open(&mut sender, partitions).await?;
                     counts.push((name.clone(), senders.partitions()));
@@ -245,7 +245,7 @@ async fn join(
 
 /// Where a lane sends: one sender for the hub (partition keys) or one per partition.
 enum Route {
-    ByKey(Sender),
+    ByKey(Box<Sender>),
     ById(PartitionedSender),
 }
 
