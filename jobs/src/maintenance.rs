@@ -14,7 +14,8 @@
 
 use std::time::Duration;
 
-use boxoffice_lake::{Lake, TableDef, compact::compact as compact_table};
+use boxoffice_lake::compact::compact as compact_table;
+use boxoffice_lake::{Lake, Partition, Rule, TableDef};
 use chrono::{NaiveDate, Utc};
 
 use crate::JobError;
@@ -65,16 +66,15 @@ pub async fn compact(
         let (files_before, rows) = counts(&table);
         let column = def.partition_columns[0];
         // Date partitions compare as their ISO text.
-        let eligible = |f: &boxoffice_lake::DataFile| {
-            f.partition_value(column)
-                .is_some_and(|day| day < before.as_str())
-                || f.modified <= cutoff
+        let rule = |p: &Partition| match p.value(column) {
+            Some(day) if day < before.as_str() => Rule::Closed,
+            _ => Rule::Open { written_by: cutoff },
         };
         let report = compact_table(
             &mut table,
             &def.writer_properties(),
             settings.target_bytes,
-            eligible,
+            rule,
         )
         .await
         .map_err(|e| maintenance_error(def, "compacting", e))?;

@@ -30,6 +30,7 @@ use delta_kernel::expressions::Scalar;
 use deltalake::arrow::array::RecordBatch;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties, TransactionError};
 use deltalake::kernel::{Action, Add, DataType, Remove, Transaction};
+use deltalake::logstore::ObjectStoreRef;
 use deltalake::parquet::arrow::ParquetRecordBatchStreamBuilder;
 use deltalake::parquet::arrow::arrow_reader::ArrowReaderOptions;
 use deltalake::parquet::arrow::async_reader::AsyncFileReader;
@@ -39,7 +40,6 @@ use deltalake::parquet::file::properties::WriterProperties;
 use deltalake::protocol::DeltaOperation;
 use deltalake::writer::{DeltaWriter, RecordBatchWriter, WriteMode};
 use deltalake::{DeltaTable, DeltaTableError};
-use deltalake::logstore::ObjectStoreRef;
 use futures::future::BoxFuture;
 use futures::{FutureExt, TryStreamExt};
 use indexmap::IndexMap;
@@ -59,28 +59,54 @@ const COMMIT_ATTEMPTS: usize = 10;
 /// between its conflict check and its write); appenders commit every second or so.
 const COMMIT_RETRIES: usize = 100;
 
-/// A live data file, as a caller decides whether compaction may rewrite it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DataFile {
-    /// Path relative to the table root, as the log records it.
-    pub path: String,
-    /// Each partition column with its value as the log records it (`None`: null).
-    pub partition: Vec<(String, Option<String>)>,
-    /// Bytes.
-    pub size: u64,
-    /// When the file's data was written, milliseconds since the epoch (the add's
-    /// `modificationTime`; for a compacted file, that of the newest file it was made from).
-    pub modified: i64,
-}
+/// A partition's values, as the log records them: each partition column with its value (`None`:
+/// null), in the table's order.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Partition(pub Vec<(String, Option<String>)>);
 
-impl DataFile {
+impl Partition {
     /// The value of one partition column (`None`: null, or no such column).
-    pub fn partition_value(&self, column: &str) -> Option<&str> {
-        self.partition
+    pub fn value(&self, column: &str) -> Option<&str> {
+        self.0
             .iter()
             .find(|(c, _)| c == column)
             .and_then(|(_, v)| v.as_deref())
     }
+
+    /// As a predicate, for the commit's operation parameters.
+    fn predicate(&self) -> String {
+        self.0
+            .iter()
+            .map(|(c, v)| format!("{c} = '{}'", v.as_deref().unwrap_or("null")))
+            .collect::<Vec<_>>()
+            .join(" AND ")
+    }
+}
+
+/// How compaction treats a partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rule {
+    /// Nothing appends to it any more: every small file is packed as tightly as the target allows.
+    Closed,
+    /// Still appended to: only files written at or before `written_by` (milliseconds since the
+    /// epoch), and a file is only rewritten into one at least twice its size or a done one (see
+    /// [`plan_groups`]), so frequent runs do not rewrite the same data again and again.
+    Open {
+        /// The newest `modificationTime` a file may have.
+        written_by: i64,
+    },
+}
+
+/// A live data file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct DataFile {
+    /// Path relative to the table root, as the log records it (decoded).
+    path: String,
+    /// Bytes.
+    size: u64,
+    /// When the file's data was written, milliseconds since the epoch (the add's
+    /// `modificationTime`; for a compacted file, that of the newest file it was made from).
+    modified: i64,
 }
 
 /// What compacting one table did.
@@ -113,17 +139,18 @@ struct Rewritten {
     outputs: Vec<Add>,
 }
 
-/// Compacts `table`: in each partition, the files smaller than `target_bytes` that `eligible`
-/// accepts are grouped in the order their data was written (see [`plan_groups`]), each group is
-/// rewritten into files of up to `target_bytes` with `writer_properties` and statistics, and
-/// each partition's groups are committed together. The table is left at its latest version.
+/// Compacts `table`: in each partition, the files smaller than `target_bytes` that its [`Rule`]
+/// (from `rule`) takes are grouped in the order their data was written (see [`plan_groups`]),
+/// each group is rewritten into files of up to `target_bytes` with `writer_properties` and
+/// statistics, and each partition's groups are committed together. The table is left at its
+/// latest version.
 pub async fn compact(
     table: &mut DeltaTable,
     writer_properties: &WriterProperties,
     target_bytes: u64,
-    eligible: impl Fn(&DataFile) -> bool,
+    rule: impl Fn(&Partition) -> Rule,
 ) -> Result<Compaction, DeltaTableError> {
-    prepare(table, writer_properties, target_bytes, eligible)
+    prepare(table, writer_properties, target_bytes, rule)
         .await?
         .commit(table)
         .await
@@ -134,7 +161,7 @@ pub async fn compact(
 /// Dropped without [`Prepared::commit`], its files are referenced by no version: vacuum deletes
 /// them once they are older than its retention.
 pub struct Prepared {
-    partitions: Vec<(Vec<(String, Option<String>)>, Vec<Rewritten>)>,
+    partitions: Vec<(Partition, Vec<Rewritten>)>,
     target_bytes: u64,
 }
 
@@ -170,16 +197,17 @@ pub async fn prepare(
     table: &mut DeltaTable,
     writer_properties: &WriterProperties,
     target_bytes: u64,
-    eligible: impl Fn(&DataFile) -> bool,
+    rule: impl Fn(&Partition) -> Rule,
 ) -> Result<Prepared, DeltaTableError> {
     table.update_state().await?;
     let mut prepared = Prepared {
         partitions: Vec::new(),
         target_bytes,
     };
-    for (partition, inputs) in candidates(table, target_bytes, &eligible)? {
+    for (partition, inputs) in candidates(table, target_bytes, &rule)? {
         let sizes: Vec<u64> = inputs.iter().map(|i| i.file.size).collect();
-        let groups = plan_groups(&sizes, target_bytes);
+        let open = matches!(rule(&partition), Rule::Open { .. });
+        let groups = plan_groups(&sizes, target_bytes, open);
         if groups.is_empty() {
             continue;
         }
@@ -209,11 +237,11 @@ pub async fn prepare(
 fn candidates(
     table: &DeltaTable,
     target_bytes: u64,
-    eligible: &impl Fn(&DataFile) -> bool,
-) -> Result<BTreeMap<Vec<(String, Option<String>)>, Vec<Input>>, DeltaTableError> {
+    rule: &impl Fn(&Partition) -> Rule,
+) -> Result<BTreeMap<Partition, Vec<Input>>, DeltaTableError> {
     let snapshot = table.snapshot()?;
     let columns = snapshot.metadata().partition_columns().to_vec();
-    let mut by_partition: BTreeMap<_, Vec<Input>> = BTreeMap::new();
+    let mut by_partition: BTreeMap<Partition, Vec<Input>> = BTreeMap::new();
     for f in snapshot.log_data().iter() {
         // A file with a deletion vector is more than its Parquet rows; boxoffice never writes
         // one, and rewriting it would need the vector applied.
@@ -221,32 +249,34 @@ fn candidates(
             continue;
         }
         let values = f.partition_values_map();
-        let file = DataFile {
-            path: f.path().to_string(),
-            partition: columns
+        let partition = Partition(
+            columns
                 .iter()
                 .map(|c| (c.clone(), values.get(c).cloned().flatten()))
                 .collect(),
+        );
+        let file = DataFile {
+            path: f.path().to_string(),
             size: u64::try_from(f.size()).unwrap_or(u64::MAX),
             modified: f.modification_time(),
         };
-        if file.size >= target_bytes || !eligible(&file) {
+        let taken = match rule(&partition) {
+            Rule::Closed => true,
+            Rule::Open { written_by } => file.modified <= written_by,
+        };
+        if file.size >= target_bytes || !taken {
             continue;
         }
-        by_partition
-            .entry(file.partition.clone())
-            .or_default()
-            .push(Input {
-                store_path: f.object_store_path(),
-                rows: f.num_records().map(|n| n as u64),
-                remove: f.remove_action(false),
-                file,
-            });
+        by_partition.entry(partition).or_default().push(Input {
+            store_path: f.object_store_path(),
+            rows: f.num_records().map(|n| n as u64),
+            remove: f.remove_action(false),
+            file,
+        });
     }
     for inputs in by_partition.values_mut() {
-        inputs.sort_by(|a, b| {
-            (a.file.modified, &a.file.path).cmp(&(b.file.modified, &b.file.path))
-        });
+        inputs
+            .sort_by(|a, b| (a.file.modified, &a.file.path).cmp(&(b.file.modified, &b.file.path)));
     }
     Ok(by_partition)
 }
@@ -256,13 +286,13 @@ fn candidates(
 /// Files of three quarters of the target or more are done: they are left as they are, and the
 /// smaller files on either side of one are consecutive.
 ///
-/// From each run, the largest file is left out while it outweighs all the others together,
-/// unless the group would make a done file: a file is rewritten into one at least twice its size
-/// or into a done one. So a compacted file is not rewritten each time a few new small files
+/// In an `open` partition (still appended to), the largest file is left out of each run while it
+/// outweighs all the others together, unless the group would make a done file: a file is
+/// rewritten into one at least twice its size or into a done one. So a compacted file is not rewritten each time a few new small files
 /// arrive, only once they add up to as much as it holds: each byte is rewritten about
 /// log2(target / smallest file) times at most, and a partition settles at done files plus a few
 /// smaller ones of about halving sizes.
-pub fn plan_groups(sizes: &[u64], target: u64) -> Vec<Vec<usize>> {
+pub fn plan_groups(sizes: &[u64], target: u64, open: bool) -> Vec<Vec<usize>> {
     let done = |bytes: u64| bytes.saturating_mul(4) >= target.saturating_mul(3);
     let mut groups = Vec::new();
     let mut run: Vec<usize> = Vec::new();
@@ -272,24 +302,28 @@ pub fn plan_groups(sizes: &[u64], target: u64) -> Vec<Vec<usize>> {
             continue;
         }
         if !run.is_empty() && run_bytes.saturating_add(size) > target {
-            groups.extend(worth_rewriting(std::mem::take(&mut run), sizes, done));
+            groups.extend(worth_rewriting(std::mem::take(&mut run), sizes, open, done));
             run_bytes = 0;
         }
         run.push(i);
         run_bytes = run_bytes.saturating_add(size);
     }
-    groups.extend(worth_rewriting(run, sizes, done));
+    groups.extend(worth_rewriting(run, sizes, open, done));
     groups
 }
 
-/// The run without the files that outweigh the rest of it (unless it makes a done file), if two
-/// files or more are left.
+/// The run, in an open partition without the files that outweigh the rest of it (unless it makes
+/// a done file), if two files or more are left.
 fn worth_rewriting(
     mut run: Vec<usize>,
     sizes: &[u64],
+    open: bool,
     done: impl Fn(u64) -> bool,
 ) -> Option<Vec<usize>> {
     while run.len() >= 2 {
+        if !open {
+            return Some(run);
+        }
         let total: u64 = run.iter().map(|&i| sizes[i]).sum();
         let (at, largest) = run
             .iter()
@@ -307,17 +341,20 @@ fn worth_rewriting(
 /// The partition's values typed as its columns are, for the writer.
 fn partition_scalars(
     table: &DeltaTable,
-    partition: &[(String, Option<String>)],
+    partition: &Partition,
 ) -> Result<IndexMap<String, Scalar>, DeltaTableError> {
     let schema = table.snapshot()?.schema();
     partition
+        .0
         .iter()
         .map(|(column, raw)| {
             let data_type = schema
                 .field(column)
                 .map(|f| f.data_type().clone())
                 .ok_or_else(|| {
-                    DeltaTableError::Generic(format!("partition column {column} is not in the schema"))
+                    DeltaTableError::Generic(format!(
+                        "partition column {column} is not in the schema"
+                    ))
                 })?;
             let value = match (raw, &data_type) {
                 (None, _) => Scalar::Null(data_type),
@@ -415,16 +452,12 @@ fn add_rows(add: &Add) -> Option<u64> {
 /// meanwhile are dropped (their new files deleted); a conflict re-reads and tries again.
 async fn commit(
     table: &mut DeltaTable,
-    partition: &[(String, Option<String>)],
+    partition: &Partition,
     mut pending: Vec<Rewritten>,
     target_bytes: u64,
     report: &mut Compaction,
 ) -> Result<(), DeltaTableError> {
-    let predicate = partition
-        .iter()
-        .map(|(c, v)| format!("{c} = '{}'", v.as_deref().unwrap_or("null")))
-        .collect::<Vec<_>>()
-        .join(" AND ");
+    let predicate = partition.predicate();
     for attempt in 0..COMMIT_ATTEMPTS {
         if attempt > 0 {
             report.retries += 1;
@@ -484,8 +517,7 @@ async fn commit(
             // Nothing was written: another compaction got in first, or appenders kept taking
             // the next version. Re-read and try again with what is still live.
             Err(DeltaTableError::Transaction {
-                source:
-                    TransactionError::CommitConflict(_) | TransactionError::MaxCommitAttempts(_),
+                source: TransactionError::CommitConflict(_) | TransactionError::MaxCommitAttempts(_),
             }) => {
                 tracing::debug!(partition = %predicate, attempt, "compaction commit raced; re-reading the table");
             }

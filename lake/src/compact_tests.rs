@@ -14,22 +14,31 @@ use crate::{
 fn groups_are_runs_up_to_the_target_of_two_files_or_more() {
     // Tiny files fill groups up to the target, in order; a lone file is left as it is.
     assert_eq!(
-        plan_groups(&[3, 3, 3, 3, 3], 9),
+        plan_groups(&[3, 3, 3, 3, 3], 9, true),
         vec![vec![0, 1, 2], vec![3, 4]]
     );
-    assert_eq!(plan_groups(&[3, 3, 3, 3], 9), vec![vec![0, 1, 2]]);
-    assert!(plan_groups(&[5], 9).is_empty());
-    assert!(plan_groups(&[], 9).is_empty());
+    assert_eq!(plan_groups(&[3, 3, 3, 3], 9, true), vec![vec![0, 1, 2]]);
+    assert!(plan_groups(&[5], 9, true).is_empty());
+    assert!(plan_groups(&[], 9, true).is_empty());
     // A file that outweighs the rest of its run is left out of it, however placed.
-    assert_eq!(plan_groups(&[50, 5, 2, 3], 128), vec![vec![1, 2, 3]]);
-    assert_eq!(plan_groups(&[5, 50, 2, 3], 128), vec![vec![0, 2, 3]]);
-    assert!(plan_groups(&[50, 20, 5], 128).is_empty());
+    assert_eq!(plan_groups(&[50, 5, 2, 3], 128, true), vec![vec![1, 2, 3]]);
+    assert_eq!(plan_groups(&[5, 50, 2, 3], 128, true), vec![vec![0, 2, 3]]);
+    assert!(plan_groups(&[50, 20, 5], 128, true).is_empty());
     // Once the rest weighs as much, it is rewritten with them.
-    assert_eq!(plan_groups(&[60, 40, 20], 128), vec![vec![0, 1, 2]]);
+    assert_eq!(plan_groups(&[60, 40, 20], 128, true), vec![vec![0, 1, 2]]);
     // A group that makes a file of three quarters of the target or more is worth it anyway.
-    assert_eq!(plan_groups(&[80, 20], 128), vec![vec![0, 1]]);
+    assert_eq!(plan_groups(&[80, 20], 128, true), vec![vec![0, 1]]);
     // Such files are done; the small ones around them are grouped.
-    assert_eq!(plan_groups(&[3, 100, 3, 120, 3], 128), vec![vec![0, 2, 4]]);
+    assert_eq!(
+        plan_groups(&[3, 100, 3, 120, 3], 128, true),
+        vec![vec![0, 2, 4]]
+    );
+    // In a closed partition nothing arrives any more: runs are packed whatever their sizes.
+    assert_eq!(plan_groups(&[50, 20, 5], 128, false), vec![vec![0, 1, 2]]);
+    assert_eq!(
+        plan_groups(&[60, 30, 15, 8, 4], 64, false),
+        vec![vec![1, 2, 3, 4]]
+    );
 }
 
 #[test]
@@ -45,7 +54,7 @@ fn repeated_compactions_settle_at_few_files_and_rewrite_each_byte_a_few_times() 
             files.push(size);
             appended += size;
         }
-        let groups = plan_groups(&files, target);
+        let groups = plan_groups(&files, target, true);
         let mut merged: Vec<Option<u64>> = files.iter().map(|&s| Some(s)).collect();
         for group in &groups {
             let total: u64 = group.iter().map(|&i| files[i]).sum();
@@ -57,7 +66,11 @@ fn repeated_compactions_settle_at_few_files_and_rewrite_each_byte_a_few_times() 
         }
         files = merged.into_iter().flatten().collect();
     }
-    assert_eq!(files.iter().sum::<u64>(), appended, "no byte lost or doubled");
+    assert_eq!(
+        files.iter().sum::<u64>(),
+        appended,
+        "no byte lost or doubled"
+    );
     let full = appended.div_ceil(target);
     // Done files (three quarters of the target or more), and a few of halving sizes.
     let levels = u64::from(target.ilog2()) + 1;
@@ -99,8 +112,8 @@ async fn append(table: &mut DeltaTable, day: i32, from: i64, n: i64, app: &str) 
     ]));
     let values = Int64Array::from_iter_values(from..from + n);
     let labels = StringArray::from_iter_values((from..from + n).map(|i| format!("row {i}")));
-    let batch = RecordBatch::try_new(schema, vec![Arc::new(values), Arc::new(labels)])
-        .expect("batch");
+    let batch =
+        RecordBatch::try_new(schema, vec![Arc::new(values), Arc::new(labels)]).expect("batch");
     let rows = vec![PartitionRows {
         batch,
         values: vec![("day".into(), PartitionValue::Date(day))],
@@ -115,7 +128,10 @@ async fn append(table: &mut DeltaTable, day: i32, from: i64, n: i64, app: &str) 
 async fn numbers(table: &DeltaTable) -> Vec<i64> {
     let mut all = Vec::new();
     for b in read_rows(table).await.expect("read") {
-        let n = b.column_by_name("n").expect("n").as_primitive::<Int64Type>();
+        let n = b
+            .column_by_name("n")
+            .expect("n")
+            .as_primitive::<Int64Type>();
         let label = b.column_by_name("label").expect("label").as_string::<i32>();
         for i in 0..b.num_rows() {
             assert_eq!(label.value(i), format!("row {}", n.value(i)));
@@ -133,10 +149,6 @@ fn live_files(table: &DeltaTable) -> Vec<DataFile> {
         .iter()
         .map(|f| DataFile {
             path: f.path().to_string(),
-            partition: f
-                .partition_values_map()
-                .into_iter()
-                .collect::<Vec<(String, Option<String>)>>(),
             size: f.size() as u64,
             modified: f.modification_time(),
         })
@@ -171,13 +183,19 @@ async fn compaction_keeps_every_row_with_statistics_and_changes_no_data() {
     assert_eq!(live_files(&table).len(), 12);
     let before = numbers(&table).await;
 
-    let report = compact(&mut table, &NUMBERS.writer_properties(), 1 << 20, |_| true)
-        .await
-        .expect("compact");
+    let report = compact(&mut table, &NUMBERS.writer_properties(), 1 << 20, |_| {
+        Rule::Closed
+    })
+    .await
+    .expect("compact");
     assert_eq!(report.files_removed, 12);
     assert_eq!(report.files_added, 2, "one file per day");
     assert_eq!(report.commits, 2, "one commit per partition");
-    let mut reopened = lake.open_table(&NUMBERS).await.expect("open").expect("table");
+    let mut reopened = lake
+        .open_table(&NUMBERS)
+        .await
+        .expect("open")
+        .expect("table");
     reopened.load().await.expect("load");
     assert_eq!(live_files(&reopened).len(), 2);
     assert_eq!(numbers(&reopened).await, before);
@@ -218,9 +236,11 @@ async fn compaction_keeps_every_row_with_statistics_and_changes_no_data() {
     );
 
     // Compacting again finds nothing worth rewriting.
-    let again = compact(&mut table, &NUMBERS.writer_properties(), 1 << 20, |_| true)
-        .await
-        .expect("compact again");
+    let again = compact(&mut table, &NUMBERS.writer_properties(), 1 << 20, |_| {
+        Rule::Closed
+    })
+    .await
+    .expect("compact again");
     assert_eq!(again, Compaction::default());
 }
 
@@ -245,8 +265,9 @@ async fn only_the_files_the_caller_accepts_are_rewritten() {
         .collect();
     assert_eq!(young.len(), 4);
 
-    let report = compact(&mut table, &NUMBERS.writer_properties(), 1 << 20, |f| {
-        f.modified <= cutoff && f.partition_value("day") == Some("2024-10-04")
+    let report = compact(&mut table, &NUMBERS.writer_properties(), 1 << 20, |p| {
+        assert_eq!(p.value("day"), Some("2024-10-04"));
+        Rule::Open { written_by: cutoff }
     })
     .await
     .expect("compact");
@@ -255,7 +276,10 @@ async fn only_the_files_the_caller_accepts_are_rewritten() {
     assert_eq!(live.len(), 5);
     assert!(young.iter().all(|y| live.iter().any(|f| &f.path == y)));
     // The new file carries the time of the newest data in it, not of the compaction.
-    assert!(live.iter().all(|f| f.modified <= cutoff || young.contains(&f.path)));
+    assert!(
+        live.iter()
+            .all(|f| f.modified <= cutoff || young.contains(&f.path))
+    );
     assert_eq!(numbers(&table).await, (0..90).collect::<Vec<i64>>());
 }
 
@@ -264,15 +288,24 @@ async fn appends_on_either_side_of_a_compaction_commit_and_keep_every_row() {
     let dir = tempfile::tempdir().expect("tempdir");
     let lake = Lake::local(dir.path()).expect("lake");
     let mut compactor = lake.ensure_table(&NUMBERS).await.expect("table");
-    let mut appender = lake.open_table(&NUMBERS).await.expect("open").expect("table");
+    let mut appender = lake
+        .open_table(&NUMBERS)
+        .await
+        .expect("open")
+        .expect("table");
     for k in 0..6 {
         append(&mut appender, DAY2, k * 10, 10, "stream").await;
     }
     // The compaction reads and rewrites, then the appender commits to the same partition
     // before the compaction commits: the compaction lands on top of the appends.
-    let prepared = prepare(&mut compactor, &NUMBERS.writer_properties(), 1 << 20, |_| true)
-        .await
-        .expect("prepare");
+    let prepared = prepare(
+        &mut compactor,
+        &NUMBERS.writer_properties(),
+        1 << 20,
+        |_| Rule::Closed,
+    )
+    .await
+    .expect("prepare");
     assert_eq!(prepared.files_to_remove(), 6);
     for k in 6..9 {
         append(&mut appender, DAY2, k * 10, 10, "stream").await;
@@ -287,9 +320,14 @@ async fn appends_on_either_side_of_a_compaction_commit_and_keep_every_row() {
         .await
         .expect("checkpoint");
     assert_eq!(done, Some(90));
-    let again = compact(&mut compactor, &NUMBERS.writer_properties(), 1 << 20, |_| true)
-        .await
-        .expect("compact again");
+    let again = compact(
+        &mut compactor,
+        &NUMBERS.writer_properties(),
+        1 << 20,
+        |_| Rule::Closed,
+    )
+    .await
+    .expect("compact again");
     assert!(again.files_removed >= 3, "the 3 appends: {again:?}");
     let schema = Arc::new(Schema::new(vec![
         column("n", ArrowType::Int64, false),
@@ -331,15 +369,19 @@ async fn two_compactions_of_the_same_files_commit_once() {
     let dir = tempfile::tempdir().expect("tempdir");
     let lake = Lake::local(dir.path()).expect("lake");
     let mut first = lake.ensure_table(&NUMBERS).await.expect("table");
-    let mut second = lake.open_table(&NUMBERS).await.expect("open").expect("table");
+    let mut second = lake
+        .open_table(&NUMBERS)
+        .await
+        .expect("open")
+        .expect("table");
     for k in 0..8 {
         append(&mut first, DAY1, k * 10, 10, "a").await;
     }
     let props = NUMBERS.writer_properties();
-    let a = prepare(&mut first, &props, 1 << 20, |_| true)
+    let a = prepare(&mut first, &props, 1 << 20, |_| Rule::Closed)
         .await
         .expect("prepare a");
-    let b = prepare(&mut second, &props, 1 << 20, |_| true)
+    let b = prepare(&mut second, &props, 1 << 20, |_| Rule::Closed)
         .await
         .expect("prepare b");
     let won = a.commit(&mut first).await.expect("a commits");

@@ -22,7 +22,7 @@ pub use commit::{
     AppendError, AppendOutcome, PartitionRows, PartitionValue, append_after_check, append_once,
     committed_version, epoch_days, partitioned_by_date,
 };
-pub use compact::{Compaction, DataFile};
+pub use compact::{Compaction, Partition, Rule};
 pub use files::{FileMeta, Files};
 pub use inspect::{TableInfo, TableState, compatibility_problems};
 pub use layer::Layer;
