@@ -20,33 +20,23 @@
 //!   written before anything is committed.
 
 use std::collections::{BTreeMap, HashSet};
-use std::ops::Range;
-use std::sync::Arc;
-
-use bytes::Bytes;
 
 use chrono::Utc;
 use delta_kernel::expressions::Scalar;
 use deltalake::arrow::array::RecordBatch;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties, TransactionError};
 use deltalake::kernel::{Action, Add, DataType, Remove, Transaction};
-use deltalake::logstore::ObjectStoreRef;
 use deltalake::parquet::arrow::ParquetRecordBatchStreamBuilder;
-use deltalake::parquet::arrow::arrow_reader::ArrowReaderOptions;
-use deltalake::parquet::arrow::async_reader::AsyncFileReader;
-use deltalake::parquet::errors::ParquetError;
-use deltalake::parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 use deltalake::parquet::file::properties::WriterProperties;
 use deltalake::protocol::DeltaOperation;
 use deltalake::writer::{DeltaWriter, RecordBatchWriter, WriteMode};
 use deltalake::{DeltaTable, DeltaTableError};
-use futures::future::BoxFuture;
-use futures::{FutureExt, TryStreamExt};
+use futures::TryStreamExt;
 use indexmap::IndexMap;
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
 
-use crate::read::normalize;
+use crate::read::{StoredFile, normalize};
 
 /// The application id every compaction commits under, so that two compactions of one table
 /// conflict with each other (and with nothing else: archivers use their own ids).
@@ -540,55 +530,6 @@ async fn forget<'a>(table: &DeltaTable, adds: impl Iterator<Item = &'a Add>) {
         if let Err(e) = store.delete(&path).await {
             tracing::warn!(path = %add.path, error = %e, "could not delete a file compaction did not commit; vacuum will");
         }
-    }
-}
-
-/// A Parquet file in the table's store, read by byte ranges (its size is known from the log).
-struct StoredFile {
-    store: ObjectStoreRef,
-    path: Path,
-    size: u64,
-}
-
-impl AsyncFileReader for StoredFile {
-    fn get_bytes(&mut self, range: Range<u64>) -> BoxFuture<'_, Result<Bytes, ParquetError>> {
-        async move {
-            self.store
-                .get_range(&self.path, range)
-                .await
-                .map_err(|e| ParquetError::External(Box::new(e)))
-        }
-        .boxed()
-    }
-
-    fn get_byte_ranges(
-        &mut self,
-        ranges: Vec<Range<u64>>,
-    ) -> BoxFuture<'_, Result<Vec<Bytes>, ParquetError>> {
-        async move {
-            self.store
-                .get_ranges(&self.path, &ranges)
-                .await
-                .map_err(|e| ParquetError::External(Box::new(e)))
-        }
-        .boxed()
-    }
-
-    fn get_metadata<'a>(
-        &'a mut self,
-        options: Option<&'a ArrowReaderOptions>,
-    ) -> BoxFuture<'a, Result<Arc<ParquetMetaData>, ParquetError>> {
-        async move {
-            let size = self.size;
-            let metadata = ParquetMetaDataReader::new()
-                .with_arrow_reader_options(options)
-                // The footer in one request for the small files compaction mostly reads.
-                .with_prefetch_hint(Some(64 * 1024))
-                .load_and_finish(self, size)
-                .await?;
-            Ok(Arc::new(metadata))
-        }
-        .boxed()
     }
 }
 

@@ -245,7 +245,7 @@ async fn compaction_keeps_every_row_with_statistics_and_changes_no_data() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn only_the_files_the_caller_accepts_are_rewritten() {
+async fn in_an_open_partition_only_files_written_by_the_cutoff_are_rewritten() {
     let dir = tempfile::tempdir().expect("tempdir");
     let lake = Lake::local(dir.path()).expect("lake");
     let mut table = lake.ensure_table(&NUMBERS).await.expect("table");
