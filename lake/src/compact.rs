@@ -87,6 +87,11 @@ pub enum Rule {
     },
 }
 
+/// Encoded bytes per row group of a compacted file, as the Parquet writer estimates them. A row
+/// group is held in memory until it is flushed: with the default of a million rows, compacting
+/// Bronze took 680 MB for a 65 MB file; with this, 300 MB.
+const ROW_GROUP_BYTES: usize = 8 * 1024 * 1024;
+
 /// A live data file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct DataFile {
@@ -372,8 +377,14 @@ async fn rewrite(
     target_bytes: u64,
 ) -> Result<Vec<Add>, DeltaTableError> {
     let store = table.object_store();
+    // Row groups bounded by bytes, not the default million rows (see ROW_GROUP_BYTES).
+    let properties = writer_properties
+        .clone()
+        .into_builder()
+        .set_max_row_group_bytes(Some(ROW_GROUP_BYTES))
+        .build();
     let mut writer = RecordBatchWriter::for_table(table)?
-        .with_writer_properties(writer_properties.clone())
+        .with_writer_properties(properties)
         .with_target_file_size(target_bytes);
     let mut rows_read = 0u64;
     for input in group {
