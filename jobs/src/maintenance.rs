@@ -1,16 +1,17 @@
 //! Table maintenance: compaction of the small files frequent appends leave, vacuum of files no
 //! snapshot within the retention still needs, and checkpoints so readers replay less log.
 //!
-//! Compaction touches only the partitioned tables (Bronze by ingest_date, Silver by booking or
-//! payment date), which are only ever appended to, blindly. Partitions before a date (closed
-//! days) are compacted whole; in the others (today's, which the archivers and the join are
-//! appending to) only files older than a minimum age are, so the freshest data is not rewritten
-//! while it is still arriving. Either way the commit changes no data (`dataChange: false`), and a
+//! Compaction touches only the tables that are only ever appended to, blindly: the partitioned
+//! ones (Bronze by ingest_date, Silver by booking or payment date), Bronze's quarantine and
+//! Silver's late events. Partitions before a date (closed days) are compacted whole; in the
+//! others (today's, which the archivers and the join are appending to) and in the unpartitioned
+//! tables only files older than a minimum age are, so the freshest data is not rewritten while
+//! it is still arriving. Either way the commit changes no data (`dataChange: false`), and a
 //! writer appending while a compaction commits loses nothing and neither fails
-//! ([`boxoffice_lake::compact`] says why). The unpartitioned tables are MERGE targets (Silver
-//! CDC, Gold): delta-rs's conflict check does not see a MERGE rewriting a file that a compaction
-//! has just replaced, so the two must never overlap; the bundle runs their maintenance in the
-//! same job as their writers instead (serialised by the scheduler).
+//! ([`boxoffice_lake::compact`] says why). Compaction leaves the other tables alone: most are
+//! MERGE targets (Silver CDC, Gold, the batch tables), and delta-rs's conflict check does not see
+//! a MERGE rewriting a file that a compaction has just replaced. Their writers rewrite them anyway
+//! (a MERGE rewrites the files it touches; Gold replaces what it refreshes).
 
 use std::time::Duration;
 
@@ -18,7 +19,10 @@ use boxoffice_lake::compact::compact as compact_table;
 use boxoffice_lake::{Lake, Partition, Rule, TableDef};
 use chrono::{NaiveDate, Utc};
 
+use boxoffice_ingest::bronze::QUARANTINE;
+
 use crate::JobError;
+use crate::silver::tables::LATE_EVENTS;
 
 /// What a maintenance step did to one table.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,7 +53,8 @@ pub struct CompactSettings {
     pub target_bytes: u64,
 }
 
-/// Compacts each partitioned table as `settings` say. Tables that do not exist yet are skipped.
+/// Compacts each append-only table as `settings` say (the others are skipped, as are tables that
+/// do not exist yet).
 pub async fn compact(
     lake: &Lake,
     tables: &[&TableDef],
@@ -59,13 +64,14 @@ pub async fn compact(
     let age = i64::try_from(settings.min_file_age.as_millis()).unwrap_or(i64::MAX);
     let cutoff = Utc::now().timestamp_millis().saturating_sub(age);
     let mut out = Vec::new();
-    for def in tables.iter().filter(|d| d.partition_columns.len() == 1) {
+    let compacted = |d: &&&TableDef| d.partition_columns.len() == 1 || append_only(d);
+    for def in tables.iter().filter(compacted) {
         let Some(mut table) = lake.open_table(def).await? else {
             continue;
         };
         let (files_before, rows) = counts(&table);
-        let column = def.partition_columns[0];
-        // Date partitions compare as their ISO text.
+        let column = def.partition_columns.first().copied().unwrap_or_default();
+        // Date partitions compare as their ISO text; an unpartitioned table is always open.
         let rule = |p: &Partition| match p.value(column) {
             Some(day) if day < before.as_str() => Rule::Closed,
             _ => Rule::Open { written_by: cutoff },
@@ -89,6 +95,14 @@ pub async fn compact(
         });
     }
     Ok(out)
+}
+
+/// Unpartitioned tables that are only ever appended to (exactly-once appends from the archivers
+/// and the jobs; no MERGE, no delete), so they are compacted like a partition still appended to.
+fn append_only(def: &TableDef) -> bool {
+    [&QUARANTINE, &LATE_EVENTS]
+        .iter()
+        .any(|d| d.layer == def.layer && d.name == def.name)
 }
 
 /// Deletes files that no snapshot newer than `retention` refers to.
