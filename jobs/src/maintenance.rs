@@ -22,7 +22,8 @@ use chrono::{NaiveDate, Utc};
 use boxoffice_ingest::bronze::QUARANTINE;
 
 use crate::JobError;
-use crate::silver::tables::LATE_EVENTS;
+use crate::cdc::tables::MOVIE_BOOKING_CDC_EVENTS;
+use crate::silver::tables::{EXPECTATIONS, LATE_EVENTS};
 
 /// What a maintenance step did to one table.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,12 +100,21 @@ pub async fn compact(
     Ok(out)
 }
 
-/// Unpartitioned tables that are only ever appended to (exactly-once appends from the archivers
-/// and the jobs; no MERGE, no delete), so they are compacted like a partition still appended to.
+/// Unpartitioned tables that are appended to (exactly-once appends from the archivers and the
+/// jobs; no MERGE), so they are compacted like a partition still appended to. Two are rewritten
+/// whole now and then (late_events by a backfill, the others by a full refresh of their job):
+/// such a rewrite and a compaction conflict, and the one that commits second retries on the
+/// other's result. The run history tables gain a file per batch or task run, so they are here
+/// too.
 fn append_only(def: &TableDef) -> bool {
-    [&QUARANTINE, &LATE_EVENTS]
-        .iter()
-        .any(|d| d.layer == def.layer && d.name == def.name)
+    [
+        QUARANTINE.qualified_name(),
+        LATE_EVENTS.qualified_name(),
+        MOVIE_BOOKING_CDC_EVENTS.qualified_name(),
+        EXPECTATIONS.qualified_name(),
+        "_system.job_runs".to_string(),
+    ]
+    .contains(&def.qualified_name())
 }
 
 /// Deletes files that no snapshot newer than `retention` refers to.
