@@ -1,20 +1,29 @@
 //! Table maintenance: compaction of the small files frequent appends leave, vacuum of files no
 //! snapshot within the retention still needs, and checkpoints so readers replay less log.
 //!
-//! Compaction touches only partitioned tables (Bronze by ingest_date, Silver by booking or
-//! payment date), and of those only the partitions before a date: appends there are blind, so
-//! a writer appending while a compaction commits loses nothing, and neither fails. The
-//! unpartitioned tables are MERGE targets (Silver CDC, Gold): compacting them under a running
-//! MERGE would fail the MERGE, so the bundle runs their maintenance in the same job as their
-//! writers instead (serialised by the scheduler).
+//! Compaction touches only the tables that are only ever appended to, blindly: the partitioned
+//! ones (Bronze by ingest_date, Silver by booking or payment date), Bronze's quarantine and
+//! Silver's late events. Partitions before a date (closed days) are compacted whole; in the
+//! others (today's, which the archivers and the join are appending to) and in the unpartitioned
+//! tables only files older than a minimum age are, so the freshest data is not rewritten while
+//! it is still arriving. Either way the commit changes no data (`dataChange: false`), and a
+//! writer appending while a compaction commits loses nothing and neither fails
+//! ([`boxoffice_lake::compact`] says why). Compaction leaves the other tables alone: most are
+//! MERGE targets (Silver CDC, Gold, the batch tables), and delta-rs's conflict check does not see
+//! a MERGE rewriting a file that a compaction has just replaced. Their writers rewrite them anyway
+//! (a MERGE rewrites the files it touches; Gold replaces what it refreshes).
 
-use std::num::NonZeroU64;
+use std::time::Duration;
 
-use boxoffice_lake::{Lake, TableDef};
-use chrono::NaiveDate;
-use deltalake::{FilterOp, FilterValue};
+use boxoffice_lake::compact::compact as compact_table;
+use boxoffice_lake::{Lake, Partition, Rule, TableDef};
+use chrono::{NaiveDate, Utc};
+
+use boxoffice_ingest::bronze::QUARANTINE;
 
 use crate::JobError;
+use crate::cdc::tables::MOVIE_BOOKING_CDC_EVENTS;
+use crate::silver::tables::{EXPECTATIONS, LATE_EVENTS};
 
 /// What a maintenance step did to one table.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,37 +35,59 @@ pub struct TableMaintenance {
     pub files_after: u64,
     /// Files vacuum deleted from storage.
     pub files_deleted: u64,
-    /// Rows in the table's current snapshot, unchanged by every step.
+    /// Rows in the table's snapshot before the step (a step changes none; appenders may add).
     pub rows: u64,
 }
 
-/// Compacts each partitioned table's partitions before `before` into files of about
-/// `target_bytes`. Tables that do not exist yet are skipped.
+/// Files younger than this are left alone in partitions still being appended to, unless the
+/// bundle task says otherwise (`min_file_age`). 20 s: with `up`'s flush each second on two
+/// partitions, at most about 40 young files per Bronze table stay beside the compacted ones, so
+/// a day's partition holds under 50 files right after a compaction, even while archivers append.
+pub const DEFAULT_MIN_FILE_AGE: Duration = Duration::from_secs(20);
+
+/// Which files compaction rewrites, and into what.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CompactSettings {
+    /// Partitions before this date are compacted whole: nothing appends to closed days.
+    pub before: NaiveDate,
+    /// In the partitions from `before` on, only files written at least this long ago.
+    pub min_file_age: Duration,
+    /// Files are rewritten into files of up to this size; larger ones are left as they are.
+    pub target_bytes: u64,
+}
+
+/// Compacts each append-only table as `settings` say (the others are skipped, as are tables that
+/// do not exist yet).
 pub async fn compact(
     lake: &Lake,
     tables: &[&TableDef],
-    before: NaiveDate,
-    target_bytes: u64,
+    settings: &CompactSettings,
 ) -> Result<Vec<TableMaintenance>, JobError> {
+    let before = settings.before.format("%Y-%m-%d").to_string();
+    let age = i64::try_from(settings.min_file_age.as_millis()).unwrap_or(i64::MAX);
+    let cutoff = Utc::now().timestamp_millis().saturating_sub(age);
     let mut out = Vec::new();
-    let before_text = before.format("%Y-%m-%d").to_string();
-    let target = NonZeroU64::new(target_bytes.max(1)).unwrap_or(NonZeroU64::MIN);
-    for def in tables.iter().filter(|d| d.partition_columns.len() == 1) {
-        let Some(table) = lake.open_table(def).await? else {
+    let compacted = |d: &&&TableDef| d.partition_columns.len() == 1 || append_only(d);
+    for def in tables.iter().filter(compacted) {
+        let Some(mut table) = lake.open_table(def).await? else {
             continue;
         };
         let (files_before, rows) = counts(&table);
-        let filters = [(
-            def.partition_columns[0],
-            FilterOp::Lt,
-            FilterValue::Scalar(before_text.as_str()),
-        )];
-        let (table, _metrics) = table
-            .optimize()
-            .with_filters(&filters)
-            .with_target_size(target)
-            .await
-            .map_err(|e| maintenance_error(def, "compacting", e))?;
+        let column = def.partition_columns.first().copied().unwrap_or_default();
+        // Date partitions compare as their ISO text; an unpartitioned table is always open.
+        let rule = |p: &Partition| match p.value(column) {
+            Some(day) if day < before.as_str() => Rule::Closed,
+            _ => Rule::Open { written_by: cutoff },
+        };
+        let report = compact_table(
+            &mut table,
+            &def.writer_properties(),
+            settings.target_bytes,
+            rule,
+        )
+        .await
+        .map_err(|e| maintenance_error(def, "compacting", e))?;
+        tracing::info!(table = %def.qualified_name(), ?report, "compacted");
         let (files_after, _) = counts(&table);
         out.push(TableMaintenance {
             table: def.qualified_name(),
@@ -67,6 +98,23 @@ pub async fn compact(
         });
     }
     Ok(out)
+}
+
+/// Unpartitioned tables that are appended to (exactly-once appends from the archivers and the
+/// jobs; no MERGE), so they are compacted like a partition still appended to. Two are rewritten
+/// whole now and then (late_events by a backfill, the others by a full refresh of their job):
+/// such a rewrite and a compaction conflict, and the one that commits second retries on the
+/// other's result. The run history tables gain a file per batch or task run, so they are here
+/// too.
+fn append_only(def: &TableDef) -> bool {
+    [
+        QUARANTINE.qualified_name(),
+        LATE_EVENTS.qualified_name(),
+        MOVIE_BOOKING_CDC_EVENTS.qualified_name(),
+        EXPECTATIONS.qualified_name(),
+        "_system.job_runs".to_string(),
+    ]
+    .contains(&def.qualified_name())
 }
 
 /// Deletes files that no snapshot newer than `retention` refers to.

@@ -4,6 +4,8 @@
 use chrono::{DateTime, TimeZone, Utc};
 use deltalake::DeltaTable;
 use deltalake::kernel::DataType;
+use deltalake::logstore::commit_uri_from_version;
+use object_store::ObjectStoreExt;
 
 use crate::LakeError;
 use crate::table::TableDef;
@@ -49,7 +51,9 @@ impl Lake {
         let location = self.table_url(def.layer, def.name)?.to_string();
         let state = match self.open_table(def).await? {
             None => TableState::Missing,
-            Some(table) => describe(&table).map_err(|e| self.delta_error(def, e))?,
+            Some(table) => describe(&table)
+                .await
+                .map_err(|e| self.delta_error(def, e))?,
         };
         Ok(TableInfo {
             name: def.qualified_name(),
@@ -59,7 +63,7 @@ impl Lake {
     }
 }
 
-fn describe(table: &DeltaTable) -> Result<TableState, deltalake::DeltaTableError> {
+async fn describe(table: &DeltaTable) -> Result<TableState, deltalake::DeltaTableError> {
     let snapshot = table.snapshot()?;
     let version = snapshot.version();
     let mut rows = Some(0u64);
@@ -74,9 +78,7 @@ fn describe(table: &DeltaTable) -> Result<TableState, deltalake::DeltaTableError
         });
         rows = rows.zip(n).map(|(a, b)| a + b);
     }
-    let last_commit = snapshot
-        .version_timestamp(version)
-        .and_then(|ms| Utc.timestamp_millis_opt(ms).single());
+    let last_commit = commit_time(table, version).await;
     let protocol = snapshot.protocol();
     Ok(TableState::Present {
         version,
@@ -90,6 +92,29 @@ fn describe(table: &DeltaTable) -> Result<TableState, deltalake::DeltaTableError
         ),
         problems: compatibility_problems(table)?,
     })
+}
+
+/// When `version` was committed: the time its log file was written, as Delta defines a commit's
+/// timestamp. The snapshot knows it only for the commits it replayed from JSON; when a checkpoint
+/// was written at `version` (maintenance does that), the replay starts from the checkpoint and
+/// lists no commit file, so the file's time is asked of the store.
+async fn commit_time(table: &DeltaTable, version: u64) -> Option<DateTime<Utc>> {
+    let listed = table.snapshot().ok()?.version_timestamp(version);
+    let ms = match listed {
+        Some(ms) => ms,
+        None => {
+            let path = commit_uri_from_version(Some(version));
+            let store = table.log_store().object_store(None);
+            match store.head(&path).await {
+                Ok(meta) => meta.last_modified.timestamp_millis(),
+                Err(e) => {
+                    tracing::debug!(%path, error = %e, "no commit time for the table's latest version");
+                    return None;
+                }
+            }
+        }
+    };
+    Utc.timestamp_millis_opt(ms).single()
 }
 
 /// Why Power BI's `DeltaLake.Table`, Synapse serverless or older Databricks runtimes could not
@@ -132,4 +157,54 @@ pub fn compatibility_problems(
         }
     }
     Ok(problems)
+}
+
+#[cfg(test)]
+mod tests {
+    use deltalake::arrow::array::{Int64Array, RecordBatch};
+    use deltalake::arrow::datatypes::{DataType as ArrowType, Schema};
+
+    use super::*;
+    use crate::{Layer, column};
+
+    fn schema() -> Schema {
+        Schema::new(vec![column("n", ArrowType::Int64, false)])
+    }
+
+    const NUMBERS: TableDef = TableDef {
+        layer: Layer::Silver,
+        name: "numbers",
+        description: "test rows",
+        schema,
+        partition_columns: &[],
+        properties: &[],
+        blob_columns: &[],
+    };
+
+    fn last_commit(info: &TableInfo) -> Option<DateTime<Utc>> {
+        match &info.state {
+            TableState::Present { last_commit, .. } => *last_commit,
+            TableState::Missing => None,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_last_commit_time_is_known_after_a_checkpoint_of_the_latest_version() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lake = Lake::local(dir.path()).expect("lake");
+        let batch = RecordBatch::try_new(
+            NUMBERS.arrow_schema(),
+            vec![std::sync::Arc::new(Int64Array::from(vec![1, 2, 3]))],
+        )
+        .expect("batch");
+        let table = lake.append(&NUMBERS, vec![batch]).await.expect("append");
+        let before = last_commit(&lake.inspect(&NUMBERS).await.expect("inspect"));
+        assert!(before.is_some());
+
+        deltalake::protocol::checkpoints::create_checkpoint(&table, None)
+            .await
+            .expect("checkpoint");
+        let after = lake.inspect(&NUMBERS).await.expect("inspect");
+        assert_eq!(last_commit(&after), before, "{after:?}");
+    }
 }

@@ -3,6 +3,7 @@
 //! - [`target`]: resolving a local folder, Azurite or Azure into one URL per [`Layer`].
 //! - [`table`]: declaring tables ([`TableDef`]) and opening or creating them.
 //! - [`commit`]: exactly-once appends through Delta application transactions.
+//! - [`compact`]: rewriting small files into larger ones beside concurrent appenders.
 //! - [`inspect`]: versions, row counts and reader compatibility, for `boxoffice tables`.
 //! - [`replace`]: a table's contents replaced in one commit (full refreshes).
 //! - [`read`]: a table's rows without a query engine (Bronze readers, tests).
@@ -11,6 +12,7 @@
 
 mod azurite;
 pub mod commit;
+pub mod compact;
 pub mod files;
 pub mod inspect;
 pub mod layer;
@@ -24,6 +26,7 @@ pub use commit::{
     AppendError, AppendOutcome, PartitionRows, PartitionValue, append_after_check, append_once,
     committed_version, epoch_days, partitioned_by_date,
 };
+pub use compact::{Compaction, Partition, Rule};
 pub use files::{FileMeta, Files};
 pub use inspect::{TableInfo, TableState, compatibility_problems};
 pub use layer::Layer;

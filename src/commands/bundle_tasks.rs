@@ -34,7 +34,7 @@ pub const CATALOG: &[JobSpec] = &[
     },
     JobSpec {
         name: "compact",
-        parameters: &["layers", "before", "target_mb"],
+        parameters: &["layers", "before", "target_mb", "min_file_age"],
     },
     JobSpec {
         name: "vacuum",
@@ -62,6 +62,7 @@ enum Work {
         layers: Vec<Layer>,
         before: Option<NaiveDate>,
         target_bytes: u64,
+        min_file_age: std::time::Duration,
     },
     Vacuum {
         layers: Vec<Layer>,
@@ -142,6 +143,12 @@ fn work(task: &Task) -> Result<Work, String> {
                 })?),
             },
             target_bytes: number("target_mb", 128)? * 1024 * 1024,
+            min_file_age: match param("min_file_age") {
+                None => maintenance::DEFAULT_MIN_FILE_AGE,
+                Some(text) => humantime::parse_duration(text).map_err(|_| {
+                    format!("parameter min_file_age is '{text}': write a duration, 5m or 30s")
+                })?,
+            },
         },
         "vacuum" => Work::Vacuum {
             layers: layers()?,
@@ -239,9 +246,14 @@ async fn execute(
             layers,
             before,
             target_bytes,
+            min_file_age,
         } => {
-            let before = before.unwrap_or_else(|| Utc::now().date_naive());
-            table_stats(&maintenance::compact(lake, &tables(&layers), before, target_bytes).await?)
+            let settings = maintenance::CompactSettings {
+                before: before.unwrap_or_else(|| Utc::now().date_naive()),
+                min_file_age,
+                target_bytes,
+            };
+            table_stats(&maintenance::compact(lake, &tables(&layers), &settings).await?)
         }
         Work::Vacuum { layers, retention } => {
             table_stats(&maintenance::vacuum(lake, &tables(&layers), retention).await?)

@@ -211,7 +211,17 @@ async fn execute(
         .unwrap_or_default();
     let report = writer.commit_outputs(batch_outputs).await?;
     crate::crash_point(&format!("{JOB}:backfill:before-late-events"));
-    rewrite_late_events(lake, plan, &taken, still_late).await?;
+    // A compaction committing meanwhile makes the rewrite conflict: read again and retry.
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match rewrite_late_events(lake, plan, &taken, still_late.clone()).await {
+            Err(e) if tries < 5 && super::refresh::is_commit_conflict(&e) => {
+                tracing::info!("silver.late_events changed during the backfill; trying again");
+            }
+            other => break other?,
+        }
+    }
     Ok(BackfillReport {
         number: plan.number,
         range: plan.range,

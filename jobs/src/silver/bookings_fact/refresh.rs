@@ -405,6 +405,17 @@ async fn replace_table(
     }
 }
 
+/// Whether a job's commit failed because another writer committed to the table meanwhile.
+pub(super) fn is_commit_conflict(e: &JobError) -> bool {
+    match e {
+        JobError::Commit { source, .. } => match source.as_ref() {
+            boxoffice_lake::AppendError::Conflict { .. } => true,
+            boxoffice_lake::AppendError::Delta(e) => is_conflict(e),
+        },
+        _ => false,
+    }
+}
+
 fn is_conflict(e: &deltalake::DeltaTableError) -> bool {
     matches!(
         e,
