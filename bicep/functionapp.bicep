@@ -58,8 +58,8 @@ param lakeAccountName string
 @description('The lake URL, abfss://{layer}@<account>.dfs.core.windows.net/ with a literal {layer}.')
 param lakeUrl string
 
-@description('Events the generate timer sends per tick.')
-param generatePerTick string = '20'
+@description('Events per second the generate timer produces (each tick sends the seconds since the last).')
+param generateRate string = '2'
 
 resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
   name: identityName
@@ -149,8 +149,10 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     // The Azure client of object_store uses it to ask the managed identity endpoint for this identity.
     'AZURE_CLIENT_ID': identity.properties.clientId
     'AZURE_STORAGE_ACCOUNT_NAME': lakeAccountName
-    'BOXOFFICE_GENERATE_PER_TICK': generatePerTick
-    'BOXOFFICE_GENERATE_VIA': 'binding'
+    'BOXOFFICE_GENERATE_RATE': generateRate
+    // auto: the output bindings here (the identity-based EventHubConnection has no key to sign REST
+    // sends with); co-partitioned REST sends where a connection string with a key is set.
+    'BOXOFFICE_SEND_VIA': 'auto'
     // The job bundle, its azure target, and the account named by the lake URL of that target.
     'BOXOFFICE_BUNDLE': 'bundle.yml'
     'BUNDLE_TARGET': 'azure'

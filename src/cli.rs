@@ -280,22 +280,37 @@ pub struct ServeArgs {
     #[arg(long, env = "FUNCTIONS_CUSTOMHANDLER_PORT", default_value_t = 7071)]
     pub port: u16,
 
-    /// Events the generate function sends per timer tick (every 10 s)
-    #[arg(long, env = "BOXOFFICE_GENERATE_PER_TICK", default_value_t = 20)]
-    pub per_tick: usize,
+    /// Events per second the generate function produces: each timer tick sends the events of
+    /// the seconds since the last one, stamped on the invocation's time
+    #[arg(long, env = "BOXOFFICE_GENERATE_RATE", default_value_t = 2.0)]
+    pub rate: f64,
 
-    /// How `generate` sends: binding (its Event Hub output bindings; a custom handler cannot
-    /// give them a partition key) or rest (the Event Hubs REST API with partition key order_id,
-    /// signed with the key in EventHubConnection)
+    /// The generate timer's interval (its function.json schedule): the first tick on an
+    /// instance generates this long, and a tick more than twice this long after the last one
+    /// starts a new generator
+    #[arg(long, env = "BOXOFFICE_GENERATE_INTERVAL", value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub interval: Duration,
+
+    /// How generate and ingest send to the hubs: rest (the Event Hubs REST API, each order to
+    /// partition CRC-32(order_id) mod partitions of both hubs, signed with the key in
+    /// EventHubConnection), binding (their Event Hub output bindings, which cannot choose a
+    /// partition), or auto: rest when EventHubConnection is a connection string with a key,
+    /// else binding
     #[arg(
         long,
-        env = "BOXOFFICE_GENERATE_VIA",
+        alias = "generate-via",
+        env = "BOXOFFICE_SEND_VIA",
         value_enum,
-        default_value = "binding"
+        default_value = "auto"
     )]
-    pub generate_via: GenerateVia,
+    pub send_via: SendVia,
 
-    /// With --generate-via rest: send to this base URL instead of https://<namespace>
+    /// With REST sends: the hubs' partition count [default: read from each hub's description
+    /// before its first send]
+    #[arg(long, env = "EventHubPartitionCount", value_name = "N")]
+    pub partitions: Option<u32>,
+
+    /// With REST sends: send to this base URL instead of https://<namespace>
     #[arg(long, env = "BOXOFFICE_EVENTHUB_ENDPOINT", value_name = "URL")]
     pub eventhub_endpoint: Option<String>,
 
@@ -309,12 +324,14 @@ pub struct ServeArgs {
     pub bundle_target: Option<String>,
 }
 
-/// How the `generate` function sends its events.
+/// How the `generate` and `ingest` functions send their events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum GenerateVia {
-    /// The function's Event Hub output bindings (no partition key)
+pub enum SendVia {
+    /// REST when EventHubConnection holds a connection string with a key, else the bindings
+    Auto,
+    /// The functions' Event Hub output bindings (Event Hubs picks the partition)
     Binding,
-    /// The Event Hubs REST API, partition key order_id
+    /// The Event Hubs REST API, co-partitioned by order_id
     Rest,
 }
 
@@ -641,6 +658,22 @@ pub struct ProduceArgs {
     #[arg(long, default_value_t = 8, value_name = "N")]
     pub max_attempts: u32,
 
+    /// The hubs' partition count: each order goes to partition CRC-32(order_id) mod N of both
+    /// hubs, by id (see docs/functions.md) [default: read from each hub's description, which a
+    /// Send-only policy may not be allowed to read]
+    #[arg(
+        long,
+        env = "EventHubPartitionCount",
+        value_name = "N",
+        conflicts_with = "by_key"
+    )]
+    pub partitions: Option<u32>,
+
+    /// Send with partition key order_id and let Event Hubs pick the partition (consistent within
+    /// a hub, but not the same index on both hubs)
+    #[arg(long)]
+    pub by_key: bool,
+
     #[command(flatten)]
     pub generator: GeneratorArgs,
 }
@@ -699,9 +732,11 @@ pub enum BenchCommand {
     /// (commits of 100,000), then one cdc run over all of them; rows/s and peak memory.
     Cdc(BenchCdcArgs),
 
-    /// The `ingest` function as the Functions host calls it: the custom handler on a loopback
-    /// port, driven by --connections concurrent clients posting --batch events per request in
-    /// the host's invocation envelope; events/s and latency percentiles, with peak memory.
+    /// The Functions custom handler as the host calls it, on a loopback port: the archive
+    /// trigger's batches (every partition at once; archived events/s, and Delta commits and
+    /// files per 100,000 events with the default batch size and with host.json's), then
+    /// `ingest` driven by --connections concurrent clients posting --batch events per request;
+    /// events/s and latency percentiles, with peak memory.
     Functions(BenchFunctionsArgs),
 
     /// The dashboard's JSON API over Gold built from a large Silver (10M fact rows by default;
@@ -745,8 +780,17 @@ pub struct BenchFunctionsArgs {
     pub batch: usize,
 
     /// Requests in flight at once (keep-alive connections)
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 16)]
     pub connections: usize,
+
+    /// Events for the archive half: archived through the handler in the host's default
+    /// batches (100) and in host.json's, with commits and files per 100,000 (0: skip it)
+    #[arg(long, default_value_t = 100_000)]
+    pub archive_events: u64,
+
+    /// The host.json whose maxEventBatchSize the archive half uses [default: the shipped one]
+    #[arg(long, value_name = "FILE")]
+    pub host_json: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -258,6 +258,7 @@ fn tables_lists_every_table_before_and_after_landing() {
             "silver.event_catalog",
             "_system.batch_files",
             "_system.job_runs",
+            "_system.archive_gaps",
         ]
     );
     assert!(

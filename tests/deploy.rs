@@ -1,6 +1,6 @@
 //! The Azure deployment, checked offline: every Bicep file parses (pycep-parser, from PyPI); the
-//! Bicep agrees with function.json, local.settings.json.example, the lake's layers, the role ids
-//! of ARCHITECTURE.md section 7, azure.yaml and the README; and the package `scripts/package`
+//! Bicep agrees with function.json, local.settings.json.example, the lake's layers, the built-in
+//! role ids, azure.yaml and the README; and the package `scripts/package`
 //! makes holds host.json, every function.json and a statically linked executable where host.json
 //! says. What needs a subscription is listed in the README.
 
@@ -239,7 +239,7 @@ fn role_ids_are_those_of_the_architecture() {
         .into_iter()
         .filter(|s| s.len() == 36 && s.matches('-').count() == 4)
         .collect::<BTreeSet<_>>();
-    // ARCHITECTURE.md section 7, and Storage Blob Data Reader for the deploying user.
+    // The built-in roles the app needs, and Storage Blob Data Reader for the deploying user.
     let expected = set(&[
         "2b629674-e913-4c01-ae53-ef4638d8f975", // Event Hubs Data Sender
         "a638d3c7-ab3a-418d-83e6-5f17a39d4fde", // Event Hubs Data Receiver

@@ -1,17 +1,14 @@
 //! The Functions custom handler as a real process, sent exactly what the Functions host sends
-//! (ARCHITECTURE.md section 7): timer, HTTP and Event Hub invocations, and the function.json
-//! files the host reads.
+//! (docs/functions.md): timer, HTTP and Event Hub invocations, and the function.json and
+//! host.json files the host reads.
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
 
-use boxoffice_testkit::{Azurite, free_port};
+use boxoffice_testkit::Azurite;
 use common::fake_hub::FakeHub;
+use common::functions_host::{Server, TriggerSettings, invoke, serve_with};
 use common::{boxoffice, run_ok};
 use serde_json::{Value, json};
 
@@ -24,71 +21,10 @@ const FUNCTIONS: [&str; 5] = [
     "run_jobs",
 ];
 
-/// `boxoffice serve`, stopped when dropped.
-struct Server {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn serve(lake_args: &[&str]) -> Server {
-    serve_with(lake_args, &[])
-}
-
-fn serve_with(args: &[&str], env: &[(&str, &str)]) -> Server {
-    let port = free_port();
-    let child = boxoffice()
-        .args(["serve", "--per-tick", "30"])
-        .args(args)
-        .envs(env.iter().copied())
-        .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("serve starts");
-    let server = Server { child, port };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    // As the host does: ping GET / until it answers.
-    while request(port, "GET", "/", None).is_none() {
-        assert!(
-            Instant::now() < deadline,
-            "the handler did not answer GET / within 60 s"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    server
-}
-
-/// One HTTP/1.1 request; `None` while nothing listens.
-fn request(port: u16, method: &str, path: &str, body: Option<&Value>) -> Option<(u16, Value)> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    let body = body.map(Value::to_string).unwrap_or_default();
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nX-Azure-Functions-InvocationId: 0f8fad5b-d9cb-469f-a165-70867728950e\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).ok()?;
-    stream.write_all(body.as_bytes()).ok()?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).ok()?;
-    let text = String::from_utf8_lossy(&raw);
-    let (head, payload) = text.split_once("\r\n\r\n")?;
-    let status = head.split_whitespace().nth(1)?.parse().ok()?;
-    Some((
-        status,
-        serde_json::from_str(payload).unwrap_or(Value::String(payload.to_string())),
-    ))
-}
-
-fn invoke(server: &Server, function: &str, payload: &Value) -> (u16, Value) {
-    request(server.port, "POST", &format!("/{function}"), Some(payload))
-        .expect("the handler answers")
+    let mut args = vec!["--rate", "3"];
+    args.extend_from_slice(lake_args);
+    serve_with(&args, &[])
 }
 
 fn timer() -> Value {
@@ -172,6 +108,24 @@ fn host_json_and_every_function_json_match_the_handler() {
     assert_eq!(names("archive_bookings", "in"), ["events"]);
     assert_eq!(names("archive_payments", "in"), ["events"]);
     assert_eq!(names("run_jobs", "in"), ["timer"]);
+    // The archive triggers retry a failed batch until it lands (the host checkpoints after a
+    // failure otherwise), and take batches worth a commit.
+    for function in ["archive_bookings", "archive_payments"] {
+        let shipped = TriggerSettings::shipped(function, 1.0);
+        let retry = shipped.retry.expect("a retry policy");
+        assert_eq!(retry.max_retry_count, -1);
+        assert!(retry.minimum_interval >= std::time::Duration::from_secs(1));
+        assert!(retry.maximum_interval <= std::time::Duration::from_secs(15 * 60));
+        assert!(shipped.max_batch > 100 && shipped.min_batch <= shipped.max_batch);
+        assert!(shipped.max_wait > std::time::Duration::ZERO);
+        let prefetch = host["extensions"]["eventHubs"]["prefetchCount"]
+            .as_u64()
+            .expect("prefetchCount");
+        assert!(
+            prefetch as usize >= shipped.max_batch,
+            "prefetch at least a batch"
+        );
+    }
     for hub in ["bookings", "payments"] {
         let v: Value = serde_json::from_str(
             &std::fs::read_to_string(Path::new(ROOT).join(format!("archive_{hub}/function.json")))
@@ -218,7 +172,7 @@ fn the_handler_answers_every_function_the_way_the_host_calls_it() {
         .as_array()
         .expect("payments")
         .len();
-    assert_eq!(bookings + payments, 30);
+    assert!(bookings + payments > 0, "{reply}");
     assert!(
         reply["Outputs"]["bookings"]
             .as_array()
@@ -257,11 +211,28 @@ fn the_handler_answers_every_function_the_way_the_host_calls_it() {
                 .expect("reasons")
                 .is_empty()
         );
-        assert_eq!(
-            reply["Outputs"]["bookings"].as_array().expect("sent").len(),
-            2
-        );
+        // Sent as the exact texts that were validated.
+        let sent: Vec<&str> = reply["Outputs"]["bookings"]
+            .as_array()
+            .expect("sent")
+            .iter()
+            .map(|v| v.as_str().expect("each event as its text"))
+            .collect();
+        assert_eq!(sent.len(), 2);
+        for (text, original) in sent.iter().zip(&good) {
+            assert_eq!(
+                serde_json::from_str::<Value>(text).expect("json"),
+                serde_json::from_str::<Value>(original).expect("json")
+            );
+        }
     }
+    let ndjson = Value::String(format!("{}\n{}\n", good[3], good[4]));
+    let (_, reply) = invoke(&server, "ingest", &http("bookings", ndjson));
+    assert_eq!(
+        reply["Outputs"]["bookings"],
+        json!([good[3], good[4]]),
+        "NDJSON lines go out byte for byte"
+    );
     let all_good = Value::String(good[2].clone());
     let (_, reply) = invoke(&server, "ingest", &http("bookings", all_good));
     assert_eq!(reply["Outputs"]["res"]["statusCode"], 200);
@@ -349,35 +320,84 @@ fn a_redelivered_archive_batch_lands_once_on_azurite() {
         &batch(&bookings[5..15], 5, true),
     );
     assert_eq!(status, 200);
-    // A malformed batch fails the invocation (500), so the host would deliver it again.
-    let (status, _) = invoke(
+    // A poison batch (5 events, 4 offsets) can never be archived event by event: it is
+    // quarantined whole with its partition and range, and answered 200 so the retry policy
+    // does not retry it forever; the partition goes on after it without a gap.
+    let mut poison = batch(&bookings[15..20], 15, false);
+    poison["Metadata"]["OffsetArray"]
+        .as_array_mut()
+        .expect("offsets")
+        .pop();
+    let (status, reply) = invoke(&server, "archive_bookings", &poison);
+    assert_eq!(status, 200, "{reply}");
+    assert!(
+        reply["Logs"][0].as_str().expect("log").contains("poison"),
+        "{reply}"
+    );
+    let (status, reply) = invoke(
         &server,
         "archive_bookings",
-        &json!({"Data": {"events": []}, "Metadata": {}}),
+        &batch(&bookings[20..25], 20, false),
     );
-    assert_eq!(status, 500);
+    assert_eq!(status, 200, "{reply}");
+    assert!(
+        !reply["Logs"][0].as_str().expect("log").contains("GAP"),
+        "{reply}"
+    );
+    // A batch past the next sequence number lands, and its gap is recorded and logged.
+    let (status, reply) = invoke(
+        &server,
+        "archive_bookings",
+        &batch(&bookings[30..35], 30, false),
+    );
+    assert_eq!(status, 200, "{reply}");
+    assert!(
+        reply["Logs"][0]
+            .as_str()
+            .expect("log")
+            .contains("GAP: expected sequence number 25 but the batch starts at 30"),
+        "{reply}"
+    );
     let (status, reply) = invoke(&server, "run_jobs", &timer());
     assert_eq!(status, 200, "{reply}");
     drop(server);
-    let out = run_ok(boxoffice().args(["sql", "--format", "csv"]).args(lake).arg(
-        "select count(*), count(distinct sequence_number), min(sequence_number), max(sequence_number) from bronze.bookings_raw where partition_id = 1",
-    ));
+    let query = |sql: &str| {
+        let out = run_ok(
+            boxoffice()
+                .args(["sql", "--format", "csv"])
+                .args(lake)
+                .arg(sql),
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .nth(1)
+            .map(str::to_string)
+    };
     assert_eq!(
-        String::from_utf8_lossy(&out.stdout).lines().nth(1),
-        Some("15,15,0,14")
+        query("select count(*), count(distinct sequence_number), min(sequence_number), max(sequence_number) from bronze.bookings_raw where partition_id = 1").as_deref(),
+        Some("25,25,0,34")
+    );
+    assert_eq!(
+        query("select count(*) from bronze.quarantine where partition_id = 1 and reason like 'poison batch of partition 1, sequence numbers 15 to 19:%'").as_deref(),
+        Some("1")
+    );
+    assert_eq!(
+        query("select hub, partition_id, expected_sequence_number, got_sequence_number, missing from _system.archive_gaps").as_deref(),
+        Some("bookings,1,25,30,5")
     );
 }
 
 const CONNECTION: &str = "Endpoint=sb://tickets-ns.servicebus.windows.net/;SharedAccessKeyName=producer;SharedAccessKey=bm90LWEtcmVhbC1rZXk=";
 
-/// `serve --generate-via rest` on `lake`, sending to the stand-in `hub`.
+/// `serve` on `lake` with a connection string that has a key: `generate` and `ingest` send
+/// over REST (the default then), to the stand-in `hub`.
 fn generating_via_rest(lake: &Path, hub: &FakeHub) -> Server {
     serve_with(
         &[
             "--lake",
             lake.to_str().expect("utf-8"),
-            "--generate-via",
-            "rest",
+            "--rate",
+            "3",
             "--eventhub-endpoint",
             &hub.endpoint(),
         ],
@@ -385,14 +405,25 @@ fn generating_via_rest(lake: &Path, hub: &FakeHub) -> Server {
     )
 }
 
+/// A timer invocation at `utc_now`.
+fn tick_at(utc_now: chrono::DateTime<chrono::Utc>) -> Value {
+    let mut t = timer();
+    t["Metadata"]["sys"]["UtcNow"] = json!(utc_now.to_rfc3339());
+    t
+}
+
 #[test]
-fn generate_via_rest_sends_each_event_with_its_order_as_partition_key() {
+fn generate_and_ingest_send_each_order_to_the_same_partition_index_of_both_hubs() {
     let dir = tempfile::tempdir().expect("tempdir");
     let hub = FakeHub::start(&[503]);
     let server = generating_via_rest(&dir.path().join("lake"), &hub);
-    let mut sent = 0;
-    for _ in 0..3 {
-        let (status, reply) = invoke(&server, "generate", &timer());
+    let start = chrono::Utc::now();
+    for k in 0..30 {
+        let (status, reply) = invoke(
+            &server,
+            "generate",
+            &tick_at(start + chrono::Duration::seconds(10 * k)),
+        );
         assert_eq!(status, 200, "{reply}");
         assert!(
             reply["Outputs"].get("bookings").is_none(),
@@ -402,27 +433,76 @@ fn generate_via_rest_sends_each_event_with_its_order_as_partition_key() {
             reply["Logs"][0]
                 .as_str()
                 .unwrap_or_default()
-                .contains("partition keys"),
+                .contains("REST"),
             "{reply}"
         );
     }
+    let (good, _) = generated("40");
+    let body = Value::String(format!("{}\n{}\n", good[0], good[1]));
+    let (status, reply) = invoke(&server, "ingest", &http("bookings", body));
+    assert_eq!(
+        (status, &reply["Outputs"]["res"]["statusCode"]),
+        (200, &json!(200)),
+        "{reply}"
+    );
+    assert!(reply["Outputs"].get("bookings").is_none(), "{reply}");
+
     let received = hub.received();
     assert_eq!(
         received[0].answered, 503,
         "the first batch was refused once and retried"
     );
+    let mut partition_of_order: std::collections::HashMap<String, (u32, Vec<String>)> =
+        std::collections::HashMap::new();
+    let mut bodies = Vec::new();
     for r in received.iter().filter(|r| r.answered == 201) {
+        let partition = r.partition.expect("sent to a partition by id");
         let batch: Value = serde_json::from_slice(&r.body).expect("JSON");
         for entry in batch.as_array().expect("array") {
-            let event: Value =
-                serde_json::from_str(entry["Body"].as_str().expect("Body")).expect("an event");
-            assert_eq!(event["order_id"], entry["BrokerProperties"]["PartitionKey"]);
+            assert!(
+                entry.get("BrokerProperties").is_none(),
+                "no partition key: {entry}"
+            );
+            let text = entry["Body"].as_str().expect("Body");
+            let event: Value = serde_json::from_str(text).expect("an event");
+            let order = event["order_id"].as_str().expect("order_id").to_string();
+            assert_eq!(
+                partition,
+                boxoffice_ingest::partitioning::partition_index(&order, 4),
+                "{order}"
+            );
             let is_payment = event.get("payment_id").is_some();
             assert_eq!(r.hub == "payments", is_payment, "{event}");
-            sent += 1;
+            let seen = partition_of_order
+                .entry(order)
+                .or_insert((partition, Vec::new()));
+            assert_eq!(
+                seen.0, partition,
+                "one order, one partition index on both hubs"
+            );
+            seen.1.push(r.hub.clone());
+            bodies.push(text.to_string());
         }
     }
-    assert_eq!(sent, 90, "3 ticks of 30 events, each once");
+    let both = partition_of_order
+        .values()
+        .filter(|(_, hubs)| {
+            hubs.iter().any(|h| h == "bookings") && hubs.iter().any(|h| h == "payments")
+        })
+        .count();
+    assert!(both > 10, "orders with a booking and a payment: {both}");
+    let used: std::collections::BTreeSet<u32> =
+        partition_of_order.values().map(|(p, _)| *p).collect();
+    assert_eq!(used.len(), 4, "every partition gets orders");
+    // The ingested lines went out byte for byte, each once.
+    for line in &good[..2] {
+        assert_eq!(bodies.iter().filter(|b| *b == line).count(), 1, "{line}");
+    }
+    // The refused batch was sent again as it was, to the same partition.
+    assert_eq!(
+        (&received[1].hub, received[1].partition, &received[1].body),
+        (&received[0].hub, received[0].partition, &received[0].body)
+    );
 }
 
 #[test]

@@ -7,6 +7,7 @@ mod common;
 use std::process::Command;
 
 use boxoffice_ingest::eventhub::sas;
+use boxoffice_ingest::partitioning::partition_index;
 use common::fake_hub::FakeHub;
 use common::{boxoffice, run_ok};
 use serde_json::Value;
@@ -59,7 +60,7 @@ fn in_order(part: &[String], whole: &[String]) -> bool {
 }
 
 #[test]
-fn produce_sends_every_event_once_in_order_with_its_order_as_partition_key_through_throttling() {
+fn produce_sends_every_event_once_in_order_to_its_orders_partition_through_throttling() {
     // Throttled, then the service fails twice, then it takes everything.
     let hub = FakeHub::start(&[429, 503, 500]);
     let generator = [
@@ -88,6 +89,8 @@ fn produce_sends_every_event_once_in_order_with_its_order_as_partition_key_throu
     assert_eq!(received.iter().filter(|r| r.answered != 201).count(), 3);
     let mut per_hub: [(Vec<String>, &str); 2] =
         [(Vec::new(), "bookings"), (Vec::new(), "payments")];
+    let mut per_partition: std::collections::BTreeMap<(String, u32), Vec<String>> =
+        std::collections::BTreeMap::new();
     for r in received.iter().filter(|r| r.answered == 201) {
         assert!(r.body.len() <= 50_000, "a batch of {} bytes", r.body.len());
         assert_eq!(r.content_type, "application/vnd.microsoft.servicebus.json");
@@ -102,15 +105,21 @@ fn produce_sends_every_event_once_in_order_with_its_order_as_partition_key_throu
             .iter_mut()
             .find(|(_, name)| *name == r.hub)
             .expect("only the bookings and payments hubs");
+        // Co-partitioned: each batch goes to one partition by id (4, from the hub's
+        // description), the one its orders hash to, with no partition key.
+        let partition = r.partition.expect("sent to a partition by id");
         for entry in batch.as_array().expect("an array") {
             let body = entry["Body"].as_str().expect("Body is the event's text");
-            let key = entry["BrokerProperties"]["PartitionKey"]
-                .as_str()
-                .expect("a partition key");
+            assert!(entry.get("BrokerProperties").is_none(), "{entry}");
             if let Ok(event) = serde_json::from_str::<Value>(body) {
-                assert_eq!(event["order_id"].as_str(), Some(key), "{body}");
+                let order = event["order_id"].as_str().expect("order_id");
+                assert_eq!(partition, partition_index(order, 4), "{body}");
             }
             lane.0.push(body.to_string());
+            per_partition
+                .entry((r.hub.clone(), partition))
+                .or_default()
+                .push(body.to_string());
         }
     }
     let (bookings, payments) = (&per_hub[0].0, &per_hub[1].0);
@@ -120,14 +129,13 @@ fn produce_sends_every_event_once_in_order_with_its_order_as_partition_key_throu
         expected.len(),
         "nothing lost, nothing twice"
     );
-    assert!(
-        in_order(bookings, &expected),
-        "bookings arrive in the order produced"
-    );
-    assert!(
-        in_order(payments, &expected),
-        "payments arrive in the order produced"
-    );
+    assert_eq!(per_partition.len(), 8, "both hubs, 4 partitions each");
+    for ((hub, partition), events) in &per_partition {
+        assert!(
+            in_order(events, &expected),
+            "{hub} partition {partition}: events arrive in the order produced"
+        );
+    }
     let mut all: Vec<&String> = bookings.iter().chain(payments).collect();
     let mut want: Vec<&String> = expected.iter().collect();
     all.sort();
@@ -140,9 +148,20 @@ fn the_token_produce_sends_verifies_against_the_key() {
     let hub = FakeHub::start(&[]);
     run_ok(&mut produce(
         &hub,
-        &["--count", "2000", "--fast", "--seed", "1"],
+        &["--count", "2000", "--fast", "--seed", "1", "--by-key"],
     ));
     let received = hub.received();
+    // --by-key: to the hub with each order as partition key, Event Hubs picking the partition.
+    for r in &received {
+        assert_eq!(r.partition, None);
+        let batch: Value = serde_json::from_slice(&r.body).expect("JSON");
+        for entry in batch.as_array().expect("array") {
+            assert!(
+                entry["BrokerProperties"]["PartitionKey"].is_string(),
+                "{entry}"
+            );
+        }
+    }
     for hub_name in ["bookings", "payments"] {
         let r = received
             .iter()

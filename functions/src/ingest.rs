@@ -1,14 +1,17 @@
 //! `ingest`: HTTP POST `api/ingest/{hub}` with one event, a JSON array of them, or NDJSON.
-//! Valid events go to the hub's Event Hub output binding; invalid ones to `bronze/quarantine`
-//! with every reason, and the reply is 400 naming each by its index (the valid ones are still
-//! sent). An empty body is 400, an unknown hub 404, a body over 1 MB 413.
+//! Valid events go to the hub (co-partitioned over REST when a connection with a key is set,
+//! else the Event Hub output binding), each as the exact text that was validated; invalid ones
+//! to `bronze/quarantine` with every reason, through the instance's
+//! [writer](crate::quarantine::QuarantineWriter), and the reply, sent once they are committed,
+//! is 400 naming each by its index (the valid ones are still sent). Only an empty body (400), an
+//! unknown hub (404) or a body over 1 MB (413) refuses a request whole.
 
 use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
 use boxoffice_events::{Hub, validate};
-use boxoffice_ingest::bronze::{QUARANTINE, QuarantineRow, quarantine_batch};
+use boxoffice_ingest::bronze::QuarantineRow;
 use chrono::Utc;
 use serde_json::{Value, json};
 
@@ -99,7 +102,8 @@ pub async fn invoke(
     let now = Utc::now();
     for (index, text) in events.iter().enumerate() {
         match validate(text, Some(hub)) {
-            Ok(_) => valid.push(serde_json::from_str::<Value>(text).unwrap_or(Value::Null)),
+            // The text itself, never a re-parse of it: what was validated is what is sent.
+            Ok(event) => valid.push((event.event.order_id().to_string(), text.clone())),
             Err(invalid) => {
                 rejected.push(json!({"index": index, "reasons": invalid.reasons}));
                 quarantine.push(QuarantineRow {
@@ -119,9 +123,7 @@ pub async fn invoke(
         }
     }
     if !quarantine.is_empty() {
-        append_quarantine(&handler.lake, &quarantine)
-            .await
-            .map_err(Failed)?;
+        handler.quarantine.write(quarantine).await.map_err(Failed)?;
     }
     let accepted = valid.len();
     let mut out = if rejected.is_empty() {
@@ -129,21 +131,18 @@ pub async fn invoke(
     } else {
         reply(400, json!({"accepted": accepted, "rejected": rejected}))
     };
-    if !valid.is_empty() {
-        out = out.output(hub.as_str(), Value::Array(valid));
+    match &handler.direct {
+        Some(direct) => direct
+            .send(hub, &valid)
+            .await
+            .map_err(|e| Failed(e.to_string()))?,
+        None if !valid.is_empty() => {
+            // Strings, not objects: the host sends a string output as the message body as it
+            // is (an event's text starts with `{`, so it is never mistaken for base64).
+            let texts = valid.into_iter().map(|(_, text)| Value::String(text));
+            out = out.output(hub.as_str(), Value::Array(texts.collect()));
+        }
+        None => {}
     }
     Ok(out)
-}
-
-/// Appends refused events to `bronze/quarantine`. No exactly-once here: a client that retries a
-/// request sends its bad events again, and they are quarantined again.
-async fn append_quarantine(
-    lake: &boxoffice_lake::Lake,
-    rows: &[QuarantineRow],
-) -> Result<(), String> {
-    let batch = quarantine_batch(rows).map_err(|e| e.to_string())?;
-    lake.append(&QUARANTINE, vec![batch])
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(())
 }

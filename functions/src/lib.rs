@@ -1,44 +1,46 @@
 //! The Azure Functions custom handler: the HTTP server the Functions host forwards invocations
-//! to (ARCHITECTURE.md section 7), one module per function.
+//! to, one module per function. docs/functions.md is the contract with the host.
 //!
-//! - [`generate`]: timer; generated bookings and payments to the Event Hub output bindings.
-//! - [`ingest`]: HTTP POST `api/ingest/{hub}`; valid events to the Event Hub output, invalid
-//!   ones to `bronze/quarantine`, and a 400 naming each.
+//! - [`generate`]: timer; the bookings and payments of the seconds since the last tick.
+//! - [`ingest`]: HTTP POST `api/ingest/{hub}`; valid events to the hub, invalid ones to
+//!   `bronze/quarantine`, and a 400 naming each.
 //! - [`archive`]: Event Hub triggers; each partition's batch landed in Bronze exactly once.
 //! - [`run_jobs`]: timer; the lakehouse jobs, once over what is new.
+//! - [`send`]: co-partitioned sends to the hubs over REST, for `generate` and `ingest`.
 //!
 //! The host POSTs `/<FunctionName>` with `{"Data", "Metadata"}` ([`protocol::Invocation`]) and
 //! takes `{"Outputs", "Logs", "ReturnValue"}` back ([`protocol::Reply`]); a non-2xx reply fails the
-//! invocation and writes no output, so an Event Hub batch is delivered again.
+//! invocation and writes no output; an Event Hub batch is then delivered again only under the
+//! function's retry policy.
 
 pub mod archive;
 pub mod generate;
 pub mod ingest;
 pub mod protocol;
+pub mod quarantine;
 pub mod run_jobs;
+pub mod send;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::{get, post};
-use boxoffice_events::{Generator, Hub};
-use boxoffice_ingest::bronze::BronzeArchiver;
 use boxoffice_lake::Lake;
-use tokio::sync::Mutex;
 
 /// What the handler keeps between invocations.
 pub struct Handler {
     /// Where Bronze, Silver and Gold live.
     pub lake: Lake,
-    /// The generator the `generate` function draws from (events continue across ticks).
-    pub generator: Mutex<Generator>,
-    /// Events the `generate` function sends per tick.
-    pub per_tick: usize,
-    /// The archivers, one per hub, kept open so each batch reads only new log commits.
-    pub archivers: Mutex<HashMap<Hub, BronzeArchiver>>,
-    /// Set when `generate` sends over REST with partition keys instead of its output bindings.
-    pub direct: Option<generate::DirectSend>,
+    /// The `generate` function's rate and its generator between ticks.
+    pub generating: generate::Generating,
+    /// The archivers, one per (hub, partition), kept open so each batch reads only new log
+    /// commits.
+    pub archivers: archive::Archivers,
+    /// The instance's one writer of `ingest`'s refused events.
+    pub quarantine: quarantine::QuarantineWriter,
+    /// Set when `generate` and `ingest` send co-partitioned over REST instead of their output
+    /// bindings.
+    pub direct: Option<send::DirectSend>,
     /// Set when `run_jobs` runs the bundle's due jobs instead of its fixed list.
     pub bundle: Option<run_jobs::BundleJobs>,
 }

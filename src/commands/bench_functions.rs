@@ -1,6 +1,7 @@
-//! `boxoffice bench functions`: the `ingest` function's throughput and latency as the Functions
-//! host would see them: the custom handler on a loopback port, clients posting the host's
-//! invocation envelope with a batch of events in `Data.req.Body`.
+//! `boxoffice bench functions`: the archive functions' throughput and commit cost
+//! ([`super::bench_functions_archive`]), then the `ingest` function's throughput and latency as
+//! the Functions host would see them: the custom handler on a loopback port, clients posting
+//! the host's invocation envelope with a batch of events in `Data.req.Body`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,6 +24,18 @@ pub async fn run(args: BenchFunctionsArgs) -> anyhow::Result<()> {
     if args.batch == 0 || args.connections == 0 || args.events == 0 {
         bail!("--events, --batch and --connections must be at least 1");
     }
+    if args.archive_events > 0 {
+        use super::bench_functions_archive as archive;
+        let host_batch = archive::host_batch_size(args.host_json.as_deref())?;
+        eprintln!(
+            "bench functions: archiving {} events in batches of {} (the host's default), then of {host_batch} (host.json) ...",
+            thousands(args.archive_events),
+            archive::DEFAULT_MAX_BATCH
+        );
+        let before = archive::run(args.archive_events, archive::DEFAULT_MAX_BATCH).await?;
+        let after = archive::run(args.archive_events, host_batch).await?;
+        archive::report(&before, &after);
+    }
     let scratch = tempfile::tempdir().context("creating a scratch folder")?;
     let lake = Lake::local(&scratch.path().join("lake"))?;
     lake.prepare().await?;
@@ -33,7 +46,15 @@ pub async fn run(args: BenchFunctionsArgs) -> anyhow::Result<()> {
     let server = tokio::spawn(async move {
         axum::serve(
             listener,
-            router(super::serve::handler(lake, 0, None, None)?),
+            router(super::serve::handler(
+                lake,
+                super::serve::GenerateSettings {
+                    rate: 1.0,
+                    interval: Duration::from_secs(10),
+                },
+                None,
+                None,
+            )?),
         )
         .await
         .context("serving")

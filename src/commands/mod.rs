@@ -5,6 +5,7 @@ pub mod bench;
 pub mod bench_cdc;
 pub mod bench_dashboard;
 pub mod bench_functions;
+pub mod bench_functions_archive;
 pub mod bench_jobs;
 pub mod bundle;
 pub mod bundle_tasks;

@@ -5,7 +5,9 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use boxoffice_events::{Generator, Hub};
-use boxoffice_ingest::eventhub::{ConnectionString, Producer, ProducerSettings, RetryPolicy};
+use boxoffice_ingest::eventhub::{
+    ConnectionString, Producer, ProducerSettings, RetryPolicy, Routing,
+};
 use tokio::sync::watch;
 
 use super::shutdown_signal;
@@ -37,12 +39,19 @@ pub async fn run(global: &GlobalArgs, args: ProduceArgs) -> anyhow::Result<()> {
             ..RetryPolicy::default()
         },
         endpoint: args.endpoint.clone(),
+        routing: if args.by_key {
+            Routing::ByKey
+        } else {
+            Routing::CoPartitioned {
+                partitions: args.partitions,
+            }
+        },
     };
     let hubs = [
         (Hub::Bookings, args.bookings_hub.clone()),
         (Hub::Payments, args.payments_hub.clone()),
     ];
-    let mut producer = Producer::start(&connection, &hubs, &settings)?;
+    let mut producer = Producer::start(&connection, &hubs, &settings).await?;
     eprintln!(
         "producing to {} (hubs {} and {}) as policy '{}'",
         args.endpoint.as_deref().unwrap_or(&connection.host),

@@ -1,32 +1,51 @@
 //! `boxoffice serve`: the Functions custom handler on 127.0.0.1:$FUNCTIONS_CUSTOMHANDLER_PORT.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use anyhow::Context;
 use boxoffice_events::Hub;
-use boxoffice_events::{Generator, GeneratorConfig, Shares};
-use boxoffice_functions::generate::DirectSend;
+use boxoffice_functions::archive::Archivers;
+use boxoffice_functions::generate::Generating;
+use boxoffice_functions::quarantine::QuarantineWriter;
+use boxoffice_functions::send::DirectSend;
 use boxoffice_functions::{Handler, router};
 use boxoffice_ingest::eventhub::batch::DEFAULT_LIMIT;
 use boxoffice_ingest::eventhub::{ConnectionString, RetryPolicy, Sender};
 use boxoffice_lake::Lake;
-use tokio::sync::Mutex;
 
 use boxoffice_functions::run_jobs::BundleJobs;
 
 use super::bundle_tasks::LakeTasks;
-use crate::cli::{BundleArgs, GenerateVia, GlobalArgs, ServeArgs};
+use crate::cli::{BundleArgs, GlobalArgs, SendVia, ServeArgs};
 use crate::config;
+
+/// How `generate` draws its events: its rate and the timer's interval.
+#[derive(Debug, Clone, Copy)]
+pub struct GenerateSettings {
+    pub rate: f64,
+    pub interval: std::time::Duration,
+}
 
 pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
     let file_config = config::load(global)?;
     let lake = config::lake(global, &file_config)?;
     lake.prepare().await?;
-    let direct = match args.generate_via {
-        GenerateVia::Binding => None,
-        GenerateVia::Rest => Some(direct_send(args.eventhub_endpoint.as_deref())?),
+    let direct = match args.send_via {
+        SendVia::Binding => None,
+        SendVia::Rest => Some(
+            direct_send(args.eventhub_endpoint.as_deref(), args.partitions)
+                .context("--send-via rest signs with the key in EventHubConnection")?,
+        ),
+        SendVia::Auto => direct_send(args.eventhub_endpoint.as_deref(), args.partitions).ok(),
     };
+    eprintln!(
+        "boxoffice serve: generate and ingest send {}",
+        if direct.is_some() {
+            "over REST, each order to partition CRC-32(order_id) mod partitions of both hubs"
+        } else {
+            "through their Event Hub output bindings (Event Hubs picks the partitions)"
+        }
+    );
     let bundle = match &args.bundle {
         Some(file) => {
             let bundle = super::bundle::load(&BundleArgs {
@@ -45,7 +64,11 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let handler = handler(lake, args.per_tick, direct, bundle)?;
+    let generate = GenerateSettings {
+        rate: args.rate,
+        interval: args.interval,
+    };
+    let handler = handler(lake, generate, direct, bundle)?;
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
         .await
         .with_context(|| format!("listening on 127.0.0.1:{}", args.port))?;
@@ -60,47 +83,36 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The handler state `serve` (and `bench functions`) serve, on a prepared lake.
+/// The handler state `serve` (and `bench functions`) serve, on a prepared lake; inside a Tokio
+/// runtime (the quarantine writer is a task).
 pub fn handler(
     lake: Lake,
-    per_tick: usize,
+    generate: GenerateSettings,
     direct: Option<DirectSend>,
     bundle: Option<BundleJobs>,
 ) -> anyhow::Result<Arc<Handler>> {
-    // The functions send what Event Hubs will take: no deliberately malformed events (the
-    // output binding would refuse them before Bronze could quarantine them). Several instances
-    // may start at once: each takes a fresh random seed, so their order ids and event ids differ.
-    let generator = Generator::new(GeneratorConfig {
-        seed: boxoffice_events::generator::run::fresh_seed(),
-        start: chrono::Utc::now(),
-        shares: Shares {
-            malformed: 0.0,
-            ..Shares::default()
-        },
-        ..GeneratorConfig::default()
-    })?;
+    let interval = chrono::Duration::from_std(generate.interval)
+        .context("the generate interval is too long")?;
+    let generating = Generating::new(generate.rate, interval).map_err(anyhow::Error::msg)?;
     Ok(Arc::new(Handler {
+        quarantine: QuarantineWriter::start(lake.clone()),
         lake,
-        generator: Mutex::new(generator),
-        per_tick,
-        archivers: Mutex::new(HashMap::new()),
+        generating,
+        archivers: Archivers::default(),
         direct,
         bundle,
     }))
 }
 
 /// REST senders for both hubs, signed with the key in `EventHubConnection` (the setting the
-/// function.json bindings name), checked before the first tick needs them.
-fn direct_send(endpoint: Option<&str>) -> anyhow::Result<DirectSend> {
-    let connection = ConnectionString::from_env("EventHubConnection")
-        .context("--generate-via rest signs with the key in EventHubConnection")?;
-    let mut senders = HashMap::new();
+/// function.json bindings name). Fails when the setting is not a connection string with a key
+/// (an identity-based connection, or the emulator, which has no REST API).
+fn direct_send(endpoint: Option<&str>, partitions: Option<u32>) -> anyhow::Result<DirectSend> {
+    let connection = ConnectionString::from_env("EventHubConnection")?;
+    let mut senders = Vec::new();
     for hub in Hub::ALL {
         let sender = Sender::new(&connection, hub.as_str(), endpoint, RetryPolicy::default())?;
-        senders.insert(hub, sender);
+        senders.push((hub, sender));
     }
-    Ok(DirectSend {
-        senders: Mutex::new(senders),
-        max_batch_bytes: DEFAULT_LIMIT,
-    })
+    Ok(DirectSend::new(senders, partitions, DEFAULT_LIMIT))
 }

@@ -27,6 +27,9 @@ pub fn written_by(def: &TableDef) -> &'static str {
             "`boxoffice job run gold`, once silver.event_catalog exists (`boxoffice job run batch_load`)"
         }
         "_system.job_runs" => "`boxoffice bundle run JOB` and `boxoffice up`",
+        "_system.archive_gaps" => {
+            "the archivers, when a batch starts past its partition's next sequence number (normally never)"
+        }
         name if name.starts_with("gold.") => "`boxoffice job run gold`",
         _ => "boxoffice",
     }

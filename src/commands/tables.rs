@@ -15,6 +15,7 @@ pub fn catalog() -> Vec<&'static TableDef> {
     tables.extend(boxoffice_jobs::cdc::tables::TABLES);
     tables.extend(boxoffice_jobs::batch::tables::TABLES);
     tables.push(&boxoffice_bundle::history::JOB_RUNS);
+    tables.push(&bronze::ARCHIVE_GAPS);
     tables
 }
 

@@ -5,10 +5,12 @@
 //!   through Delta application transactions; the same code serves the Event Hub trigger.
 //! - [`landing`]: wires a queue to one archiver per partition, with live counters.
 //! - [`eventhub`]: the other way in: sending events to a real Event Hub over its REST API.
+//! - [`partitioning`]: the co-partitioning rule every producer follows (order id to partition).
 
 pub mod bronze;
 pub mod eventhub;
 pub mod landing;
+pub mod partitioning;
 pub mod queue;
 
 use chrono::{DateTime, Utc};

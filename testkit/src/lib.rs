@@ -4,6 +4,10 @@
 //! the npm registry into `~/.cache/boxoffice/azurite` first if no installation is found, and
 //! stops it when dropped. A test never skips because Azurite is missing: it installs it, or fails
 //! saying why (no Node.js/npm).
+//!
+//! [`Azurite::start_on_disk`] keeps its data in a folder instead of memory, so a test can
+//! [`stop`](Azurite::stop) it (storage down: connections refused) and
+//! [`restart`](Azurite::restart) it on the same port with everything it held.
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -74,18 +78,33 @@ pub fn azurite_blob_binary() -> PathBuf {
 pub struct Azurite {
     child: Child,
     port: u16,
+    /// Where it keeps its data; `None` in memory.
+    location: Option<PathBuf>,
 }
 
 impl Azurite {
     /// Starts Azurite on a free port and waits until it accepts connections.
     pub fn start() -> Azurite {
+        Azurite::launch(None)
+    }
+
+    /// Starts Azurite keeping its data in `location`, so that it survives [`Azurite::stop`].
+    pub fn start_on_disk(location: &Path) -> Azurite {
+        Azurite::launch(Some(location.to_path_buf()))
+    }
+
+    fn launch(location: Option<PathBuf>) -> Azurite {
         let bin = azurite_blob_binary();
         let mut last_error = String::new();
         for _ in 0..3 {
             let port = free_port();
-            match spawn(&bin, port) {
+            match spawn(&bin, port, location.as_deref()) {
                 Ok(child) => {
-                    let mut azurite = Azurite { child, port };
+                    let mut azurite = Azurite {
+                        child,
+                        port,
+                        location: location.clone(),
+                    };
                     if azurite.wait_ready(Duration::from_secs(60)) {
                         return azurite;
                     }
@@ -111,26 +130,70 @@ impl Azurite {
         false
     }
 
+    /// Stops it (SIGTERM, so an on-disk Azurite saves its metadata): from now on connections to
+    /// its port are refused, as when storage is down.
+    pub fn stop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts it again on the same port, with the data an on-disk Azurite kept.
+    pub fn restart(&mut self) {
+        assert!(
+            self.location.is_some(),
+            "an in-memory Azurite loses its data when stopped: use Azurite::start_on_disk"
+        );
+        let bin = azurite_blob_binary();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            self.child = spawn(&bin, self.port, self.location.as_deref())
+                .unwrap_or_else(|e| panic!("could not restart Azurite: {e}"));
+            if self.wait_ready(Duration::from_secs(30)) {
+                return;
+            }
+            // The port may still be held a moment after the old process exited.
+            assert!(
+                Instant::now() < deadline,
+                "Azurite did not come back on port {}",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     /// The blob endpoint, `http://127.0.0.1:<port>`.
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 }
 
-fn spawn(bin: &Path, port: u16) -> std::io::Result<Child> {
-    // In memory: nothing to clean up, and the telemetry Azurite sends by default is turned off
-    // (tests must not reach the internet).
-    Command::new(bin)
-        .args(["--blobHost", "127.0.0.1", "--blobPort"])
+fn spawn(bin: &Path, port: u16, location: Option<&Path>) -> std::io::Result<Child> {
+    // In memory unless a folder is given: nothing to clean up. The telemetry Azurite sends by
+    // default is turned off (tests must not reach the internet).
+    let mut cmd = Command::new(bin);
+    cmd.args(["--blobHost", "127.0.0.1", "--blobPort"])
         .arg(port.to_string())
         .args([
             "--silent",
             "--skipApiVersionCheck",
             "--loose",
             "--disableTelemetry",
-            "--inMemoryPersistence",
-        ])
-        .stdin(Stdio::null())
+        ]);
+    match location {
+        Some(dir) => cmd.arg("--location").arg(dir),
+        None => cmd.arg("--inMemoryPersistence"),
+    };
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()

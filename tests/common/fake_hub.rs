@@ -1,6 +1,7 @@
-//! A stand-in for the Event Hubs REST send endpoint (`POST /<hub>/messages`): it records each
-//! request and answers the statuses it is scripted to, then 201. Event Hubs cannot run here,
-//! and its emulator has no REST API.
+//! A stand-in for the Event Hubs REST endpoints boxoffice uses: send (`POST /<hub>/messages`),
+//! send to a partition (`POST /<hub>/partitions/<id>/messages`) and the hub's description
+//! (`GET /<hub>`, with `<PartitionCount>`). It records each send and answers the statuses it is
+//! scripted to, then 201. Event Hubs cannot run here, and its emulator has no REST API.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -10,12 +11,14 @@ use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
-use axum::routing::post;
+use axum::routing::{get, post};
 
 /// What the stand-in hub received.
 #[derive(Debug, Clone)]
 pub struct Received {
     pub hub: String,
+    /// The partition id in the path, for a send to a partition.
+    pub partition: Option<u32>,
     pub query: String,
     pub content_type: String,
     pub authorization: String,
@@ -25,6 +28,7 @@ pub struct Received {
 
 #[derive(Default)]
 struct HubState {
+    partition_count: u32,
     /// Statuses to answer, in order, before answering 201.
     script: Mutex<VecDeque<u16>>,
     received: Mutex<Vec<Received>>,
@@ -38,8 +42,16 @@ pub struct FakeHub {
 }
 
 impl FakeHub {
+    /// Hubs of 4 partitions.
     pub fn start(script: &[u16]) -> FakeHub {
-        let state = Arc::new(HubState::default());
+        FakeHub::with_partitions(script, 4)
+    }
+
+    pub fn with_partitions(script: &[u16], partition_count: u32) -> FakeHub {
+        let state = Arc::new(HubState {
+            partition_count,
+            ..HubState::default()
+        });
         state
             .script
             .lock()
@@ -56,6 +68,11 @@ impl FakeHub {
         let port = listener.local_addr().expect("addr").port();
         let app = Router::new()
             .route("/{hub}/messages", post(receive))
+            .route(
+                "/{hub}/partitions/{partition}/messages",
+                post(receive_partition),
+            )
+            .route("/{hub}", get(describe))
             .with_state(Arc::clone(&state));
         runtime.spawn(async move { axum::serve(listener, app).await });
         FakeHub {
@@ -74,10 +91,42 @@ impl FakeHub {
     }
 }
 
+/// The hub's Atom description, as `GET https://<ns>/<hub>` answers (trimmed to what is read).
+async fn describe(State(state): State<Arc<HubState>>, Path(hub): Path<String>) -> String {
+    let ids: String = (0..state.partition_count)
+        .map(|i| format!("<d3p1:string>{i}</d3p1:string>"))
+        .collect();
+    format!(
+        "<entry xmlns=\"http://www.w3.org/2005/Atom\"><title type=\"text\">{hub}</title><content type=\"application/xml\"><EventHubDescription xmlns=\"http://schemas.microsoft.com/netservices/2010/10/servicebus/connect\"><MessageRetentionInDays>1</MessageRetentionInDays><Status>Active</Status><PartitionCount>{}</PartitionCount><PartitionIds xmlns:d3p1=\"http://schemas.microsoft.com/2003/10/Serialization/Arrays\">{ids}</PartitionIds></EventHubDescription></content></entry>",
+        state.partition_count
+    )
+}
+
+async fn receive_partition(
+    State(state): State<Arc<HubState>>,
+    Path((hub, partition)): Path<(String, u32)>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> axum::response::Response {
+    record(state, hub, Some(partition), query, headers, body).into_response()
+}
+
 async fn receive(
     State(state): State<Arc<HubState>>,
     Path(hub): Path<String>,
     RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> axum::response::Response {
+    record(state, hub, None, query, headers, body).into_response()
+}
+
+fn record(
+    state: Arc<HubState>,
+    hub: String,
+    partition: Option<u32>,
+    query: Option<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> impl IntoResponse {
@@ -96,6 +145,7 @@ async fn receive(
     };
     state.received.lock().expect("lock").push(Received {
         hub,
+        partition,
         query: query.unwrap_or_default(),
         content_type: header("content-type"),
         authorization: header("authorization"),

@@ -3,6 +3,7 @@
 
 pub mod browser;
 pub mod fake_hub;
+pub mod functions_host;
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -20,6 +20,40 @@ use crate::model::{Event, Hub, SchemaVersion};
 /// Largest accepted event body: Event Hubs takes 1 MB, but we keep events well under 256 KB.
 pub const MAX_EVENT_BYTES: usize = 256 * 1024;
 
+/// Deepest nesting the fast path takes: far deeper than any event, far shallower than the 128
+/// levels at which the complete check's parser refuses a body. Deeper bodies go to the complete
+/// check, so the fast path can never accept what that check refuses for its depth.
+const FAST_MAX_DEPTH: usize = 32;
+
+/// True when no array or object in `body` nests deeper than [`FAST_MAX_DEPTH`] (brackets inside
+/// strings do not count).
+fn shallow(body: &str) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in body.as_bytes() {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > FAST_MAX_DEPTH {
+                    return false;
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    true
+}
+
 /// Most seats one order may hold.
 pub const MAX_SEATS_PER_ORDER: usize = 6;
 
@@ -52,6 +86,7 @@ impl Invalid {
 /// Validates one event body. `hub` is where it arrived; `None` lets its fields decide.
 pub fn validate(body: &str, hub: Option<Hub>) -> Result<ValidEvent, Invalid> {
     if body.len() <= MAX_EVENT_BYTES
+        && shallow(body)
         && let Some(accepted) = fast::accept(body, hub)
         && let Some(event_uid) = accepted.event_uid(body)
     {
@@ -68,6 +103,7 @@ pub fn validate(body: &str, hub: Option<Hub>) -> Result<ValidEvent, Invalid> {
 /// a hash of its body.
 pub fn validate_event(body: &str, hub: Option<Hub>) -> Result<Event, Invalid> {
     if body.len() <= MAX_EVENT_BYTES
+        && shallow(body)
         && let Some(accepted) = fast::accept(body, hub)
     {
         return Ok(accepted.into_event());
@@ -90,6 +126,7 @@ pub struct Identity {
 /// which never needs the typed event and so skips building it.
 pub fn identify(body: &str, hub: Option<Hub>) -> Result<Identity, Invalid> {
     if body.len() <= MAX_EVENT_BYTES
+        && shallow(body)
         && let Some(accepted) = fast::accept(body, hub)
         && let Some(event_uid) = accepted.event_uid(body)
     {

@@ -438,3 +438,36 @@ fn fast_path_edge_cases_defer_to_the_complete_check() {
         }
     }
 }
+
+/// An unknown field nested past the complete check's parser limit: the fast path used to skip it
+/// unparsed and accept the event, which every later parse then refused.
+#[test]
+fn deep_nesting_is_refused_by_both_paths() {
+    let base = v1_booking().to_string();
+    for depth in [31, 33, 126, 127, 128, 200, 5000] {
+        let nested = format!("{}1{}", "[".repeat(depth), "]".repeat(depth));
+        let body = format!("{},\"extra\":{nested}}}", &base[..base.len() - 1]);
+        for hub in [None, Some(Hub::Bookings)] {
+            assert_eq!(
+                validate(&body, hub),
+                check::validate(&body, hub),
+                "depth {depth}"
+            );
+        }
+        let valid = validate(&body, Some(Hub::Bookings));
+        let parses = serde_json::from_str::<serde_json::Value>(&body).is_ok();
+        assert_eq!(valid.is_ok(), parses, "depth {depth}: {valid:?}");
+        assert_eq!(identify(&body, None).is_ok(), parses, "depth {depth}");
+        assert_eq!(validate_event(&body, None).is_ok(), parses, "depth {depth}");
+    }
+    // Brackets inside strings are not nesting.
+    let in_text = format!(
+        "{},\"note\":\"{}\"}}",
+        &base[..base.len() - 1],
+        "[{".repeat(100)
+    );
+    assert!(shallow(&in_text));
+    assert!(validate(&in_text, Some(Hub::Bookings)).is_ok());
+    assert!(!shallow(&"[".repeat(33)));
+    assert!(shallow(&format!("{}{}", "[".repeat(32), "]".repeat(32))));
+}

@@ -9,6 +9,9 @@
 //! Order matters for crash safety: quarantine commits first, the raw table last, even with no
 //! rows (the transaction alone). The raw table's version is then the partition's checkpoint: any
 //! sequence number at or below it is fully landed in both tables.
+//!
+//! A batch that starts past the partition's next expected sequence number is still landed, but
+//! the jump is recorded in `_system/archive_gaps` and logged as an error first (see [`super::gaps`]).
 
 use std::collections::HashMap;
 
@@ -20,6 +23,7 @@ use chrono::Utc;
 use deltalake::DeltaTable;
 use serde_json::json;
 
+use super::gaps::{Gap, record_gap};
 use super::rows::{QuarantineRow, RawRow, quarantine_batch, raw_partitions};
 use super::tables::{QUARANTINE, raw_table};
 use crate::ReceivedEvent;
@@ -60,6 +64,8 @@ pub enum ArchiveError {
 /// What one call to [`BronzeArchiver::archive`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ArchiveReport {
+    /// The jump this batch revealed in its partition's sequence numbers, if any (recorded).
+    pub gap: Option<Gap>,
     /// Rows appended to the raw table.
     pub landed: usize,
     /// Rows appended to quarantine.
@@ -68,8 +74,24 @@ pub struct ArchiveReport {
     pub already_landed: usize,
 }
 
+/// A batch that cannot be archived event by event, to be quarantined whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoisonBatch {
+    /// Its partition.
+    pub partition: i32,
+    /// Its first sequence number.
+    pub first: i64,
+    /// Its last sequence number.
+    pub last: i64,
+    /// Everything received, as text.
+    pub body: String,
+    /// Why it cannot be archived.
+    pub reason: String,
+}
+
 /// Lands batches of one hub; holds its tables open between batches.
 pub struct BronzeArchiver {
+    lake: Lake,
     hub: Hub,
     raw: DeltaTable,
     quarantine: DeltaTable,
@@ -79,6 +101,7 @@ impl BronzeArchiver {
     /// Opens (creating if needed) the hub's raw table and quarantine.
     pub async fn open(lake: &Lake, hub: Hub) -> Result<BronzeArchiver, ArchiveError> {
         Ok(BronzeArchiver {
+            lake: lake.clone(),
             hub,
             raw: lake.ensure_table(raw_table(hub)).await?,
             quarantine: lake.ensure_table(&QUARANTINE).await?,
@@ -111,6 +134,7 @@ impl BronzeArchiver {
         };
         let app_id = Self::app_id(self.hub, partition);
         let ingested_at = Utc::now();
+        let gap = self.check_gap(partition, events[0].sequence_number).await?;
         let (valid, invalid) = self.classify(partition, events);
         let stream = Stream {
             app_id: &app_id,
@@ -126,7 +150,10 @@ impl BronzeArchiver {
                 ("last_sequence_number".to_string(), json!(last)),
             ]),
         };
-        let mut report = ArchiveReport::default();
+        let mut report = ArchiveReport {
+            gap,
+            ..ArchiveReport::default()
+        };
 
         // Quarantine first: once the raw table records `last`, all of this batch must be landed.
         if !invalid.is_empty() {
@@ -164,6 +191,88 @@ impl BronzeArchiver {
         report.landed = wrote;
         report.already_landed += skipped;
         Ok(report)
+    }
+
+    /// Records and logs a batch that starts past the partition's next expected sequence number.
+    async fn check_gap(&mut self, partition: i32, first: i64) -> Result<Option<Gap>, ArchiveError> {
+        let expected = self.checkpoint(partition).await?.map_or(0, |done| done + 1);
+        if first <= expected {
+            return Ok(None);
+        }
+        let gap = Gap {
+            hub: self.hub,
+            partition,
+            expected,
+            got: first,
+        };
+        tracing::error!(
+            hub = %self.hub,
+            partition,
+            expected,
+            got = first,
+            "sequence numbers {expected}..{} of {} partition {partition} never reached the archiver; recorded in _system.archive_gaps",
+            first - 1,
+            self.hub
+        );
+        record_gap(&self.lake, &gap, Utc::now()).await?;
+        Ok(Some(gap))
+    }
+
+    /// Lands a poison batch (one that can never be archived event by event: its metadata does
+    /// not line up) whole: one quarantine row holding everything received, with its partition and
+    /// sequence range in the reason, and the partition's checkpoint moved past `last`, so the
+    /// host's retries stop and the range is accounted for rather than a gap.
+    pub async fn archive_poison(
+        &mut self,
+        poison: &PoisonBatch,
+    ) -> Result<ArchiveReport, ArchiveError> {
+        let app_id = Self::app_id(self.hub, poison.partition);
+        let stream = Stream {
+            app_id: &app_id,
+            last: poison.last,
+            metadata: HashMap::from([
+                ("operation".to_string(), json!("archive_poison")),
+                ("hub".to_string(), json!(self.hub.as_str())),
+                ("partition".to_string(), json!(poison.partition)),
+                ("first_sequence_number".to_string(), json!(poison.first)),
+                ("last_sequence_number".to_string(), json!(poison.last)),
+            ]),
+        };
+        let row = QuarantineRow {
+            received_at: Utc::now(),
+            source: crate::Source::EventHub.as_str().to_string(),
+            hub: Some(self.hub.as_str().to_string()),
+            reason: format!(
+                "poison batch of partition {}, sequence numbers {} to {}: {}",
+                poison.partition, poison.first, poison.last, poison.reason
+            ),
+            body: poison.body.clone(),
+            stage: "archive".to_string(),
+            partition_id: Some(poison.partition),
+            sequence_number: None,
+            event_uid: None,
+            source_file: None,
+            line: None,
+        };
+        let (quarantined, _) = self
+            .land(Target::Quarantine, poison.partition, &stream, 1, |done| {
+                let rows: Vec<QuarantineRow> = (done < poison.last)
+                    .then(|| row.clone())
+                    .into_iter()
+                    .collect();
+                let n = rows.len();
+                quarantine_batch(&rows).map(|b| (vec![PartitionRows::unsplit(b)], n))
+            })
+            .await?;
+        let hub = self.hub;
+        self.land(Target::Raw, poison.partition, &stream, 0, |_| {
+            raw_partitions(hub, poison.partition, Utc::now(), &[]).map(|p| (p, 0))
+        })
+        .await?;
+        Ok(ArchiveReport {
+            quarantined,
+            ..ArchiveReport::default()
+        })
     }
 
     fn classify<'a>(

@@ -381,3 +381,103 @@ async fn raw_files_are_partitioned_by_the_enqueued_date() {
     assert_eq!(dates, ["2024-10-11", "2024-10-12"]);
     assert_eq!(sequence_numbers(&lake, &BOOKINGS_RAW).await.len(), 8);
 }
+
+#[tokio::test]
+async fn a_batch_past_the_next_sequence_number_is_landed_and_its_gap_recorded_once() {
+    let (_dir, lake) = local_lake();
+    let mut a = BronzeArchiver::open(&lake, Hub::Payments)
+        .await
+        .expect("open");
+    assert_eq!(a.archive(3, &events(0, 9)).await.expect("first").gap, None);
+    let report = a.archive(3, &events(15, 24)).await.expect("after a gap");
+    let gap = Gap {
+        hub: Hub::Payments,
+        partition: 3,
+        expected: 10,
+        got: 15,
+    };
+    assert_eq!(report.gap, Some(gap));
+    assert_eq!(
+        report.landed + report.quarantined,
+        10,
+        "the batch still lands"
+    );
+    // A redelivery of the same batch finds nothing new, and no gap (its events are in).
+    let again = a.archive(3, &events(15, 24)).await.expect("again");
+    assert_eq!((again.gap, again.already_landed), (None, 10));
+    // The gap is recorded once even when the same gap is detected twice (a crash between
+    // recording it and landing the batch).
+    record_gap(&lake, &gap, Utc::now())
+        .await
+        .expect("record again");
+    let recorded = rows(&lake, &ARCHIVE_GAPS).await;
+    assert_eq!(recorded.iter().map(RecordBatch::num_rows).sum::<usize>(), 1);
+    let b = &recorded[0];
+    let col = |name: &str| {
+        b.column_by_name(name)
+            .expect(name)
+            .as_primitive::<Int64Type>()
+            .value(0)
+    };
+    assert_eq!(
+        (
+            col("expected_sequence_number"),
+            col("got_sequence_number"),
+            col("missing")
+        ),
+        (10, 15, 5)
+    );
+    assert_eq!(
+        b.column_by_name("table_name")
+            .expect("table")
+            .as_string::<i32>()
+            .value(0),
+        "bronze.payments_raw"
+    );
+}
+
+#[tokio::test]
+async fn a_poison_batch_is_quarantined_whole_once_and_moves_the_checkpoint() {
+    let (_dir, lake) = local_lake();
+    let mut a = BronzeArchiver::open(&lake, Hub::Bookings)
+        .await
+        .expect("open");
+    a.archive(2, &events(0, 9)).await.expect("first");
+    let poison = PoisonBatch {
+        partition: 2,
+        first: 10,
+        last: 19,
+        body: "{\"Data\":{}}".into(),
+        reason: "10 events but 9 sequence numbers".into(),
+    };
+    assert_eq!(
+        a.archive_poison(&poison).await.expect("poison").quarantined,
+        1
+    );
+    assert_eq!(
+        a.archive_poison(&poison).await.expect("again").quarantined,
+        0
+    );
+    assert_eq!(a.checkpoint(2).await.expect("cp"), Some(19));
+    // The next batch follows on: no gap.
+    assert_eq!(a.archive(2, &events(20, 29)).await.expect("next").gap, None);
+    let q = rows(&lake, &QUARANTINE).await;
+    let reasons: Vec<String> = q
+        .iter()
+        .flat_map(|b| {
+            let r = b
+                .column_by_name("reason")
+                .expect("reason")
+                .as_string::<i32>()
+                .clone();
+            (0..r.len()).map(move |i| r.value(i).to_string())
+        })
+        .filter(|r| r.starts_with("poison"))
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            "poison batch of partition 2, sequence numbers 10 to 19: 10 events but 9 sequence numbers"
+        ]
+    );
+}

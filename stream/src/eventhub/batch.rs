@@ -41,13 +41,31 @@ impl BatchBuilder {
     /// Adds one event. `Ok(false)` means it did not fit and nothing was added: take the batch
     /// and push it again. An event too big for an empty batch is an error.
     pub fn push(&mut self, partition_key: &str, body: &str) -> Result<bool, EventHubError> {
+        self.push_entry(Some(partition_key), body, partition_key)
+    }
+
+    /// Adds one event without a partition key, for a batch sent to one partition by its id
+    /// (the service takes a key or a partition, not both). `order_id` only names it in errors.
+    pub fn push_unkeyed(&mut self, order_id: &str, body: &str) -> Result<bool, EventHubError> {
+        self.push_entry(None, body, order_id)
+    }
+
+    fn push_entry(
+        &mut self,
+        partition_key: Option<&str>,
+        body: &str,
+        order_id: &str,
+    ) -> Result<bool, EventHubError> {
         self.entry.clear();
         self.entry.extend_from_slice(b"{\"Body\":");
         json_string(&mut self.entry, body);
-        self.entry
-            .extend_from_slice(b",\"BrokerProperties\":{\"PartitionKey\":");
-        json_string(&mut self.entry, partition_key);
-        self.entry.extend_from_slice(b"}}");
+        if let Some(key) = partition_key {
+            self.entry
+                .extend_from_slice(b",\"BrokerProperties\":{\"PartitionKey\":");
+            json_string(&mut self.entry, key);
+            self.entry.push(b'}');
+        }
+        self.entry.push(b'}');
 
         // What is built, `[` or `,`, the entry, and the closing `]`.
         let needed = self.body.len() + 1 + self.entry.len() + 1;
@@ -56,7 +74,7 @@ impl BatchBuilder {
                 return Err(EventHubError::TooLarge {
                     size: self.entry.len() + 2,
                     limit: self.limit,
-                    partition_key: partition_key.to_string(),
+                    partition_key: order_id.to_string(),
                 });
             }
             return Ok(false);

@@ -9,6 +9,7 @@
 
 pub mod batch;
 pub mod connection;
+pub mod partitioned;
 pub mod producer;
 pub mod sas;
 pub mod sender;
@@ -18,7 +19,8 @@ mod tests;
 
 pub use batch::BatchBuilder;
 pub use connection::ConnectionString;
-pub use producer::{Producer, ProducerSettings, ProducerTotals, send_all};
+pub use partitioned::PartitionedSender;
+pub use producer::{Producer, ProducerSettings, ProducerTotals, Routing, send_all};
 pub use sender::{RetryPolicy, Sender};
 
 /// What can go wrong talking to Event Hubs; every message names the hub and never a secret.
@@ -55,6 +57,11 @@ pub enum EventHubError {
         attempts: u32,
         last: String,
     },
+    /// The hub's partition count could not be learned.
+    #[error(
+        "Event Hub '{hub}': cannot read its partition count ({reason}); give it instead (serve: EventHubPartitionCount, produce: --partitions)"
+    )]
+    PartitionCount { hub: String, reason: String },
     /// The producer's task for a hub ended before it was finished.
     #[error("the producer for Event Hub '{0}' stopped: {1}")]
     Stopped(String, String),

@@ -1,6 +1,10 @@
 //! A task per hub: events are batched as they come (up to the size limit, or until the oldest
 //! has waited `linger`) and each hub's batches are sent one after another, so one order's
 //! events reach the hub in the order they were given.
+//!
+//! By default each event goes to its order's partition by id ([`Routing::CoPartitioned`]), so
+//! an order sits at the same partition index on both hubs; [`Routing::ByKey`] leaves the choice
+//! to Event Hubs' own hash of the partition key instead.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,8 +16,10 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::batch::{BatchBuilder, DEFAULT_LIMIT};
+use super::partitioned::PartitionedSender;
 use super::sender::{RetryPolicy, Sender};
 use super::{ConnectionString, EventHubError};
+use crate::partitioning::partition_index;
 
 /// How a [`Producer`] batches and retries.
 #[derive(Debug, Clone)]
@@ -26,6 +32,19 @@ pub struct ProducerSettings {
     pub retry: RetryPolicy,
     /// Send here instead of `https://<namespace>` (a proxy, or a test server).
     pub endpoint: Option<String>,
+    /// How events are spread over partitions.
+    pub routing: Routing,
+}
+
+/// How a producer picks each event's partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Routing {
+    /// By the co-partitioning rule, sent to the partition by id: the same index on both hubs.
+    /// `partitions` is the hubs' partition count; `None` reads it from each hub's description.
+    CoPartitioned { partitions: Option<u32> },
+    /// With the order id as partition key: Event Hubs hashes it, consistently within one hub
+    /// but not across the two.
+    ByKey,
 }
 
 impl Default for ProducerSettings {
@@ -35,6 +54,7 @@ impl Default for ProducerSettings {
             linger: Duration::from_millis(200),
             retry: RetryPolicy::default(),
             endpoint: None,
+            routing: Routing::CoPartitioned { partitions: None },
         }
     }
 }
@@ -65,12 +85,22 @@ impl ProducerCounters {
 }
 
 /// What a finished producer sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ProducerTotals {
     pub events: u64,
     pub batches: u64,
     pub bytes: u64,
     pub retries: u64,
+}
+
+impl ProducerTotals {
+    /// Adds another send's totals.
+    pub fn add(&mut self, other: ProducerTotals) {
+        self.events += other.events;
+        self.batches += other.batches;
+        self.bytes += other.bytes;
+        self.retries += other.retries;
+    }
 }
 
 struct Outgoing {
@@ -92,26 +122,46 @@ pub struct Producer {
 }
 
 impl Producer {
-    /// Starts a task for each `(hub, Event Hub name)`.
-    pub fn start(
+    /// Starts a task for each `(hub, Event Hub name)`; with co-partitioning, reads each hub's
+    /// partition count first (unless given) and refuses hubs whose counts differ.
+    pub async fn start(
         connection: &ConnectionString,
         hubs: &[(Hub, String)],
         settings: &ProducerSettings,
     ) -> Result<Producer, EventHubError> {
         let counters = Arc::new(ProducerCounters::default());
         let mut lanes = Vec::new();
+        let mut counts: Vec<(String, u32)> = Vec::new();
         for (hub, name) in hubs {
-            let sender = Sender::new(
+            let mut sender = Sender::new(
                 connection,
                 name,
                 settings.endpoint.as_deref(),
                 settings.retry,
             )?;
+            let route = match settings.routing {
+                Routing::ByKey => Route::ByKey(Box::new(sender)),
+                Routing::CoPartitioned { partitions } => {
+                    let senders = PartitionedSender::open(&mut sender, partitions).await?;
+                    counts.push((name.clone(), senders.partitions()));
+                    Route::ById(senders)
+                }
+            };
+            if let [(first, a), .., (last, b)] = counts.as_slice()
+                && a != b
+            {
+                return Err(EventHubError::PartitionCount {
+                    hub: last.clone(),
+                    reason: format!(
+                        "it has {b} partitions but '{first}' has {a}: co-partitioned hubs need the same count"
+                    ),
+                });
+            }
             let (tx, rx) = mpsc::channel(8192);
             let task = tokio::spawn(run_lane(
                 rx,
-                sender,
-                BatchBuilder::new(settings.max_batch_bytes),
+                route,
+                settings.max_batch_bytes,
                 settings.linger,
                 Arc::clone(&counters),
             ));
@@ -193,36 +243,103 @@ async fn join(
     }
 }
 
+/// Where a lane sends: one sender for the hub (partition keys) or one per partition.
+enum Route {
+    ByKey(Box<Sender>),
+    ById(PartitionedSender),
+}
+
+impl Route {
+    fn lanes(&self) -> usize {
+        match self {
+            Route::ByKey(_) => 1,
+            Route::ById(p) => p.partitions() as usize,
+        }
+    }
+
+    fn index(&self, order_id: &str) -> usize {
+        match self {
+            Route::ByKey(_) => 0,
+            Route::ById(p) => partition_index(order_id, p.partitions()) as usize,
+        }
+    }
+
+    fn sender(&mut self, index: usize) -> Option<&mut Sender> {
+        match self {
+            Route::ByKey(s) => Some(s),
+            Route::ById(p) => p.partition(index as u32),
+        }
+    }
+
+    fn push(&self, batch: &mut BatchBuilder, event: &Outgoing) -> Result<bool, EventHubError> {
+        match self {
+            Route::ByKey(_) => batch.push(&event.partition_key, &event.body),
+            Route::ById(_) => batch.push_unkeyed(&event.partition_key, &event.body),
+        }
+    }
+}
+
 async fn run_lane(
     mut events: mpsc::Receiver<Outgoing>,
-    mut sender: Sender,
-    mut batch: BatchBuilder,
+    mut route: Route,
+    max_batch_bytes: usize,
     linger: Duration,
     counters: Arc<ProducerCounters>,
 ) -> Result<(), EventHubError> {
+    let mut batches: Vec<BatchBuilder> = (0..route.lanes())
+        .map(|_| BatchBuilder::new(max_batch_bytes))
+        .collect();
+    let mut waiting = 0usize;
     let mut deadline = Instant::now();
     loop {
-        let next = if batch.is_empty() {
+        let next = if waiting == 0 {
             events.recv().await
         } else {
             match tokio::time::timeout_at(deadline, events.recv()).await {
                 Ok(next) => next,
                 Err(_) => {
-                    flush(&mut sender, &mut batch, &counters).await?;
+                    flush_all(&mut route, &mut batches, &counters).await?;
+                    waiting = 0;
                     continue;
                 }
             }
         };
         let Some(event) = next else {
-            return flush(&mut sender, &mut batch, &counters).await;
+            return flush_all(&mut route, &mut batches, &counters).await;
         };
-        if !batch.push(&event.partition_key, &event.body)? {
-            flush(&mut sender, &mut batch, &counters).await?;
-            batch.push(&event.partition_key, &event.body)?;
+        let i = route.index(&event.partition_key);
+        if !route.push(&mut batches[i], &event)? {
+            waiting -= batches[i].len();
+            flush_one(&mut route, i, &mut batches[i], &counters).await?;
+            route.push(&mut batches[i], &event)?;
         }
-        if batch.len() == 1 {
+        waiting += 1;
+        if waiting == 1 {
             deadline = Instant::now() + linger;
         }
+    }
+}
+
+async fn flush_all(
+    route: &mut Route,
+    batches: &mut [BatchBuilder],
+    counters: &ProducerCounters,
+) -> Result<(), EventHubError> {
+    for (i, batch) in batches.iter_mut().enumerate() {
+        flush_one(route, i, batch, counters).await?;
+    }
+    Ok(())
+}
+
+async fn flush_one(
+    route: &mut Route,
+    index: usize,
+    batch: &mut BatchBuilder,
+    counters: &ProducerCounters,
+) -> Result<(), EventHubError> {
+    match route.sender(index) {
+        Some(sender) => flush(sender, batch, counters).await,
+        None => Ok(()),
     }
 }
 
@@ -257,12 +374,26 @@ pub async fn send_all(
     events: &[(String, String)],
     max_batch_bytes: usize,
 ) -> Result<ProducerTotals, EventHubError> {
+    let events: Vec<&(String, String)> = events.iter().collect();
+    send_all_with(sender, &events, max_batch_bytes, |b, (key, body)| {
+        b.push(key, body)
+    })
+    .await
+}
+
+/// [`send_all`] with the way each event enters a batch (with its key, or without).
+pub(crate) async fn send_all_with(
+    sender: &mut Sender,
+    events: &[&(String, String)],
+    max_batch_bytes: usize,
+    push: impl Fn(&mut BatchBuilder, &(String, String)) -> Result<bool, EventHubError>,
+) -> Result<ProducerTotals, EventHubError> {
     let counters = ProducerCounters::default();
     let mut batch = BatchBuilder::new(max_batch_bytes);
-    for (key, body) in events {
-        if !batch.push(key, body)? {
+    for event in events {
+        if !push(&mut batch, event)? {
             flush(sender, &mut batch, &counters).await?;
-            batch.push(key, body)?;
+            push(&mut batch, event)?;
         }
     }
     flush(sender, &mut batch, &counters).await?;

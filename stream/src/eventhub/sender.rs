@@ -46,6 +46,8 @@ impl RetryPolicy {
 #[derive(Debug)]
 pub struct Sender {
     client: reqwest::Client,
+    connection: ConnectionString,
+    base: String,
     url: String,
     hub: String,
     signer: Signer,
@@ -86,12 +88,76 @@ impl Sender {
             .map_err(|e| EventHubError::Connection(format!("HTTP client: {e}")))?;
         Ok(Sender {
             client,
+            connection: connection.clone(),
             url: format!("{base}/{hub}/messages?timeout=60&api-version=2014-01"),
+            base,
             hub: hub.to_string(),
             signer: Signer::new(connection.clone(), hub, Duration::from_secs(3600)),
             retry,
             retries: 0,
         })
+    }
+
+    /// A sender for one partition of the same hub, by its id (`POST <hub>/partitions/<id>/messages`):
+    /// how a producer picks the partition itself, which a partition key cannot do across hubs.
+    pub fn to_partition(&self, partition: u32) -> Sender {
+        Sender {
+            client: self.client.clone(),
+            connection: self.connection.clone(),
+            base: self.base.clone(),
+            url: format!(
+                "{}/{}/partitions/{partition}/messages?timeout=60&api-version=2014-01",
+                self.base, self.hub
+            ),
+            hub: self.hub.clone(),
+            signer: Signer::new(
+                self.connection.clone(),
+                &self.hub,
+                Duration::from_secs(3600),
+            ),
+            retry: self.retry,
+            retries: 0,
+        }
+    }
+
+    /// The hub's partition count, from its description (`GET <hub>`, `<PartitionCount>`). A
+    /// policy with only the Send right may be refused this (401): then the count must be given.
+    pub async fn partition_count(&mut self) -> Result<u32, EventHubError> {
+        let url = format!("{}/{}?timeout=60&api-version=2014-01", self.base, self.hub);
+        let refused = |status: u16, detail: String| EventHubError::PartitionCount {
+            hub: self.hub.clone(),
+            reason: format!("HTTP {status}{}: {detail}", hint(status)),
+        };
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let response = self
+                .client
+                .get(&url)
+                .header("Authorization", self.signer.token())
+                .send()
+                .await;
+            let (status, text) = match response {
+                Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
+                Err(e) if attempt < self.retry.max_attempts => {
+                    tracing::warn!(hub = %self.hub, reason = %without_url(&e), "retrying the hub's description");
+                    tokio::time::sleep(self.retry.backoff(attempt)).await;
+                    continue;
+                }
+                Err(e) => return Err(refused(0, without_url(&e))),
+            };
+            if (200..300).contains(&status) {
+                return partition_count_of(&text).ok_or_else(|| EventHubError::PartitionCount {
+                    hub: self.hub.clone(),
+                    reason: "the hub's description has no <PartitionCount>".into(),
+                });
+            }
+            if (status == 429 || status >= 500) && attempt < self.retry.max_attempts {
+                tokio::time::sleep(self.retry.backoff(attempt)).await;
+                continue;
+            }
+            return Err(refused(status, excerpt(&text)));
+        }
     }
 
     /// Retries made so far, over every batch.
@@ -165,6 +231,17 @@ impl Sender {
             detail,
         }))
     }
+}
+
+/// `<PartitionCount>N</PartitionCount>` in an Event Hub's Atom description.
+fn partition_count_of(description: &str) -> Option<u32> {
+    let start = description.find("<PartitionCount>")? + "<PartitionCount>".len();
+    let end = start + description[start..].find('<')?;
+    description[start..end]
+        .trim()
+        .parse()
+        .ok()
+        .filter(|n| *n > 0)
 }
 
 enum Attempt {

@@ -152,9 +152,10 @@ impl Queue {
         self.per_hub
     }
 
-    /// The partition a key goes to (a stable hash, so an order's events stay together).
+    /// The partition a key goes to: [`crate::partitioning::partition_index`], the same index on
+    /// both hubs, so partition k of `bookings` and of `payments` hold the same orders.
     pub fn partition_for(&self, key: &str) -> u32 {
-        crc32fast::hash(key.as_bytes()) % self.per_hub
+        crate::partitioning::partition_index(key, self.per_hub)
     }
 
     /// One partition of a hub.
@@ -359,17 +360,29 @@ impl Partition {
         max: usize,
         linger: Duration,
     ) -> Result<Option<Vec<ReceivedEvent>>, QueueError> {
+        self.next_batch_between(max, max, linger).await
+    }
+
+    /// Like [`next_batch`](Self::next_batch), as the Event Hubs trigger batches: returns as soon
+    /// as `min` events wait (taking up to `max` of them), or once the oldest has waited `linger`.
+    pub async fn next_batch_between(
+        &self,
+        min: usize,
+        max: usize,
+        linger: Duration,
+    ) -> Result<Option<Vec<ReceivedEvent>>, QueueError> {
         let max = max.max(1);
+        let min = min.clamp(1, max);
         loop {
             let wait = {
                 let mut st = self.lock();
-                st.wake_at = max;
+                st.wake_at = min;
                 if st.pending.is_empty() {
                     if st.closed {
                         return Ok(None);
                     }
                     None
-                } else if st.closed || st.pending.len() >= max {
+                } else if st.closed || st.pending.len() >= min {
                     return self.take(&mut st, max).map(Some);
                 } else {
                     let waited = st.oldest_since.map_or(linger, |since| since.elapsed());

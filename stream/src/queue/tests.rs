@@ -53,6 +53,34 @@ async fn a_key_always_goes_to_the_same_partition() {
     assert_eq!(a.partition, q.partition_for("order_7"));
 }
 
+/// Both hubs put an order at the same partition index: the co-partitioning rule.
+#[tokio::test]
+async fn an_order_sits_at_the_same_partition_index_of_both_hubs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = config(dir.path());
+    cfg.partitions = 8;
+    let q = Queue::open(&cfg, |_, _| None).expect("open");
+    let mut used = std::collections::BTreeSet::new();
+    for n in 0..200 {
+        let order = format!("order_k2x9-{n}");
+        let booking = q
+            .send(Hub::Bookings, Some(&order), Source::Http, "{}".into())
+            .await
+            .expect("send");
+        let payment = q
+            .send(Hub::Payments, Some(&order), Source::Http, "{}".into())
+            .await
+            .expect("send");
+        assert_eq!(booking.partition, payment.partition, "{order}");
+        assert_eq!(
+            booking.partition,
+            crate::partitioning::partition_index(&order, 8)
+        );
+        used.insert(booking.partition);
+    }
+    assert_eq!(used.len(), 8);
+}
+
 #[tokio::test]
 async fn offsets_and_enqueued_times_are_stamped() {
     let dir = tempfile::tempdir().expect("tempdir");
