@@ -3,6 +3,9 @@
 mod cli;
 mod commands;
 mod config;
+#[cfg(test)]
+mod docs_tests;
+mod help;
 mod leases;
 mod memory;
 mod pacing;
