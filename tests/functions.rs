@@ -1,5 +1,5 @@
 //! The Functions custom handler as a real process, sent exactly what the Functions host sends
-//! (ARCHITECTURE.md section 7): timer, HTTP and Event Hub invocations, and the function.json
+//! (docs/functions.md): timer, HTTP and Event Hub invocations, and the function.json
 //! files the host reads.
 
 mod common;

@@ -1,5 +1,5 @@
 //! The Azure Functions custom handler: the HTTP server the Functions host forwards invocations
-//! to (ARCHITECTURE.md section 7), one module per function.
+//! to (docs/functions.md), one module per function.
 //!
 //! - [`generate`]: timer; generated bookings and payments to the Event Hub output bindings.
 //! - [`ingest`]: HTTP POST `api/ingest/{hub}`; valid events to the Event Hub output, invalid
