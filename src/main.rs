@@ -17,7 +17,7 @@ use tracing_subscriber::EnvFilter;
 use cli::{Cli, Command};
 
 /// mimalloc: glibc malloc spent a quarter of the generator's and archiver's time on allocation
-/// churn (see README, Performance).
+/// churn (see docs/performance.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
