@@ -299,28 +299,17 @@ pub struct DashboardArgs {
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Port to listen on (127.0.0.1)
-    #[arg(
-        help_heading = "Functions host",
-        long,
-        env = "FUNCTIONS_CUSTOMHANDLER_PORT",
-        default_value_t = 7071
-    )]
+    #[arg(long, env = "FUNCTIONS_CUSTOMHANDLER_PORT", default_value_t = 7071)]
     pub port: u16,
 
     /// Events the generate function sends per timer tick (every 10 s)
-    #[arg(
-        help_heading = "The generate function",
-        long,
-        env = "BOXOFFICE_GENERATE_PER_TICK",
-        default_value_t = 20
-    )]
+    #[arg(long, env = "BOXOFFICE_GENERATE_PER_TICK", default_value_t = 20)]
     pub per_tick: usize,
 
     /// How `generate` sends: binding (its Event Hub output bindings; a custom handler cannot
     /// give them a partition key) or rest (the Event Hubs REST API with partition key order_id,
     /// signed with the key in EventHubConnection)
     #[arg(
-        help_heading = "The generate function",
         long,
         env = "BOXOFFICE_GENERATE_VIA",
         value_enum,
@@ -329,31 +318,16 @@ pub struct ServeArgs {
     pub generate_via: GenerateVia,
 
     /// With --generate-via rest: send to this base URL instead of https://<namespace>
-    #[arg(
-        help_heading = "The generate function",
-        long,
-        env = "BOXOFFICE_EVENTHUB_ENDPOINT",
-        value_name = "URL"
-    )]
+    #[arg(long, env = "BOXOFFICE_EVENTHUB_ENDPOINT", value_name = "URL")]
     pub eventhub_endpoint: Option<String>,
 
     /// A job bundle for run_jobs: each tick runs the jobs that came due since the last one
     /// [default: run_jobs runs the join, Gold, cdc and batch_load every tick]
-    #[arg(
-        help_heading = "The run_jobs function",
-        long,
-        env = "BOXOFFICE_BUNDLE",
-        value_name = "FILE"
-    )]
+    #[arg(long, env = "BOXOFFICE_BUNDLE", value_name = "FILE")]
     pub bundle: Option<PathBuf>,
 
     /// The bundle's target (its schedules run only in production mode)
-    #[arg(
-        help_heading = "The run_jobs function",
-        long,
-        env = "BUNDLE_TARGET",
-        value_name = "TARGET"
-    )]
+    #[arg(long, env = "BUNDLE_TARGET", value_name = "TARGET")]
     pub bundle_target: Option<String>,
 }
 
@@ -664,72 +638,47 @@ pub struct GenerateArgs {
 #[derive(Debug, Args)]
 pub struct ProduceArgs {
     /// Where to send: eventhub (the namespace in the connection string)
-    #[arg(help_heading = "Event Hubs", long, value_enum)]
+    #[arg(long, value_enum)]
     pub to: ProduceTarget,
 
     /// The environment variable holding the namespace's connection string
     /// (Endpoint=sb://<ns>.servicebus.windows.net/;SharedAccessKeyName=...;SharedAccessKey=...);
     /// the same setting name the Functions app uses. Its value is never printed.
-    #[arg(
-        help_heading = "Event Hubs",
-        long,
-        default_value = "EventHubConnection",
-        value_name = "ENV_VAR"
-    )]
+    #[arg(long, default_value = "EventHubConnection", value_name = "ENV_VAR")]
     pub connection_setting: String,
 
     /// The Event Hub bookings go to
-    #[arg(
-        help_heading = "Event Hubs",
-        long,
-        default_value = "bookings",
-        value_name = "NAME"
-    )]
+    #[arg(long, default_value = "bookings", value_name = "NAME")]
     pub bookings_hub: String,
 
     /// The Event Hub payments go to
-    #[arg(
-        help_heading = "Event Hubs",
-        long,
-        default_value = "payments",
-        value_name = "NAME"
-    )]
+    #[arg(long, default_value = "payments", value_name = "NAME")]
     pub payments_hub: String,
 
     /// Send to this base URL instead of https://<namespace> (a proxy or a test server); the
     /// token still names the namespace
-    #[arg(help_heading = "Event Hubs", long, value_name = "URL")]
+    #[arg(long, value_name = "URL")]
     pub endpoint: Option<String>,
 
     /// Events to send [default: no limit, until Ctrl-C or --duration]
-    #[arg(help_heading = "How much", long, short = 'n', value_name = "N")]
+    #[arg(long, short = 'n', value_name = "N")]
     pub count: Option<u64>,
 
     /// Stop after this long (e.g. 30s, 5m)
-    #[arg(help_heading = "How much", long, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub duration: Option<Duration>,
 
     /// The most bytes in one batch request (Event Hubs Standard takes 1 MB)
-    #[arg(
-        help_heading = "Batches and retries",
-        long,
-        default_value_t = 1_000_000,
-        value_name = "BYTES"
-    )]
+    #[arg(long, default_value_t = 1_000_000, value_name = "BYTES")]
     pub max_batch_bytes: usize,
 
     /// The longest an event waits for its batch to fill
-    #[arg(help_heading = "Batches and retries", long, default_value = "200ms", value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, default_value = "200ms", value_name = "DURATION", value_parser = parse_duration)]
     pub linger: Duration,
 
     /// Attempts per batch before giving up (429, 5xx and network errors are retried with
     /// exponential backoff, or after the hub's Retry-After)
-    #[arg(
-        help_heading = "Batches and retries",
-        long,
-        default_value_t = 8,
-        value_name = "N"
-    )]
+    #[arg(long, default_value_t = 8, value_name = "N")]
     pub max_attempts: u32,
 
     #[command(flatten)]

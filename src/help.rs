@@ -104,7 +104,7 @@ pub const SERVE: &str = "\
 Examples:
   func start                                     # host.json starts `boxoffice serve` for you
   boxoffice serve --port 7071                    # the handler alone, for a test client
-  boxoffice serve --generate-via rest            # generate with partition keys over REST
+  BOXOFFICE_BUNDLE=bundle.yml boxoffice serve   # run_jobs follows the job bundle
 
 The contract with the Functions host: docs/functions.md. Deployment: docs/azure.md.";
 
