@@ -1,4 +1,4 @@
-//! The docs cannot go stale: their runnable examples run, and their links lead somewhere.
+//! The docs cannot go stale: their runnable examples run as shown (links: tests/links.rs).
 //!
 //! Convention for runnable examples (also in docs/development.md):
 //! - A fenced block whose info string is exactly `sh runnable` is run. The runnable blocks of one
@@ -21,126 +21,20 @@
 //!
 //! A failure names the Markdown file and line of the failing command or missing output line.
 
-use std::collections::BTreeSet;
-use std::path::{Component, Path, PathBuf};
+#[path = "common/markdown.rs"]
+mod markdown;
+
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use markdown::{Block, blocks, markdown_files, repo};
 
 /// How long one block may run.
 const BLOCK_TIMEOUT: Duration = Duration::from_secs(180);
 
 /// How the scratch directory appears in the docs' output.
 const SHOWN_AS: &str = "/home/me/boxoffice";
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Every Markdown file of the repository (tracked, or new and not ignored), relative to it.
-fn markdown_files() -> Vec<PathBuf> {
-    let out = Command::new("git")
-        .args([
-            "ls-files",
-            "-z",
-            "--cached",
-            "--others",
-            "--exclude-standard",
-        ])
-        .current_dir(repo())
-        .output();
-    let mut files: Vec<PathBuf> = match out {
-        Ok(out) if out.status.success() => out
-            .stdout
-            .split(|b| *b == 0)
-            .filter(|p| p.ends_with(b".md"))
-            .map(|p| PathBuf::from(String::from_utf8_lossy(p).into_owned()))
-            .filter(|p| repo().join(p).is_file())
-            .collect(),
-        // Not a git checkout (a source archive): walk the tree instead.
-        _ => walk(&repo(), Path::new("")),
-    };
-    files.sort();
-    files.dedup();
-    assert!(
-        files.iter().any(|f| f == Path::new("README.md")),
-        "README.md not found among {files:?}"
-    );
-    files
-}
-
-fn walk(root: &Path, rel: &Path) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let Ok(entries) = std::fs::read_dir(root.join(rel)) else {
-        return found;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with('.') || name.starts_with("target") || name == "node_modules" {
-            continue;
-        }
-        let path = rel.join(&name);
-        if entry.path().is_dir() {
-            found.extend(walk(root, &path));
-        } else if name.ends_with(".md") {
-            found.push(path);
-        }
-    }
-    found
-}
-
-/// A fenced code block.
-#[derive(Debug, Clone)]
-struct Block {
-    info: String,
-    /// 1-based line of the first line inside the fence.
-    first_line: usize,
-    lines: Vec<String>,
-    /// Only blank lines separate it from the block before.
-    follows_previous: bool,
-}
-
-/// The fenced blocks of a Markdown text (a fence closes only with at least as many of the same
-/// character, so blocks inside a longer fence stay text).
-fn blocks(text: &str) -> Vec<Block> {
-    let mut out: Vec<Block> = Vec::new();
-    let mut open: Option<(char, usize, Block)> = None;
-    let mut since_last_block = 0usize; // non-blank lines since the last block closed
-    for (i, line) in text.lines().enumerate() {
-        let trimmed = line.trim_start();
-        let fence = trimmed
-            .chars()
-            .next()
-            .filter(|c| *c == '`' || *c == '~')
-            .map(|c| (c, trimmed.chars().take_while(|x| *x == c).count()))
-            .filter(|(_, n)| *n >= 3 && line.len() - trimmed.len() < 4);
-        match (&mut open, fence) {
-            (Some((c, n, _)), Some((fc, fn_)))
-                if fc == *c && fn_ >= *n && trimmed.trim_end().chars().all(|x| x == fc) =>
-            {
-                let (_, _, block) = open.take().expect("open block");
-                out.push(block);
-                since_last_block = 0;
-            }
-            (Some((_, _, block)), _) => block.lines.push(line.to_string()),
-            (None, Some((c, n))) => {
-                let info = trimmed[n * c.len_utf8()..].trim().to_string();
-                let block = Block {
-                    info,
-                    first_line: i + 2,
-                    lines: Vec::new(),
-                    follows_previous: !out.is_empty() && since_last_block == 0,
-                };
-                open = Some((c, n, block));
-            }
-            (None, None) => {
-                if !line.trim().is_empty() {
-                    since_last_block += 1;
-                }
-            }
-        }
-    }
-    out
-}
 
 /// What a Markdown file asks the test to do, in order.
 enum Step {
@@ -502,214 +396,9 @@ fn runnable_examples_in_the_docs_run_as_shown() {
     );
 }
 
-/// The anchors GitHub gives a Markdown file's headings.
-fn anchors(text: &str) -> BTreeSet<String> {
-    let mut seen: BTreeSet<String> = BTreeSet::new();
-    let mut in_fence: Option<(char, usize)> = None;
-    for line in text.lines() {
-        let trimmed = line.trim_start();
-        let fence = trimmed.chars().next().filter(|c| *c == '`' || *c == '~');
-        if let Some(c) = fence {
-            let n = trimmed.chars().take_while(|x| *x == c).count();
-            if n >= 3 {
-                match in_fence {
-                    Some((oc, on))
-                        if oc == c && n >= on && trimmed.trim_end().chars().all(|x| x == c) =>
-                    {
-                        in_fence = None
-                    }
-                    None => in_fence = Some((c, n)),
-                    _ => {}
-                }
-                continue;
-            }
-        }
-        if in_fence.is_some() || !trimmed.starts_with('#') {
-            continue;
-        }
-        let title = trimmed.trim_start_matches('#');
-        if !title.starts_with(' ') {
-            continue;
-        }
-        let slug: String = title
-            .trim()
-            .to_lowercase()
-            .chars()
-            .filter(|c| c.is_alphanumeric() || *c == ' ' || *c == '-' || *c == '_')
-            .map(|c| if c == ' ' { '-' } else { c })
-            .collect();
-        let mut anchor = slug.clone();
-        let mut n = 1;
-        while seen.contains(&anchor) {
-            anchor = format!("{slug}-{n}");
-            n += 1;
-        }
-        seen.insert(anchor);
-    }
-    seen
-}
-
-/// The link targets of a Markdown text outside code blocks and code spans, with their lines.
-fn links(text: &str) -> Vec<(usize, String)> {
-    let mut found = Vec::new();
-    let mut in_fence: Option<(char, usize)> = None;
-    for (i, line) in text.lines().enumerate() {
-        let trimmed = line.trim_start();
-        if let Some(c) = trimmed.chars().next().filter(|c| *c == '`' || *c == '~') {
-            let n = trimmed.chars().take_while(|x| *x == c).count();
-            if n >= 3 {
-                match in_fence {
-                    Some((oc, on))
-                        if oc == c && n >= on && trimmed.trim_end().chars().all(|x| x == c) =>
-                    {
-                        in_fence = None
-                    }
-                    None => in_fence = Some((c, n)),
-                    _ => {}
-                }
-                continue;
-            }
-        }
-        if in_fence.is_some() {
-            continue;
-        }
-        // Code spans are text, not links.
-        let mut prose = String::new();
-        for (k, piece) in line.split('`').enumerate() {
-            if k % 2 == 0 {
-                prose.push_str(piece);
-            }
-            prose.push(' ');
-        }
-        let mut rest = prose.as_str();
-        while let Some(at) = rest.find("](") {
-            let after = &rest[at + 2..];
-            let target = after.split(')').next().unwrap_or_default();
-            let target = target.split_whitespace().next().unwrap_or_default();
-            found.push((i + 1, target.trim_matches(['<', '>']).to_string()));
-            rest = after;
-        }
-        if let Some(def) = prose.trim_start().strip_prefix('[')
-            && let Some((_, target)) = def.split_once("]:")
-        {
-            found.push((
-                i + 1,
-                target
-                    .split_whitespace()
-                    .next()
-                    .unwrap_or_default()
-                    .to_string(),
-            ));
-        }
-    }
-    found
-}
-
-/// `path` with `.` and `..` resolved, or `None` if it climbs out of the repository.
-fn inside_repo(path: &Path) -> Option<PathBuf> {
-    let mut out = PathBuf::new();
-    for part in path.components() {
-        match part {
-            Component::Normal(p) => out.push(p),
-            Component::CurDir => {}
-            Component::ParentDir => {
-                if !out.pop() {
-                    return None;
-                }
-            }
-            _ => return None,
-        }
-    }
-    Some(out)
-}
-
 #[test]
-fn every_markdown_link_points_to_a_file_and_heading_that_exist() {
-    let mut problems = Vec::new();
-    let mut checked = 0;
-    for file in markdown_files() {
-        let text = std::fs::read_to_string(repo().join(&file)).expect("read markdown");
-        for (line, target) in links(&text) {
-            if target.is_empty() || target.contains("://") || target.starts_with("mailto:") {
-                continue;
-            }
-            checked += 1;
-            let at = format!("{}:{line}: link to {target}", file.display());
-            let (path, anchor) = target.split_once('#').unwrap_or((&target, ""));
-            let resolved = if path.is_empty() {
-                Some(file.clone())
-            } else {
-                inside_repo(&file.parent().unwrap_or(Path::new("")).join(path))
-            };
-            let Some(resolved) = resolved else {
-                problems.push(format!("{at}: leaves the repository"));
-                continue;
-            };
-            let full = repo().join(&resolved);
-            if !full.exists() {
-                problems.push(format!("{at}: {} does not exist", resolved.display()));
-                continue;
-            }
-            if !anchor.is_empty() {
-                if full.extension().is_none_or(|e| e != "md") {
-                    problems.push(format!("{at}: an anchor into a file that is not Markdown"));
-                    continue;
-                }
-                let text = std::fs::read_to_string(&full).expect("read target");
-                if !anchors(&text).contains(anchor) {
-                    problems.push(format!(
-                        "{at}: {} has no heading with anchor #{anchor}",
-                        resolved.display()
-                    ));
-                }
-            }
-        }
-    }
-    assert!(problems.is_empty(), "\n{}", problems.join("\n"));
-    assert!(
-        checked > 50,
-        "only {checked} links checked: is the parser finding them?"
-    );
-}
-
-#[test]
-fn nothing_cites_a_document_outside_the_repository() {
-    // The team's internal design notes are not part of the repository: the docs are in docs/.
-    let outside = [concat!("ARCHITECTURE", ".md"), concat!("../", "shared/")];
-    let out = Command::new("git")
-        .args([
-            "ls-files",
-            "-z",
-            "--cached",
-            "--others",
-            "--exclude-standard",
-        ])
-        .current_dir(repo())
-        .output()
-        .expect("git ls-files");
-    let mut problems = Vec::new();
-    for file in out.stdout.split(|b| *b == 0).filter(|p| !p.is_empty()) {
-        let file = String::from_utf8_lossy(file).into_owned();
-        let Ok(text) = std::fs::read_to_string(repo().join(&file)) else {
-            continue; // binary, or deleted in the work tree
-        };
-        for (i, line) in text.lines().enumerate() {
-            for name in outside {
-                if line.contains(name) {
-                    problems.push(format!("{file}:{}: cites {name}", i + 1));
-                }
-            }
-        }
-    }
-    assert!(problems.is_empty(), "\n{}", problems.join("\n"));
-}
-
-#[test]
-fn the_helpers_read_markdown_as_github_does() {
-    let text = "# A title\n## Bronze: `bookings_raw` (raw)\n## A title\n```sh runnable\nboxoffice tables\n```\n\n```text output\nTABLE ...\n```\n````markdown\n```sh runnable\nnot run\n```\n````\nsee [x](docs/a.md#b) and `[y](not/a/link.md)`\n";
-    let a = anchors(text);
-    assert!(a.contains("a-title") && a.contains("a-title-1"), "{a:?}");
-    assert!(a.contains("bronze-bookings_raw-raw"), "{a:?}");
+fn the_runner_reads_blocks_and_compares_output_as_documented() {
+    let text = "# A title\n```sh runnable\nboxoffice tables\n```\n\n```text output\nTABLE ...\n```\n````markdown\n```sh runnable\nnot run\n```\n````\n";
     let s = steps(Path::new("t.md"), text).expect("steps");
     assert_eq!(
         s.len(),
@@ -723,7 +412,6 @@ fn the_helpers_read_markdown_as_github_does() {
             ..
         }
     ));
-    assert_eq!(links(text), vec![(16, "docs/a.md#b".to_string())]);
     assert!(matches(
         &normalize("up 5.0s | 1,234 rows ..."),
         &normalize("up 12.5s | 98 rows and more")
@@ -733,9 +421,14 @@ fn the_helpers_read_markdown_as_github_does() {
         &normalize("bronze.quarantine - rows")
     ));
     assert_eq!(normalize("+-----+---+"), normalize("+----------+-----+"));
-    assert_eq!(
-        inside_repo(Path::new("docs/../README.md")),
-        Some(PathBuf::from("README.md"))
+    let bad = "```sh runable\nx\n```\n";
+    assert!(
+        steps(Path::new("t.md"), bad).is_ok(),
+        "an unmarked block is text"
     );
-    assert_eq!(inside_repo(Path::new("../elsewhere/x.md")), None);
+    let orphan = "text\n```text output\nx\n```\n";
+    assert!(
+        steps(Path::new("t.md"), orphan).is_err(),
+        "output with no example before it"
+    );
 }
