@@ -1,7 +1,7 @@
 // Role assignments: the user-assigned identity of the function app gets exactly what it uses, and the
 // deploying user (optional) may read the lake, for Power BI.
 
-// Built-in role definition ids (Storage Blob Data Reader for the user).
+// Built-in role definition ids (docs/azure.md; Storage Blob Data Reader for the user).
 var roles = {
   eventHubsDataSender: '2b629674-e913-4c01-ae53-ef4638d8f975'
   eventHubsDataReceiver: 'a638d3c7-ab3a-418d-83e6-5f17a39d4fde'

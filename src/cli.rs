@@ -7,6 +7,8 @@ use boxoffice_events::Hub;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::help;
+
 /// boxoffice: a real-time and batch lakehouse for ticket bookings.
 ///
 /// Booking and payment events are produced, landed raw in Bronze exactly once, joined in event
@@ -17,7 +19,8 @@ use clap::{Args, Parser, Subcommand};
     name = "boxoffice",
     version,
     propagate_version = true,
-    max_term_width = 100
+    max_term_width = 100,
+    after_long_help = help::BOXOFFICE
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -57,71 +60,85 @@ pub struct GlobalArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the pipeline on this machine until Ctrl-C or --duration: generate bookings and
-    /// payments, queue them on 2 partitions per hub as Event Hubs would, and land them in Bronze
-    /// exactly once. A live line shows events/s, rows per table and what was quarantined.
+    /// Run the whole pipeline on this machine until Ctrl-C or --duration: generate bookings and
+    /// payments, queue them on 2 partitions per hub as Event Hubs would, land them in Bronze
+    /// exactly once, run the jobs every 2 s (batch_load, the bookings_fact join, Gold, and cdc
+    /// over a simulated booking service), and serve the dashboard on http://127.0.0.1:8080.
+    ///
+    /// A live line shows events/s, rows per table, what was quarantined and Gold's freshness.
     /// Stopping lands every event already accepted; a crash loses none (they are replayed).
+    #[command(after_long_help = help::UP)]
     Up(UpArgs),
 
     /// Write generated booking and payment events as NDJSON, one event per line, to stdout or
     /// --output. Paced in real time at --rate (or --speed times faster, or --fast); with --seed
     /// the same bytes every time.
+    #[command(after_long_help = help::GENERATE)]
     Generate(GenerateArgs),
 
     /// Send generated events to a real Event Hub (--to eventhub) over its REST API: a SAS token
     /// signed with the key in a connection string read from an environment variable, batches
     /// under 1 MB, partition key order_id, 429 and 5xx retried with backoff. Paced like
     /// `generate`; a live line shows events/s, batches and retries.
+    #[command(after_long_help = help::PRODUCE)]
     Produce(ProduceArgs),
 
     /// Land NDJSON events from a file or stdin in Bronze, through the same queue and archiver
     /// as `up` (backfills, other producers' exports, or `boxoffice generate | boxoffice ingest`).
     /// Each line's fields tell booking from payment, or give --hub. Invalid events are
-    /// quarantined with their reasons, never dropped.
+    /// quarantined with their reasons, never dropped. Exit code 0 when every line landed, 3 when
+    /// some were quarantined (the valid ones land either way), 1 on an error.
+    #[command(after_long_help = help::INGEST)]
     Ingest(IngestArgs),
 
-    /// Show every lake table: location, Delta version, row count, last commit time, and whether
-    /// Power BI / Synapse can read it (protocol 1/2).
+    /// Show every lake table: location, Delta version, row count, live files, last commit time,
+    /// and the Delta protocol (1/2, or 1/4 with the change data feed: what Power BI, Synapse and
+    /// Databricks read). A table no job has written yet shows as "not created yet".
+    #[command(after_long_help = help::TABLES)]
     Tables(TablesArgs),
 
     /// Run a lakehouse job once over what is new: `bookings_fact` (Bronze to Silver: the
     /// bookings-payments join), `gold` (Silver to Gold), `cdc` (the booking service's change
     /// feed to Bronze, Silver and Gold) or `batch_load` (landing files to Silver). `up` runs
-    /// them every few seconds.
-    #[command(subcommand)]
+    /// them every 2 seconds.
+    #[command(subcommand, after_long_help = help::JOB)]
     Job(JobCommand),
 
     /// Query any lake table with SQL, named layer.table (bronze.bookings_raw, silver.bookings_fact,
     /// gold.payment_mix, _system.expectations, ...). `show tables` lists them.
+    #[command(after_long_help = help::SQL)]
     Sql(SqlArgs),
 
-    /// The landing area batch_load reads.
-    #[command(subcommand)]
+    /// The landing area batch_load reads: `batch seed` writes the event catalog there.
+    #[command(subcommand, after_long_help = help::BATCH)]
     Batch(BatchCommand),
 
     /// Change the booking service's table (ops.raw_movie_bookings, change data feed on) that the
-    /// `cdc` job reads.
-    #[command(subcommand)]
+    /// `cdc` job reads: apply a SQL script, or simulate the service at work.
+    #[command(subcommand, after_long_help = help::CDC)]
     Cdc(CdcCommand),
 
     /// The Azure Functions custom handler: serve the generate, ingest, archive_bookings,
     /// archive_payments and run_jobs functions to the Functions host (`func start` runs
     /// `boxoffice serve`, see host.json) on 127.0.0.1:$FUNCTIONS_CUSTOMHANDLER_PORT.
+    #[command(after_long_help = help::SERVE)]
     Serve(ServeArgs),
 
     /// The live dashboard over Gold at http://127.0.0.1:8080: key figures, revenue by category,
     /// bookings by hour, payment mix, top events with occupancy, the CDC movie panel, freshness
     /// and job health; filters, CSV per panel, refreshed without reloading. Its JSON API is under
-    /// /api (see the README). `up` serves it too.
+    /// /api (see dashboard/API.md). `up` serves it too.
+    #[command(after_long_help = help::DASHBOARD)]
     Dashboard(DashboardArgs),
 
     /// The job bundle (bundle.yml, in Databricks Asset Bundle terms): validate it, run a job's
-    /// tasks in dependency order with retries and timeouts, and show the run history.
-    #[command(subcommand)]
+    /// tasks in dependency order with retries and timeouts, show the run history, and run the
+    /// schedules.
+    #[command(subcommand, after_long_help = help::BUNDLE)]
     Bundle(BundleCommand),
 
-    /// Measure throughput and memory on this machine.
-    #[command(subcommand)]
+    /// Measure throughput and memory on this machine (build with --release first).
+    #[command(subcommand, after_long_help = help::BENCH)]
     Bench(BenchCommand),
 }
 
@@ -129,20 +146,24 @@ pub enum Command {
 pub enum BundleCommand {
     /// Check bundle.yml for a target: unknown keys, jobs and parameters, missing or cyclic
     /// dependencies, bad cron, unresolved variables. Every problem with its line; exit code 1.
+    #[command(after_long_help = help::BUNDLE)]
     Validate(BundleArgs),
 
     /// Run one job's tasks now: in dependency order, independent ones at once, with their
     /// retries, timeouts and run_if; each attempt is recorded in _system.job_runs. Validates
     /// first: a broken bundle runs nothing.
+    #[command(after_long_help = help::BUNDLE)]
     Run(BundleRunArgs),
 
     /// The latest runs of every job and their tasks, from _system.job_runs.
+    #[command(after_long_help = help::BUNDLE)]
     Status(BundleStatusArgs),
 
     /// Run the schedules until Ctrl-C or SIGTERM: each unpaused job at its cron times in its
     /// timezone, at most max_concurrent_runs at once (a due run beyond that is skipped and
     /// logged). A development target pauses every schedule: use -t with a production target.
     /// Stopping waits for the runs in flight.
+    #[command(after_long_help = help::BUNDLE)]
     Schedule(BundleArgs),
 }
 
@@ -190,22 +211,21 @@ pub struct BundleStatusArgs {
 pub enum JobCommand {
     /// Run one job once over everything new, then exit. Safe to interrupt or crash at any point:
     /// the next run finishes what was started and no row is written twice.
+    #[command(after_long_help = help::job_run())]
     Run(JobRunArgs),
 }
 
 /// The jobs `job run` knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum JobName {
-    /// Bronze to silver.bookings_fact, unpaid_bookings, orphan_payments, late_events.
+    /// Bronze to Silver: the bookings-payments join in event time
     #[value(name = "bookings_fact")]
     BookingsFact,
-    /// Silver to gold.event_performance, sales_by_category_hour, payment_mix, conversion.
+    /// Silver to Gold: what changed in Silver added to the Gold aggregates
     Gold,
-    /// ops.raw_movie_bookings' change feed to bronze.movie_booking_cdc_events,
-    /// silver.movie_bookings_filtered and _history, gold.movie_booking_insights.
+    /// ops.raw_movie_bookings' change feed through Bronze, Silver and Gold
     Cdc,
-    /// Landing files (landing/event_catalog, landing/box_office_sales; CSV or Parquet), each
-    /// version once, to silver.event_catalog and silver.bookings_fact (source batch).
+    /// Landing files (event catalog, box-office sales; CSV or Parquet), each version once
     #[value(name = "batch_load")]
     BatchLoad,
 }
@@ -226,6 +246,7 @@ impl JobName {
 pub enum BatchCommand {
     /// Write the event catalog (the 100 shows the generator first puts on sale, with venue,
     /// city, capacity and date) to landing/event_catalog/event_catalog.csv, for batch_load.
+    #[command(after_long_help = help::BATCH)]
     Seed(BatchSeedArgs),
 }
 
@@ -244,6 +265,7 @@ pub struct BatchSeedArgs {
 pub struct DashboardOptions {
     /// The dashboard's port on 127.0.0.1 (0: any free port, printed at start)
     #[arg(
+        help_heading = "Dashboard",
         long = "dashboard-port",
         value_name = "PORT",
         default_value_t = 8080,
@@ -253,7 +275,7 @@ pub struct DashboardOptions {
 
     /// How often the page refreshes its numbers (the server looks for new table versions at
     /// least every 2s)
-    #[arg(long = "dashboard-refresh", value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    #[arg(help_heading = "Dashboard", long = "dashboard-refresh", value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
     pub refresh: Duration,
 }
 
@@ -339,14 +361,16 @@ pub enum SendVia {
 pub enum CdcCommand {
     /// Apply a script of SQL statements (INSERT ... VALUES, UPDATE ... SET ... WHERE, DELETE
     /// FROM ... WHERE) to ops.raw_movie_bookings, one Delta commit per statement (or per row
-    /// with --per-row), creating the table if needed. samples/movie_bookings.sql replays the
-    /// Snowflake demo's sample.
+    /// with --per-row), creating the table if needed. --sample replays the Snowflake demo's
+    /// sample (the same script as samples/movie_bookings.sql in the repository).
+    #[command(after_long_help = help::CDC)]
     Apply(CdcApplyArgs),
 
     /// Simulate the booking service: every second, --rate changes to ops.raw_movie_bookings
     /// (about half new bookings, the rest completions, cancellations, ticket-count changes and
     /// deletes) in one MERGE, until Ctrl-C or --duration. With --run-cdc the cdc job follows
     /// each second.
+    #[command(after_long_help = help::CDC)]
     Simulate(CdcSimulateArgs),
 }
 
@@ -371,8 +395,14 @@ pub struct CdcSimulateArgs {
 
 #[derive(Debug, Args)]
 pub struct CdcApplyArgs {
-    /// The script ('-' for stdin)
-    pub file: std::path::PathBuf,
+    /// The script ('-' for stdin); a relative path is read from the current directory
+    #[arg(required_unless_present = "sample", conflicts_with = "sample")]
+    pub file: Option<PathBuf>,
+
+    /// Apply the Snowflake demo's sample, built in (samples/movie_bookings.sql in the
+    /// repository), from any directory
+    #[arg(long)]
+    pub sample: bool,
 
     /// One commit per row changed instead of per statement: an INSERT's rows one by one, an
     /// UPDATE or DELETE once per booking_id it matches (the finest grain a change feed has)
@@ -393,30 +423,35 @@ pub struct JobRunArgs {
 
     /// bookings_fact: treat the input as complete: the watermark moves past the last event, so
     /// every booking and payment still waiting is resolved (joined, unpaid or orphan)
-    #[arg(long)]
+    #[arg(help_heading = "The join (bookings_fact)", long)]
     pub drain: bool,
 
     /// gold: rebuild every Gold table from all of Silver instead of adding what changed
-    #[arg(long)]
+    #[arg(help_heading = "Reprocessing", long)]
     pub full: bool,
 
     /// bookings_fact: the join's clock, overriding [join] mode: event_time (booking_time and
     /// payment_time, the default) or stream_analytics (arrival time, minute boundaries 0..2,
     /// as the demos' Stream Analytics query)
-    #[arg(long, value_enum, value_name = "MODE")]
+    #[arg(
+        help_heading = "The join (bookings_fact)",
+        long,
+        value_enum,
+        value_name = "MODE"
+    )]
     pub mode: Option<ModeArg>,
 
     /// bookings_fact: rebuild its tables and state from all of Bronze beside the live ones,
     /// swap each table in one commit, then rebuild Gold. Readers see the old tables until the
     /// swap; a crash midway is finished by the next run. gold: the same as --full
-    #[arg(long)]
+    #[arg(help_heading = "Reprocessing", long)]
     pub full_refresh: bool,
 
     /// bookings_fact: join the late events (silver.late_events) whose event time is in
     /// FROM..TO as history, as if they had arrived first, then refresh Gold. Dates
     /// (2025-01-01..2025-01-02, TO exclusive) or RFC 3339 times; either end may be left open;
     /// no range takes every late event
-    #[arg(
+    #[arg(help_heading = "Reprocessing", 
         long,
         value_name = "FROM..TO",
         num_args = 0..=1,
@@ -425,12 +460,12 @@ pub struct JobRunArgs {
     pub backfill: Option<String>,
 
     /// bookings_fact --drain: do not ask before resolving waiting bookings as unpaid
-    #[arg(long, short = 'y')]
+    #[arg(help_heading = "The join (bookings_fact)", long, short = 'y')]
     pub yes: bool,
 
     /// When another process runs this job on the lake (`up`, a bundle run), wait for it to
     /// finish instead of refusing
-    #[arg(long)]
+    #[arg(help_heading = "Beside other runs", long)]
     pub wait: bool,
 }
 
@@ -561,40 +596,45 @@ pub struct UpArgs {
     pub landing: LandingArgs,
 
     /// Stop after this long, e.g. 30s, 5m [default: run until Ctrl-C]
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(help_heading = "Running", long, value_name = "DURATION", value_parser = parse_duration)]
     pub duration: Option<Duration>,
 
     /// Stop after this many events [default: no limit]
-    #[arg(long, value_name = "N")]
+    #[arg(help_heading = "Running", long, value_name = "N")]
     pub count: Option<u64>,
 
     /// How often the join and the Gold refresh run [default: [jobs] interval, else 2s]
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(help_heading = "Jobs", long, value_name = "DURATION", value_parser = parse_duration)]
     pub job_interval: Option<Duration>,
 
     /// Only land Bronze; do not run the join and Gold refresh
-    #[arg(long)]
+    #[arg(help_heading = "Jobs", long)]
     pub no_jobs: bool,
 
     /// Changes per second the simulated booking service makes to ops.raw_movie_bookings, which
     /// the cdc job (run with the others) takes to Bronze, Silver and Gold; 0: no simulator
-    #[arg(long, value_name = "N", default_value_t = 20)]
+    #[arg(help_heading = "Jobs", long, value_name = "N", default_value_t = 20)]
     pub cdc_rate: usize,
 
     /// Also run a job bundle's schedules while up runs (its target must be in production mode;
     /// see `boxoffice bundle schedule`). Validated before anything starts.
-    #[arg(long, value_name = "FILE")]
+    #[arg(help_heading = "Jobs", long, value_name = "FILE")]
     pub bundle: Option<PathBuf>,
 
     /// The bundle's target [default: the one marked default: true]
-    #[arg(long, value_name = "TARGET", requires = "bundle")]
+    #[arg(
+        help_heading = "Jobs",
+        long,
+        value_name = "TARGET",
+        requires = "bundle"
+    )]
     pub bundle_target: Option<String>,
 
     #[command(flatten)]
     pub dashboard: DashboardOptions,
 
     /// Do not serve the dashboard
-    #[arg(long)]
+    #[arg(help_heading = "Dashboard", long)]
     pub no_dashboard: bool,
 }
 
@@ -604,11 +644,11 @@ pub struct GenerateArgs {
     pub generator: GeneratorArgs,
 
     /// Events to write [default: no limit, until Ctrl-C]
-    #[arg(long, short = 'n', value_name = "N")]
+    #[arg(help_heading = "Output", long, short = 'n', value_name = "N")]
     pub count: Option<u64>,
 
     /// File to write [default: stdout]
-    #[arg(long, short = 'o', value_name = "FILE")]
+    #[arg(help_heading = "Output", long, short = 'o', value_name = "FILE")]
     pub output: Option<PathBuf>,
 }
 
@@ -693,12 +733,12 @@ pub struct IngestArgs {
 
     /// Send every event to this hub instead of telling it by its fields (bookings or payments);
     /// events whose fields tell neither go to bookings unless this is given
-    #[arg(long, value_parser = parse_hub)]
+    #[arg(help_heading = "Input", long, value_parser = parse_hub)]
     pub hub: Option<Hub>,
 
     /// When `up` or another `ingest` is landing into the lake, wait for it to stop instead of
     /// refusing
-    #[arg(long)]
+    #[arg(help_heading = "Beside other runs", long)]
     pub wait: bool,
 
     #[command(flatten)]
@@ -717,19 +757,23 @@ pub enum BenchCommand {
     /// Generator events/s, then end-to-end Bronze landing events/s (generator -> queue ->
     /// archiver -> Delta) over --events, with peak memory. Uses a temporary local lake unless
     /// --lake is given.
+    #[command(after_long_help = help::BENCH)]
     Ingest(BenchIngestArgs),
 
     /// The join and Gold: lands --bookings generated orders (and their payments) in a scratch
     /// lake, then times the bookings_fact job over all of it, a full Gold build, and an
     /// incremental Gold refresh after --new more events; with peak memory.
+    #[command(after_long_help = help::BENCH)]
     Jobs(BenchJobsArgs),
 
     /// batch_load: a --rows box-office sales CSV (one row per seat) in a scratch lake's landing
     /// area, loaded into silver.bookings_fact; rows/s and peak memory.
+    #[command(after_long_help = help::BENCH)]
     Batch(BenchBatchArgs),
 
     /// The cdc job: --changes simulated changes to ops.raw_movie_bookings in a scratch lake
     /// (commits of 100,000), then one cdc run over all of them; rows/s and peak memory.
+    #[command(after_long_help = help::BENCH)]
     Cdc(BenchCdcArgs),
 
     /// The Functions custom handler as the host calls it, on a loopback port: the archive
@@ -737,11 +781,13 @@ pub enum BenchCommand {
     /// files per 100,000 events with the default batch size and with host.json's), then
     /// `ingest` driven by --connections concurrent clients posting --batch events per request;
     /// events/s and latency percentiles, with peak memory.
+    #[command(after_long_help = help::BENCH)]
     Functions(BenchFunctionsArgs),
 
     /// The dashboard's JSON API over Gold built from a large Silver (10M fact rows by default;
     /// give --lake to build it once and reuse it): every panel under a rotation of filters and
     /// CSV, over keep-alive connections; latency percentiles, overall and per panel.
+    #[command(after_long_help = help::BENCH)]
     Dashboard(BenchDashboardArgs),
 }
 
@@ -829,18 +875,18 @@ pub struct BenchJobsArgs {
 #[derive(Debug, Args)]
 pub struct BenchIngestArgs {
     /// Events to generate and land
-    #[arg(long, default_value_t = 1_000_000)]
+    #[arg(help_heading = "Benchmark", long, default_value_t = 1_000_000)]
     pub events: u64,
 
     /// Generator seed
-    #[arg(long, default_value_t = 42)]
+    #[arg(help_heading = "Benchmark", long, default_value_t = 42)]
     pub seed: u64,
 
     #[command(flatten)]
     pub landing: LandingArgs,
 
     /// Print JSON instead of a table
-    #[arg(long)]
+    #[arg(help_heading = "Benchmark", long)]
     pub json: bool,
 }
 

@@ -3,6 +3,9 @@
 mod cli;
 mod commands;
 mod config;
+#[cfg(test)]
+mod docs_tests;
+mod help;
 mod leases;
 mod memory;
 mod pacing;
@@ -14,7 +17,7 @@ use tracing_subscriber::EnvFilter;
 use cli::{Cli, Command};
 
 /// mimalloc: glibc malloc spent a quarter of the generator's and archiver's time on allocation
-/// churn (see README, Performance).
+/// churn (see docs/performance.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -4,7 +4,7 @@
 //! long, so the memory one batch frees was handed back while the next batch ran, and the next
 //! batch faulted it in again: 810,000 page faults and 2 s of kernel time over the 1M-booking
 //! join. Keeping it 10 s removes a third of those faults (the rest is the first touch of the
-//! peak) and 4% of the run's time, for about 300 MB more peak (README, Performance). A process
+//! peak) and 4% of the run's time, for about 300 MB more peak (docs/performance.md). A process
 //! that goes idle still gives its memory back, 10 s later, so `up` and the Functions handler,
 //! which run for days, do not hold their peak forever.
 

@@ -121,3 +121,36 @@ fn a_change_feed_written_by_another_delta_writer_is_read_correctly() {
         ]
     );
 }
+
+#[test]
+fn the_built_in_sample_works_from_any_directory_and_a_missing_script_says_where_it_looked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lake = dir.path().join("lake");
+    // From a directory with no samples/ folder: the built-in copy is the repository's script.
+    run_ok(
+        on(&lake)
+            .current_dir(dir.path())
+            .args(["cdc", "apply", "--sample"]),
+    );
+    let from_file = dir.path().join("from_file");
+    run_ok(on(&from_file).args(["cdc", "apply", SAMPLE]));
+    run_ok(on(&lake).args(["job", "run", "cdc"]));
+    run_ok(on(&from_file).args(["job", "run", "cdc"]));
+    assert_eq!(insights(&lake).len(), 5, "M001 to M005");
+    assert_eq!(insights(&lake), insights(&from_file));
+    let err = run_err(on(&lake).current_dir(dir.path()).args([
+        "cdc",
+        "apply",
+        "samples/movie_bookings.sql",
+    ]));
+    let here = dir.path().canonicalize().expect("canonical");
+    assert!(
+        err.contains("samples/movie_bookings.sql") && err.contains("--sample"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&here.display().to_string())
+            || err.contains(&dir.path().display().to_string()),
+        "the error names the directory it read from: {err}"
+    );
+}

@@ -349,3 +349,85 @@ fn settings_come_from_boxoffice_toml() {
         table.version()
     );
 }
+
+/// `job run --help`'s list of the tables each job writes, as printed.
+fn tables_listed_in_job_run_help() -> std::collections::BTreeMap<String, Vec<String>> {
+    let out = run_ok(boxoffice().args(["job", "run", "--help"]));
+    let help = String::from_utf8_lossy(&out.stdout).into_owned();
+    let start = help
+        .find("Tables each job writes")
+        .unwrap_or_else(|| panic!("job run --help lists no tables:\n{help}"));
+    let mut listed: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    let mut job = String::new();
+    for line in help[start..]
+        .lines()
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+    {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if words.len() == 2 {
+            job = words[0].to_string();
+        }
+        let table = words.last().expect("a table").to_string();
+        listed.entry(job.clone()).or_default().push(table);
+    }
+    listed
+}
+
+/// The tables of `lake` that exist, from `boxoffice tables --json`.
+fn present_tables(lake: &std::path::Path) -> std::collections::BTreeSet<String> {
+    let out = run_ok(on(lake).args(["tables", "--json"]));
+    let tables: serde_json::Value = serde_json::from_slice(&out.stdout).expect("tables --json");
+    tables
+        .as_array()
+        .expect("an array")
+        .iter()
+        .filter(|t| t["state"]["status"] == "present")
+        .map(|t| t["name"].as_str().expect("a name").to_string())
+        .collect()
+}
+
+#[test]
+fn job_run_help_names_every_table_each_job_creates() {
+    let listed = tables_listed_in_job_run_help();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lake = dir.path().join("lake");
+    let file = dir.path().join("events.ndjson");
+    run_ok(
+        boxoffice()
+            .args(["generate", "--seed", "5", "-n", "3000", "--fast", "-o"])
+            .arg(&file),
+    );
+    ingest(&lake, &file);
+    // Each job after what it needs: the tables its run creates must be the ones the help lists.
+    let steps: [(&str, &[&str], &[&str]); 5] = [
+        ("bookings_fact", &["--drain", "--yes"], &[]),
+        ("gold", &[], &[]),
+        ("batch_load", &[], &["batch", "seed"]),
+        ("gold", &[], &[]),
+        ("cdc", &[], &["cdc", "apply", "--sample"]),
+    ];
+    let mut jobs_run = std::collections::BTreeSet::new();
+    for (job, flags, before_it) in steps {
+        if !before_it.is_empty() {
+            run_ok(on(&lake).args(before_it));
+        }
+        let before = present_tables(&lake);
+        run_ok(on(&lake).args(["job", "run", job]).args(flags));
+        let created: Vec<String> = present_tables(&lake).difference(&before).cloned().collect();
+        let names = listed.get(job).cloned().unwrap_or_default();
+        assert!(!created.is_empty(), "job run {job} created no table");
+        for table in &created {
+            assert!(
+                names.contains(table),
+                "job run {job} created {table}, which `job run --help` does not list under {job}: {names:?}"
+            );
+        }
+        jobs_run.insert(job.to_string());
+    }
+    let jobs_listed: std::collections::BTreeSet<String> = listed.keys().cloned().collect();
+    assert_eq!(
+        jobs_listed, jobs_run,
+        "the help lists the jobs this test runs"
+    );
+}

@@ -1,8 +1,8 @@
 //! The Azure deployment, checked offline: every Bicep file parses (pycep-parser, from PyPI); the
 //! Bicep agrees with function.json, local.settings.json.example, the lake's layers, the built-in
-//! role ids, azure.yaml and the README; and the package `scripts/package`
+//! role ids docs/azure.md lists, azure.yaml and docs/azure.md; and the package `scripts/package`
 //! makes holds host.json, every function.json and a statically linked executable where host.json
-//! says. What needs a subscription is listed in the README.
+//! says. What needs a subscription is listed in docs/azure.md.
 
 mod common;
 
@@ -234,12 +234,13 @@ fn the_lake_containers_are_the_layers() {
 }
 
 #[test]
-fn role_ids_are_those_of_the_architecture() {
+fn role_ids_are_those_docs_azure_lists() {
     let ids = quoted(&read("bicep/rbac.bicep"))
         .into_iter()
         .filter(|s| s.len() == 36 && s.matches('-').count() == 4)
         .collect::<BTreeSet<_>>();
-    // The built-in roles the app needs, and Storage Blob Data Reader for the deploying user.
+    // The roles docs/azure.md lists: the app's five, and Storage Blob Data Reader for the
+    // deploying user.
     let expected = set(&[
         "2b629674-e913-4c01-ae53-ef4638d8f975", // Event Hubs Data Sender
         "a638d3c7-ab3a-418d-83e6-5f17a39d4fde", // Event Hubs Data Receiver
@@ -249,10 +250,17 @@ fn role_ids_are_those_of_the_architecture() {
         "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1", // Storage Blob Data Reader
     ]);
     assert_eq!(ids, expected);
+    let doc = read("docs/azure.md");
+    for id in &expected {
+        assert!(
+            doc.contains(id.as_str()),
+            "docs/azure.md does not list role {id}"
+        );
+    }
 }
 
 #[test]
-fn main_bicep_outputs_what_azure_yaml_and_the_readme_use() {
+fn main_bicep_outputs_what_azure_yaml_and_the_docs_use() {
     let outputs: BTreeSet<String> = read("infra/main.bicep")
         .lines()
         .filter_map(|l| l.trim().strip_prefix("output "))
@@ -280,14 +288,14 @@ fn main_bicep_outputs_what_azure_yaml_and_the_readme_use() {
             );
         }
     }
-    let readme = read("README.md");
-    let deploy = &readme[readme
-        .find("## Deploy to Azure")
-        .expect("README: ## Deploy to Azure")..];
+    let azure = read("docs/azure.md");
+    let deploy = &azure[azure
+        .find("## Deploy with `azd up`")
+        .expect("docs/azure.md: ## Deploy with `azd up`")..];
     for output in &outputs {
         assert!(
             deploy.contains(output.as_str()),
-            "the README's Deploy section does not name output {output}"
+            "docs/azure.md's Deploy section does not name output {output}"
         );
     }
     for needed in [

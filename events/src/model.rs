@@ -1,6 +1,6 @@
 //! Typed booking and payment events, as they are after validation.
 //!
-//! Producers send three shapes (ARCHITECTURE.md section 4): the legacy demo shape (v0, no
+//! Producers send three shapes (docs/events.md): the legacy demo shape (v0, no
 //! `schema_version`, integer prices), v1 (the demo shape corrected, with `event_id`) and v2 (v1 plus
 //! optional fields). After validation every shape becomes the same superset type, so later stages
 //! never branch on the version except to record it.

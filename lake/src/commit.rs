@@ -1,4 +1,4 @@
-//! Exactly-once appends through Delta application transactions (ARCHITECTURE.md section 6).
+//! Exactly-once appends through Delta application transactions (docs/semantics.md).
 //!
 //! A writer names its stream (`app_id`, e.g. `archive:bookings:0`) and numbers its batches
 //! (`version`, e.g. the batch's last sequence number). The data and the `(app_id, version)` pair

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-/// A top-level area of the lake (ARCHITECTURE.md section 3).
+/// A top-level area of the lake (docs/lake.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Layer {
     /// Raw events exactly as received, plus quarantine.

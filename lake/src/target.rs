@@ -1,4 +1,4 @@
-//! Where the lake lives: a local folder, Azurite, or Azure (ARCHITECTURE.md section 3).
+//! Where the lake lives: a local folder, Azurite, or Azure (docs/lake.md).
 //!
 //! A target is one root URL with the layer folders under it (`./lakehouse/bronze/...`), or a root
 //! with a `{layer}` placeholder that gives each layer its own container

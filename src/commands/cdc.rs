@@ -50,18 +50,12 @@ async fn simulate(global: &GlobalArgs, args: CdcSimulateArgs) -> anyhow::Result<
     Ok(())
 }
 
+/// The Snowflake demo's sample, built in so `cdc apply --sample` works from any directory.
+const SAMPLE: &str = include_str!("../../samples/movie_bookings.sql");
+
 async fn apply(global: &GlobalArgs, args: CdcApplyArgs) -> anyhow::Result<()> {
-    let text = if args.file.as_os_str() == "-" {
-        let mut text = String::new();
-        std::io::stdin()
-            .read_to_string(&mut text)
-            .context("reading the script from stdin")?;
-        text
-    } else {
-        std::fs::read_to_string(&args.file)
-            .with_context(|| format!("reading {}", args.file.display()))?
-    };
-    let statements = script::parse(&text).with_context(|| format!("in {}", args.file.display()))?;
+    let (name, text) = script_text(&args)?;
+    let statements = script::parse(&text).with_context(|| format!("in {name}"))?;
     let file = config::load(global)?;
     let lake = config::lake(global, &file)?;
     lake.prepare().await?;
@@ -93,4 +87,35 @@ async fn apply(global: &GlobalArgs, args: CdcApplyArgs) -> anyhow::Result<()> {
         applier.version().map_or("-".to_string(), |v| v.to_string())
     );
     Ok(())
+}
+
+/// The script `cdc apply` was given, and how to name it in messages.
+fn script_text(args: &CdcApplyArgs) -> anyhow::Result<(String, String)> {
+    match &args.file {
+        None => Ok(("the built-in sample".into(), SAMPLE.into())),
+        Some(path) if path.as_os_str() == "-" => {
+            let mut text = String::new();
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .context("reading the script from stdin")?;
+            Ok(("stdin".into(), text))
+        }
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| {
+                let here = std::env::current_dir()
+                    .map(|d| format!(" (relative to {})", d.display()))
+                    .unwrap_or_default();
+                format!(
+                    "reading {}{} (--sample applies the demo's sample from anywhere)",
+                    path.display(),
+                    if path.is_relative() {
+                        here
+                    } else {
+                        String::new()
+                    }
+                )
+            })?;
+            Ok((path.display().to_string(), text))
+        }
+    }
 }

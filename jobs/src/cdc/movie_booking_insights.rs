@@ -1,5 +1,5 @@
 //! `gold/movie_booking_insights`: per movie, from the latest state of its bookings
-//! (ARCHITECTURE.md section 6): total_bookings counts every current booking whatever its status,
+//! (docs/semantics.md): total_bookings counts every current booking whatever its status,
 //! total_cancellations the CANCELLED ones, tickets sold and revenue (ticket_count x
 //! ticket_price) the BOOKED and COMPLETED ones. Only the movies whose bookings changed since the
 //! last refresh are recomputed (a booking moved to another movie changes both); a movie left with

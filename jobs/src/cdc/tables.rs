@@ -1,4 +1,4 @@
-//! The CDC flow's tables (ARCHITECTURE.md section 5): the booking service's own table in `ops`,
+//! The CDC flow's tables (docs/tables.md): the booking service's own table in `ops`,
 //! its changes in Bronze, the latest state and every version in Silver, insights in Gold.
 
 use boxoffice_lake::{Layer, TableDef, column, utc_timestamp};

@@ -1,4 +1,4 @@
-//! The Silver tables (ARCHITECTURE.md section 5) and the job bookkeeping tables in `_system`.
+//! The Silver tables (docs/tables.md) and the job bookkeeping tables in `_system`.
 
 use boxoffice_lake::{Layer, TableDef, column, utc_timestamp};
 use deltalake::arrow::datatypes::{DataType, Schema};

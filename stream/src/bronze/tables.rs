@@ -1,4 +1,4 @@
-//! The Bronze tables: raw events as received, and quarantine.
+//! The Bronze tables (docs/tables.md): raw events as received, and quarantine.
 
 use boxoffice_events::Hub;
 use boxoffice_lake::{Layer, TableDef, column, utc_timestamp};

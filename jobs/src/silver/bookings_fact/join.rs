@@ -1,4 +1,4 @@
-//! The bookings-payments join as a state machine (ARCHITECTURE.md section 6), with no I/O.
+//! The bookings-payments join as a state machine (docs/semantics.md), with no I/O.
 //!
 //! Events are fed in arrival order: by enqueued time, then hub, partition and sequence number, an
 //! order that is a property of Bronze's contents, so everything below is a function of the data,

@@ -4,7 +4,7 @@
 //! A run plans batches of Bronze events ([`input`]), feeds them to the join ([`join`]) and writes
 //! its outputs ([`rows`]). While one batch is joined and written, the next is already planned
 //! from the same scan and being read and validated on the other cores. Exactly once
-//! (ARCHITECTURE.md section 6):
+//! (docs/semantics.md):
 //!
 //! 1. Before a batch is processed its plan (the Bronze ranges it takes) is written, create-only,
 //!    to `_system/jobs/bookings_fact/plans/`.
