@@ -1,0 +1,394 @@
+"""The bookings_fact job and the Gold rebuild in DuckDB SQL, set-based throughout.
+
+Silver reads the Bronze Delta tables' Parquet files (listed by the `deltalake` package: DuckDB's
+delta extension would be downloaded at run time) and writes Parquet partitioned as boxoffice
+partitions its tables; Gold reads that Silver and writes one Parquet file per table. How the
+join's row-by-row rules become window functions is explained in docs/benchmark-peers.md."""
+
+import os
+
+import duckdb
+
+from semantics import BOOKINGS, DEDUP_HORIZON, LATENESS, MAX_FUTURE, PAYMENTS, WINDOW, PARTITIONS
+
+BOOKING_JSON = """{
+    "schema_version": "INTEGER", "order_id": "VARCHAR", "booking_time": "VARCHAR",
+    "customer": {"customer_id": "VARCHAR", "name": "VARCHAR", "email": "VARCHAR"},
+    "event_details": {"event_id": "VARCHAR", "event_name": "VARCHAR",
+                      "event_location": "VARCHAR", "city": "VARCHAR",
+                      "seats": [{"seat_number": "VARCHAR", "price": "DOUBLE"}]},
+    "channel": "VARCHAR", "currency": "VARCHAR"}"""
+
+PAYMENT_JSON = """{
+    "schema_version": "INTEGER", "payment_id": "VARCHAR", "order_id": "VARCHAR",
+    "payment_time": "VARCHAR", "amount": "DOUBLE", "payment_method": "VARCHAR",
+    "payment_status": "VARCHAR", "currency": "VARCHAR", "fee": "DOUBLE"}"""
+
+# Every Bronze row once per (hub, partition, sequence), with its arrival: the partition's
+# enqueued times made non-decreasing by sequence number.
+LANDED = f"""
+CREATE TEMP TABLE landed AS
+WITH raw AS (
+    SELECT {BOOKINGS}::UTINYINT AS hub, partition_id, sequence_number,
+           epoch_us(enqueued_time) AS enqueued, event_uid, body
+    FROM read_parquet($bookings)
+    UNION ALL
+    SELECT {PAYMENTS}::UTINYINT, partition_id, sequence_number, epoch_us(enqueued_time),
+           event_uid, body
+    FROM read_parquet($payments)
+), once AS (
+    SELECT DISTINCT ON (hub, partition_id, sequence_number) * FROM raw WHERE event_uid IS NOT NULL
+)
+SELECT *, max(enqueued) OVER (PARTITION BY hub, partition_id ORDER BY sequence_number
+                              ROWS UNBOUNDED PRECEDING) AS arrival
+FROM once
+"""
+
+# Each event parsed (times converted to UTC microseconds; v0 has no schema_version).
+PARSED = f"""
+CREATE TEMP TABLE bookings AS
+SELECT hub, partition_id, sequence_number, arrival, event_uid, body,
+       j.order_id, epoch_us(CAST(j.booking_time AS TIMESTAMPTZ)) AS t,
+       j.customer.customer_id, j.customer.name AS customer_name,
+       j.customer.email AS customer_email, j.event_details.event_id,
+       j.event_details.event_name, j.event_details.event_location, j.event_details.city,
+       j.event_details.seats, j.channel, j.currency, coalesce(j.schema_version, 0) AS schema_version
+FROM (SELECT *, json_transform(body, '{BOOKING_JSON}') AS j FROM landed WHERE hub = {BOOKINGS});
+
+CREATE TEMP TABLE payments AS
+SELECT hub, partition_id, sequence_number, arrival, event_uid, body,
+       j.payment_id, j.order_id, epoch_us(CAST(j.payment_time AS TIMESTAMPTZ)) AS t, j.amount,
+       j.payment_method, j.payment_status, j.currency, j.fee,
+       coalesce(j.schema_version, 0) AS schema_version
+FROM (SELECT *, json_transform(body, '{PAYMENT_JSON}') AS j FROM landed WHERE hub = {PAYMENTS});
+"""
+
+# Each event's fate in arrival order. The watermark before an event is the smaller of the two
+# streams' running maxima over earlier events, minus the lateness. Only an event's first
+# occurrence can raise a maximum (a duplicate carries the same time; a late event's time is
+# below the watermark already), and only when it is not more than max_future ahead of its arrival.
+FATES = f"""
+CREATE TEMP TABLE fates AS
+WITH stream AS (
+    SELECT hub, partition_id, sequence_number, arrival, event_uid, t FROM bookings
+    UNION ALL
+    SELECT hub, partition_id, sequence_number, arrival, event_uid, t FROM payments
+), ranked AS (
+    SELECT *, row_number() OVER (ORDER BY arrival, hub, partition_id, sequence_number) AS rank
+    FROM stream
+), first AS (
+    SELECT *, rank = min(rank) OVER uid AS first_seen, arg_min(t, rank) OVER uid AS first_time
+    FROM ranked WINDOW uid AS (PARTITION BY event_uid)
+), marked AS (
+    SELECT *,
+        max(CASE WHEN hub = {BOOKINGS} AND first_seen AND t <= arrival + {MAX_FUTURE} THEN t END)
+            OVER earlier AS max_booking,
+        max(CASE WHEN hub = {PAYMENTS} AND first_seen AND t <= arrival + {MAX_FUTURE} THEN t END)
+            OVER earlier AS max_payment
+    FROM first
+    WINDOW earlier AS (ORDER BY rank ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)
+), watermarked AS (
+    SELECT *, CASE WHEN max_booking IS NOT NULL AND max_payment IS NOT NULL
+                   THEN least(max_booking, max_payment) - {LATENESS} END AS watermark
+    FROM marked
+)
+SELECT hub, partition_id, sequence_number, rank, watermark,
+       CASE WHEN NOT first_seen AND (watermark IS NULL OR watermark <= first_time + {DEDUP_HORIZON})
+                THEN 'duplicate'
+            WHEN t < watermark THEN 'late'
+            ELSE 'accepted' END AS fate
+FROM watermarked
+"""
+
+# Every pair of accepted events on one order within the window matches (nothing that could
+# still match is ever evicted). The match is made when the later of the two arrives, so a
+# booking's matches come in its payments' arrival order and a payment's in its bookings'.
+MATCHES = f"""
+CREATE TEMP TABLE accepted_bookings AS
+SELECT b.*, f.rank FROM bookings b JOIN fates f USING (hub, partition_id, sequence_number)
+WHERE f.fate = 'accepted';
+
+CREATE TEMP TABLE accepted_payments AS
+SELECT p.*, f.rank FROM payments p JOIN fates f USING (hub, partition_id, sequence_number)
+WHERE f.fate = 'accepted';
+
+CREATE TEMP TABLE matches AS
+WITH pairs AS (
+    SELECT b.rank AS b_rank, p.rank AS p_rank, p.payment_status = 'Success' AS success
+    FROM accepted_bookings b JOIN accepted_payments p
+      ON p.order_id = b.order_id AND p.t - b.t BETWEEN 0 AND {WINDOW}
+)
+SELECT b_rank, p_rank,
+       p_rank = min(p_rank) OVER (PARTITION BY b_rank) AS is_first_booking_match,
+       b_rank = min(b_rank) OVER (PARTITION BY p_rank) AS is_first_payment_match,
+       success AND p_rank = min(CASE WHEN success THEN p_rank END) OVER (PARTITION BY b_rank)
+           AS is_sale
+FROM pairs
+"""
+
+
+def category(name: str) -> str:
+    """Category by the first substring match, ignoring case (jobs/src/silver/derive.rs)."""
+    return f"""CASE WHEN {name} ILIKE '%concert%' THEN 'Music'
+            WHEN {name} ILIKE '%play%' THEN 'Theater'
+            WHEN {name} ILIKE '%movie%' THEN 'Cinema'
+            ELSE 'Other' END AS event_category"""
+
+
+def day_and_hour(micros: str) -> str:
+    """The English day name and hour of a UTC time."""
+    return f"""dayname(make_timestamp({micros})) AS booking_day_of_week,
+           hour(make_timestamp({micros}))::INTEGER AS booking_hour"""
+
+
+PAYMENT_TYPE = """CASE WHEN payment_method IN ('Credit Card', 'Debit Card') THEN 'Card'
+            WHEN payment_method = 'PayPal' THEN 'Online' ELSE 'Cash' END AS payment_type"""
+
+FACT = f"""
+WITH joined AS (
+    SELECT b.order_id, b.t AS b_t, b.customer_id, b.customer_name, b.customer_email, b.event_id,
+           b.event_name, b.event_location, b.seats, b.arrival AS b_arrival, b.currency AS b_currency,
+           b.channel, b.city, b.schema_version, b.event_uid AS booking_event_uid,
+           p.payment_id, p.t AS p_t, p.amount, p.payment_method, p.arrival AS p_arrival,
+           p.payment_status, p.currency AS p_currency, p.event_uid AS payment_event_uid,
+           m.is_first_booking_match, m.is_first_payment_match, m.is_sale
+    FROM matches m
+    JOIN accepted_bookings b ON b.rank = m.b_rank
+    JOIN accepted_payments p ON p.rank = m.p_rank
+), seated AS (
+    SELECT * EXCLUDE (seats), unnest(seats) AS seat FROM joined
+)
+SELECT order_id, make_timestamptz(b_t) AS booking_time, customer_id, customer_name,
+       customer_email, event_id, event_name, event_location, seat.seat_number,
+       seat.price AS seat_price, {category("event_name")}, {day_and_hour("b_t")},
+       payment_id, make_timestamptz(p_t) AS payment_time, amount, payment_method,
+       {PAYMENT_TYPE}, make_timestamptz(b_arrival) AS booking_event_time,
+       make_timestamptz(p_arrival) AS payment_event_time, payment_status,
+       coalesce(p_currency, b_currency) AS currency, channel, city, schema_version,
+       'stream' AS source, booking_event_uid, payment_event_uid, is_first_booking_match,
+       is_first_payment_match, is_sale, current_timestamp AS processed_at,
+       CAST(make_timestamp(b_t) AS DATE) AS booking_date
+FROM seated
+-- The expectations whose action is drop (mod.rs: declared_expectations).
+WHERE seat.price > 0 AND amount >= 0 AND b_t - b_arrival <= {MAX_FUTURE}
+"""
+
+UNPAID = f"""
+SELECT b.order_id, make_timestamptz(b.t) AS booking_time, b.customer_id, b.customer_name,
+       b.customer_email, b.event_id, b.event_name, {category("b.event_name")},
+       len(b.seats)::INTEGER AS seats,
+       array_to_string(list_transform(b.seats, lambda s: s.seat_number), ',') AS seat_numbers,
+       list_reduce(list_transform(b.seats, lambda s: s.price), lambda a, x: a + x) AS total_price,
+       {day_and_hour("b.t")},
+       make_timestamptz(b.arrival) AS booking_event_time, b.channel, b.city, b.currency,
+       b.schema_version, b.event_uid AS booking_event_uid, current_timestamp AS processed_at,
+       CAST(make_timestamp(b.t) AS DATE) AS booking_date
+FROM accepted_bookings b ANTI JOIN matches m ON m.b_rank = b.rank
+"""
+
+ORPHANS = f"""
+SELECT p.payment_id, p.order_id, make_timestamptz(p.t) AS payment_time, p.amount,
+       p.payment_method, {PAYMENT_TYPE}, p.payment_status, p.currency, p.fee,
+       make_timestamptz(p.arrival) AS payment_event_time, p.schema_version,
+       p.event_uid AS payment_event_uid, current_timestamp AS processed_at,
+       CAST(make_timestamp(p.t) AS DATE) AS payment_date
+FROM accepted_payments p ANTI JOIN matches m ON m.p_rank = p.rank
+"""
+
+LATE = f"""
+WITH late AS (
+    SELECT f.*, e.event_uid, e.order_id, e.t, e.arrival, e.body
+    FROM fates f JOIN (
+        SELECT hub, partition_id, sequence_number, event_uid, order_id, t, arrival, body
+        FROM bookings
+        UNION ALL
+        SELECT hub, partition_id, sequence_number, event_uid, order_id, t, arrival, body
+        FROM payments
+    ) e USING (hub, partition_id, sequence_number)
+    WHERE f.fate = 'late'
+)
+SELECT CASE WHEN hub = {BOOKINGS} THEN 'bookings' ELSE 'payments' END AS hub, event_uid,
+       order_id, make_timestamptz(t) AS event_time, make_timestamptz(arrival) AS arrival_time,
+       make_timestamptz(watermark) AS watermark,
+       (watermark - t) / 1e6 AS behind_seconds, partition_id, sequence_number, body,
+       current_timestamp AS processed_at, CAST(NULL AS BIGINT) AS backfill
+FROM late
+"""
+
+
+def silver(bronze_files: dict, out: str) -> dict:
+    """Runs the join over Bronze and writes the four Silver tables under `out`."""
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute(LANDED, {"bookings": bronze_files["bookings_raw"],
+                         "payments": bronze_files["payments_raw"]})
+    for statement in (PARSED, FATES, MATCHES):
+        con.execute(statement)
+    counts = {}
+    for table, query in (("bookings_fact", FACT), ("unpaid_bookings", UNPAID),
+                         ("orphan_payments", ORPHANS), ("late_events", LATE)):
+        counts[table] = write(con, query, f"{out}/{table}", PARTITIONS[table])
+    return counts
+
+
+def write(con, query: str, path: str, partition) -> int:
+    """Writes `query`'s rows as Parquet at `path` (a folder of hive partitions when
+    partitioned), returning how many."""
+    os.makedirs(path, exist_ok=True)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE output AS {query}")
+    if partition:
+        con.execute(f"COPY output TO '{path}' (FORMAT parquet, PARTITION_BY ({partition}))")
+    else:
+        con.execute(f"COPY output TO '{path}/part-0.parquet' (FORMAT parquet)")
+    return con.execute("SELECT count(*) FROM output").fetchone()[0]
+
+
+# The Gold models' SQL (jobs/src/gold/*.rs), for a rebuild: the `current` rows they fold into
+# are none.
+GOLD = {
+    "event_performance": """
+SELECT event_id, event_name, event_category,
+       CAST(sum(orders) AS BIGINT) AS orders,
+       CAST(sum(seats_sold) AS BIGINT) AS seats_sold,
+       CAST(sum(revenue) AS DECIMAL(18,2)) AS revenue,
+       CAST(CASE WHEN sum(seats_sold) > 0
+                 THEN round(CAST(sum(seats_value) AS DOUBLE) / sum(seats_sold), 2) END
+            AS DECIMAL(18,2)) AS avg_seat_price,
+       CAST(sum(failed_payments) AS BIGINT) AS failed_payments,
+       CAST(sum(seats_value) AS DECIMAL(18,2)) AS seats_value,
+       current_timestamp AS refreshed_at
+FROM (
+    SELECT event_id, event_name, event_category,
+           count(DISTINCT booking_event_uid) AS orders, CAST(0 AS BIGINT) AS seats_sold,
+           CAST(0 AS DECIMAL(18,2)) AS revenue, CAST(0 AS BIGINT) AS failed_payments,
+           CAST(0 AS DECIMAL(18,2)) AS seats_value
+    FROM fact WHERE is_first_booking_match GROUP BY event_id, event_name, event_category
+  UNION ALL
+    SELECT event_id, event_name, event_category, count(*), 0, CAST(0 AS DECIMAL(18,2)), 0,
+           CAST(0 AS DECIMAL(18,2))
+    FROM unpaid GROUP BY event_id, event_name, event_category
+  UNION ALL
+    SELECT event_id, event_name, event_category, 0, count(*), CAST(0 AS DECIMAL(18,2)), 0,
+           sum(CAST(seat_price AS DECIMAL(18,2)))
+    FROM fact WHERE is_sale GROUP BY event_id, event_name, event_category
+  UNION ALL
+    SELECT event_id, event_name, event_category, 0, 0,
+           sum(CASE WHEN payment_status = 'Success' THEN amount ELSE CAST(0 AS DECIMAL(18,2)) END),
+           sum(CASE WHEN payment_status = 'Failed' THEN 1 ELSE 0 END), CAST(0 AS DECIMAL(18,2))
+    FROM (SELECT DISTINCT payment_event_uid, event_id, event_name, event_category, payment_status,
+                 CAST(amount AS DECIMAL(18,2)) AS amount
+          FROM fact WHERE is_first_payment_match)
+    GROUP BY event_id, event_name, event_category
+)
+GROUP BY event_id, event_name, event_category""",
+    "sales_by_category_hour": """
+SELECT booking_date, booking_hour, booking_day_of_week, event_category,
+       CAST(sum(orders) AS BIGINT) AS orders,
+       CAST(sum(seats) AS BIGINT) AS seats,
+       CAST(sum(revenue) AS DECIMAL(18,2)) AS revenue,
+       current_timestamp AS refreshed_at
+FROM (
+    SELECT booking_date, booking_hour, booking_day_of_week, event_category,
+           count(DISTINCT booking_event_uid) AS orders, count(*) AS seats,
+           CAST(0 AS DECIMAL(18,2)) AS revenue
+    FROM fact WHERE is_sale
+    GROUP BY booking_date, booking_hour, booking_day_of_week, event_category
+  UNION ALL
+    SELECT booking_date, booking_hour, booking_day_of_week, event_category, 0, 0, sum(amount)
+    FROM (SELECT DISTINCT payment_event_uid, booking_date, booking_hour, booking_day_of_week,
+                 event_category, CAST(amount AS DECIMAL(18,2)) AS amount
+          FROM fact WHERE is_first_payment_match AND payment_status = 'Success')
+    GROUP BY booking_date, booking_hour, booking_day_of_week, event_category
+)
+GROUP BY booking_date, booking_hour, booking_day_of_week, event_category""",
+    "payment_mix": """
+SELECT payment_method, payment_type,
+       CAST(sum(attempts) AS BIGINT) AS attempts,
+       CAST(sum(succeeded) AS BIGINT) AS succeeded,
+       CAST(sum(failed) AS BIGINT) AS failed,
+       CASE WHEN sum(attempts) > 0
+            THEN CAST(sum(succeeded) AS DOUBLE) / sum(attempts) END AS success_rate,
+       CAST(sum(amount) AS DECIMAL(18,2)) AS amount,
+       current_timestamp AS refreshed_at
+FROM (
+    SELECT payment_method, payment_type, count(*) AS attempts,
+           sum(CASE WHEN payment_status = 'Success' THEN 1 ELSE 0 END) AS succeeded,
+           sum(CASE WHEN payment_status = 'Failed' THEN 1 ELSE 0 END) AS failed,
+           sum(CASE WHEN payment_status = 'Success' THEN amount
+                    ELSE CAST(0 AS DECIMAL(18,2)) END) AS amount
+    FROM (SELECT DISTINCT payment_event_uid, payment_method, payment_type, payment_status,
+                 CAST(amount AS DECIMAL(18,2)) AS amount
+          FROM fact WHERE is_first_payment_match
+          UNION ALL
+          SELECT payment_event_uid, payment_method, payment_type, payment_status,
+                 CAST(amount AS DECIMAL(18,2))
+          FROM orphans)
+    GROUP BY payment_method, payment_type
+)
+GROUP BY payment_method, payment_type""",
+    "conversion": """
+SELECT booking_date, booking_hour,
+       CAST(sum(bookings) AS BIGINT) AS bookings,
+       CAST(sum(paid) AS BIGINT) AS paid,
+       CAST(sum(bookings) - sum(paid) AS BIGINT) AS unpaid,
+       CASE WHEN sum(bookings) > 0
+            THEN CAST(sum(paid) AS DOUBLE) / sum(bookings) END AS conversion_rate,
+       current_timestamp AS refreshed_at
+FROM (
+    SELECT booking_date, booking_hour, count(DISTINCT booking_event_uid) AS bookings,
+           CAST(0 AS BIGINT) AS paid
+    FROM fact WHERE is_first_booking_match GROUP BY booking_date, booking_hour
+  UNION ALL
+    SELECT booking_date, booking_hour, count(*), 0 FROM unpaid
+    GROUP BY booking_date, booking_hour
+  UNION ALL
+    SELECT booking_date, booking_hour, 0, count(DISTINCT booking_event_uid)
+    FROM fact WHERE is_sale GROUP BY booking_date, booking_hour
+)
+GROUP BY booking_date, booking_hour""",
+    "booking_funnel": """
+SELECT booking_date, booking_hour, event_category,
+       CAST(sum(bookings) AS BIGINT) AS bookings,
+       CAST(sum(paid) AS BIGINT) AS paid,
+       CAST(sum(seats_sold) AS BIGINT) AS seats_sold,
+       CAST(sum(revenue) AS DECIMAL(18,2)) AS revenue,
+       CAST(sum(payment_attempts) AS BIGINT) AS payment_attempts,
+       CAST(sum(failed_payments) AS BIGINT) AS failed_payments,
+       current_timestamp AS refreshed_at
+FROM (
+    SELECT booking_date, booking_hour, event_category,
+           count(DISTINCT booking_event_uid) AS bookings, CAST(0 AS BIGINT) AS paid,
+           CAST(0 AS BIGINT) AS seats_sold, CAST(0 AS DECIMAL(18,2)) AS revenue,
+           CAST(0 AS BIGINT) AS payment_attempts, CAST(0 AS BIGINT) AS failed_payments
+    FROM fact WHERE is_first_booking_match
+    GROUP BY booking_date, booking_hour, event_category
+  UNION ALL
+    SELECT booking_date, booking_hour, event_category, count(*), 0, 0,
+           CAST(0 AS DECIMAL(18,2)), 0, 0
+    FROM unpaid GROUP BY booking_date, booking_hour, event_category
+  UNION ALL
+    SELECT booking_date, booking_hour, event_category, 0,
+           count(DISTINCT booking_event_uid), count(*), CAST(0 AS DECIMAL(18,2)), 0, 0
+    FROM fact WHERE is_sale GROUP BY booking_date, booking_hour, event_category
+  UNION ALL
+    SELECT booking_date, booking_hour, event_category, 0, 0, 0,
+           sum(CASE WHEN payment_status = 'Success' THEN amount ELSE CAST(0 AS DECIMAL(18,2)) END),
+           count(*), sum(CASE WHEN payment_status = 'Failed' THEN 1 ELSE 0 END)
+    FROM (SELECT DISTINCT payment_event_uid, booking_date, booking_hour, event_category,
+                 payment_status, CAST(amount AS DECIMAL(18,2)) AS amount
+          FROM fact WHERE is_first_payment_match)
+    GROUP BY booking_date, booking_hour, event_category
+)
+GROUP BY booking_date, booking_hour, event_category""",
+}
+
+
+def gold(silver_dir: str, out: str) -> dict:
+    """Rebuilds the five Gold tables from the Silver tables under `silver_dir`."""
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    for name, table in (("fact", "bookings_fact"), ("unpaid", "unpaid_bookings"),
+                        ("orphans", "orphan_payments")):
+        con.execute(f"CREATE VIEW {name} AS SELECT * FROM "
+                    f"read_parquet('{silver_dir}/{table}/**/*.parquet', hive_partitioning = true)")
+    return {table: write(con, query, f"{out}/{table}", None) for table, query in GOLD.items()}
