@@ -40,7 +40,13 @@ def tables():
 
 
 def canonical(columns) -> str:
-    return ", ".join(f"CAST({name} AS {kind}) AS {name}" for name, kind in columns)
+    return ", ".join(f"{cast(name, kind)} AS {name}" for name, kind in columns)
+
+
+def cast(name: str, kind: str) -> str:
+    if kind == "SECONDS_TO_MICROS":
+        return f"CAST(round({name} * 1e6) AS BIGINT)"
+    return f"CAST({name} AS {kind})"
 
 
 def load_delta(con, alias: str, path: str, columns) -> None:
@@ -65,14 +71,14 @@ def load_parquet(con, alias: str, path: str, columns) -> None:
 
 
 def empty(con, alias: str, columns) -> None:
-    nulls = ", ".join(f"CAST(NULL AS {kind}) AS {name}" for name, kind in columns)
+    nulls = ", ".join(f"{cast('NULL', kind)} AS {name}" for name, kind in columns)
     con.execute(f"CREATE OR REPLACE VIEW {alias} AS SELECT {nulls} WHERE false")
 
 
 def first_only_in(con, side: str, other: str):
-    row = con.execute(f"SELECT * FROM (SELECT * FROM {side} EXCEPT ALL SELECT * FROM {other}) "
-                      "ORDER BY ALL LIMIT 1").fetchone()
-    return row
+    rows = con.execute(f"SELECT * FROM (SELECT * FROM {side} EXCEPT ALL SELECT * FROM {other}) "
+                       "ORDER BY ALL LIMIT 1").fetchall()
+    return rows[0] if rows else None
 
 
 def compare(reference_lake: str, peer_out: str) -> list:
@@ -87,8 +93,8 @@ def compare(reference_lake: str, peer_out: str) -> list:
         verdicts.append(Verdict(
             layer=layer,
             table=name,
-            rows=con.execute("SELECT count(*) FROM here").fetchone()[0],
-            reference_rows=con.execute("SELECT count(*) FROM reference").fetchone()[0],
+            rows=con.execute("SELECT count(*) FROM here").fetchall()[0][0],
+            reference_rows=con.execute("SELECT count(*) FROM reference").fetchall()[0][0],
             only_here=first_only_in(con, "here", "reference"),
             only_reference=first_only_in(con, "reference", "here"),
         ))
