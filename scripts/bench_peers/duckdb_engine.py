@@ -24,44 +24,41 @@ PAYMENT_JSON = """{
     "payment_time": "VARCHAR", "amount": "DOUBLE", "payment_method": "VARCHAR",
     "payment_status": "VARCHAR", "currency": "VARCHAR", "fee": "DOUBLE"}"""
 
-# Every Bronze row once per (hub, partition, sequence), with its arrival: the partition's
-# enqueued times made non-decreasing by sequence number.
-LANDED = f"""
-CREATE TEMP TABLE landed AS
+def parsed(table: str, hub: int, fields: str, parameter: str, columns: str) -> str:
+    """Each event of a Bronze table parsed (`columns` of its JSON `j`), once per (partition,
+    sequence), with its arrival: the partition's enqueued times made non-decreasing by sequence
+    number. Bodies are not kept: a late event's is read again."""
+    return f"""
+CREATE TEMP TABLE {table} AS
 WITH raw AS (
-    SELECT {BOOKINGS}::UTINYINT AS hub, partition_id, sequence_number,
-           epoch_us(enqueued_time) AS enqueued, event_uid, body
-    FROM read_parquet($bookings)
-    UNION ALL
-    SELECT {PAYMENTS}::UTINYINT, partition_id, sequence_number, epoch_us(enqueued_time),
-           event_uid, body
-    FROM read_parquet($payments)
-), once AS (
-    SELECT DISTINCT ON (hub, partition_id, sequence_number) * FROM raw WHERE event_uid IS NOT NULL
+    SELECT partition_id, sequence_number, epoch_us(enqueued_time) AS enqueued, event_uid,
+           json_transform(body, '{fields}') AS j
+    FROM read_parquet(${parameter}) WHERE event_uid IS NOT NULL
+), ordered AS (
+    SELECT *, max(enqueued) OVER partition AS arrival,
+           lag(sequence_number) OVER partition AS previous
+    FROM raw
+    WINDOW partition AS (PARTITION BY partition_id ORDER BY sequence_number
+                         ROWS UNBOUNDED PRECEDING)
 )
-SELECT *, max(enqueued) OVER (PARTITION BY hub, partition_id ORDER BY sequence_number
-                              ROWS UNBOUNDED PRECEDING) AS arrival
-FROM once
+SELECT {hub}::UTINYINT AS hub, partition_id, sequence_number, arrival, event_uid, {columns},
+       coalesce(j.schema_version, 0) AS schema_version
+FROM ordered WHERE previous IS DISTINCT FROM sequence_number
 """
 
-# Each event parsed (times converted to UTC microseconds; v0 has no schema_version).
-PARSED = f"""
-CREATE TEMP TABLE bookings AS
-SELECT hub, partition_id, sequence_number, arrival, event_uid, body,
+
+# Times are converted to UTC microseconds; v0 events have no schema_version.
+PARSED = [
+    parsed("bookings", BOOKINGS, BOOKING_JSON, "bookings", """
        j.order_id, epoch_us(CAST(j.booking_time AS TIMESTAMPTZ)) AS t,
        j.customer.customer_id, j.customer.name AS customer_name,
        j.customer.email AS customer_email, j.event_details.event_id,
        j.event_details.event_name, j.event_details.event_location, j.event_details.city,
-       j.event_details.seats, j.channel, j.currency, coalesce(j.schema_version, 0) AS schema_version
-FROM (SELECT *, json_transform(body, '{BOOKING_JSON}') AS j FROM landed WHERE hub = {BOOKINGS});
-
-CREATE TEMP TABLE payments AS
-SELECT hub, partition_id, sequence_number, arrival, event_uid, body,
+       j.event_details.seats, j.channel, j.currency"""),
+    parsed("payments", PAYMENTS, PAYMENT_JSON, "payments", """
        j.payment_id, j.order_id, epoch_us(CAST(j.payment_time AS TIMESTAMPTZ)) AS t, j.amount,
-       j.payment_method, j.payment_status, j.currency, j.fee,
-       coalesce(j.schema_version, 0) AS schema_version
-FROM (SELECT *, json_transform(body, '{PAYMENT_JSON}') AS j FROM landed WHERE hub = {PAYMENTS});
-"""
+       j.payment_method, j.payment_status, j.currency, j.fee"""),
+]
 
 # Each event's fate in arrival order. The watermark before an event is the smaller of the two
 # streams' running maxima over earlier events, minus the lateness. Only an event's first
@@ -107,10 +104,12 @@ MATCHES = f"""
 CREATE TEMP TABLE accepted_bookings AS
 SELECT b.*, f.rank FROM bookings b JOIN fates f USING (hub, partition_id, sequence_number)
 WHERE f.fate = 'accepted';
+DROP TABLE bookings;
 
 CREATE TEMP TABLE accepted_payments AS
 SELECT p.*, f.rank FROM payments p JOIN fates f USING (hub, partition_id, sequence_number)
 WHERE f.fate = 'accepted';
+DROP TABLE payments;
 
 CREATE TEMP TABLE matches AS
 WITH pairs AS (
@@ -197,22 +196,30 @@ FROM accepted_payments p ANTI JOIN matches m ON m.p_rank = p.rank
 
 LATE = f"""
 WITH late AS (
-    SELECT f.*, e.event_uid, e.order_id, e.t, e.arrival, e.body
+    SELECT f.hub, f.partition_id, f.sequence_number, f.watermark, e.event_uid, e.order_id, e.t,
+           e.arrival
     FROM fates f JOIN (
-        SELECT hub, partition_id, sequence_number, event_uid, order_id, t, arrival, body
-        FROM bookings
+        SELECT hub, partition_id, sequence_number, event_uid, order_id, t, arrival FROM bookings
         UNION ALL
-        SELECT hub, partition_id, sequence_number, event_uid, order_id, t, arrival, body
-        FROM payments
+        SELECT hub, partition_id, sequence_number, event_uid, order_id, t, arrival FROM payments
     ) e USING (hub, partition_id, sequence_number)
     WHERE f.fate = 'late'
+), bodies AS (
+    SELECT DISTINCT ON (hub, partition_id, sequence_number) hub, partition_id, sequence_number,
+           body
+    FROM (SELECT {BOOKINGS}::UTINYINT AS hub, partition_id, sequence_number, body
+          FROM read_parquet($bookings)
+          UNION ALL
+          SELECT {PAYMENTS}::UTINYINT, partition_id, sequence_number, body
+          FROM read_parquet($payments))
+    SEMI JOIN late USING (hub, partition_id, sequence_number)
 )
 SELECT CASE WHEN hub = {BOOKINGS} THEN 'bookings' ELSE 'payments' END AS hub, event_uid,
        order_id, make_timestamptz(t) AS event_time, make_timestamptz(arrival) AS arrival_time,
        make_timestamptz(watermark) AS watermark,
        (watermark - t) / 1e6 AS behind_seconds, partition_id, sequence_number, body,
        current_timestamp AS processed_at, CAST(NULL AS BIGINT) AS backfill
-FROM late
+FROM late JOIN bodies USING (hub, partition_id, sequence_number)
 """
 
 
@@ -220,27 +227,28 @@ def silver(bronze_files: dict, out: str) -> dict:
     """Runs the join over Bronze and writes the four Silver tables under `out`."""
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
-    con.execute(LANDED, {"bookings": bronze_files["bookings_raw"],
-                         "payments": bronze_files["payments_raw"]})
-    for statement in (PARSED, FATES, MATCHES):
-        con.execute(statement)
-    counts = {}
+    files = {"bookings": bronze_files["bookings_raw"], "payments": bronze_files["payments_raw"]}
+    con.execute(PARSED[0], {"bookings": files["bookings"]})
+    con.execute(PARSED[1], {"payments": files["payments"]})
+    con.execute(FATES)
+    # Late events first: once they are written, only the accepted events are kept.
+    counts = {"late_events": write(con, LATE, f"{out}/late_events", None, files)}
+    con.execute(MATCHES)
     for table, query in (("bookings_fact", FACT), ("unpaid_bookings", UNPAID),
-                         ("orphan_payments", ORPHANS), ("late_events", LATE)):
+                         ("orphan_payments", ORPHANS)):
         counts[table] = write(con, query, f"{out}/{table}", PARTITIONS[table])
     return counts
 
 
-def write(con, query: str, path: str, partition) -> int:
+def write(con, query: str, path: str, partition, parameters=None) -> int:
     """Writes `query`'s rows as Parquet at `path` (a folder of hive partitions when
     partitioned), returning how many."""
     os.makedirs(path, exist_ok=True)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE output AS {query}")
     if partition:
-        con.execute(f"COPY output TO '{path}' (FORMAT parquet, PARTITION_BY ({partition}))")
+        target = f"'{path}' (FORMAT parquet, PARTITION_BY ({partition}), OVERWRITE_OR_IGNORE)"
     else:
-        con.execute(f"COPY output TO '{path}/part-0.parquet' (FORMAT parquet)")
-    return con.execute("SELECT count(*) FROM output").fetchone()[0]
+        target = f"'{path}/part-0.parquet' (FORMAT parquet)"
+    return con.execute(f"COPY ({query}) TO {target}", parameters).fetchall()[0][0]
 
 
 # The Gold models' SQL (jobs/src/gold/*.rs), for a rebuild: the `current` rows they fold into

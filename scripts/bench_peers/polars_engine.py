@@ -53,54 +53,42 @@ def timestamp(micros: str) -> pl.Expr:
     return pl.col(micros).cast(pl.Datetime("us", "UTC"))
 
 
-def landed(files: dict) -> pl.LazyFrame:
-    """Every Bronze row once per (hub, partition, sequence), with its arrival: the partition's
-    enqueued times made non-decreasing by sequence number."""
-    columns = ["partition_id", "sequence_number", "enqueued_time", "event_uid", "body"]
-    raw = pl.concat([
-        pl.scan_parquet(files["bookings_raw"]).select(columns).with_columns(hub=pl.lit(BOOKINGS, pl.UInt8)),
-        pl.scan_parquet(files["payments_raw"]).select(columns).with_columns(hub=pl.lit(PAYMENTS, pl.UInt8)),
-    ])
+def arrivals(frame: pl.LazyFrame) -> pl.LazyFrame:
+    """A Bronze table's rows once per (partition, sequence), with their arrival: the
+    partition's enqueued times made non-decreasing by sequence number."""
     return (
-        raw.filter(pl.col("event_uid").is_not_null())
-        .unique(subset=KEY, keep="any")
+        frame.filter(pl.col("event_uid").is_not_null())
+        .unique(subset=["partition_id", "sequence_number"], keep="any")
         .with_columns(
             arrival=pl.col("enqueued_time").dt.epoch("us").cum_max()
-            .over(["hub", "partition_id"], order_by="sequence_number"))
-        .drop("enqueued_time")
+            .over("partition_id", order_by="sequence_number"))
     )
 
 
-def parsed(events: pl.LazyFrame):
+def parsed(files: dict):
     """Bookings and payments with their fields (times in UTC microseconds; v0 has no
-    schema_version)."""
-    bookings = (
-        events.filter(pl.col("hub") == BOOKINGS)
-        .with_columns(j=pl.col("body").str.json_decode(BOOKING))
-        .select(
-            *KEY, "arrival", "event_uid", "body",
-            pl.col("j").struct.field("order_id"),
-            utc_micros(pl.col("j").struct.field("booking_time")).alias("t"),
-            pl.col("j").struct.field("customer").struct.field("customer_id"),
-            pl.col("j").struct.field("customer").struct.field("name").alias("customer_name"),
-            pl.col("j").struct.field("customer").struct.field("email").alias("customer_email"),
-            pl.col("j").struct.field("event_details").struct.field(
-                "event_id", "event_name", "event_location", "city", "seats"),
-            pl.col("j").struct.field("channel", "currency"),
-            pl.col("j").struct.field("schema_version").fill_null(0),
-        )
+    schema_version). Bodies are not kept: a late event's is read again."""
+    def read(table, hub, schema):
+        return (arrivals(pl.scan_parquet(files[table]))
+                .select(pl.lit(hub, pl.UInt8).alias("hub"), "partition_id", "sequence_number",
+                        "arrival", "event_uid", pl.col("body").str.json_decode(schema).alias("j")))
+
+    j = pl.col("j").struct
+    bookings = read("bookings_raw", BOOKINGS, BOOKING).select(
+        *KEY, "arrival", "event_uid", j.field("order_id"),
+        utc_micros(j.field("booking_time")).alias("t"),
+        j.field("customer").struct.field("customer_id"),
+        j.field("customer").struct.field("name").alias("customer_name"),
+        j.field("customer").struct.field("email").alias("customer_email"),
+        j.field("event_details").struct.field(
+            "event_id", "event_name", "event_location", "city", "seats"),
+        j.field("channel", "currency"), j.field("schema_version").fill_null(0),
     )
-    payments = (
-        events.filter(pl.col("hub") == PAYMENTS)
-        .with_columns(j=pl.col("body").str.json_decode(PAYMENT))
-        .select(
-            *KEY, "arrival", "event_uid", "body",
-            pl.col("j").struct.field(
-                "payment_id", "order_id", "amount", "payment_method", "payment_status",
+    payments = read("payments_raw", PAYMENTS, PAYMENT).select(
+        *KEY, "arrival", "event_uid",
+        j.field("payment_id", "order_id", "amount", "payment_method", "payment_status",
                 "currency", "fee"),
-            utc_micros(pl.col("j").struct.field("payment_time")).alias("t"),
-            pl.col("j").struct.field("schema_version").fill_null(0),
-        )
+        utc_micros(j.field("payment_time")).alias("t"), j.field("schema_version").fill_null(0),
     )
     return bookings, payments
 
@@ -248,11 +236,18 @@ def orphans(m: pl.LazyFrame, payments: pl.LazyFrame, now) -> pl.LazyFrame:
     )
 
 
-def late(f: pl.LazyFrame, bookings: pl.LazyFrame, payments: pl.LazyFrame, now) -> pl.LazyFrame:
-    columns = [*KEY, "event_uid", "order_id", "t", "arrival", "body"]
+def late(f: pl.LazyFrame, bookings: pl.LazyFrame, payments: pl.LazyFrame, files: dict,
+         now) -> pl.LazyFrame:
+    columns = [*KEY, "event_uid", "order_id", "t", "arrival"]
     events = pl.concat([bookings.select(columns), payments.select(columns)])
+    late_events = f.filter(pl.col("fate") == "late").join(events, on=KEY)
+    bodies = pl.concat([
+        pl.scan_parquet(files[table])
+        .select(pl.lit(hub, pl.UInt8).alias("hub"), "partition_id", "sequence_number", "body")
+        for table, hub in (("bookings_raw", BOOKINGS), ("payments_raw", PAYMENTS))
+    ]).join(late_events.select(KEY), on=KEY, how="semi").unique(subset=KEY, keep="any")
     return (
-        f.filter(pl.col("fate") == "late").join(events, on=KEY)
+        late_events.join(bodies, on=KEY)
         .select(
             pl.when(pl.col("hub") == BOOKINGS).then(pl.lit("bookings"))
             .otherwise(pl.lit("payments")).alias("hub"),
@@ -281,19 +276,22 @@ def write(frame: pl.DataFrame, path: str, partition) -> int:
 
 
 def silver(bronze_files: dict, out: str) -> dict:
-    """Runs the join over Bronze and writes the four Silver tables under `out`."""
-    bookings, payments = parsed(landed(bronze_files))
-    f = fates(bookings, payments)
+    """Runs the join over Bronze and writes the four Silver tables under `out`. Each stage's
+    result is collected before the next uses it more than once (as DuckDB's temporary tables
+    are): the optimiser would otherwise plan the shared inputs once per use."""
+    bookings, payments = (f.lazy() for f in pl.collect_all(parsed(bronze_files)))
+    f = fates(bookings, payments).collect().lazy()
     accepted = f.filter(pl.col("fate") == "accepted").select(*KEY, "rank")
-    accepted_bookings = bookings.join(accepted, on=KEY)
-    accepted_payments = payments.join(accepted, on=KEY)
-    m = matches(accepted_bookings, accepted_payments)
+    accepted_bookings, accepted_payments = (
+        f.lazy() for f in pl.collect_all([bookings.join(accepted, on=KEY),
+                                          payments.join(accepted, on=KEY)]))
+    m = matches(accepted_bookings, accepted_payments).collect().lazy()
     at = now()
     frames = pl.collect_all([
         fact(m, accepted_bookings, accepted_payments, at),
         unpaid(m, accepted_bookings, at),
         orphans(m, accepted_payments, at),
-        late(f, bookings, payments, at),
+        late(f, bookings, payments, bronze_files, at),
     ])
     names = ["bookings_fact", "unpaid_bookings", "orphan_payments", "late_events"]
     return {name: write(frame, f"{out}/{name}", PARTITIONS[name])
