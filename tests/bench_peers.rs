@@ -25,7 +25,13 @@ fn bench_peers(work: &Path, extra: &[&str]) -> Output {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/bench-peers");
     Command::new("python3")
         .arg(script)
-        .args(["--small", "--reps", "1", "--boxoffice", env!("CARGO_BIN_EXE_boxoffice")])
+        .args([
+            "--small",
+            "--reps",
+            "1",
+            "--boxoffice",
+            env!("CARGO_BIN_EXE_boxoffice"),
+        ])
         .arg("--work")
         .arg(work)
         .args(extra)
@@ -46,10 +52,17 @@ fn every_engine_agrees_and_the_figures_come_as_ratios() {
     let markdown = work.path().join("peers.md");
     let out = bench_peers(
         work.path(),
-        &["--late", "--markdown", markdown.to_str().expect("utf-8 path")],
+        &[
+            "--late",
+            "--markdown",
+            markdown.to_str().expect("utf-8 path"),
+        ],
     );
     let (stdout, stderr) = text(&out);
-    assert!(out.status.success(), "bench-peers failed:\n{stdout}\n{stderr}");
+    assert!(
+        out.status.success(),
+        "bench-peers failed:\n{stdout}\n{stderr}"
+    );
     for engine in ["duckdb", "polars"] {
         for table in TABLES {
             let agreed = stdout.lines().any(|l| {
@@ -62,16 +75,32 @@ fn every_engine_agrees_and_the_figures_come_as_ratios() {
     // The late variant must exercise the late path: some events were routed to late_events.
     let late = stdout
         .lines()
-        .find(|l| l.split_whitespace().take(3).eq(["agree", "duckdb", "silver.late_events"]))
+        .find(|l| {
+            l.split_whitespace()
+                .take(3)
+                .eq(["agree", "duckdb", "silver.late_events"])
+        })
         .expect("late_events line");
-    let rows: u64 = late.split_whitespace().nth(3).unwrap_or("0").replace(',', "").parse().unwrap_or(0);
-    assert!(rows > 0, "the --late input put no event in late_events: {late}");
+    let rows: u64 = late
+        .split_whitespace()
+        .nth(3)
+        .unwrap_or("0")
+        .replace(',', "")
+        .parse()
+        .unwrap_or(0);
+    assert!(
+        rows > 0,
+        "the --late input put no event in late_events: {late}"
+    );
     for section in ["Silver (bookings_fact, drained)", "Gold (full rebuild)"] {
         assert!(stdout.contains(section), "no {section} table:\n{stdout}");
     }
     let md = std::fs::read_to_string(&markdown).expect("--markdown wrote its file");
     for engine in ["boxoffice", "duckdb", "polars"] {
-        assert!(md.contains(&format!("| {engine} ")), "{engine} missing from:\n{md}");
+        assert!(
+            md.contains(&format!("| {engine} ")),
+            "{engine} missing from:\n{md}"
+        );
     }
     assert!(md.contains("x boxoffice"), "no ratio column in:\n{md}");
 }
@@ -86,10 +115,17 @@ fn a_disagreement_names_the_engine_the_table_and_the_row_and_prints_no_figures()
     std::fs::write(folder.join("boxoffice.toml"), "[join]\nwindow = \"1m\"\n").expect("toml");
     let out = bench_peers(work.path(), &["--engines", "duckdb"]);
     let (stdout, stderr) = text(&out);
-    assert_eq!(out.status.code(), Some(1), "expected a refusal:\n{stdout}\n{stderr}");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "expected a refusal:\n{stdout}\n{stderr}"
+    );
     let disagree = stdout
         .lines()
-        .find(|l| l.trim_start().starts_with("DISAGREE  duckdb   silver.bookings_fact"))
+        .find(|l| {
+            l.trim_start()
+                .starts_with("DISAGREE  duckdb   silver.bookings_fact")
+        })
         .unwrap_or_else(|| panic!("no DISAGREE line for duckdb's fact table:\n{stdout}"));
     assert!(disagree.contains("boxoffice"), "{disagree}");
     assert!(
@@ -98,5 +134,8 @@ fn a_disagreement_names_the_engine_the_table_and_the_row_and_prints_no_figures()
         "the first differing row is not shown:\n{stdout}"
     );
     assert!(stderr.contains("no figures are printed"), "{stderr}");
-    assert!(!stdout.contains("x boxoffice"), "ratios printed despite a disagreement:\n{stdout}");
+    assert!(
+        !stdout.contains("x boxoffice"),
+        "ratios printed despite a disagreement:\n{stdout}"
+    );
 }
