@@ -315,9 +315,11 @@ pub struct ServeArgs {
 
     /// How generate and ingest send to the hubs: rest (the Event Hubs REST API, each order to
     /// partition CRC-32(order_id) mod partitions of both hubs, signed with the key in
-    /// EventHubConnection), binding (their Event Hub output bindings, which cannot choose a
-    /// partition), or auto: rest when EventHubConnection is a connection string with a key,
-    /// else binding
+    /// EventHubConnection or with a token of the app's managed identity), binding (their Event
+    /// Hub output bindings, which cannot choose a partition), or auto: rest when
+    /// EventHubConnection is a connection string with a key, or identity-based
+    /// (EventHubConnection__fullyQualifiedNamespace) with the identity endpoint of Azure at
+    /// hand; else binding
     #[arg(
         long,
         alias = "generate-via",
@@ -328,7 +330,7 @@ pub struct ServeArgs {
     pub send_via: SendVia,
 
     /// With REST sends: the hubs' partition count [default: read from each hub's description
-    /// before its first send]
+    /// before its first send, which needs more than Azure Event Hubs Data Sender]
     #[arg(long, env = "EventHubPartitionCount", value_name = "N")]
     pub partitions: Option<u32>,
 
@@ -349,7 +351,8 @@ pub struct ServeArgs {
 /// How the `generate` and `ingest` functions send their events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum SendVia {
-    /// REST when EventHubConnection holds a connection string with a key, else the bindings
+    /// REST when EventHubConnection has a key, or is identity-based inside Azure; else the
+    /// bindings
     Auto,
     /// The functions' Event Hub output bindings (Event Hubs picks the partition)
     Binding,

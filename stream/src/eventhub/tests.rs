@@ -49,6 +49,7 @@ fn a_hub_scoped_policy_sends_only_to_its_hub() {
 fn the_emulator_is_refused_without_an_endpoint_since_it_has_no_rest_api() {
     let c = ConnectionString::parse(&format!("{CONNECTION};UseDevelopmentEmulator=true"))
         .expect("parses");
+    let c = Connection::from(c);
     let e = Sender::new(&c, "bookings", None, RetryPolicy::default()).expect_err("emulator");
     assert!(e.to_string().contains("AMQP"), "{e}");
     assert!(
