@@ -663,7 +663,9 @@ pub struct ProduceArgs {
 
     /// The environment variable holding the namespace's connection string
     /// (Endpoint=sb://<ns>.servicebus.windows.net/;SharedAccessKeyName=...;SharedAccessKey=...);
-    /// the same setting name the Functions app uses. Its value is never printed.
+    /// the same setting name the Functions app uses. Its value is never printed. Inside Azure
+    /// (where IDENTITY_ENDPOINT is set), <ENV_VAR>__fullyQualifiedNamespace with
+    /// <ENV_VAR>__credential=managedidentity sends with the managed identity instead
     #[arg(long, default_value = "EventHubConnection", value_name = "ENV_VAR")]
     pub connection_setting: String,
 
