@@ -212,7 +212,9 @@ fn the_deployed_app_sends_co_partitioned_over_rest_with_its_managed_identity() {
     let settings: Vec<(String, String)> = app_setting_values()
         .into_iter()
         .filter(|(k, _)| {
-            k.starts_with("EventHubConnection") || k == "BOXOFFICE_SEND_VIA" || k == "EventHubPartitionCount"
+            k.starts_with("EventHubConnection")
+                || k == "BOXOFFICE_SEND_VIA"
+                || k == "EventHubPartitionCount"
         })
         .collect();
     assert_eq!(settings.len(), 5, "{settings:?}");

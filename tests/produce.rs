@@ -248,7 +248,15 @@ fn produce_sends_with_a_managed_identity_where_azure_gives_one_and_says_so_elsew
     let hub = FakeHub::with_identity(&[], 4, &identity);
     let identity_based = |cmd: &mut Command| {
         cmd.args(["produce", "--to", "eventhub", "--endpoint", &hub.endpoint()])
-            .args(["--count", "200", "--fast", "--seed", "1", "--partitions", "4"])
+            .args([
+                "--count",
+                "200",
+                "--fast",
+                "--seed",
+                "1",
+                "--partitions",
+                "4",
+            ])
             .env_remove("EventHubConnection")
             .env_remove("IDENTITY_ENDPOINT")
             .env_remove("IDENTITY_HEADER")

@@ -60,11 +60,7 @@ impl FakeHub {
     }
 
     /// Hubs of `partition_count` partitions that accept the Bearer tokens `identity` issued.
-    pub fn with_identity(
-        script: &[u16],
-        partition_count: u32,
-        identity: &FakeIdentity,
-    ) -> FakeHub {
+    pub fn with_identity(script: &[u16], partition_count: u32, identity: &FakeIdentity) -> FakeHub {
         FakeHub::started(script, partition_count, Some(Arc::clone(&identity.state)))
     }
 
@@ -206,8 +202,7 @@ fn record(
 /// index on both hubs; that many orders reached both hubs and every partition got orders.
 /// Returns the event bodies taken.
 pub fn co_partitioned(received: &[Received], partitions: u32) -> Vec<String> {
-    let mut partition_of_order: HashMap<String, (u32, Vec<String>)> =
-        HashMap::new();
+    let mut partition_of_order: HashMap<String, (u32, Vec<String>)> = HashMap::new();
     let mut bodies = Vec::new();
     for r in received.iter().filter(|r| r.answered == 201) {
         let partition = r.partition.expect("sent to a partition by id");
@@ -247,7 +242,10 @@ pub fn co_partitioned(received: &[Received], partitions: u32) -> Vec<String> {
     assert!(both > 10, "orders with a booking and a payment: {both}");
     let used: std::collections::BTreeSet<u32> =
         partition_of_order.values().map(|(p, _)| *p).collect();
-    assert_eq!(used.len(), partitions as usize, "every partition gets orders");
+    assert_eq!(
+        used.len(),
+        partitions as usize,
+        "every partition gets orders"
+    );
     bodies
 }
-

@@ -89,9 +89,9 @@ impl Connection {
             (None, None) => IdentityChoice::SystemAssigned,
         };
         let identity = ManagedIdentity::from_vars(choice, &var).map_err(|e| match e {
-            EventHubError::Connection(reason) => {
-                bad(format!("{namespace_setting} is set (identity-based): {reason}"))
-            }
+            EventHubError::Connection(reason) => bad(format!(
+                "{namespace_setting} is set (identity-based): {reason}"
+            )),
             other => other,
         })?;
         Ok(Connection::Identity {

@@ -61,7 +61,8 @@ impl ManagedIdentity {
                  locally (Endpoint=sb://<namespace>.servicebus.windows.net/;SharedAccessKeyName=<policy>;SharedAccessKey=<key>)"
             ))
         };
-        let endpoint = set("IDENTITY_ENDPOINT").ok_or_else(|| outside_azure("IDENTITY_ENDPOINT"))?;
+        let endpoint =
+            set("IDENTITY_ENDPOINT").ok_or_else(|| outside_azure("IDENTITY_ENDPOINT"))?;
         let header = set("IDENTITY_HEADER").ok_or_else(|| outside_azure("IDENTITY_HEADER"))?;
         let url = url::Url::parse(endpoint.trim()).map_err(|e| {
             EventHubError::Connection(format!("IDENTITY_ENDPOINT is not a URL ({e})"))
@@ -127,7 +128,13 @@ impl ManagedIdentity {
         let body = response.text().await.unwrap_or_default();
         if !(200..300).contains(&status) {
             // An error body names the problem (an unknown client id, a bad header), never a token.
-            let detail: String = body.lines().next().unwrap_or("").chars().take(300).collect();
+            let detail: String = body
+                .lines()
+                .next()
+                .unwrap_or("")
+                .chars()
+                .take(300)
+                .collect();
             return Err(failed(
                 format!(
                     "the identity endpoint answered HTTP {status}{}: {detail}",

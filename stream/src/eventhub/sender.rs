@@ -237,9 +237,11 @@ impl Sender {
     async fn post(&mut self, batch: &Batch) -> Result<(), Attempt> {
         let authorization = match self.auth.header().await {
             Ok(header) => header,
-            Err(e @ EventHubError::Identity {
-                transient: true, ..
-            }) => {
+            Err(
+                e @ EventHubError::Identity {
+                    transient: true, ..
+                },
+            ) => {
                 return Err(Attempt::Retry {
                     reason: e.to_string(),
                     wait: None,

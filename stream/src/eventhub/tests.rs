@@ -224,7 +224,11 @@ fn a_connection_string_wins_over_identity_settings() {
 #[test]
 fn an_identity_outside_azure_says_to_use_a_key_locally() {
     for missing in ["IDENTITY_ENDPOINT", "IDENTITY_HEADER"] {
-        let pairs: Vec<_> = IDENTITY.iter().copied().filter(|(k, _)| *k != missing).collect();
+        let pairs: Vec<_> = IDENTITY
+            .iter()
+            .copied()
+            .filter(|(k, _)| *k != missing)
+            .collect();
         let e = Connection::from_vars("EventHubConnection", settings(&pairs))
             .expect_err("no identity endpoint");
         let text = e.to_string();
@@ -245,7 +249,10 @@ fn identity_settings_that_cannot_work_are_refused_by_name() {
     let e = Connection::from_vars("EventHubConnection", settings(&pairs)).expect_err("credential");
     assert!(e.to_string().contains("only managedidentity"), "{e}");
     let mut pairs = IDENTITY.to_vec();
-    pairs.push(("EventHubConnection__managedIdentityResourceId", "/subscriptions/x"));
+    pairs.push((
+        "EventHubConnection__managedIdentityResourceId",
+        "/subscriptions/x",
+    ));
     let e = Connection::from_vars("EventHubConnection", settings(&pairs)).expect_err("both ids");
     assert!(e.to_string().contains("not both"), "{e}");
     let e = Connection::from_vars("EventHubConnection", settings(&[])).expect_err("nothing set");
@@ -270,10 +277,15 @@ fn an_identity_token_answer_gives_its_token_and_unix_expiry() {
     );
     // The 2017-09-01 date format, or no token, is not a token.
     assert_eq!(
-        identity::parse_token(r#"{"access_token":"t","expires_on":"09/14/2017 00:00:00 PM +00:00"}"#),
+        identity::parse_token(
+            r#"{"access_token":"t","expires_on":"09/14/2017 00:00:00 PM +00:00"}"#
+        ),
         None
     );
-    assert_eq!(identity::parse_token(r#"{"expires_on":"1586984735"}"#), None);
+    assert_eq!(
+        identity::parse_token(r#"{"expires_on":"1586984735"}"#),
+        None
+    );
 }
 
 #[test]
