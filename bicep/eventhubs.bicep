@@ -18,6 +18,11 @@ param location string
 @description('Tags for every resource.')
 param tags object = {}
 
+@description('Partitions per hub. The app sends each order to partition CRC-32(order_id) mod this count of both hubs, so it is given the count as EventHubPartitionCount (reading it from a hub takes more than the Data Sender role of its identity). A Standard hub keeps the count it was created with.')
+@minValue(1)
+@maxValue(32)
+param partitionCount int = 2
+
 resource namespace 'Microsoft.EventHub/namespaces@2024-01-01' = {
   name: name
   location: location
@@ -35,12 +40,13 @@ resource namespace 'Microsoft.EventHub/namespaces@2024-01-01' = {
   }
 }
 
-// 2 partitions per hub (events are keyed by order_id); 1 day of retention (the archive keeps the rest).
+// partitionCount partitions per hub, the same on both (an order sits at one partition index of
+// both); 1 day of retention (the archive keeps the rest).
 resource hub 'Microsoft.EventHub/namespaces/eventhubs@2024-01-01' = [for hubName in hubs: {
   parent: namespace
   name: hubName
   properties: {
-    partitionCount: 2
+    partitionCount: partitionCount
     messageRetentionInDays: 1
   }
 }]
@@ -58,3 +64,5 @@ output namespaceId string = namespace.id
 // The host name identity-based clients connect to (EventHubConnection__fullyQualifiedNamespace).
 output fullyQualifiedNamespace string = '${namespace.name}.servicebus.windows.net'
 output hubNames array = hubs
+// Every hub's partition count: the app's EventHubPartitionCount.
+output partitionCount int = partitionCount

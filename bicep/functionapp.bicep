@@ -52,6 +52,10 @@ param appInsightsConnectionString string
 @description('Event Hubs namespace host, <namespace>.servicebus.windows.net.')
 param eventHubFullyQualifiedNamespace string
 
+@description('Partition count of both hubs (eventhubs.bicep partitionCount): P of the co-partitioning rule, partition CRC-32(order_id) mod P.')
+@minValue(1)
+param eventHubPartitionCount int
+
 @description('The lake (ADLS Gen2) account name.')
 param lakeAccountName string
 
@@ -150,9 +154,12 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     'AZURE_CLIENT_ID': identity.properties.clientId
     'AZURE_STORAGE_ACCOUNT_NAME': lakeAccountName
     'BOXOFFICE_GENERATE_RATE': generateRate
-    // auto: the output bindings here (the identity-based EventHubConnection has no key to sign REST
-    // sends with); co-partitioned REST sends where a connection string with a key is set.
+    // auto: generate and ingest send co-partitioned over REST, with Entra tokens of the identity
+    // above (EventHubConnection__clientId, from the app's identity endpoint); the output bindings
+    // only where REST cannot work (the emulator locally).
     'BOXOFFICE_SEND_VIA': 'auto'
+    // P of partition CRC-32(order_id) mod P, given: reading it from a hub takes more than Data Sender.
+    'EventHubPartitionCount': string(eventHubPartitionCount)
     // The job bundle, its azure target, and the account named by the lake URL of that target.
     'BOXOFFICE_BUNDLE': 'bundle.yml'
     'BUNDLE_TARGET': 'azure'

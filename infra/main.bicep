@@ -110,6 +110,7 @@ module functionapp '../bicep/functionapp.bicep' = {
     deploymentContainerName: storage.outputs.deploymentContainerName
     appInsightsConnectionString: monitoring.outputs.connectionString
     eventHubFullyQualifiedNamespace: eventhubs.outputs.fullyQualifiedNamespace
+    eventHubPartitionCount: eventhubs.outputs.partitionCount
     lakeAccountName: storage.outputs.lakeAccountName
     lakeUrl: lakeUrl
   }

@@ -77,8 +77,9 @@ pub enum Command {
     Generate(GenerateArgs),
 
     /// Send generated events to a real Event Hub (--to eventhub) over its REST API: a SAS token
-    /// signed with the key in a connection string read from an environment variable, batches
-    /// under 1 MB, partition key order_id, 429 and 5xx retried with backoff. Paced like
+    /// signed with the key in a connection string read from an environment variable (inside
+    /// Azure, a managed identity's token instead), batches under 1 MB, each order to partition
+    /// CRC-32(order_id) mod N of both hubs, 429 and 5xx retried with backoff. Paced like
     /// `generate`; a live line shows events/s, batches and retries.
     #[command(after_long_help = help::PRODUCE)]
     Produce(ProduceArgs),
@@ -315,9 +316,11 @@ pub struct ServeArgs {
 
     /// How generate and ingest send to the hubs: rest (the Event Hubs REST API, each order to
     /// partition CRC-32(order_id) mod partitions of both hubs, signed with the key in
-    /// EventHubConnection), binding (their Event Hub output bindings, which cannot choose a
-    /// partition), or auto: rest when EventHubConnection is a connection string with a key,
-    /// else binding
+    /// EventHubConnection or with a token of the app's managed identity), binding (their Event
+    /// Hub output bindings, which cannot choose a partition), or auto: rest when
+    /// EventHubConnection is a connection string with a key, or identity-based
+    /// (EventHubConnection__fullyQualifiedNamespace) with the identity endpoint of Azure at
+    /// hand; else binding
     #[arg(
         long,
         alias = "generate-via",
@@ -328,7 +331,7 @@ pub struct ServeArgs {
     pub send_via: SendVia,
 
     /// With REST sends: the hubs' partition count [default: read from each hub's description
-    /// before its first send]
+    /// before its first send, which needs more than Azure Event Hubs Data Sender]
     #[arg(long, env = "EventHubPartitionCount", value_name = "N")]
     pub partitions: Option<u32>,
 
@@ -349,7 +352,8 @@ pub struct ServeArgs {
 /// How the `generate` and `ingest` functions send their events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum SendVia {
-    /// REST when EventHubConnection holds a connection string with a key, else the bindings
+    /// REST when EventHubConnection has a key, or is identity-based inside Azure; else the
+    /// bindings
     Auto,
     /// The functions' Event Hub output bindings (Event Hubs picks the partition)
     Binding,
@@ -660,7 +664,9 @@ pub struct ProduceArgs {
 
     /// The environment variable holding the namespace's connection string
     /// (Endpoint=sb://<ns>.servicebus.windows.net/;SharedAccessKeyName=...;SharedAccessKey=...);
-    /// the same setting name the Functions app uses. Its value is never printed.
+    /// the same setting name the Functions app uses. Its value is never printed. Inside Azure
+    /// (where IDENTITY_ENDPOINT is set), <ENV_VAR>__fullyQualifiedNamespace with
+    /// <ENV_VAR>__credential=managedidentity sends with the managed identity instead
     #[arg(long, default_value = "EventHubConnection", value_name = "ENV_VAR")]
     pub connection_setting: String,
 

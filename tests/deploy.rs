@@ -154,9 +154,91 @@ fn hubs_and_consumer_groups_are_those_the_functions_use() {
             "function.json uses consumer group {used}"
         );
     }
+    let eventhubs = read("bicep/eventhubs.bicep");
     assert!(
-        read("bicep/eventhubs.bicep").contains("partitionCount: 2"),
-        "2 partitions per hub"
+        eventhubs.contains("param partitionCount int = 2")
+            && eventhubs.contains("partitionCount: partitionCount")
+            && eventhubs.contains("output partitionCount int = partitionCount"),
+        "2 partitions per hub by default, the same on both, given to the app"
+    );
+}
+
+/// The function app's app settings as `(key, value)`: literal values as they are, the few
+/// expressions replaced by what Azure would put there.
+fn app_setting_values() -> Vec<(String, String)> {
+    let expressions = [
+        (
+            "eventHubFullyQualifiedNamespace",
+            "evhns-test.servicebus.windows.net",
+        ),
+        (
+            "identity.properties.clientId",
+            "5e29463d-71da-4fe0-8e69-999b57db23b0",
+        ),
+        ("string(eventHubPartitionCount)", "2"),
+    ];
+    read("bicep/functionapp.bicep")
+        .lines()
+        .filter_map(|l| {
+            let rest = l.trim().strip_prefix('\'')?;
+            let (key, after) = rest.split_once('\'')?;
+            let expr = after.trim_start().strip_prefix(':')?.trim();
+            let value = match expr.strip_prefix('\'') {
+                Some(literal) => literal.trim_end_matches('\'').to_string(),
+                None => expressions
+                    .iter()
+                    .find(|(e, _)| *e == expr)
+                    .map(|(_, v)| v.to_string())
+                    .unwrap_or_else(|| format!("<{expr}>")),
+            };
+            Some((key.to_string(), value))
+        })
+        .collect()
+}
+
+#[test]
+fn the_deployed_app_sends_co_partitioned_over_rest_with_its_managed_identity() {
+    // The namespace takes no keys: the app's identity, a Data Sender, is the only way in.
+    assert!(read("bicep/eventhubs.bicep").contains("disableLocalAuth: true"));
+    let rbac = read("bicep/rbac.bicep");
+    assert!(rbac.contains("roles.eventHubsDataSender") && rbac.contains("scope: namespace"));
+    // main.bicep hands the hubs' partition count to the app.
+    assert!(
+        read("infra/main.bicep")
+            .contains("eventHubPartitionCount: eventhubs.outputs.partitionCount")
+    );
+    // The settings the Bicep gives, in the binary: inside Azure (an identity endpoint) serve
+    // sends over REST with the identity and the given partition count; nothing else decides.
+    let settings: Vec<(String, String)> = app_setting_values()
+        .into_iter()
+        .filter(|(k, _)| {
+            k.starts_with("EventHubConnection")
+                || k == "BOXOFFICE_SEND_VIA"
+                || k == "EventHubPartitionCount"
+        })
+        .collect();
+    assert_eq!(settings.len(), 5, "{settings:?}");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lake = dir.path().join("lake");
+    let log = dir.path().join("serve.log");
+    let mut env: Vec<(&str, &str)> = settings
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    env.push(("IDENTITY_ENDPOINT", "http://127.0.0.1:9/msi/token"));
+    env.push(("IDENTITY_HEADER", "set-by-app-service"));
+    let server = common::functions_host::serve_logging(
+        &["--lake", lake.to_str().expect("utf-8")],
+        &env,
+        Some(&log),
+    );
+    drop(server);
+    let started = std::fs::read_to_string(&log).expect("log");
+    assert!(
+        started.contains(
+            "send over REST as managed identity 5e29463d-71da-4fe0-8e69-999b57db23b0, each order to partition CRC-32(order_id) mod P of both hubs, P = 2"
+        ),
+        "{started}"
     );
 }
 

@@ -8,7 +8,10 @@ use std::path::Path;
 
 use boxoffice_testkit::Azurite;
 use common::fake_hub::FakeHub;
-use common::functions_host::{Server, TriggerSettings, invoke, serve_with};
+use common::fake_hub::co_partitioned;
+use common::functions_host::{
+    Server, TriggerSettings, generated, http, invoke, serve_with, tick_at, timer,
+};
 use common::{boxoffice, run_ok};
 use serde_json::{Value, json};
 
@@ -25,33 +28,6 @@ fn serve(lake_args: &[&str]) -> Server {
     let mut args = vec!["--rate", "3"];
     args.extend_from_slice(lake_args);
     serve_with(&args, &[])
-}
-
-fn timer() -> Value {
-    json!({"Data": {"timer": {"Schedule": {"AdjustForDST": true}, "ScheduleStatus": {"Last": "2026-11-23T10:00:00+00:00", "Next": "2026-11-23T10:00:10+00:00", "LastUpdated": "2026-11-23T10:00:00+00:00"}, "IsPastDue": false}}, "Metadata": {"sys": {"MethodName": "generate", "UtcNow": "2026-11-23T10:00:10Z", "RandGuid": "5b0c6a0a-3c9e-4d4a-9b1e-2f1f0b1d8c11"}}})
-}
-
-fn http(hub: &str, body: Value) -> Value {
-    json!({"Data": {"req": {"Url": format!("http://localhost:7071/api/ingest/{hub}"), "Method": "POST", "Query": {}, "Headers": {"Content-Type": ["application/json"]}, "Params": {"hub": hub}, "Body": body}}, "Metadata": {"hub": hub, "sys": {"MethodName": "ingest"}}})
-}
-
-/// Generated events, one JSON text each, split by hub.
-fn generated(count: &str) -> (Vec<String>, Vec<String>) {
-    let out = run_ok(boxoffice().args(["generate", "--seed", "4", "--count", count, "--fast"]));
-    let mut bookings = Vec::new();
-    let mut payments = Vec::new();
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let v: Value = match serde_json::from_str(line) {
-            Ok(v @ Value::Object(_)) => v,
-            _ => continue, // the generator's deliberately malformed events
-        };
-        if v.get("payment_id").is_some() {
-            payments.push(line.to_string());
-        } else if v.get("seats").is_some() || v.pointer("/event_details").is_some() {
-            bookings.push(line.to_string());
-        }
-    }
-    (bookings, payments)
 }
 
 #[test]
@@ -405,13 +381,6 @@ fn generating_via_rest(lake: &Path, hub: &FakeHub) -> Server {
     )
 }
 
-/// A timer invocation at `utc_now`.
-fn tick_at(utc_now: chrono::DateTime<chrono::Utc>) -> Value {
-    let mut t = timer();
-    t["Metadata"]["sys"]["UtcNow"] = json!(utc_now.to_rfc3339());
-    t
-}
-
 #[test]
 fn generate_and_ingest_send_each_order_to_the_same_partition_index_of_both_hubs() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -452,48 +421,7 @@ fn generate_and_ingest_send_each_order_to_the_same_partition_index_of_both_hubs(
         received[0].answered, 503,
         "the first batch was refused once and retried"
     );
-    let mut partition_of_order: std::collections::HashMap<String, (u32, Vec<String>)> =
-        std::collections::HashMap::new();
-    let mut bodies = Vec::new();
-    for r in received.iter().filter(|r| r.answered == 201) {
-        let partition = r.partition.expect("sent to a partition by id");
-        let batch: Value = serde_json::from_slice(&r.body).expect("JSON");
-        for entry in batch.as_array().expect("array") {
-            assert!(
-                entry.get("BrokerProperties").is_none(),
-                "no partition key: {entry}"
-            );
-            let text = entry["Body"].as_str().expect("Body");
-            let event: Value = serde_json::from_str(text).expect("an event");
-            let order = event["order_id"].as_str().expect("order_id").to_string();
-            assert_eq!(
-                partition,
-                boxoffice_ingest::partitioning::partition_index(&order, 4),
-                "{order}"
-            );
-            let is_payment = event.get("payment_id").is_some();
-            assert_eq!(r.hub == "payments", is_payment, "{event}");
-            let seen = partition_of_order
-                .entry(order)
-                .or_insert((partition, Vec::new()));
-            assert_eq!(
-                seen.0, partition,
-                "one order, one partition index on both hubs"
-            );
-            seen.1.push(r.hub.clone());
-            bodies.push(text.to_string());
-        }
-    }
-    let both = partition_of_order
-        .values()
-        .filter(|(_, hubs)| {
-            hubs.iter().any(|h| h == "bookings") && hubs.iter().any(|h| h == "payments")
-        })
-        .count();
-    assert!(both > 10, "orders with a booking and a payment: {both}");
-    let used: std::collections::BTreeSet<u32> =
-        partition_of_order.values().map(|(p, _)| *p).collect();
-    assert_eq!(used.len(), 4, "every partition gets orders");
+    let bodies = co_partitioned(&received, 4);
     // The ingested lines went out byte for byte, each once.
     for line in &good[..2] {
         assert_eq!(bodies.iter().filter(|b| *b == line).count(), 1, "{line}");

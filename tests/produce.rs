@@ -9,7 +9,8 @@ use std::process::Command;
 use boxoffice_ingest::eventhub::sas;
 use boxoffice_ingest::partitioning::partition_index;
 use common::fake_hub::FakeHub;
-use common::{boxoffice, run_ok};
+use common::fake_identity::FakeIdentity;
+use common::{boxoffice, run_err, run_ok};
 use serde_json::Value;
 
 const KEY: &str = "bm90LWEtcmVhbC1rZXkrLz0=";
@@ -239,6 +240,62 @@ fn a_missing_connection_setting_says_what_to_set() {
     assert!(stderr.contains("set NO_SUCH_SETTING"), "{stderr}");
     assert!(stderr.contains("SharedAccessKeyName"), "{stderr}");
     assert!(hub.received().is_empty());
+}
+
+#[test]
+fn produce_sends_with_a_managed_identity_where_azure_gives_one_and_says_so_elsewhere() {
+    let identity = FakeIdentity::start("header-secret", "cid-1", 3600);
+    let hub = FakeHub::with_identity(&[], 4, &identity);
+    let identity_based = |cmd: &mut Command| {
+        cmd.args(["produce", "--to", "eventhub", "--endpoint", &hub.endpoint()])
+            .args([
+                "--count",
+                "200",
+                "--fast",
+                "--seed",
+                "1",
+                "--partitions",
+                "4",
+            ])
+            .env_remove("EventHubConnection")
+            .env_remove("IDENTITY_ENDPOINT")
+            .env_remove("IDENTITY_HEADER")
+            .env(
+                "EventHubConnection__fullyQualifiedNamespace",
+                "tickets-ns.servicebus.windows.net",
+            )
+            .env("EventHubConnection__credential", "managedidentity")
+            .env("EventHubConnection__clientId", "cid-1");
+    };
+    let mut inside_azure = boxoffice();
+    identity_based(&mut inside_azure);
+    let out = run_ok(
+        inside_azure
+            .env("IDENTITY_ENDPOINT", identity.endpoint())
+            .env("IDENTITY_HEADER", "header-secret"),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("as managed identity cid-1"), "{stderr}");
+    let received = hub.received();
+    assert!(!received.is_empty());
+    for r in &received {
+        // The stand-in hub answers 401 to a token its identity endpoint did not issue.
+        assert_eq!(r.answered, 201, "{}", r.authorization);
+        assert!(r.authorization.starts_with("Bearer "));
+    }
+    let token = identity.issued()[0].token.clone();
+    assert!(!stderr.contains(&token) && !stderr.contains("header-secret"));
+
+    // A workstation has no identity endpoint: a clear error, nothing sent.
+    let mut outside = boxoffice();
+    identity_based(&mut outside);
+    let stderr = run_err(&mut outside);
+    assert!(
+        stderr.contains("IDENTITY_ENDPOINT is not set")
+            && stderr.contains("connection string with a key locally"),
+        "{stderr}"
+    );
+    assert_eq!(hub.received().len(), received.len());
 }
 
 fn url_encoded(text: &str) -> String {

@@ -1,6 +1,6 @@
 //! `ingest`: HTTP POST `api/ingest/{hub}` with one event, a JSON array of them, or NDJSON.
-//! Valid events go to the hub (co-partitioned over REST when a connection with a key is set,
-//! else the Event Hub output binding), each as the exact text that was validated; invalid ones
+//! Valid events go to the hub (co-partitioned over REST with a key or, in Azure, the managed
+//! identity; else the Event Hub output binding), each as the exact text that was validated; invalid ones
 //! to `bronze/quarantine` with every reason, through the instance's
 //! [writer](crate::quarantine::QuarantineWriter), and the reply, sent once they are committed,
 //! is 400 naming each by its index (the valid ones are still sent). Only an empty body (400), an

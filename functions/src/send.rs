@@ -3,8 +3,9 @@
 //! A custom handler's Event Hub output binding takes only message bodies: it cannot set a
 //! partition key (a .NET-only feature), let alone a partition. Events sent through it are spread
 //! by Event Hubs, so partition k of `bookings` and partition k of `payments` hold unrelated
-//! orders. With a connection string that has a key, `generate` and `ingest` send over REST
-//! instead, each event to partition `CRC-32(order_id) mod partition count` of its hub
+//! orders. With a connection string that has a key, or an identity-based connection inside Azure
+//! (a managed identity's token), `generate` and `ingest` send over REST instead, each event to
+//! partition `CRC-32(order_id) mod partition count` of its hub
 //! ([`boxoffice_ingest::partitioning`]), the same index on both hubs.
 
 use std::collections::HashMap;

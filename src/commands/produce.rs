@@ -5,9 +5,7 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use boxoffice_events::{Generator, Hub};
-use boxoffice_ingest::eventhub::{
-    ConnectionString, Producer, ProducerSettings, RetryPolicy, Routing,
-};
+use boxoffice_ingest::eventhub::{Connection, Producer, ProducerSettings, RetryPolicy, Routing};
 use tokio::sync::watch;
 
 use super::shutdown_signal;
@@ -17,7 +15,7 @@ use crate::pacing::Pacer;
 use crate::progress::{Progress, rate, thousands};
 
 pub async fn run(global: &GlobalArgs, args: ProduceArgs) -> anyhow::Result<()> {
-    let connection = ConnectionString::from_env(&args.connection_setting).with_context(|| {
+    let connection = Connection::from_env(&args.connection_setting).with_context(|| {
         format!(
             "the Event Hubs connection (--connection-setting {})",
             args.connection_setting
@@ -53,11 +51,11 @@ pub async fn run(global: &GlobalArgs, args: ProduceArgs) -> anyhow::Result<()> {
     ];
     let mut producer = Producer::start(&connection, &hubs, &settings).await?;
     eprintln!(
-        "producing to {} (hubs {} and {}) as policy '{}'",
-        args.endpoint.as_deref().unwrap_or(&connection.host),
+        "producing to {} (hubs {} and {}) as {}",
+        args.endpoint.as_deref().unwrap_or(connection.host()),
         args.bookings_hub,
         args.payments_hub,
-        connection.key_name
+        connection.principal()
     );
 
     let (stop_tx, mut stop) = watch::channel(false);

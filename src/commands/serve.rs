@@ -10,7 +10,7 @@ use boxoffice_functions::quarantine::QuarantineWriter;
 use boxoffice_functions::send::DirectSend;
 use boxoffice_functions::{Handler, router};
 use boxoffice_ingest::eventhub::batch::DEFAULT_LIMIT;
-use boxoffice_ingest::eventhub::{ConnectionString, RetryPolicy, Sender};
+use boxoffice_ingest::eventhub::{Connection, RetryPolicy, Sender};
 use boxoffice_lake::Lake;
 
 use boxoffice_functions::run_jobs::BundleJobs;
@@ -31,21 +31,41 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
     let lake = config::lake(global, &file_config)?;
     lake.prepare().await?;
     let direct = match args.send_via {
-        SendVia::Binding => None,
-        SendVia::Rest => Some(
-            direct_send(args.eventhub_endpoint.as_deref(), args.partitions)
-                .context("--send-via rest signs with the key in EventHubConnection")?,
+        SendVia::Binding => Err("BOXOFFICE_SEND_VIA=binding".to_string()),
+        SendVia::Rest => Ok(
+            direct_send(args.eventhub_endpoint.as_deref(), args.partitions).context(
+                "--send-via rest needs EventHubConnection: a connection string with a key, or \
+                 identity-based settings (EventHubConnection__fullyQualifiedNamespace) inside Azure",
+            )?,
         ),
-        SendVia::Auto => direct_send(args.eventhub_endpoint.as_deref(), args.partitions).ok(),
+        // Bindings only when REST cannot work here (the emulator, no connection, an identity
+        // outside Azure): they cannot choose a partition.
+        SendVia::Auto => direct_send(args.eventhub_endpoint.as_deref(), args.partitions)
+            .map_err(|e| e.to_string()),
     };
-    eprintln!(
-        "boxoffice serve: generate and ingest send {}",
-        if direct.is_some() {
-            "over REST, each order to partition CRC-32(order_id) mod partitions of both hubs"
-        } else {
-            "through their Event Hub output bindings (Event Hubs picks the partitions)"
+    let direct = match direct {
+        Ok((direct, principal)) => {
+            eprintln!(
+                "boxoffice serve: generate and ingest send over REST as {principal}, each order to \
+                 partition CRC-32(order_id) mod P of both hubs, P = {}",
+                args.partitions.map_or_else(
+                    || "each hub's partition count, read from its description before its first \
+                        send (an identity with only Azure Event Hubs Data Sender may not read it: \
+                        set EventHubPartitionCount)"
+                        .to_string(),
+                    |p| p.to_string()
+                )
+            );
+            Some(direct)
         }
-    );
+        Err(reason) => {
+            eprintln!(
+                "boxoffice serve: generate and ingest send through their Event Hub output bindings \
+                 (Event Hubs picks the partitions: the hubs are NOT co-partitioned), because {reason}"
+            );
+            None
+        }
+    };
     let bundle = match &args.bundle {
         Some(file) => {
             let bundle = super::bundle::load(&BundleArgs {
@@ -104,15 +124,22 @@ pub fn handler(
     }))
 }
 
-/// REST senders for both hubs, signed with the key in `EventHubConnection` (the setting the
-/// function.json bindings name). Fails when the setting is not a connection string with a key
-/// (an identity-based connection, or the emulator, which has no REST API).
-fn direct_send(endpoint: Option<&str>, partitions: Option<u32>) -> anyhow::Result<DirectSend> {
-    let connection = ConnectionString::from_env("EventHubConnection")?;
+/// REST senders for both hubs over the `EventHubConnection` connection (the one the
+/// function.json bindings name), and who they send as. Fails when REST cannot work: no
+/// connection, the emulator (no REST API), or an identity-based connection outside Azure (no
+/// identity endpoint).
+fn direct_send(
+    endpoint: Option<&str>,
+    partitions: Option<u32>,
+) -> anyhow::Result<(DirectSend, String)> {
+    let connection = Connection::from_env("EventHubConnection")?;
     let mut senders = Vec::new();
     for hub in Hub::ALL {
         let sender = Sender::new(&connection, hub.as_str(), endpoint, RetryPolicy::default())?;
         senders.push((hub, sender));
     }
-    Ok(DirectSend::new(senders, partitions, DEFAULT_LIMIT))
+    Ok((
+        DirectSend::new(senders, partitions, DEFAULT_LIMIT),
+        connection.principal(),
+    ))
 }

@@ -32,9 +32,22 @@ use boxoffice_ingest::queue::{Partition, Queue};
 use boxoffice_testkit::free_port;
 use serde_json::{Value, json};
 
-use super::boxoffice;
+use super::{boxoffice, run_ok};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+/// The settings that choose how `serve` sends to the hubs.
+pub const CONNECTION_SETTINGS: [&str; 9] = [
+    "EventHubConnection",
+    "EventHubConnection__fullyQualifiedNamespace",
+    "EventHubConnection__credential",
+    "EventHubConnection__clientId",
+    "EventHubConnection__managedIdentityResourceId",
+    "IDENTITY_ENDPOINT",
+    "IDENTITY_HEADER",
+    "EventHubPartitionCount",
+    "BOXOFFICE_SEND_VIA",
+];
 
 /// `boxoffice serve`, killed (SIGKILL) when dropped.
 pub struct Server {
@@ -60,15 +73,28 @@ impl Server {
 /// Starts `boxoffice serve` with `args` and `env`, and waits until it answers `GET /`, as the
 /// host does before sending invocations.
 pub fn serve_with(args: &[&str], env: &[(&str, &str)]) -> Server {
+    serve_logging(args, env, None)
+}
+
+/// [`serve_with`], its stderr (start-up lines and logs) written to `log` when given. Only the
+/// connection settings in `env` apply: none are inherited.
+pub fn serve_logging(args: &[&str], env: &[(&str, &str)], log: Option<&Path>) -> Server {
     let port = free_port();
-    let child = boxoffice()
+    let stderr = match log {
+        Some(path) => Stdio::from(std::fs::File::create(path).expect("log file")),
+        None => Stdio::null(),
+    };
+    let mut cmd = boxoffice();
+    for inherited in CONNECTION_SETTINGS {
+        cmd.env_remove(inherited);
+    }
+    let child = cmd
         .arg("serve")
         .args(args)
-        .env_remove("EventHubConnection")
         .envs(env.iter().copied())
         .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .expect("serve starts");
     let server = Server { child, port };
@@ -108,6 +134,42 @@ pub fn request(port: u16, method: &str, path: &str, body: Option<&Value>) -> Opt
 pub fn invoke(server: &Server, function: &str, payload: &Value) -> (u16, Value) {
     request(server.port, "POST", &format!("/{function}"), Some(payload))
         .expect("the handler answers")
+}
+
+/// A `generate` timer invocation at 2026-11-23T10:00:10Z, as the host sends it.
+pub fn timer() -> Value {
+    json!({"Data": {"timer": {"Schedule": {"AdjustForDST": true}, "ScheduleStatus": {"Last": "2026-11-23T10:00:00+00:00", "Next": "2026-11-23T10:00:10+00:00", "LastUpdated": "2026-11-23T10:00:00+00:00"}, "IsPastDue": false}}, "Metadata": {"sys": {"MethodName": "generate", "UtcNow": "2026-11-23T10:00:10Z", "RandGuid": "5b0c6a0a-3c9e-4d4a-9b1e-2f1f0b1d8c11"}}})
+}
+
+/// An `ingest` invocation: POST api/ingest/{hub} with `body`, as the host sends it.
+pub fn http(hub: &str, body: Value) -> Value {
+    json!({"Data": {"req": {"Url": format!("http://localhost:7071/api/ingest/{hub}"), "Method": "POST", "Query": {}, "Headers": {"Content-Type": ["application/json"]}, "Params": {"hub": hub}, "Body": body}}, "Metadata": {"hub": hub, "sys": {"MethodName": "ingest"}}})
+}
+
+/// Generated events, one JSON text each, split by hub.
+pub fn generated(count: &str) -> (Vec<String>, Vec<String>) {
+    let out = run_ok(boxoffice().args(["generate", "--seed", "4", "--count", count, "--fast"]));
+    let mut bookings = Vec::new();
+    let mut payments = Vec::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let v: Value = match serde_json::from_str(line) {
+            Ok(v @ Value::Object(_)) => v,
+            _ => continue, // the generator's deliberately malformed events
+        };
+        if v.get("payment_id").is_some() {
+            payments.push(line.to_string());
+        } else if v.get("seats").is_some() || v.pointer("/event_details").is_some() {
+            bookings.push(line.to_string());
+        }
+    }
+    (bookings, payments)
+}
+
+/// A timer invocation at `utc_now`.
+pub fn tick_at(utc_now: chrono::DateTime<chrono::Utc>) -> Value {
+    let mut t = timer();
+    t["Metadata"]["sys"]["UtcNow"] = json!(utc_now.to_rfc3339());
+    t
 }
 
 /// A function.json `retry` policy.

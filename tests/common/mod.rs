@@ -3,6 +3,7 @@
 
 pub mod browser;
 pub mod fake_hub;
+pub mod fake_identity;
 pub mod functions_host;
 
 use std::collections::BTreeMap;

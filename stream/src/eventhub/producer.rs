@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use super::batch::{BatchBuilder, DEFAULT_LIMIT};
 use super::partitioned::PartitionedSender;
 use super::sender::{RetryPolicy, Sender};
-use super::{ConnectionString, EventHubError};
+use super::{Connection, EventHubError};
 use crate::partitioning::partition_index;
 
 /// How a [`Producer`] batches and retries.
@@ -125,7 +125,7 @@ impl Producer {
     /// Starts a task for each `(hub, Event Hub name)`; with co-partitioning, reads each hub's
     /// partition count first (unless given) and refuses hubs whose counts differ.
     pub async fn start(
-        connection: &ConnectionString,
+        connection: &Connection,
         hubs: &[(Hub, String)],
         settings: &ProducerSettings,
     ) -> Result<Producer, EventHubError> {

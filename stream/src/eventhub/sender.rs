@@ -1,12 +1,14 @@
-//! One hub's sends: a POST per batch with a SAS token, retried on 429, 5xx and network errors
+//! One hub's sends: a POST per batch with a SAS token or a managed identity's Entra token, retried on 429, 5xx and network errors
 //! with exponential backoff (or the hub's `Retry-After`), so a throttled namespace slows the
 //! producer down instead of losing events.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::batch::Batch;
+use super::identity::ManagedIdentity;
 use super::sas::Signer;
-use super::{ConnectionString, EventHubError};
+use super::{Connection, EventHubError};
 
 /// How hard to try before giving up on a batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,15 +44,44 @@ impl RetryPolicy {
     }
 }
 
+/// What signs a request: the key's SAS signer (one per sender), or the process's managed
+/// identity (shared).
+#[derive(Debug)]
+enum Auth {
+    Key(Box<Signer>),
+    Identity(Arc<ManagedIdentity>),
+}
+
+impl Auth {
+    fn for_hub(connection: &Connection, hub: &str) -> Auth {
+        match connection {
+            Connection::Key(c) => Auth::Key(Box::new(Signer::new(
+                c.clone(),
+                hub,
+                Duration::from_secs(3600),
+            ))),
+            Connection::Identity { identity, .. } => Auth::Identity(Arc::clone(identity)),
+        }
+    }
+
+    /// The `Authorization` header value.
+    async fn header(&mut self) -> Result<String, EventHubError> {
+        match self {
+            Auth::Key(signer) => Ok(signer.token().to_string()),
+            Auth::Identity(identity) => identity.authorization().await,
+        }
+    }
+}
+
 /// Sends batches to one hub.
 #[derive(Debug)]
 pub struct Sender {
     client: reqwest::Client,
-    connection: ConnectionString,
+    connection: Connection,
     base: String,
     url: String,
     hub: String,
-    signer: Signer,
+    auth: Auth,
     retry: RetryPolicy,
     retries: u64,
 }
@@ -65,21 +96,23 @@ impl Sender {
     /// A sender for `hub` at the namespace's `https://<host>`, or at `endpoint` when given (a
     /// proxy, or a test server); the token always names the namespace.
     pub fn new(
-        connection: &ConnectionString,
+        connection: &Connection,
         hub: &str,
         endpoint: Option<&str>,
         retry: RetryPolicy,
     ) -> Result<Sender, EventHubError> {
-        connection.check_hub(hub)?;
-        if connection.emulator && endpoint.is_none() {
-            return Err(EventHubError::Connection(
-                "UseDevelopmentEmulator=true: the Event Hubs emulator speaks AMQP and Kafka, not \
-                 the REST API `produce` uses; use a real namespace (or --endpoint)"
-                    .into(),
-            ));
+        if let Connection::Key(key) = connection {
+            key.check_hub(hub)?;
+            if key.emulator && endpoint.is_none() {
+                return Err(EventHubError::Connection(
+                    "UseDevelopmentEmulator=true: the Event Hubs emulator speaks AMQP and Kafka, \
+                     not the REST API `produce` uses; use a real namespace (or --endpoint)"
+                        .into(),
+                ));
+            }
         }
         let base = endpoint.map_or_else(
-            || format!("https://{}", connection.host),
+            || format!("https://{}", connection.host()),
             |e| e.trim_end_matches('/').to_string(),
         );
         let client = reqwest::Client::builder()
@@ -92,7 +125,7 @@ impl Sender {
             url: format!("{base}/{hub}/messages?timeout=60&api-version=2014-01"),
             base,
             hub: hub.to_string(),
-            signer: Signer::new(connection.clone(), hub, Duration::from_secs(3600)),
+            auth: Auth::for_hub(connection, hub),
             retry,
             retries: 0,
         })
@@ -110,31 +143,39 @@ impl Sender {
                 self.base, self.hub
             ),
             hub: self.hub.clone(),
-            signer: Signer::new(
-                self.connection.clone(),
-                &self.hub,
-                Duration::from_secs(3600),
-            ),
+            auth: Auth::for_hub(&self.connection, &self.hub),
             retry: self.retry,
             retries: 0,
         }
     }
 
     /// The hub's partition count, from its description (`GET <hub>`, `<PartitionCount>`). A
-    /// policy with only the Send right may be refused this (401): then the count must be given.
+    /// policy with only the Send right, or an identity with only Azure Event Hubs Data Sender,
+    /// may be refused this (401): then the count must be given.
     pub async fn partition_count(&mut self) -> Result<u32, EventHubError> {
         let url = format!("{}/{}?timeout=60&api-version=2014-01", self.base, self.hub);
+        let by_identity = matches!(self.auth, Auth::Identity(_));
         let refused = |status: u16, detail: String| EventHubError::PartitionCount {
             hub: self.hub.clone(),
-            reason: format!("HTTP {status}{}: {detail}", hint(status)),
+            reason: format!("HTTP {status}{}: {detail}", hint(status, by_identity)),
         };
         let mut attempt = 0;
         loop {
             attempt += 1;
+            let authorization = match self.auth.header().await {
+                Ok(header) => header,
+                Err(EventHubError::Identity {
+                    transient: true, ..
+                }) if attempt < self.retry.max_attempts => {
+                    tokio::time::sleep(self.retry.backoff(attempt)).await;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             let response = self
                 .client
                 .get(&url)
-                .header("Authorization", self.signer.token())
+                .header("Authorization", authorization)
                 .send()
                 .await;
             let (status, text) = match response {
@@ -194,10 +235,24 @@ impl Sender {
     }
 
     async fn post(&mut self, batch: &Batch) -> Result<(), Attempt> {
+        let authorization = match self.auth.header().await {
+            Ok(header) => header,
+            Err(
+                e @ EventHubError::Identity {
+                    transient: true, ..
+                },
+            ) => {
+                return Err(Attempt::Retry {
+                    reason: e.to_string(),
+                    wait: None,
+                });
+            }
+            Err(e) => return Err(Attempt::Fatal(e)),
+        };
         let response = self
             .client
             .post(&self.url)
-            .header("Authorization", self.signer.token())
+            .header("Authorization", authorization)
             .header("Content-Type", "application/vnd.microsoft.servicebus.json")
             .body(batch.body.clone())
             .send()
@@ -227,7 +282,7 @@ impl Sender {
             hub: self.hub.clone(),
             events: batch.events,
             status,
-            hint: hint(status),
+            hint: hint(status, matches!(self.auth, Auth::Identity(_))),
             detail,
         }))
     }
@@ -252,12 +307,16 @@ enum Attempt {
     Fatal(EventHubError),
 }
 
-fn hint(status: u16) -> &'static str {
-    match status {
-        401 => " (the policy name or key was refused)",
-        403 => " (the policy has no Send right on this hub)",
-        404 => " (no such hub in this namespace)",
-        413 => " (the batch is too large for this namespace's tier)",
+fn hint(status: u16, by_identity: bool) -> &'static str {
+    match (status, by_identity) {
+        (401, false) => " (the policy name or key was refused)",
+        (403, false) => " (the policy has no Send right on this hub)",
+        (401, true) => " (the managed identity's token was refused)",
+        (403, true) => {
+            " (the managed identity needs the Azure Event Hubs Data Sender role on the namespace or hub)"
+        }
+        (404, _) => " (no such hub in this namespace)",
+        (413, _) => " (the batch is too large for this namespace's tier)",
         _ => "",
     }
 }

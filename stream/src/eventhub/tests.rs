@@ -49,6 +49,7 @@ fn a_hub_scoped_policy_sends_only_to_its_hub() {
 fn the_emulator_is_refused_without_an_endpoint_since_it_has_no_rest_api() {
     let c = ConnectionString::parse(&format!("{CONNECTION};UseDevelopmentEmulator=true"))
         .expect("parses");
+    let c = Connection::from(c);
     let e = Sender::new(&c, "bookings", None, RetryPolicy::default()).expect_err("emulator");
     assert!(e.to_string().contains("AMQP"), "{e}");
     assert!(
@@ -160,4 +161,141 @@ fn a_sender_shows_neither_key_nor_token() {
         !shown.contains(sig) && !shown.contains("c2VjcmV0"),
         "{shown}"
     );
+}
+
+/// Settings as the Functions host's environment would hold them.
+fn settings(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+    let map: std::collections::HashMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    move |name| map.get(name).cloned()
+}
+
+const IDENTITY: [(&str, &str); 5] = [
+    (
+        "EventHubConnection__fullyQualifiedNamespace",
+        "Tickets-NS.servicebus.windows.net",
+    ),
+    ("EventHubConnection__credential", "managedidentity"),
+    (
+        "EventHubConnection__clientId",
+        "5e29463d-71da-4fe0-8e69-999b57db23b0",
+    ),
+    ("IDENTITY_ENDPOINT", "http://127.0.0.1:41000/msi/token"),
+    ("IDENTITY_HEADER", "853b9a84-identity-header"),
+];
+
+#[test]
+fn an_identity_based_connection_names_its_namespace_and_user_assigned_identity() {
+    let c = Connection::from_vars("EventHubConnection", settings(&IDENTITY)).expect("identity");
+    let Connection::Identity { host, identity } = &c else {
+        panic!("identity-based: {c:?}");
+    };
+    assert_eq!(host, "tickets-ns.servicebus.windows.net");
+    assert_eq!(
+        identity.choice(),
+        &identity::IdentityChoice::ClientId("5e29463d-71da-4fe0-8e69-999b57db23b0".into())
+    );
+    assert_eq!(
+        c.principal(),
+        "managed identity 5e29463d-71da-4fe0-8e69-999b57db23b0"
+    );
+    // The identity header is a per-app secret: never shown.
+    assert!(!format!("{c:?}").contains("853b9a84"), "{c:?}");
+    // Without a client id: the system-assigned identity.
+    let system = Connection::from_vars(
+        "EventHubConnection",
+        settings(&[IDENTITY[0], IDENTITY[1], IDENTITY[3], IDENTITY[4]]),
+    )
+    .expect("system-assigned");
+    assert_eq!(system.principal(), "the system-assigned managed identity");
+}
+
+#[test]
+fn a_connection_string_wins_over_identity_settings() {
+    let mut pairs = IDENTITY.to_vec();
+    pairs.push(("EventHubConnection", CONNECTION));
+    let c = Connection::from_vars("EventHubConnection", settings(&pairs)).expect("key");
+    assert!(matches!(c, Connection::Key(_)), "{c:?}");
+    assert_eq!(c.principal(), "policy 'send'");
+}
+
+#[test]
+fn an_identity_outside_azure_says_to_use_a_key_locally() {
+    for missing in ["IDENTITY_ENDPOINT", "IDENTITY_HEADER"] {
+        let pairs: Vec<_> = IDENTITY
+            .iter()
+            .copied()
+            .filter(|(k, _)| *k != missing)
+            .collect();
+        let e = Connection::from_vars("EventHubConnection", settings(&pairs))
+            .expect_err("no identity endpoint");
+        let text = e.to_string();
+        assert!(
+            text.contains(&format!("{missing} is not set"))
+                && text.contains("only available inside Azure")
+                && text.contains("connection string with a key locally"),
+            "{text}"
+        );
+        assert!(!text.contains("853b9a84"), "{text}");
+    }
+}
+
+#[test]
+fn identity_settings_that_cannot_work_are_refused_by_name() {
+    let mut pairs = IDENTITY.to_vec();
+    pairs[1] = ("EventHubConnection__credential", "clientsecret");
+    let e = Connection::from_vars("EventHubConnection", settings(&pairs)).expect_err("credential");
+    assert!(e.to_string().contains("only managedidentity"), "{e}");
+    let mut pairs = IDENTITY.to_vec();
+    pairs.push((
+        "EventHubConnection__managedIdentityResourceId",
+        "/subscriptions/x",
+    ));
+    let e = Connection::from_vars("EventHubConnection", settings(&pairs)).expect_err("both ids");
+    assert!(e.to_string().contains("not both"), "{e}");
+    let e = Connection::from_vars("EventHubConnection", settings(&[])).expect_err("nothing set");
+    assert!(
+        e.to_string()
+            .contains("EventHubConnection__fullyQualifiedNamespace"),
+        "{e}"
+    );
+}
+
+#[test]
+fn an_identity_token_answer_gives_its_token_and_unix_expiry() {
+    // 2019-08-01 answers expires_on as a string of Unix seconds.
+    let body = r#"{"access_token":"eyJ0eXAi.x.y","expires_on":"1586984735","resource":"https://eventhubs.azure.net/","token_type":"Bearer","client_id":"5E29463D"}"#;
+    assert_eq!(
+        identity::parse_token(body),
+        Some(("eyJ0eXAi.x.y".to_string(), 1_586_984_735))
+    );
+    assert_eq!(
+        identity::parse_token(r#"{"access_token":"t","expires_on":1586984735}"#),
+        Some(("t".to_string(), 1_586_984_735))
+    );
+    // The 2017-09-01 date format, or no token, is not a token.
+    assert_eq!(
+        identity::parse_token(
+            r#"{"access_token":"t","expires_on":"09/14/2017 00:00:00 PM +00:00"}"#
+        ),
+        None
+    );
+    assert_eq!(
+        identity::parse_token(r#"{"expires_on":"1586984735"}"#),
+        None
+    );
+}
+
+#[test]
+fn an_identity_based_sender_needs_no_key_and_ignores_emulator_checks() {
+    let c = Connection::from_vars("EventHubConnection", settings(&IDENTITY)).expect("identity");
+    let sender = Sender::new(&c, "payments", None, RetryPolicy::default()).expect("sender");
+    let shown = format!("{sender:?}");
+    assert!(
+        shown.contains("https://tickets-ns.servicebus.windows.net/payments/messages"),
+        "{shown}"
+    );
+    assert!(!shown.contains("853b9a84"), "{shown}");
 }
