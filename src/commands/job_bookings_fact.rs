@@ -173,7 +173,8 @@ pub fn parse_range(text: &str) -> anyhow::Result<TimeRange> {
 /// One line per batch, as it completes.
 pub fn batch_line(r: &BatchReport) -> String {
     format!(
-        "batch {}{}: {} events -> {} fact rows ({} matches), {} unpaid, {} orphans, {} late, {} duplicates, {} quarantined",
+        "{}batch {}{}: {} events -> {} fact rows ({} matches), {} unpaid, {} orphans, {} late, {} duplicates, {} quarantined",
+        r.shard.map(|s| s.prefix()).unwrap_or_default(),
         r.batch,
         if r.replayed {
             " (finished after a stop)"
@@ -259,10 +260,15 @@ fn print_waiting(job: &BookingsFact, untaken: &Untaken) {
             .collect();
         println!(
             "bookings_fact: {} events landed in Bronze wait to be taken: the join takes an event \
-             only once every partition has landed something later (so nothing can still land in \
+             only once every partition{} has landed something later (so nothing can still land in \
              front of it){}. More events release them; --drain takes them now and treats the \
              input as complete",
             thousands(untaken.events),
+            if job.sharding().shards > 1 {
+                " of its shard"
+            } else {
+                ""
+            },
             if quiet.is_empty() {
                 String::new()
             } else {
@@ -270,10 +276,19 @@ fn print_waiting(job: &BookingsFact, untaken: &Untaken) {
             }
         );
     } else {
-        println!(
-            "bookings_fact: everything landed in Bronze is taken (batch {})",
-            job.batch()
-        );
+        let split = job.sharding();
+        if split.shards == 1 {
+            println!(
+                "bookings_fact: everything landed in Bronze is taken (batch {})",
+                job.batch()
+            );
+        } else {
+            println!(
+                "bookings_fact: everything landed in Bronze is taken ({}; batches up to {})",
+                split.describe(),
+                job.batch()
+            );
+        }
     }
     let (bookings, payments) = job.pending();
     match job.watermark() {
