@@ -27,7 +27,10 @@ pub async fn run(lake: &Lake, file: &FileConfig, args: &JobRunArgs) -> anyhow::R
     let range = args.backfill.as_deref().map(parse_range).transpose()?;
     let settings = config::bookings_fact(file, mode)?;
     let expectations = config::expectations(file, &settings)?;
-    finish_interrupted(lake, &settings, &expectations).await?;
+    if args.shard.is_empty() {
+        // Only a run of every shard holds the job's lease, which finishing these needs.
+        finish_interrupted(lake, &settings, &expectations).await?;
+    }
     if args.full_refresh {
         let report = refresh::full_refresh(lake, settings, expectations, args.drain, &mut |r| {
             eprintln!("{}", batch_line(r))
@@ -37,9 +40,12 @@ pub async fn run(lake: &Lake, file: &FileConfig, args: &JobRunArgs) -> anyhow::R
         return refresh_gold(lake, true).await;
     }
     let started = Instant::now();
-    let (mut job, replayed) = BookingsFact::open(lake, settings.clone(), expectations.clone())
-        .await
-        .context("opening bookings_fact")?;
+    let opened = if args.shard.is_empty() {
+        BookingsFact::open(lake, settings.clone(), expectations.clone()).await
+    } else {
+        BookingsFact::open_shards(lake, settings.clone(), expectations.clone(), &args.shard).await
+    };
+    let (mut job, replayed) = opened.context("opening bookings_fact")?;
     for r in &replayed {
         eprintln!("{}", batch_line(r));
     }

@@ -55,9 +55,14 @@ pub async fn run(global: &GlobalArgs, args: UpArgs) -> anyhow::Result<()> {
 
     // Before anything is printed or started: a second `up` on this lake stops here.
     lake.prepare().await?;
-    let mut names = vec![LANDING];
+    let mut names = vec![LANDING.to_string()];
     if !args.no_jobs {
-        names.extend(UP_JOBS);
+        names.extend(UP_JOBS.iter().map(|n| n.to_string()));
+        for lease in crate::leases::join_leases(&lake, &file, None).await? {
+            if !names.contains(&lease) {
+                names.push(lease);
+            }
+        }
     }
     let leases =
         Arc::new(Leases::take(&lake, &names, "boxoffice up", Taking::refusing(&file)?).await?);

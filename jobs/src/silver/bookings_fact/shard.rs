@@ -436,3 +436,7 @@ impl Shard {
         Ok(())
     }
 }
+
+#[cfg(test)]
+#[path = "shard_tests.rs"]
+mod tests;
