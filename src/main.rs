@@ -4,6 +4,7 @@ mod cli;
 mod commands;
 mod config;
 mod leases;
+mod membership;
 mod memory;
 mod pacing;
 mod progress;
@@ -77,6 +78,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Dashboard(args) => commands::dashboard::run(global, args).await,
         Command::Bench(command) => commands::bench::run(global, command).await,
         Command::Bundle(command) => commands::bundle::run(global, command).await,
+        Command::Worker(args) => commands::worker::run(global, args).await,
     }
 }
 

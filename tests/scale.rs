@@ -91,8 +91,14 @@ fn shards_run_by_separate_processes_give_the_tables_of_one_process() {
     copy_dir(&bronze, &whole);
     join_then_gold(&whole, &four, &["--drain", "--yes"]);
     let expected = output_tables(&whole);
-    assert!(expected[0].1.lines().count() > 1000, "the fact table has rows");
-    assert!(expected[1].1.lines().count() > 10, "some bookings stay unpaid");
+    assert!(
+        expected[0].1.lines().count() > 1000,
+        "the fact table has rows"
+    );
+    assert!(
+        expected[1].1.lines().count() > 10,
+        "some bookings stay unpaid"
+    );
     assert!(expected[3].1.lines().count() > 10, "some events are late");
     let record = std::fs::read_to_string(job_folder(&whole).join("sharding.json")).expect("record");
     assert!(record.contains("\"shards\": 4"), "{record}");
@@ -110,7 +116,10 @@ fn shards_run_by_separate_processes_give_the_tables_of_one_process() {
         let out = run_ok(with(&apart, &small).args(["job", "run", "bookings_fact", "--shard", k]));
         let said = String::from_utf8_lossy(&out.stderr);
         assert!(said.contains(&format!("shard {k} batch 2:")), "{said}");
-        assert!(!said.contains("shard 0 batch"), "only shard {k} ran: {said}");
+        assert!(
+            !said.contains("shard 0 batch"),
+            "only shard {k} ran: {said}"
+        );
     }
     for k in ["0", "2", "1", "3"] {
         run_ok(with(&apart, &small).args([
@@ -133,8 +142,19 @@ fn shards_run_by_separate_processes_give_the_tables_of_one_process() {
     run_ok(with(&crashed, &small).args(["job", "run", "bookings_fact", "--shard", "0,2"]));
     let err = run_err(
         with(&crashed, &small)
-            .env("BOXOFFICE_CRASH_AT", "bookings_fact:before:silver.bookings_fact:3")
-            .args(["job", "run", "bookings_fact", "--shard", "1", "--drain", "--yes"]),
+            .env(
+                "BOXOFFICE_CRASH_AT",
+                "bookings_fact:before:silver.bookings_fact:3",
+            )
+            .args([
+                "job",
+                "run",
+                "bookings_fact",
+                "--shard",
+                "1",
+                "--drain",
+                "--yes",
+            ]),
     );
     assert!(err.contains("aborting"), "{err}");
     join_then_gold(&crashed, &small, &["--drain", "--yes"]);
@@ -176,7 +196,10 @@ fn a_lake_refuses_another_split_until_a_full_refresh_moves_it() {
     let err = run_err(with(&lake, &eight).args(["job", "run", "bookings_fact"]));
     assert!(err.contains("ask for 1 shard over 8 partitions"), "{err}");
     let err = run_err(with(&lake, &three).args(["job", "run", "bookings_fact"]));
-    assert!(err.contains("does not divide") && err.contains("1, 2, 4"), "{err}");
+    assert!(
+        err.contains("does not divide") && err.contains("1, 2, 4"),
+        "{err}"
+    );
 
     // The full refresh rebuilds under the new split: the tables of a lake that ran it from the
     // start, the old state gone, the new split recorded.
@@ -184,7 +207,11 @@ fn a_lake_refuses_another_split_until_a_full_refresh_moves_it() {
     let fresh = dir.path().join("fresh");
     copy_dir(&bronze, &fresh);
     join_then_gold(&fresh, &two, &["--drain", "--yes"]);
-    assert_same_tables(&output_tables(&fresh), &lake, "after the refresh to 2 shards");
+    assert_same_tables(
+        &output_tables(&fresh),
+        &lake,
+        "after the refresh to 2 shards",
+    );
     assert_eq!(
         files_in(&job_folder(&lake).join("state")),
         0,
@@ -197,6 +224,9 @@ fn a_lake_refuses_another_split_until_a_full_refresh_moves_it() {
     // From now on, the lake's split stands when the settings do not name one.
     let out = run_ok(with(&lake, &one).args(["job", "run", "bookings_fact"]));
     let said = String::from_utf8_lossy(&out.stdout);
-    assert!(said.contains("2 shards over 4 partitions per hub"), "{said}");
+    assert!(
+        said.contains("2 shards over 4 partitions per hub"),
+        "{said}"
+    );
     assert_same_tables(&output_tables(&fresh), &lake, "after another run");
 }

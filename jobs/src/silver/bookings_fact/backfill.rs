@@ -205,13 +205,7 @@ async fn execute(
     };
     // A backfill is one join of its own, whatever the live job's split: it writes as one shard.
     let whole = ShardId { index: 0, of: 1 };
-    let mut writer = Shard::detached(
-        lake,
-        whole,
-        settings.clone(),
-        expectations.clone(),
-        outputs,
-    )?;
+    let mut writer = Shard::detached(lake, whole, settings.clone(), expectations.clone(), outputs)?;
     let mut batch_outputs = writer.outputs_of(joined)?;
     // Late events are not appended: late_events is rewritten last, with them in it.
     let still_late: Vec<PartitionRows> = batch_outputs

@@ -222,11 +222,7 @@ pub async fn scan(
         }
         r.dedup_by_key(|(seq, _)| *seq);
     }
-    Ok(Landed {
-        shard,
-        files,
-        rows,
-    })
+    Ok(Landed { shard, files, rows })
 }
 
 /// Whether any partition in `lo..=hi` is `shard`'s.

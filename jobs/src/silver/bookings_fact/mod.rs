@@ -168,7 +168,6 @@ pub struct BatchReport {
     pub match_arrivals: Vec<Micros>,
 }
 
-
 pub(crate) fn checkpoint_error(detail: impl std::fmt::Display) -> JobError {
     JobError::Checkpoint {
         job: JOB,
@@ -196,8 +195,15 @@ impl BookingsFact {
     ) -> Result<(BookingsFact, Vec<BatchReport>), JobError> {
         let sharding = BookingsFact::check(lake, &settings).await?;
         let all: Vec<u32> = (0..sharding.shards).collect();
-        BookingsFact::open_with(lake, settings, expectations, Outputs::default(), sharding, &all)
-            .await
+        BookingsFact::open_with(
+            lake,
+            settings,
+            expectations,
+            Outputs::default(),
+            sharding,
+            &all,
+        )
+        .await
     }
 
     /// As [`open`](Self::open), for the shards numbered `shards` only (a worker's).
@@ -214,8 +220,15 @@ impl BookingsFact {
                 sharding.describe()
             )));
         }
-        BookingsFact::open_with(lake, settings, expectations, Outputs::default(), sharding, shards)
-            .await
+        BookingsFact::open_with(
+            lake,
+            settings,
+            expectations,
+            Outputs::default(),
+            sharding,
+            shards,
+        )
+        .await
     }
 
     /// The lake's split, refused while a full refresh is unfinished or when the settings ask

@@ -294,7 +294,9 @@ impl Shard {
             None => self.lake.ensure_table(def).await?,
         };
         let mut table = table;
-        let prefix = self.id.app_prefix(self.outputs.app_prefix.as_deref().unwrap_or(JOB));
+        let prefix = self
+            .id
+            .app_prefix(self.outputs.app_prefix.as_deref().unwrap_or(JOB));
         let app_id = format!("{prefix}:{}", def.qualified_name());
         let mut metadata = HashMap::from([
             ("operation".to_string(), json!(JOB)),

@@ -169,9 +169,7 @@ fn shard_file(name: &str) -> bool {
         Some(rest) => rest.split_once('/').map_or("", |(_, r)| r),
         None => name,
     };
-    within.starts_with("state/")
-        || within.starts_with("plans/")
-        || within == super::published::FILE
+    within.starts_with("state/") || within.starts_with("plans/") || within == super::published::FILE
 }
 
 /// Writes the marker of a new refresh, numbered after every batch any shard of the live job has
@@ -229,8 +227,16 @@ async fn run<F: FnMut(&BatchReport) + Send>(
         ..RefreshReport::default()
     };
     if marker.last_batch.is_none() {
-        let (batches, lasts) =
-            rebuild(lake, &shadow, &marker, split, settings, expectations, on_batch).await?;
+        let (batches, lasts) = rebuild(
+            lake,
+            &shadow,
+            &marker,
+            split,
+            settings,
+            expectations,
+            on_batch,
+        )
+        .await?;
         report.batches = batches;
         marker.last_batch = lasts.iter().copied().max();
         marker.shard_last = lasts;

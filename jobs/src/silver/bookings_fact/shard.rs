@@ -163,8 +163,13 @@ impl Shard {
                 )));
             }
             self.check_settings(batch, &plan.join)?;
-            tracing::info!(shard = self.id.index, batch, "finishing a batch planned before the last stop");
-            let landed = input::scan(&self.lake, &mut self.bronze, &self.positions, self.id).await?;
+            tracing::info!(
+                shard = self.id.index,
+                batch,
+                "finishing a batch planned before the last stop"
+            );
+            let landed =
+                input::scan(&self.lake, &mut self.bronze, &self.positions, self.id).await?;
             let events = input::read(&landed, &plan.ranges).await?;
             let joined = output::join_batch(&mut self.state, plan, events);
             let mut report = self.write(joined).await?;
@@ -303,8 +308,9 @@ impl Shard {
             let (ranges, all, landed, reading) = match ahead.take() {
                 Some(next) => (next.ranges, next.all, next.landed, Some(next.events)),
                 None => {
-                    let landed =
-                        Arc::new(input::scan(&self.lake, &mut self.bronze, &self.positions, self.id).await?);
+                    let landed = Arc::new(
+                        input::scan(&self.lake, &mut self.bronze, &self.positions, self.id).await?,
+                    );
                     let (ranges, all) =
                         input::plan(&landed, &self.positions, &expected, max, all_landed);
                     (ranges, all, landed, None)

@@ -59,8 +59,9 @@ fn generated(seed: u64, n: usize, partitions: u32) -> Vec<(Hub, i32, String, Dat
         .expect("config")
         .take(n)
         .map(|e| {
-            let partition = validate(&e.body, Some(e.hub))
-                .map_or(0, |v| partition_index(v.event.order_id(), partitions) as i32);
+            let partition = validate(&e.body, Some(e.hub)).map_or(0, |v| {
+                partition_index(v.event.order_id(), partitions) as i32
+            });
             (e.hub, partition, e.body, e.arrival)
         })
         .collect()
@@ -87,8 +88,11 @@ async fn keys(lake: &Lake, def: &TableDef, columns: &[&str]) -> Vec<String> {
             .iter()
             .map(|c| {
                 let column = batch.column_by_name(c).expect("column");
-                deltalake::arrow::compute::cast(column, &deltalake::arrow::datatypes::DataType::Utf8)
-                    .expect("as text")
+                deltalake::arrow::compute::cast(
+                    column,
+                    &deltalake::arrow::datatypes::DataType::Utf8,
+                )
+                .expect("as text")
             })
             .collect();
         for i in 0..batch.num_rows() {
@@ -191,7 +195,11 @@ async fn a_shard_quarantines_an_order_that_is_not_its_own_with_partition_and_seq
     let dir = tempfile::tempdir().expect("tempdir");
     let lake = Lake::local(dir.path()).expect("lake");
     let (zero, one) = orders();
-    let at = |s: i64| Utc.timestamp_opt(1_728_639_570 + s, 0).single().expect("time");
+    let at = |s: i64| {
+        Utc.timestamp_opt(1_728_639_570 + s, 0)
+            .single()
+            .expect("time")
+    };
     land(
         &lake,
         &[
@@ -213,11 +221,22 @@ async fn a_shard_quarantines_an_order_that_is_not_its_own_with_partition_and_seq
     assert_eq!(sum(|r| r.quarantined), 1);
     assert_eq!(sum(|r| r.matches), 2, "each order matches in its own shard");
 
-    let table = lake.open_table(&QUARANTINE).await.expect("open").expect("quarantine");
+    let table = lake
+        .open_table(&QUARANTINE)
+        .await
+        .expect("open")
+        .expect("quarantine");
     let rows = read_rows(&table).await.expect("read");
     let batch = rows.iter().find(|b| b.num_rows() > 0).expect("a row");
     assert_eq!(rows.iter().map(|b| b.num_rows()).sum::<usize>(), 1);
-    let text = |c: &str| batch.column_by_name(c).expect(c).as_string::<i32>().value(0).to_string();
+    let text = |c: &str| {
+        batch
+            .column_by_name(c)
+            .expect(c)
+            .as_string::<i32>()
+            .value(0)
+            .to_string()
+    };
     assert_eq!(text("stage"), "bookings_fact");
     assert_eq!(text("hub"), "payments");
     assert!(text("body").contains("payment_0\""), "{}", text("body"));

@@ -38,10 +38,7 @@ impl Sharding {
     /// count keeps the recorded one, and is 1 on a new lake.
     pub fn wanted(settings: &Settings, recorded: Option<Sharding>) -> Sharding {
         Sharding {
-            shards: settings
-                .shards
-                .or(recorded.map(|r| r.shards))
-                .unwrap_or(1),
+            shards: settings.shards.or(recorded.map(|r| r.shards)).unwrap_or(1),
             partitions_per_hub: settings.partitions_per_hub,
         }
     }
@@ -179,9 +176,9 @@ pub async fn recorded(lake: &Lake) -> Result<Option<Sharding>, JobError> {
             .map_err(|e| checkpoint_error(format!("{RECORD} is unreadable: {e}")));
     }
     let names = files.list("").await?;
-    let ran = names.iter().any(|n| {
-        n.starts_with("state/") || n.starts_with("plans/") || n == super::published::FILE
-    });
+    let ran = names
+        .iter()
+        .any(|n| n.starts_with("state/") || n.starts_with("plans/") || n == super::published::FILE);
     Ok(ran.then_some(Sharding {
         shards: 1,
         partitions_per_hub: 0,
@@ -307,7 +304,10 @@ mod tests {
         }
         .shard(3);
         assert_eq!(third.folder(), "jobs/bookings_fact/shards/3");
-        assert_eq!(third.app_prefix("bookings_fact:refresh"), "bookings_fact:refresh:3");
+        assert_eq!(
+            third.app_prefix("bookings_fact:refresh"),
+            "bookings_fact:refresh:3"
+        );
         assert_eq!(third.lease(), "bookings_fact-shard-3");
     }
 }

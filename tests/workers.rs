@@ -1,0 +1,341 @@
+//! `boxoffice worker` processes sharing a lake while `up --no-jobs` lands a generated load: killed
+//! and restarted at random, joining and leaving. Afterwards Bronze holds every partition's
+//! sequence once, no batch was committed twice, each shard had one owner at a time, and Silver
+//! and Gold are row for row those of one process over the same Bronze.
+
+mod common;
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// 8 partitions per hub, one shard each; small batches, so that a kill lands inside one. (A
+/// killed worker's leases are taken over at once on the same machine, whatever their expiry.)
+const SETTINGS: &str = "[jobs]\npartitions_per_hub = 8\nshards = 8\nlease_ttl = \"10s\"\n\
+                        max_events = 3000\ncheckpoint_every = 3\n";
+
+struct Lab {
+    dir: tempfile::TempDir,
+    lake: PathBuf,
+    config: PathBuf,
+}
+
+impl Lab {
+    fn new() -> Lab {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("boxoffice.toml");
+        std::fs::write(&config, SETTINGS).expect("settings");
+        std::fs::create_dir_all(dir.path().join("logs")).expect("logs");
+        Lab {
+            lake: dir.path().join("lake"),
+            config,
+            dir,
+        }
+    }
+
+    fn cmd(&self) -> Command {
+        let mut cmd = on(&self.lake);
+        cmd.arg("--config").arg(&self.config);
+        cmd
+    }
+
+    /// `up --no-jobs`: the producer and the landing, for `seconds`.
+    fn producer(&self, rate: &str, seconds: &str) -> Child {
+        self.cmd()
+            .args([
+                "up",
+                "--no-jobs",
+                "--no-dashboard",
+                "--speed",
+                "10",
+                "--rate",
+                rate,
+            ])
+            .args(["--flush-interval", "200ms", "--duration", seconds])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("up starts")
+    }
+
+    fn log(&self, name: &str) -> PathBuf {
+        self.dir.path().join("logs").join(format!("{name}.log"))
+    }
+
+    /// A worker named `name`, its output appended to its log (a restart under the same name
+    /// continues it).
+    fn worker(&self, name: &str) -> Child {
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log(name))
+            .expect("log");
+        let err = self.dir.path().join("logs").join(format!("{name}.err"));
+        self.cmd()
+            .args(["worker", "--name", name, "--interval", "300ms"])
+            .stdout(log)
+            .stderr(File::create(err).expect("stderr"))
+            .spawn()
+            .expect("worker starts")
+    }
+}
+
+/// Asks a process to stop as `docker stop` would, and waits for it.
+fn terminate(mut child: Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill -TERM");
+    assert!(status.success());
+    let status = child.wait().expect("exits");
+    assert!(
+        status.success(),
+        "a worker asked to stop exits cleanly: {status}"
+    );
+}
+
+/// A worker's ownership of one shard, from its log: when it took it and, unless it still holds
+/// it (or died), when it let it go.
+#[derive(Debug, Clone)]
+struct Held {
+    worker: String,
+    from: String,
+    until: Option<String>,
+}
+
+/// Every ownership in the workers' logs, by shard.
+fn ownership(lab: &Lab, names: &[&str]) -> BTreeMap<u32, Vec<Held>> {
+    let mut by_shard: BTreeMap<u32, Vec<Held>> = BTreeMap::new();
+    for name in names {
+        let text = std::fs::read_to_string(lab.log(name)).unwrap_or_default();
+        for line in text.lines() {
+            let Some((stamp, rest)) = line.split_once(' ') else {
+                continue;
+            };
+            let Some((_, what)) = rest.split_once(": ") else {
+                continue;
+            };
+            let shard = |prefix: &str| -> Option<u32> {
+                what.strip_prefix(prefix)?
+                    .split(|c: char| !c.is_ascii_digit())
+                    .next()?
+                    .parse()
+                    .ok()
+            };
+            if let Some(k) = shard("took shard ") {
+                by_shard.entry(k).or_default().push(Held {
+                    worker: name.to_string(),
+                    from: stamp.to_string(),
+                    until: None,
+                });
+            } else if let Some(k) = shard("released shard ").or_else(|| shard("lost shard ")) {
+                let open = by_shard
+                    .get_mut(&k)
+                    .and_then(|h| h.iter_mut().rev().find(|h| h.worker == *name))
+                    .expect("a shard is released by its owner");
+                open.until = Some(stamp.to_string());
+            }
+        }
+    }
+    by_shard
+}
+
+/// The shards each worker holds now, by its log.
+fn holders(lab: &Lab, names: &[&str]) -> BTreeMap<String, usize> {
+    let mut count: BTreeMap<String, usize> = names.iter().map(|n| (n.to_string(), 0)).collect();
+    for held in ownership(lab, names).values().flatten() {
+        if held.until.is_none() {
+            *count.entry(held.worker.clone()).or_default() += 1;
+        }
+    }
+    count
+}
+
+/// Waits (up to two minutes: the machine may be busy) until `done` holds.
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < Duration::from_secs(120), "never: {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Each (application, version) committed to a table of the join: none may appear twice.
+fn commits_twice(table: &Path) -> Vec<String> {
+    let mut seen = HashSet::new();
+    let mut twice = Vec::new();
+    let Ok(entries) = std::fs::read_dir(table.join("_delta_log")) else {
+        return twice;
+    };
+    for entry in entries {
+        let path = entry.expect("entry").path();
+        if path.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        for line in std::fs::read_to_string(&path).expect("commit").lines() {
+            let action: serde_json::Value = serde_json::from_str(line).expect("json");
+            let Some(txn) = action.get("txn") else {
+                continue;
+            };
+            let key = format!("{}={}", txn["appId"], txn["version"]);
+            if txn["appId"]
+                .as_str()
+                .is_some_and(|a| a.starts_with("bookings_fact"))
+                && !seen.insert(key.clone())
+            {
+                twice.push(key);
+            }
+        }
+    }
+    twice
+}
+
+/// Drains the lake with one process, refreshes Gold, and compares it with one process over a
+/// copy of the same Bronze; checks no batch of the join was committed twice anywhere.
+fn assert_same_as_one_process(lab: &Lab, fact_rows: usize) {
+    for table in [
+        "silver/bookings_fact",
+        "silver/unpaid_bookings",
+        "silver/orphan_payments",
+        "silver/late_events",
+        "bronze/quarantine",
+        "_system/expectations",
+    ] {
+        let twice = commits_twice(&lab.lake.join(table));
+        assert!(twice.is_empty(), "{table}: committed twice: {twice:?}");
+    }
+    let reference = lab.dir.path().join("reference");
+    copy_dir(&lab.lake.join("bronze"), &reference.join("bronze"));
+    for lake in [&lab.lake, &reference] {
+        run_ok(on(lake).arg("--config").arg(&lab.config).args([
+            "job",
+            "run",
+            "bookings_fact",
+            "--drain",
+            "--yes",
+        ]));
+        run_ok(on(lake).args(["job", "run", "gold"]));
+    }
+    let expected = output_tables(&reference);
+    let rows = expected[0].1.lines().count();
+    assert!(rows > fact_rows, "the fact table has {rows} rows");
+    assert_same_tables(&expected, &lab.lake, "between the workers and one process");
+}
+
+#[test]
+fn workers_killed_and_restarted_during_a_load_leave_the_tables_of_one_process() {
+    let lab = Lab::new();
+    let producer = lab.producer("2500", "16s");
+    let names = ["w0", "w1", "w2", "w3"];
+    let mut workers: Vec<Child> = names.iter().map(|n| lab.worker(n)).collect();
+    // A fixed sequence of victims and pauses (a linear congruential generator).
+    let mut seed: u64 = 0x5eed;
+    let mut next = |n: u64| {
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+        (seed >> 33) % n
+    };
+    let mut kills = 0;
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(14) {
+        std::thread::sleep(Duration::from_millis(800 + next(900)));
+        let victim = next(4) as usize;
+        workers[victim].kill().expect("SIGKILL");
+        workers[victim].wait().expect("reaped");
+        kills += 1;
+        std::thread::sleep(Duration::from_millis(next(500)));
+        workers[victim] = lab.worker(names[victim]);
+    }
+    let mut producer = producer;
+    assert!(producer.wait().expect("up exits").success());
+    // The workers take in what landed last, then stop.
+    std::thread::sleep(Duration::from_secs(3));
+    for w in workers {
+        terminate(w);
+    }
+    assert!(kills >= 6, "{kills} kills");
+    let landed = assert_no_duplicate_and_no_gap(&local(&lab.lake));
+    assert!(landed > 10_000, "{landed} events landed");
+    assert_eq!(
+        sequences(&local(&lab.lake)).len(),
+        16,
+        "8 partitions per hub"
+    );
+    let took = names
+        .iter()
+        .map(|n| std::fs::read_to_string(lab.log(n)).unwrap_or_default())
+        .map(|t| t.matches("took shard").count())
+        .sum::<usize>();
+    assert!(took > 8, "shards changed hands after the kills: {took}");
+    let replays = names
+        .iter()
+        .map(|n| std::fs::read_to_string(lab.log(n)).unwrap_or_default())
+        .map(|t| t.matches("batches its last owner left").count())
+        .sum::<usize>();
+    eprintln!(
+        "{kills} kills, {took} shard takings, {replays} of them finishing a dead owner's batches"
+    );
+    assert_same_as_one_process(&lab, 5_000);
+}
+
+#[test]
+fn a_worker_joining_and_one_leaving_keep_one_owner_per_shard() {
+    let lab = Lab::new();
+    let mut producer = lab.producer("1500", "30s");
+    let names = ["w0", "w1", "w2"];
+    let (w0, w1) = (lab.worker("w0"), lab.worker("w1"));
+    wait_for("two workers share 8 shards, 4 each", || {
+        let h = holders(&lab, &names);
+        h["w0"] == 4 && h["w1"] == 4
+    });
+    let w2 = lab.worker("w2");
+    wait_for("three workers share 8 shards: 3, 3 and 2", || {
+        let mut h: Vec<usize> = holders(&lab, &names).into_values().collect();
+        h.sort_unstable();
+        h == [2, 3, 3]
+    });
+    terminate(w0);
+    wait_for("the two left share 8 shards, 4 each", || {
+        let h = holders(&lab, &names);
+        h["w0"] == 0 && h["w1"] == 4 && h["w2"] == 4
+    });
+    // The two go on joining a while before the load stops.
+    std::thread::sleep(Duration::from_secs(4));
+    let _ = Command::new("kill")
+        .args(["-INT", &producer.id().to_string()])
+        .status();
+    assert!(producer.wait().expect("up exits").success());
+    std::thread::sleep(Duration::from_secs(2));
+    terminate(w1);
+    terminate(w2);
+
+    // Each shard had one owner at a time: every ownership ended before the next one began.
+    let owned = ownership(&lab, &names);
+    assert_eq!(owned.len(), 8, "{owned:?}");
+    for (shard, history) in &owned {
+        let mut history = history.clone();
+        history.sort_by(|a, b| a.from.cmp(&b.from));
+        for pair in history.windows(2) {
+            let until = pair[0]
+                .until
+                .as_ref()
+                .expect("a clean stop releases every shard");
+            assert!(
+                *until < pair[1].from,
+                "shard {shard}: {} held it until {until}, {} took it at {}",
+                pair[0].worker,
+                pair[1].worker,
+                pair[1].from
+            );
+        }
+        assert!(
+            history.iter().all(|h| h.until.is_some()),
+            "released at the end"
+        );
+    }
+    assert_no_duplicate_and_no_gap(&local(&lab.lake));
+    assert_same_as_one_process(&lab, 1_000);
+}
