@@ -339,3 +339,41 @@ fn a_worker_joining_and_one_leaving_keep_one_owner_per_shard() {
     assert_no_duplicate_and_no_gap(&local(&lab.lake));
     assert_same_as_one_process(&lab, 1_000);
 }
+
+#[test]
+fn up_with_workers_lands_joins_and_hands_every_lease_back() {
+    let lab = Lab::new();
+    let out = run_ok(lab.cmd().args([
+        "up",
+        "--workers",
+        "2",
+        "--no-dashboard",
+        "--duration",
+        "6s",
+        "--rate",
+        "800",
+        "--speed",
+        "10",
+        "--job-interval",
+        "500ms",
+    ]));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("worker up-0: stopped") && said.contains("worker up-1: stopped"),
+        "{said}"
+    );
+    let logs = lab.lake.join("_system").join("workers");
+    let both: String = ["up-0", "up-1"]
+        .iter()
+        .map(|n| std::fs::read_to_string(logs.join(format!("{n}.log"))).expect("a log"))
+        .collect();
+    assert!(both.matches("took shard").count() >= 8, "{both}");
+    assert!(both.contains("runs the lake jobs"), "{both}");
+    let fact: u64 = sql_rows(&lab.lake, "select count(*) from silver.bookings_fact")[0]
+        .parse()
+        .expect("a count");
+    assert!(fact > 0, "the workers joined what landed");
+    assert_no_duplicate_and_no_gap(&local(&lab.lake));
+    // Every shard's lease was handed back: a run of the whole join is not refused.
+    run_ok(lab.cmd().args(["job", "run", "bookings_fact"]));
+}
