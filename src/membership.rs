@@ -41,6 +41,11 @@ impl Member {
         self.lease.lost()
     }
 
+    /// A receiver that turns to `Some(why)` when the membership is lost.
+    pub fn on_lost(&self) -> tokio::sync::watch::Receiver<Option<String>> {
+        self.lease.on_lost()
+    }
+
     /// Leaves: the others count one worker fewer at their next look.
     pub async fn leave(self) -> anyhow::Result<()> {
         Ok(self.lease.release().await?)

@@ -32,6 +32,17 @@ use crate::progress::thousands;
 const LAKE_JOBS: [&str; 4] = ["batch_load", "gold", "cdc", MAINTENANCE];
 
 pub async fn run(global: &GlobalArgs, args: WorkerArgs) -> anyhow::Result<()> {
+    // Listening from the start: a stop asked for while the worker opens the lake is a clean stop.
+    let (stopping, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stopping.send(true);
+        // A second signal while the last cycle waits on a lake that does not answer.
+        shutdown_signal().await;
+        eprintln!("stopped at once: the leases this worker held expire by themselves");
+        std::process::exit(130);
+    });
+    tokio::task::yield_now().await;
     let file = config::load(global)?;
     let lake = config::lake(global, &file)?;
     lake.prepare().await?;
@@ -68,23 +79,35 @@ pub async fn run(global: &GlobalArgs, args: WorkerArgs) -> anyhow::Result<()> {
             })
             .await;
         };
+        let mut stopped = stopped;
         tokio::select! {
             _ = until => {}
             _ = input_closed => {}
-            _ = shutdown_signal() => {}
+            _ = stopped.wait_for(|s| *s) => {}
         }
     };
     tokio::pin!(stop);
     loop {
-        worker.cycle().await;
+        worker.guarded_cycle().await;
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
             _ = &mut stop => break,
         }
     }
     // Once more, so that what landed before the stop is joined, then everything handed back.
-    worker.cycle().await;
+    worker.say("stopping: a last cycle, then every shard checkpointed and handed back (Ctrl-C again exits at once)");
+    worker.guarded_cycle().await;
     worker.stop().await
+}
+
+/// Resolves when any of the leases behind `signals` is lost.
+async fn first_loss(signals: Vec<tokio::sync::watch::Receiver<Option<String>>>) {
+    if signals.is_empty() {
+        return std::future::pending().await;
+    }
+    while !signals.iter().any(|s| s.borrow().is_some()) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// A shard this worker owns: its lease and its job, open between cycles.
@@ -167,6 +190,22 @@ impl Worker {
         if self.notice.as_ref() != Some(&what) {
             self.say(&what);
             self.notice = Some(what);
+        }
+    }
+
+    /// A cycle, abandoned the moment one of this worker's leases is lost (the lake stopped
+    /// answering, or another worker took a lease over after it expired): nothing more is written
+    /// under it, and the next cycle drops what was lost. A shard interrupted this way reloads
+    /// its checkpoint at its next run.
+    async fn guarded_cycle(&mut self) {
+        let mut signals: Vec<_> = self.owned.values().map(|o| o.lease.on_lost()).collect();
+        signals.extend(self.member.as_ref().map(Member::on_lost));
+        let abandoned = tokio::select! {
+            _ = self.cycle() => false,
+            _ = first_loss(signals) => true,
+        };
+        if abandoned {
+            self.say("a lease was lost during the cycle: stopped its work at once");
         }
     }
 

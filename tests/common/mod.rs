@@ -213,6 +213,12 @@ pub fn local(path: &Path) -> Lake {
 /// Every output table of the join and Gold as CSV, rows sorted, without processing times: what
 /// "the same tables" means when two runs over the same Bronze are compared.
 pub fn output_tables(lake: &Path) -> Vec<(String, String)> {
+    output_tables_by(|| on(lake))
+}
+
+/// As [`output_tables`], with `boxoffice sql` run by `command` (the binary on some lake, e.g. on
+/// Azurite).
+pub fn output_tables_by(command: impl Fn() -> Command) -> Vec<(String, String)> {
     let tables = [
         (
             "silver.bookings_fact",
@@ -238,7 +244,7 @@ pub fn output_tables(lake: &Path) -> Vec<(String, String)> {
                 "processed_at"
             };
             let q = format!("select * exclude ({except}) from {table} order by {order}");
-            let out = run_ok(on(lake).args(["sql", "--format", "csv", &q]));
+            let out = run_ok(command().args(["sql", "--format", "csv", &q]));
             (
                 table.to_string(),
                 String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -250,7 +256,12 @@ pub fn output_tables(lake: &Path) -> Vec<(String, String)> {
 /// Panics unless two lakes' output tables ([`output_tables`]) are equal, naming the first that
 /// differs.
 pub fn assert_same_tables(expected: &[(String, String)], lake: &Path, what: &str) {
-    for (a, b) in expected.iter().zip(output_tables(lake)) {
+    assert_same_as(expected, &output_tables(lake), what);
+}
+
+/// Panics unless two sets of output tables are equal, naming the first that differs.
+pub fn assert_same_as(expected: &[(String, String)], actual: &[(String, String)], what: &str) {
+    for (a, b) in expected.iter().zip(actual) {
         assert_eq!(a.1, b.1, "{} differs {what}", a.0);
     }
 }
