@@ -143,3 +143,41 @@ pub async fn published(lake: &Lake) -> Result<Option<Published>, JobError> {
     }
     Ok(Published::combine(&parts))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn the_shards_positions_combine_to_the_lowest_watermark_and_the_sums() {
+        let at = |s: i64| Utc.timestamp_opt(1_700_000_000 + s, 0).single();
+        let part = |batch, watermark, newest, waiting, updated| Published {
+            batch,
+            watermark: at(watermark),
+            newest_event: at(newest),
+            waiting_bookings: waiting,
+            waiting_payments: waiting * 2,
+            mode: TimeMode::EventTime,
+            updated_at: at(updated).expect("time"),
+        };
+        assert_eq!(Published::combine(&[]), None);
+        let mut quiet = part(0, 0, 0, 0, 50);
+        quiet.watermark = None; // a shard that has joined nothing yet
+        let combined =
+            Published::combine(&[part(7, 100, 130, 3, 60), part(9, 90, 120, 4, 55), quiet])
+                .expect("combined");
+        assert_eq!(combined.batch, 9);
+        assert_eq!(combined.watermark, at(90), "late in every shard below it");
+        assert_eq!(combined.newest_event, at(130));
+        assert_eq!(
+            (combined.waiting_bookings, combined.waiting_payments),
+            (7, 14)
+        );
+        assert_eq!(
+            Some(combined.updated_at),
+            at(50),
+            "as fresh as the stalest shard"
+        );
+    }
+}
