@@ -229,4 +229,13 @@ fn a_lake_refuses_another_split_until_a_full_refresh_moves_it() {
         "{said}"
     );
     assert_same_tables(&output_tables(&fresh), &lake, "after another run");
+
+    // Without its record, a lake with shards' state is not mistaken for a new one.
+    let record = job_folder(&lake).join("sharding.json");
+    let kept = std::fs::read(&record).expect("record");
+    std::fs::remove_file(&record).expect("remove");
+    let err = run_err(with(&lake, &two).args(["job", "run", "bookings_fact"]));
+    assert!(err.contains("sharding.json is missing"), "{err}");
+    std::fs::write(&record, kept).expect("restore");
+    run_ok(with(&lake, &two).args(["job", "run", "bookings_fact"]));
 }

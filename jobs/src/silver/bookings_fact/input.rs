@@ -467,7 +467,7 @@ fn rows_in(
                     Ok(event) if !shard.holds_order(event.order_id()) => Err(Box::new(Refused {
                         uid: uid.to_string(),
                         body: Arc::from(body),
-                        reason: misplaced(event.order_id(), id.partition, shard),
+                        reason: shard.misplaced(event.order_id(), id.partition),
                     })),
                     Ok(event) => Ok(JoinEvent::new(
                         uid,
@@ -491,20 +491,6 @@ fn rows_in(
         }
     }
     Ok(rows)
-}
-
-/// Why a sharded join cannot take an event of an order that belongs to another shard.
-fn misplaced(order_id: &str, partition: i32, shard: ShardId) -> String {
-    let owner = boxoffice_ingest::partitioning::partition_index(order_id, shard.of);
-    format!(
-        "order {order_id} landed in partition {partition}, which shard {} of {} joins, but the \
-         co-partitioning rule (CRC-32 of order_id mod partitions) puts it in shard {owner}'s \
-         partitions: its producer does not co-partition, so its booking and payment may be in \
-         different shards. Send every order to partition CRC-32(order_id) mod partitions of both \
-         hubs (docs/functions.md, Partitioning), or run the join as one shard ([jobs] shards = 1, \
-         then --full-refresh)",
-        shard.index, shard.of
-    )
 }
 
 /// The batch after the current one: planned from the current batch's scan, and being read and

@@ -54,7 +54,8 @@ use crate::silver::tables::{
     BOOKINGS_FACT, EXPECTATIONS, LATE_EVENTS, ORPHAN_PAYMENTS, UNPAID_BOOKINGS,
 };
 
-const MARKER: &str = "refresh.json";
+/// The marker of an unfinished refresh, in the job's folder.
+pub(super) const MARKER: &str = "refresh.json";
 
 /// The tables a refresh replaces, in swap order (the fact table last: Gold reads it with the
 /// others, and a reader of the fact table alone sees it change once).

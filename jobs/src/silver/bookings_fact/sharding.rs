@@ -119,6 +119,21 @@ impl ShardId {
         self.of <= 1 || partition_index(order_id, self.of) == self.index
     }
 
+    /// Why this shard cannot take an event of `order_id` that landed in `partition` when the
+    /// order is not its own: what quarantine says, and what to do.
+    pub fn misplaced(&self, order_id: &str, partition: i32) -> String {
+        let owner = partition_index(order_id, self.of);
+        format!(
+            "order {order_id} landed in partition {partition}, which shard {} of {} joins, but the \
+             co-partitioning rule (CRC-32 of order_id mod partitions) puts it in shard {owner}'s \
+             partitions: its producer does not co-partition, so its booking and payment may be in \
+             different shards. Send every order to partition CRC-32(order_id) mod partitions of \
+             both hubs (docs/functions.md, Partitioning), or run the join as one shard ([jobs] \
+             shards = 1, then --full-refresh)",
+            self.index, self.of
+        )
+    }
+
     /// Its folder under `_system`: plans, checkpoints and published progress.
     pub fn folder(&self) -> String {
         if self.of <= 1 {
@@ -176,6 +191,17 @@ pub async fn recorded(lake: &Lake) -> Result<Option<Sharding>, JobError> {
             .map_err(|e| checkpoint_error(format!("{RECORD} is unreadable: {e}")));
     }
     let names = files.list("").await?;
+    // Shards' state without the record: starting over as a new lake would join everything again
+    // under other transactions. (A refresh that moved the lake to shards and stopped before
+    // recording the split records it when it finishes.)
+    let refreshing = names.iter().any(|n| n == super::refresh::MARKER);
+    if names.iter().any(|n| n.starts_with("shards/")) && !refreshing {
+        return Err(JobError::Sharding(format!(
+            "_system/jobs/{JOB}/{RECORD} is missing, but shards' state is there \
+             (_system/jobs/{JOB}/shards/): write it back with the split that state was made \
+             with, e.g. {{\"shards\": 4, \"partitions_per_hub\": 8}}"
+        )));
+    }
     let ran = names
         .iter()
         .any(|n| n.starts_with("state/") || n.starts_with("plans/") || n == super::published::FILE);
