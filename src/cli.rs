@@ -141,6 +141,13 @@ pub enum Command {
     /// Measure throughput and memory on this machine (build with --release first).
     #[command(subcommand, after_long_help = help::BENCH)]
     Bench(BenchCommand),
+
+    /// Share a lake's jobs with any number of other workers, on this machine or others: each
+    /// owns a fair share of the join's shards ([jobs] shards; one lease per shard in the lake),
+    /// takes over those of a worker that died, and gives some up when workers join. The worker
+    /// holding their leases also runs batch_load, Gold, cdc and maintenance. Runs until Ctrl-C,
+    /// SIGTERM or --duration (see docs/scale.md).
+    Worker(WorkerArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -467,6 +474,11 @@ pub struct JobRunArgs {
     #[arg(help_heading = "The join (bookings_fact)", long, short = 'y')]
     pub yes: bool,
 
+    /// bookings_fact on a lake whose join is split into shards ([jobs] shards): run only these
+    /// shards (numbers from 0, e.g. --shard 0,2), not all of them
+    #[arg(long, value_name = "K", value_delimiter = ',')]
+    pub shard: Vec<u32>,
+
     /// When another process runs this job on the lake (`up`, a bundle run), wait for it to
     /// finish instead of refusing
     #[arg(help_heading = "Beside other runs", long)]
@@ -615,6 +627,16 @@ pub struct UpArgs {
     #[arg(help_heading = "Jobs", long)]
     pub no_jobs: bool,
 
+    /// Run the jobs in this many `boxoffice worker` processes instead of in up itself, sharing
+    /// the join's shards ([jobs] shards) as workers on separate machines would; 0: up runs them
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 0,
+        conflicts_with = "no_jobs"
+    )]
+    pub workers: usize,
+
     /// Changes per second the simulated booking service makes to ops.raw_movie_bookings, which
     /// the cdc job (run with the others) takes to Bronze, Silver and Gold; 0: no simulator
     #[arg(help_heading = "Jobs", long, value_name = "N", default_value_t = 20)]
@@ -640,6 +662,34 @@ pub struct UpArgs {
     /// Do not serve the dashboard
     #[arg(help_heading = "Dashboard", long)]
     pub no_dashboard: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// How often it runs its shards and looks at its share [default: [jobs] interval, else 2s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub interval: Option<Duration>,
+
+    /// Stop after this long, e.g. 30s, 5m [default: run until Ctrl-C or SIGTERM]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+
+    /// Its name among the lake's workers, unique among those running [default: <host>-<pid>]
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+
+    /// Run only shards of the join, never batch_load, Gold, cdc or maintenance
+    #[arg(long)]
+    pub shards_only: bool,
+
+    /// How often the worker that runs the lake jobs compacts and checkpoints every table; 0s:
+    /// never (leave it to the bundle's maintenance job)
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10m")]
+    pub maintenance_every: Duration,
+
+    /// Finish when standard input closes (how `up --workers` stops its workers)
+    #[arg(long, hide = true)]
+    pub stop_when_stdin_closes: bool,
 }
 
 #[derive(Debug, Args)]

@@ -63,7 +63,12 @@ pub struct JobsFile {
     pub interval: Option<String>,
     pub max_events: Option<usize>,
     pub checkpoint_every: Option<u64>,
+    /// Partitions per hub: of the local queue `up` and `ingest` land through, and those the
+    /// join expects in Bronze.
     pub partitions_per_hub: Option<u32>,
+    /// Shards the join is split into (a divisor of partitions_per_hub); unset: as recorded on
+    /// the lake, 1 on a new one.
+    pub shards: Option<u32>,
     /// How long a job's or the landing's lease lasts without renewal: how soon another process
     /// may take over from one that was killed.
     pub lease_ttl: Option<String>,
@@ -153,6 +158,9 @@ pub fn landing(
         None => default_queue_dir(lake),
     };
     let mut queue = QueueConfig::new(dir);
+    if let Some(n) = file.jobs.partitions_per_hub {
+        queue.partitions = n.max(1);
+    }
     queue.fsync = args.fsync || f.fsync.unwrap_or(false);
     let mut config = LandingConfig::new(queue);
     if let Some(n) = args.flush_events.or(f.flush_events) {
@@ -339,7 +347,18 @@ pub fn bookings_fact(file: &FileConfig, mode: Option<TimeMode>) -> anyhow::Resul
         settings.checkpoint_every = n.max(1);
     }
     if let Some(n) = f.partitions_per_hub {
+        if n == 0 {
+            bail!("[jobs] partitions_per_hub must be at least 1");
+        }
         settings.partitions_per_hub = n;
+    }
+    if let Some(n) = f.shards {
+        let split = bookings_fact::Sharding {
+            shards: n,
+            partitions_per_hub: settings.partitions_per_hub,
+        };
+        split.validate()?;
+        settings.shards = Some(n);
     }
     Ok(settings)
 }

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use anyhow::bail;
+use boxoffice_jobs::silver::bookings_fact::{ShardId, Sharding, sharding};
 use boxoffice_lake::{Claim, HeldLease, Holder, Lake, Lease, LeaseError};
 
 use crate::config::FileConfig;
@@ -14,6 +15,32 @@ pub const LANDING: &str = "landing";
 
 /// The lease of the table-maintenance tasks (compact, vacuum, checkpoint).
 pub const MAINTENANCE: &str = "maintenance";
+
+/// The leases a run of the bookings_fact join takes: each of its shards' (`shards`, or every
+/// shard of the lake's split and of the split the settings ask for, whichever has more), and for
+/// a run of every shard the job's own lease too, which full refreshes and backfills need.
+pub async fn join_leases(
+    lake: &Lake,
+    file: &FileConfig,
+    shards: Option<&[u32]>,
+) -> anyhow::Result<Vec<String>> {
+    let settings = crate::config::bookings_fact(file, None)?;
+    let recorded = sharding::recorded(lake).await?;
+    let wanted = Sharding::wanted(&settings, recorded);
+    let split = Sharding {
+        shards: wanted.shards.max(recorded.map_or(1, |r| r.shards)),
+        ..wanted
+    };
+    Ok(match shards {
+        Some(some) => some.iter().map(|k| split.shard(*k).lease()).collect(),
+        None => std::iter::once(JOIN.to_string())
+            .chain(split.all().iter().map(ShardId::lease))
+            .collect(),
+    })
+}
+
+/// The job lease of the bookings_fact join as a whole (with every shard's lease).
+pub const JOIN: &str = "bookings_fact";
 
 /// How a command takes its leases.
 #[derive(Debug, Clone, Copy)]
@@ -55,14 +82,14 @@ impl Leases {
     /// are released and the error names the holder and what to do.
     pub async fn take(
         lake: &Lake,
-        names: &[&str],
+        names: &[impl AsRef<str>],
         command: &str,
         how: Taking,
     ) -> anyhow::Result<Leases> {
         let holder = Holder::this_process(command);
         let mut held = Vec::new();
         for name in names {
-            match take_one(lake, name, &holder, how).await {
+            match take_one(lake, name.as_ref(), &holder, how).await {
                 Ok(lease) => held.push(HeldLease::keep(lease)),
                 Err(e) => {
                     for lease in held {

@@ -7,6 +7,7 @@ mod config;
 mod docs_tests;
 mod help;
 mod leases;
+mod membership;
 mod memory;
 mod pacing;
 mod progress;
@@ -80,6 +81,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Dashboard(args) => commands::dashboard::run(global, args).await,
         Command::Bench(command) => commands::bench::run(global, command).await,
         Command::Bundle(command) => commands::bundle::run(global, command).await,
+        Command::Worker(args) => commands::worker::run(global, args).await,
     }
 }
 

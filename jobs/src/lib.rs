@@ -110,13 +110,20 @@ pub enum JobError {
         detail: String,
     },
     /// Another run planned the same batch first.
-    #[error("another run of {job} is planning batch {batch} at the same time; run one at a time")]
+    #[error(
+        "another run of {job} {shard}is planning batch {batch} at the same time; run one at a time"
+    )]
     Concurrent {
         /// The job.
         job: &'static str,
+        /// "shard 3 " when the job is split into shards, else empty.
+        shard: String,
         /// The batch.
         batch: u64,
     },
+    /// The lake's split of the join into shards does not match the settings, or cannot work.
+    #[error("bookings_fact shards: {0}")]
+    Sharding(String),
     /// The settings changed under batches already planned.
     #[error(
         "{job} batch {batch} was planned with other settings ({detail}); rerun with those settings to finish it, or start over on a new lake"

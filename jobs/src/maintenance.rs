@@ -15,7 +15,8 @@
 
 use std::time::Duration;
 
-use boxoffice_lake::compact::compact as compact_table;
+use boxoffice_ingest::bronze::{BOOKINGS_RAW, PAYMENTS_RAW};
+use boxoffice_lake::compact::compact_keeping_apart as compact_table;
 use boxoffice_lake::{Lake, Partition, Rule, TableDef};
 use chrono::{NaiveDate, Utc};
 
@@ -79,11 +80,18 @@ pub async fn compact(
             Some(day) if day < before.as_str() => Rule::Closed,
             _ => Rule::Open { written_by: cutoff },
         };
+        // The join's shards prune Bronze's files by the Event Hubs partition they hold: each
+        // partition's rows stay in files of their own.
+        let apart = [&BOOKINGS_RAW, &PAYMENTS_RAW]
+            .iter()
+            .any(|raw| raw.name == def.name && raw.layer == def.layer)
+            .then_some("partition_id");
         let report = compact_table(
             &mut table,
             &def.writer_properties(),
             settings.target_bytes,
             rule,
+            apart,
         )
         .await
         .map_err(|e| maintenance_error(def, "compacting", e))?;

@@ -18,6 +18,9 @@
 //!   referenced). Right before each attempt the live files are checked the same way.
 //! - A group's rows are counted on the way in and compared with the statistics of the files
 //!   written before anything is committed.
+//! - A table may name a column whose values are kept apart ([`compact_keeping_apart`]): files
+//!   whose statistics show a single value of it are only grouped with files of that value, so
+//!   readers that prune files by it (the join's shards read Bronze by `partition_id`) still can.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -145,7 +148,20 @@ pub async fn compact(
     target_bytes: u64,
     rule: impl Fn(&Partition) -> Rule,
 ) -> Result<Compaction, DeltaTableError> {
-    prepare(table, writer_properties, target_bytes, rule)
+    compact_keeping_apart(table, writer_properties, target_bytes, rule, None).await
+}
+
+/// As [`compact`], with the values of column `apart` kept apart: a file whose statistics show a
+/// single value of it is rewritten only with files of the same value (files holding several
+/// values, or without statistics, only with each other).
+pub async fn compact_keeping_apart(
+    table: &mut DeltaTable,
+    writer_properties: &WriterProperties,
+    target_bytes: u64,
+    rule: impl Fn(&Partition) -> Rule,
+    apart: Option<&str>,
+) -> Result<Compaction, DeltaTableError> {
+    prepare_keeping_apart(table, writer_properties, target_bytes, rule, apart)
         .await?
         .commit(table)
         .await
@@ -194,22 +210,40 @@ pub async fn prepare(
     target_bytes: u64,
     rule: impl Fn(&Partition) -> Rule,
 ) -> Result<Prepared, DeltaTableError> {
+    prepare_keeping_apart(table, writer_properties, target_bytes, rule, None).await
+}
+
+/// As [`prepare`], with the values of column `apart` kept apart (see [`compact_keeping_apart`]).
+pub async fn prepare_keeping_apart(
+    table: &mut DeltaTable,
+    writer_properties: &WriterProperties,
+    target_bytes: u64,
+    rule: impl Fn(&Partition) -> Rule,
+    apart: Option<&str>,
+) -> Result<Prepared, DeltaTableError> {
     table.update_state().await?;
     let mut prepared = Prepared {
         partitions: Vec::new(),
         target_bytes,
     };
-    for (partition, inputs) in candidates(table, target_bytes, &rule)? {
-        let sizes: Vec<u64> = inputs.iter().map(|i| i.file.size).collect();
+    for (partition, sets) in candidates(table, target_bytes, &rule, apart)? {
         let open = matches!(rule(&partition), Rule::Open { .. });
-        let groups = plan_groups(&sizes, target_bytes, open);
+        let groups: Vec<Vec<&Input>> = sets
+            .values()
+            .flat_map(|inputs| {
+                let sizes: Vec<u64> = inputs.iter().map(|i| i.file.size).collect();
+                plan_groups(&sizes, target_bytes, open)
+                    .into_iter()
+                    .map(|group| group.into_iter().map(|i| &inputs[i]).collect::<Vec<_>>())
+            })
+            .collect();
         if groups.is_empty() {
             continue;
         }
         let values = partition_scalars(table, &partition)?;
         let mut rewritten = Vec::with_capacity(groups.len());
         for group in groups {
-            let group: Vec<Input> = group.into_iter().map(|i| inputs[i].clone()).collect();
+            let group: Vec<Input> = group.into_iter().cloned().collect();
             match rewrite(table, &group, &values, writer_properties, target_bytes).await {
                 Ok(outputs) => rewritten.push(Rewritten {
                     inputs: group,
@@ -227,16 +261,28 @@ pub async fn prepare(
     Ok(prepared)
 }
 
-/// The files compaction may rewrite, by partition, each partition's in the order their data was
-/// written.
+/// Files that may be rewritten together, by the single value of the kept-apart column their
+/// statistics show (`None`: several values, no statistics, or no such column).
+type Sets = BTreeMap<Option<String>, Vec<Input>>;
+
+/// The single value of `column` a file's statistics show, as JSON text.
+fn single_value(stats: Option<&str>, column: &str) -> Option<String> {
+    let stats: serde_json::Value = serde_json::from_str(stats?).ok()?;
+    let (min, max) = (&stats["minValues"][column], &stats["maxValues"][column]);
+    (!min.is_null() && min == max).then(|| min.to_string())
+}
+
+/// The files compaction may rewrite, by partition and, within one, by the value of `apart` they
+/// hold, each set in the order its data was written.
 fn candidates(
     table: &DeltaTable,
     target_bytes: u64,
     rule: &impl Fn(&Partition) -> Rule,
-) -> Result<BTreeMap<Partition, Vec<Input>>, DeltaTableError> {
+    apart: Option<&str>,
+) -> Result<BTreeMap<Partition, Sets>, DeltaTableError> {
     let snapshot = table.snapshot()?;
     let columns = snapshot.metadata().partition_columns().to_vec();
-    let mut by_partition: BTreeMap<Partition, Vec<Input>> = BTreeMap::new();
+    let mut by_partition: BTreeMap<Partition, Sets> = BTreeMap::new();
     for f in snapshot.log_data().iter() {
         // A file with a deletion vector is more than its Parquet rows; boxoffice never writes
         // one, and rewriting it would need the vector applied.
@@ -262,14 +308,20 @@ fn candidates(
         if file.size >= target_bytes || !taken {
             continue;
         }
-        by_partition.entry(partition).or_default().push(Input {
-            store_path: f.object_store_path(),
-            rows: f.num_records().map(|n| n as u64),
-            remove: f.remove_action(false),
-            file,
-        });
+        let set = apart.and_then(|column| single_value(f.stats().as_deref(), column));
+        by_partition
+            .entry(partition)
+            .or_default()
+            .entry(set)
+            .or_default()
+            .push(Input {
+                store_path: f.object_store_path(),
+                rows: f.num_records().map(|n| n as u64),
+                remove: f.remove_action(false),
+                file,
+            });
     }
-    for inputs in by_partition.values_mut() {
+    for inputs in by_partition.values_mut().flat_map(|sets| sets.values_mut()) {
         inputs
             .sort_by(|a, b| (a.file.modified, &a.file.path).cmp(&(b.file.modified, &b.file.path)));
     }

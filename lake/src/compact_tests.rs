@@ -410,3 +410,91 @@ fn walk(dir: &std::path::Path) -> usize {
         })
         .sum()
 }
+
+/// `rows` rows of one day whose `n` is `value` throughout, as one append (one file).
+async fn append_value(table: &mut DeltaTable, value: i64, rows: usize, version: i64) {
+    let schema = Arc::new(Schema::new(vec![
+        column("n", ArrowType::Int64, false),
+        column("label", ArrowType::Utf8, true),
+    ]));
+    let values = Int64Array::from(vec![value; rows]);
+    let labels = StringArray::from(vec![format!("row {value}"); rows]);
+    let batch =
+        RecordBatch::try_new(schema, vec![Arc::new(values), Arc::new(labels)]).expect("batch");
+    let rows = vec![PartitionRows {
+        batch,
+        values: vec![("day".into(), PartitionValue::Date(DAY1))],
+    }];
+    let props = NUMBERS.writer_properties();
+    append_once(table, rows, "values", version, HashMap::new(), props)
+        .await
+        .expect("append");
+}
+
+/// Each live file's (min, max) of `n`, sorted.
+fn n_ranges(table: &DeltaTable) -> Vec<(i64, i64)> {
+    let snapshot = table.snapshot().expect("snapshot");
+    let mut ranges: Vec<(i64, i64)> = snapshot
+        .log_data()
+        .iter()
+        .map(|f| {
+            let stats: serde_json::Value =
+                serde_json::from_str(&f.stats().expect("stats")).expect("json");
+            (
+                stats["minValues"]["n"].as_i64().expect("min"),
+                stats["maxValues"]["n"].as_i64().expect("max"),
+            )
+        })
+        .collect();
+    ranges.sort_unstable();
+    ranges
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_column_kept_apart_keeps_each_value_in_files_of_its_own() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lake = Lake::local(dir.path()).expect("lake");
+    let mut table = lake.ensure_table(&NUMBERS).await.expect("table");
+    // Three "partitions" appended in turn, as the archivers of three Event Hubs partitions do.
+    for k in 0..9 {
+        append_value(&mut table, k % 3, 50, k + 1).await;
+    }
+    let before = numbers(&table).await;
+    let report = compact_keeping_apart(
+        &mut table,
+        &NUMBERS.writer_properties(),
+        1 << 20,
+        |_| Rule::Closed,
+        Some("n"),
+    )
+    .await
+    .expect("compact");
+    assert_eq!((report.files_removed, report.files_added), (9, 3));
+    assert_eq!(report.commits, 1, "one commit for the day's partition");
+    assert_eq!(n_ranges(&table), [(0, 0), (1, 1), (2, 2)]);
+    assert_eq!(numbers(&table).await, before);
+
+    // A file holding several values is only ever compacted with other such files.
+    append(&mut table, DAY1, 0, 3, "mixed").await;
+    append(&mut table, DAY1, 1, 3, "mixed2").await;
+    append_value(&mut table, 1, 50, 100).await;
+    let report = compact_keeping_apart(
+        &mut table,
+        &NUMBERS.writer_properties(),
+        1 << 20,
+        |_| Rule::Closed,
+        Some("n"),
+    )
+    .await
+    .expect("compact");
+    assert_eq!((report.files_removed, report.files_added), (4, 2));
+    assert_eq!(n_ranges(&table), [(0, 0), (0, 3), (1, 1), (2, 2)]);
+
+    // Without the column kept apart, everything goes into one file.
+    compact(&mut table, &NUMBERS.writer_properties(), 1 << 20, |_| {
+        Rule::Closed
+    })
+    .await
+    .expect("compact");
+    assert_eq!(n_ranges(&table), [(0, 3)]);
+}

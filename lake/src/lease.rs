@@ -364,6 +364,12 @@ impl HeldLease {
         self.lost.borrow().clone()
     }
 
+    /// A receiver that turns to `Some(why)` when the lease is lost: for a holder that stops
+    /// what it is doing at once rather than at its next look.
+    pub fn on_lost(&self) -> watch::Receiver<Option<String>> {
+        self.lost.clone()
+    }
+
     /// Stops renewing and releases the lease (unless it was lost).
     pub async fn release(mut self) -> Result<(), LeaseError> {
         let _ = self.stop.send(true);
@@ -398,7 +404,26 @@ async fn renew_until_stopped(
         if *stop.borrow() {
             return Some(lease);
         }
-        match lease.renew().await {
+        // A renewal that has not landed by the claim's expiry is too late either way: a lake
+        // that does not answer (requests retried for minutes) must not keep the holder thinking
+        // it still holds the lease. Should the write land after all, the claim only keeps
+        // others waiting until it expires.
+        let left = (lease.claim.expires_at - Utc::now())
+            .to_std()
+            .unwrap_or(Duration::ZERO);
+        let renewed = match tokio::time::timeout(left, lease.renew()).await {
+            Ok(renewed) => renewed,
+            Err(_) => {
+                let why = format!(
+                    "could not renew the {} lease before it expired: the lake did not answer",
+                    lease.name
+                );
+                tracing::error!("{why}");
+                let _ = lost.send(Some(why));
+                return None;
+            }
+        };
+        match renewed {
             Ok(()) => {}
             Err(e @ LeaseError::Lost { .. }) => {
                 tracing::error!("{e}");

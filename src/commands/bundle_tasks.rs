@@ -190,13 +190,14 @@ impl Executor for LakeTasks {
 /// checkpoint. A task whose job runs elsewhere (in `up`, another bundle run) fails at once,
 /// naming the holder; its retries try again later.
 async fn take_lease(lake: &Lake, file: &FileConfig, task: &Task) -> anyhow::Result<Leases> {
-    let name = match task.job.as_str() {
-        "compact" | "vacuum" | "checkpoint" => MAINTENANCE,
-        job => job,
+    let names = match task.job.as_str() {
+        "compact" | "vacuum" | "checkpoint" => vec![MAINTENANCE.to_string()],
+        "bookings_fact" => crate::leases::join_leases(lake, file, None).await?,
+        job => vec![job.to_string()],
     };
     Leases::take(
         lake,
-        &[name],
+        &names,
         &format!("bundle task {}", task.key),
         Taking::refusing(file)?,
     )

@@ -20,14 +20,20 @@ pub async fn run(global: &GlobalArgs, command: JobCommand) -> anyhow::Result<()>
     let file = config::load(global)?;
     let lake = config::lake(global, &file)?;
     lake.prepare().await?;
-    let mut leases = vec![args.name.lease()];
+    let mut leases = match args.name {
+        JobName::BookingsFact => {
+            let some = (!args.shard.is_empty()).then_some(args.shard.as_slice());
+            crate::leases::join_leases(&lake, &file, some).await?
+        }
+        other => vec![other.lease().to_string()],
+    };
     if args.name == JobName::BookingsFact && (args.full_refresh || args.backfill.is_some()) {
-        leases.push(JobName::Gold.lease()); // Gold is rebuilt or refreshed after them
+        leases.push(JobName::Gold.lease().to_string()); // Gold is rebuilt or refreshed after them
     }
     if args.name == JobName::BookingsFact && (args.backfill.is_some() || args.drain) {
         // Nothing lands meanwhile, so every landed event can be taken before the backfill or
         // the drain (and a drain is refused while a producer still lands).
-        leases.push(crate::leases::LANDING);
+        leases.push(crate::leases::LANDING.to_string());
     }
     let leases = Leases::take(
         &lake,
@@ -65,8 +71,15 @@ fn check_options(args: &JobRunArgs) -> anyhow::Result<()> {
             if args.yes && !args.drain {
                 bail!("--yes answers the question --drain asks; use it with --drain");
             }
+            if !args.shard.is_empty() && (args.full_refresh || args.backfill.is_some()) {
+                bail!(
+                    "--full-refresh and --backfill work on every shard at once; run them without \
+                     --shard"
+                );
+            }
             Ok(())
         }
+        _ if !args.shard.is_empty() => bail!("--shard is an option of bookings_fact"),
         JobName::Gold if joins => {
             bail!("--drain, --mode, --backfill and --yes are options of bookings_fact, not gold")
         }

@@ -27,7 +27,10 @@ pub async fn run(lake: &Lake, file: &FileConfig, args: &JobRunArgs) -> anyhow::R
     let range = args.backfill.as_deref().map(parse_range).transpose()?;
     let settings = config::bookings_fact(file, mode)?;
     let expectations = config::expectations(file, &settings)?;
-    finish_interrupted(lake, &settings, &expectations).await?;
+    if args.shard.is_empty() {
+        // Only a run of every shard holds the job's lease, which finishing these needs.
+        finish_interrupted(lake, &settings, &expectations).await?;
+    }
     if args.full_refresh {
         let report = refresh::full_refresh(lake, settings, expectations, args.drain, &mut |r| {
             eprintln!("{}", batch_line(r))
@@ -37,9 +40,12 @@ pub async fn run(lake: &Lake, file: &FileConfig, args: &JobRunArgs) -> anyhow::R
         return refresh_gold(lake, true).await;
     }
     let started = Instant::now();
-    let (mut job, replayed) = BookingsFact::open(lake, settings.clone(), expectations.clone())
-        .await
-        .context("opening bookings_fact")?;
+    let opened = if args.shard.is_empty() {
+        BookingsFact::open(lake, settings.clone(), expectations.clone()).await
+    } else {
+        BookingsFact::open_shards(lake, settings.clone(), expectations.clone(), &args.shard).await
+    };
+    let (mut job, replayed) = opened.context("opening bookings_fact")?;
     for r in &replayed {
         eprintln!("{}", batch_line(r));
     }
@@ -173,7 +179,8 @@ pub fn parse_range(text: &str) -> anyhow::Result<TimeRange> {
 /// One line per batch, as it completes.
 pub fn batch_line(r: &BatchReport) -> String {
     format!(
-        "batch {}{}: {} events -> {} fact rows ({} matches), {} unpaid, {} orphans, {} late, {} duplicates, {} quarantined",
+        "{}batch {}{}: {} events -> {} fact rows ({} matches), {} unpaid, {} orphans, {} late, {} duplicates, {} quarantined",
+        r.shard.map(|s| s.prefix()).unwrap_or_default(),
         r.batch,
         if r.replayed {
             " (finished after a stop)"
@@ -259,10 +266,15 @@ fn print_waiting(job: &BookingsFact, untaken: &Untaken) {
             .collect();
         println!(
             "bookings_fact: {} events landed in Bronze wait to be taken: the join takes an event \
-             only once every partition has landed something later (so nothing can still land in \
+             only once every partition{} has landed something later (so nothing can still land in \
              front of it){}. More events release them; --drain takes them now and treats the \
              input as complete",
             thousands(untaken.events),
+            if job.sharding().shards > 1 {
+                " of its shard"
+            } else {
+                ""
+            },
             if quiet.is_empty() {
                 String::new()
             } else {
@@ -270,10 +282,19 @@ fn print_waiting(job: &BookingsFact, untaken: &Untaken) {
             }
         );
     } else {
-        println!(
-            "bookings_fact: everything landed in Bronze is taken (batch {})",
-            job.batch()
-        );
+        let split = job.sharding();
+        if split.shards == 1 {
+            println!(
+                "bookings_fact: everything landed in Bronze is taken (batch {})",
+                job.batch()
+            );
+        } else {
+            println!(
+                "bookings_fact: everything landed in Bronze is taken ({}; batches up to {})",
+                split.describe(),
+                job.batch()
+            );
+        }
     }
     let (bookings, payments) = job.pending();
     match job.watermark() {

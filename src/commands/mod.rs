@@ -23,6 +23,8 @@ pub mod sql;
 pub mod table_writers;
 pub mod tables;
 pub mod up;
+pub mod up_workers;
+pub mod worker;
 
 use std::sync::Arc;
 

@@ -7,6 +7,7 @@ use anyhow::Context;
 use boxoffice_events::{Generator, GeneratorConfig};
 use boxoffice_ingest::landing::{Landing, LandingConfig};
 use boxoffice_ingest::queue::QueueError;
+use boxoffice_jobs::silver::bookings_fact::BookingsFact;
 use boxoffice_jobs::silver::shows_sold::last_show_sold;
 use boxoffice_lake::Lake;
 use tokio::sync::watch;
@@ -14,6 +15,7 @@ use tokio::sync::watch;
 use super::cycle_runs::CycleRuns;
 use super::dashboard::Running;
 use super::job::{Cycle, percentiles};
+use super::up_workers::Workers as UpWorkers;
 use super::{BronzeRows, finish_landing, print_bronze_summary, produce, shutdown_signal};
 use crate::cli::{GlobalArgs, UpArgs};
 use crate::config::{self, FileConfig, Pacing, StartDefault};
@@ -55,9 +57,15 @@ pub async fn run(global: &GlobalArgs, args: UpArgs) -> anyhow::Result<()> {
 
     // Before anything is printed or started: a second `up` on this lake stops here.
     lake.prepare().await?;
-    let mut names = vec![LANDING];
-    if !args.no_jobs {
-        names.extend(UP_JOBS);
+    let mut names = vec![LANDING.to_string()];
+    // With --workers, the workers take the jobs' leases, each its share of the join's shards.
+    if !args.no_jobs && args.workers == 0 {
+        names.extend(UP_JOBS.iter().map(|n| n.to_string()));
+        for lease in crate::leases::join_leases(&lake, &file, None).await? {
+            if !names.contains(&lease) {
+                names.push(lease);
+            }
+        }
     }
     let leases =
         Arc::new(Leases::take(&lake, &names, "boxoffice up", Taking::refusing(&file)?).await?);
@@ -115,7 +123,28 @@ async fn run_leased(
         Pacing::Unpaced => "unpaced".to_string(),
     };
     let interval = config::job_interval(file, args.job_interval)?;
-    let cycle = if args.no_jobs {
+    let cdc_changes = (args.cdc_rate as f64 * interval.as_secs_f64()).round() as usize;
+    if args.workers > 0 {
+        // A lake whose split the settings refuse stops up here, not in every worker.
+        let settings = config::bookings_fact(file, None)?;
+        let split = BookingsFact::check(&lake, &settings).await?;
+        eprintln!(
+            "  {} workers run the jobs every {} (the join as {}; the booking service makes {} changes/s for the cdc job)",
+            args.workers,
+            humantime::format_duration(interval),
+            split.describe(),
+            args.cdc_rate
+        );
+        if (split.shards as usize) < args.workers {
+            eprintln!(
+                "  note: only {} of them can join at once: set [jobs] shards (a divisor of \
+                 partitions_per_hub) and rebuild with `boxoffice job run bookings_fact \
+                 --full-refresh` to spread the join (docs/scale.md)",
+                split.shards
+            );
+        }
+    }
+    let cycle = if args.no_jobs || args.workers > 0 {
         None
     } else {
         eprintln!(
@@ -123,7 +152,6 @@ async fn run_leased(
             humantime::format_duration(interval),
             args.cdc_rate
         );
-        let cdc_changes = (args.cdc_rate as f64 * interval.as_secs_f64()).round() as usize;
         Some(
             Cycle::open(&lake, file, cdc_changes)
                 .await
@@ -151,6 +179,7 @@ async fn run_leased(
         eprintln!("  dashboard: {}", running.url);
         Some(running)
     };
+    let queue_dir = landing_config.queue.dir.clone();
     let landing = Landing::start(&lake, landing_config)
         .await
         .context("starting the landing pipeline")?;
@@ -183,6 +212,22 @@ async fn run_leased(
         }
         None => None,
     };
+    let workers = if args.workers > 0 {
+        let logs = queue_dir.parent().map_or_else(
+            || std::path::PathBuf::from("workers"),
+            |p| p.join("workers"),
+        );
+        let started =
+            UpWorkers::start(global, &lake, args.workers, interval, cdc_changes, &logs).await?;
+        eprintln!(
+            "  workers started (pids {:?}), logging to {}",
+            started.pids(),
+            logs.display()
+        );
+        Some(started)
+    } else {
+        None
+    };
     let before = BronzeRows::count(&lake).await;
     let queue = Arc::clone(landing.queue());
     let stats = Arc::clone(landing.stats());
@@ -213,6 +258,8 @@ async fn run_leased(
         let queue = Arc::clone(&queue);
         let stats = Arc::clone(&stats);
         let jobs = Arc::clone(&jobs);
+        let workers_line =
+            (args.workers > 0).then(|| format!(" | jobs in {} workers", args.workers));
         Progress::start(move |elapsed| {
             let t = stats.totals();
             let rows = before.plus(&t);
@@ -225,7 +272,10 @@ async fn run_leased(
                 thousands(rows.quarantined),
                 thousands(queue.pending() as u64),
                 t.last_lag_ms as f64 / 1000.0,
-                jobs.lock().map(|j| j.line()).unwrap_or_default(),
+                match &workers_line {
+                    Some(line) => line.clone(),
+                    None => jobs.lock().map(|j| j.line()).unwrap_or_default(),
+                },
             )
         })
     };
@@ -260,6 +310,11 @@ async fn run_leased(
     let accepted = queue.accepted();
     let totals = finish_landing(landing).await?;
     let _ = jobs_stop_tx.send(true);
+    // Everything accepted has landed: the workers' last cycle joins it.
+    let worker_lines = match workers {
+        Some(w) => w.finish().await?,
+        None => Vec::new(),
+    };
     let _ = schedule_stop_tx.send(true);
     if let Some(task) = schedule {
         let log = task.await.context("the bundle scheduler failed")?;
@@ -300,6 +355,9 @@ async fn run_leased(
         }
     );
     print_bronze_summary(&before, &totals);
+    for line in &worker_lines {
+        println!("{line}");
+    }
     if let Some(result) = job_result {
         result.context("the last job cycle")?;
         let mut status = jobs.lock().map(|j| j.clone()).unwrap_or_default();

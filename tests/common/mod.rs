@@ -210,3 +210,59 @@ pub fn copy_dir(from: &Path, to: &Path) {
 pub fn local(path: &Path) -> Lake {
     Lake::local(path).expect("lake")
 }
+
+/// Every output table of the join and Gold as CSV, rows sorted, without processing times: what
+/// "the same tables" means when two runs over the same Bronze are compared.
+pub fn output_tables(lake: &Path) -> Vec<(String, String)> {
+    output_tables_by(|| on(lake))
+}
+
+/// As [`output_tables`], with `boxoffice sql` run by `command` (the binary on some lake, e.g. on
+/// Azurite).
+pub fn output_tables_by(command: impl Fn() -> Command) -> Vec<(String, String)> {
+    let tables = [
+        (
+            "silver.bookings_fact",
+            "booking_event_uid, payment_event_uid, seat_number",
+        ),
+        ("silver.unpaid_bookings", "booking_event_uid"),
+        ("silver.orphan_payments", "payment_event_uid"),
+        ("silver.late_events", "event_uid"),
+        ("gold.event_performance", "event_id, event_name"),
+        (
+            "gold.sales_by_category_hour",
+            "booking_date, booking_hour, event_category",
+        ),
+        ("gold.payment_mix", "payment_method, payment_type"),
+        ("gold.conversion", "booking_date, booking_hour"),
+    ];
+    tables
+        .iter()
+        .map(|(table, order)| {
+            let except = if table.starts_with("gold") {
+                "refreshed_at"
+            } else {
+                "processed_at"
+            };
+            let q = format!("select * exclude ({except}) from {table} order by {order}");
+            let out = run_ok(command().args(["sql", "--format", "csv", &q]));
+            (
+                table.to_string(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Panics unless two lakes' output tables ([`output_tables`]) are equal, naming the first that
+/// differs.
+pub fn assert_same_tables(expected: &[(String, String)], lake: &Path, what: &str) {
+    assert_same_as(expected, &output_tables(lake), what);
+}
+
+/// Panics unless two sets of output tables are equal, naming the first that differs.
+pub fn assert_same_as(expected: &[(String, String)], actual: &[(String, String)], what: &str) {
+    for (a, b) in expected.iter().zip(actual) {
+        assert_eq!(a.1, b.1, "{} differs {what}", a.0);
+    }
+}

@@ -211,6 +211,7 @@ pub async fn run(lake: &Lake) -> Result<Vec<FileReport>, JobError> {
         if !plans.put_new(&name, Bytes::from(text)).await? {
             return Err(JobError::Concurrent {
                 job: JOB,
+                shard: String::new(),
                 batch: plan.load as u64,
             });
         }

@@ -34,7 +34,9 @@ use serde_json::json;
 
 use super::input::{BOOKINGS, BronzeEvent, PAYMENTS};
 use super::join::{ArrivalKey, JoinEvent, JoinState, RawBody};
-use super::{BatchReport, BookingsFact, JOB, Outputs, Plan, Settings, output};
+use super::shard::Shard;
+use super::sharding::ShardId;
+use super::{BatchReport, JOB, Outputs, Plan, Settings, output};
 use crate::JobError;
 use crate::expectations::Expectations;
 use crate::silver::tables::LATE_EVENTS;
@@ -154,6 +156,7 @@ pub async fn backfill(
     if !files.put_new(&name, Bytes::from(text)).await? {
         return Err(JobError::Concurrent {
             job: JOB,
+            shard: String::new(),
             batch: number,
         });
     }
@@ -200,7 +203,9 @@ async fn execute(
         app_prefix: Some(app_prefix()),
         known_quarantine: None,
     };
-    let mut writer = BookingsFact::detached(lake, settings.clone(), expectations.clone(), outputs)?;
+    // A backfill is one join of its own, whatever the live job's split: it writes as one shard.
+    let whole = ShardId { index: 0, of: 1 };
+    let mut writer = Shard::detached(lake, whole, settings.clone(), expectations.clone(), outputs)?;
     let mut batch_outputs = writer.outputs_of(joined)?;
     // Late events are not appended: late_events is rewritten last, with them in it.
     let still_late: Vec<PartitionRows> = batch_outputs

@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use super::bronze_files::{FileRef, list_files, meta_columns, read_column_chunks, read_files};
 use super::join::{ArrivalKey, JoinEvent, Micros, RawBody};
+use super::sharding::ShardId;
 use crate::JobError;
 
 /// Hub number in arrival keys: bookings sort before payments at the same instant.
@@ -79,9 +80,10 @@ pub struct Range {
     pub after: Progress,
 }
 
-/// What landed in Bronze after the given positions: the files, and each new row's partition,
-/// sequence number and (raw) enqueued time.
+/// What landed in a shard's partitions of Bronze after the given positions: the files that may
+/// hold its rows, and each new row's partition, sequence number and (raw) enqueued time.
 pub struct Landed {
+    shard: ShardId,
     files: Vec<FileRef>,
     rows: BTreeMap<PartitionId, Vec<(i64, Micros)>>,
 }
@@ -131,23 +133,30 @@ impl BronzeTables {
     }
 }
 
-/// Lists Bronze's files and reads the metadata of every row after `positions`.
+/// Lists Bronze's files and reads the metadata of every row of `shard`'s partitions after
+/// `positions`. Files whose statistics show only other shards' partitions are not read: the
+/// archivers write each partition's rows to files of their own, and compaction keeps them apart.
 pub async fn scan(
     lake: &Lake,
     tables: &mut BronzeTables,
     positions: &Positions,
+    shard: ShardId,
 ) -> Result<Landed, JobError> {
     let mut files = Vec::new();
     for (hub, def) in [(BOOKINGS, &BOOKINGS_RAW), (PAYMENTS, &PAYMENTS_RAW)] {
         if let Some(table) = tables.current(lake, def).await? {
-            files.extend(list_files(lake, table, hub, def)?);
+            files.extend(
+                list_files(lake, table, hub, def)?
+                    .into_iter()
+                    .filter(|f| f.partitions.is_none_or(|(lo, hi)| any_owned(shard, lo, hi))),
+            );
         }
     }
     let mut wanted: Vec<&FileRef> = files
         .iter()
         .filter(|f| {
             f.partitions.is_none_or(|(lo, hi)| {
-                (lo..=hi).any(|p| {
+                (lo..=hi).filter(|p| shard.owns(*p)).any(|p| {
                     let id = PartitionId {
                         hub: f.hub,
                         partition: p,
@@ -186,6 +195,9 @@ pub async fn scan(
         };
         // A file's rows come in runs of one partition: one lookup per run, not per row.
         for run in meta.chunk_by(|a, b| a.0 == b.0) {
+            if !shard.owns(run[0].0) {
+                continue;
+            }
             let id = PartitionId {
                 hub: f.hub,
                 partition: run[0].0,
@@ -210,7 +222,12 @@ pub async fn scan(
         }
         r.dedup_by_key(|(seq, _)| *seq);
     }
-    Ok(Landed { files, rows })
+    Ok(Landed { shard, files, rows })
+}
+
+/// Whether any partition in `lo..=hi` is `shard`'s.
+fn any_owned(shard: ShardId, lo: i32, hi: i32) -> bool {
+    hi.saturating_sub(lo) >= shard.of as i32 - 1 || (lo..=hi).any(|p| shard.owns(p))
 }
 
 /// The columns planning reads.
@@ -367,8 +384,9 @@ pub async fn read(landed: &Landed, ranges: &[Range]) -> Result<Vec<BronzeEvent>,
                 .any(|r| f.may_hold(r.id, r.before.done, r.after.done))
         })
         .collect();
+    let shard = landed.shard;
     let read = read_files(&files, &EVENT_COLUMNS, |f, batches| {
-        rows_in(f, &batches, &wanted)
+        rows_in(f, &batches, &wanted, shard)
     })
     .await?;
     let mut by_partition: HashMap<PartitionId, Vec<RawRow>> = HashMap::new();
@@ -403,11 +421,13 @@ pub async fn read(landed: &Landed, ranges: &[Range]) -> Result<Vec<BronzeEvent>,
     Ok(events)
 }
 
-/// The rows of one file's batches that `wanted` takes, each validated on the hub it landed on.
+/// The rows of one file's batches that `wanted` takes, each validated on the hub it landed on,
+/// and refused when its order is another shard's (its producer did not co-partition).
 fn rows_in(
     f: &FileRef,
     batches: &[RecordBatch],
     wanted: &HashMap<PartitionId, &Range>,
+    shard: ShardId,
 ) -> Result<Vec<RawRow>, JobError> {
     let hub = if f.hub == PAYMENTS {
         Hub::Payments
@@ -444,6 +464,11 @@ fn rows_in(
                     sequence,
                 };
                 let event = match validate_event(body, Some(hub)) {
+                    Ok(event) if !shard.holds_order(event.order_id()) => Err(Box::new(Refused {
+                        uid: uid.to_string(),
+                        body: Arc::from(body),
+                        reason: shard.misplaced(event.order_id(), id.partition),
+                    })),
                     Ok(event) => Ok(JoinEvent::new(
                         uid,
                         provisional,
@@ -528,6 +553,7 @@ mod tests {
             }
         }
         Landed {
+            shard: ShardId { index: 0, of: 1 },
             files: Vec::new(),
             rows: by_partition,
         }

@@ -17,7 +17,8 @@ use serde_json::json;
 use super::input::{self, PAYMENTS};
 use super::join::{self, JoinOutput, JoinState};
 use super::prefetch;
-use super::{BatchReport, BookingsFact, JOB, Plan, rows};
+use super::shard::Shard;
+use super::{BatchReport, JOB, Plan, rows};
 use crate::JobError;
 use crate::silver::tables::{
     BOOKINGS_FACT, EXPECTATIONS, LATE_EVENTS, ORPHAN_PAYMENTS, UNPAID_BOOKINGS,
@@ -161,14 +162,15 @@ pub(super) struct BatchOutputs {
     marks: Freshness,
 }
 
-impl BookingsFact {
+impl Shard {
     /// Builds a joined batch's rows, checks the expectations and commits every output table
     /// (each exactly once), then moves the job's positions past the batch.
     pub(super) async fn write(&mut self, joined: Joined) -> Result<BatchReport, JobError> {
         let outputs = self.outputs_of(joined)?;
         let ranges = outputs.plan.ranges.clone();
         let batch = outputs.plan.batch;
-        let report = self.commit_outputs(outputs).await?;
+        let mut report = self.commit_outputs(outputs).await?;
+        report.shard = Some(self.id);
         input::advance(&mut self.positions, &ranges);
         self.batch = batch;
         Ok(report)
@@ -231,7 +233,7 @@ impl BookingsFact {
                 &EXPECTATIONS,
                 vec![PartitionRows::unsplit(
                     crate::expectations::result_rows(
-                        JOB,
+                        &self.id.app_prefix(JOB),
                         plan.batch,
                         &report.expectations,
                         processed_at,
@@ -292,9 +294,11 @@ impl BookingsFact {
             None => self.lake.ensure_table(def).await?,
         };
         let mut table = table;
-        let prefix = self.outputs.app_prefix.as_deref().unwrap_or(JOB);
+        let prefix = self
+            .id
+            .app_prefix(self.outputs.app_prefix.as_deref().unwrap_or(JOB));
         let app_id = format!("{prefix}:{}", def.qualified_name());
-        let metadata = HashMap::from([
+        let mut metadata = HashMap::from([
             ("operation".to_string(), json!(JOB)),
             ("batch".to_string(), json!(plan.batch)),
             // Readers (the dashboard's freshness panel) learn how far Silver is resolved.
@@ -307,6 +311,11 @@ impl BookingsFact {
                 json!(marks.newest_event.map(|w| w.to_rfc3339())),
             ),
         ]);
+        if self.id.of > 1 {
+            // Readers combine the shards' marks: Silver is resolved up to the lowest watermark.
+            metadata.insert("shard".to_string(), json!(self.id.index));
+            metadata.insert("shards".to_string(), json!(self.id.of));
+        }
         let outcome = append_once(
             &mut table,
             rows,

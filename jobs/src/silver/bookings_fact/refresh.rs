@@ -19,6 +19,13 @@
 //! Readers see each table before or after its swap, never between. A crash anywhere leaves the
 //! marker, and the next run of the job continues the refresh where it stopped
 //! ([`finish_unfinished`]), then carries on as usual.
+//!
+//! With shards ([`super::sharding`]), every shard is rebuilt from the same first batch (its
+//! commits to the live quarantine as `bookings_fact:refresh:<k>:...`), the swap records each
+//! shard's last batch under its own application transaction, and each shard's state is adopted
+//! into its folder. A refresh may change the split: it rebuilds under the one the settings ask
+//! for, drops the old shards' state and records the new split, which is how a lake moves to
+//! another shard or partition count.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -38,6 +45,8 @@ use serde_json::json;
 use super::input::Positions;
 use super::join::JoinState;
 use super::output::quarantine_key;
+use super::shard::{batch_of, checkpoint_name};
+use super::sharding::{self, Sharding};
 use super::{BatchReport, BookingsFact, JOB, Outputs, Settings, checkpoint, checkpoint_error};
 use crate::JobError;
 use crate::expectations::Expectations;
@@ -45,7 +54,8 @@ use crate::silver::tables::{
     BOOKINGS_FACT, EXPECTATIONS, LATE_EVENTS, ORPHAN_PAYMENTS, UNPAID_BOOKINGS,
 };
 
-const MARKER: &str = "refresh.json";
+/// The marker of an unfinished refresh, in the job's folder.
+pub(super) const MARKER: &str = "refresh.json";
 
 /// The tables a refresh replaces, in swap order (the fact table last: Gold reads it with the
 /// others, and a reader of the fact table alone sees it change once).
@@ -68,8 +78,15 @@ pub struct Marker {
     pub started_at: DateTime<Utc>,
     /// Whether it drains at the end (the input treated as complete).
     pub drain: bool,
-    /// Set when the rebuild is complete: its last batch, and the swap may be under way.
+    /// Set when the rebuild is complete: its last batch (the highest of the shards'), and the
+    /// swap may be under way.
     pub last_batch: Option<u64>,
+    /// The split it rebuilds under (absent in a marker from before shards: one shard).
+    #[serde(default)]
+    pub sharding: Option<Sharding>,
+    /// Set with `last_batch`: each shard's last batch.
+    #[serde(default)]
+    pub shard_last: Vec<u64>,
 }
 
 /// What a refresh did.
@@ -122,7 +139,7 @@ pub async fn full_refresh<F: FnMut(&BatchReport) + Send>(
 ) -> Result<RefreshReport, JobError> {
     let (marker, resumed) = match unfinished(lake).await? {
         Some(marker) => (marker, true),
-        None => (start(lake, drain).await?, false),
+        None => (start(lake, &settings, drain).await?, false),
     };
     let mut report = run(lake, marker, settings, expectations, on_batch).await?;
     report.resumed = resumed;
@@ -146,30 +163,45 @@ pub async fn finish_unfinished<F: FnMut(&BatchReport) + Send>(
     }
 }
 
-/// Writes the marker of a new refresh, numbered after every batch the live job has checkpointed
-/// or planned (a planned batch may have committed to some tables). The live state is not loaded:
-/// a refresh is how a change of settings is applied, and the old state may not suit the new.
-async fn start(lake: &Lake, drain: bool) -> Result<Marker, JobError> {
+/// Whether `name` (in the job's folder) is a shard's plan, checkpoint or published position:
+/// at the top for a lake of one shard, under `shards/<k>/` otherwise.
+fn shard_file(name: &str) -> bool {
+    let within = match name.strip_prefix("shards/") {
+        Some(rest) => rest.split_once('/').map_or("", |(_, r)| r),
+        None => name,
+    };
+    within.starts_with("state/") || within.starts_with("plans/") || within == super::published::FILE
+}
+
+/// Writes the marker of a new refresh, numbered after every batch any shard of the live job has
+/// checkpointed or planned (a planned batch may have committed to some tables), under the split
+/// `settings` ask for. The live state is not loaded: a refresh is how a change of settings is
+/// applied, and the old state may not suit the new.
+async fn start(lake: &Lake, settings: &Settings, drain: bool) -> Result<Marker, JobError> {
+    let split = Sharding::wanted(settings, sharding::recorded(lake).await?);
+    split.validate()?;
     let files = job_files(lake)?;
-    let mut last = 0;
-    for name in files
-        .list("state/")
+    let last = files
+        .list("")
         .await?
-        .into_iter()
-        .chain(files.list("plans/").await?)
-    {
-        last = last.max(super::batch_of(&name).unwrap_or(0));
-    }
+        .iter()
+        .filter(|n| shard_file(n))
+        .filter_map(|n| batch_of(n))
+        .max()
+        .unwrap_or(0);
     let marker = Marker {
         first_batch: last + 1,
         started_at: Utc::now(),
         drain,
         last_batch: None,
+        sharding: Some(split),
+        shard_last: Vec::new(),
     };
     let text = serde_json::to_vec_pretty(&marker).map_err(error)?;
     if !job_files(lake)?.put_new(MARKER, Bytes::from(text)).await? {
         return Err(JobError::Concurrent {
             job: JOB,
+            shard: String::new(),
             batch: marker.first_batch,
         });
     }
@@ -179,27 +211,47 @@ async fn start(lake: &Lake, drain: bool) -> Result<Marker, JobError> {
 async fn run<F: FnMut(&BatchReport) + Send>(
     lake: &Lake,
     mut marker: Marker,
-    settings: Settings,
+    mut settings: Settings,
     expectations: Expectations,
     on_batch: &mut F,
 ) -> Result<RefreshReport, JobError> {
+    let split = marker.sharding.unwrap_or(Sharding {
+        shards: 1,
+        partitions_per_hub: settings.partitions_per_hub,
+    });
+    // The rebuild and its resumption run under the marker's split, whatever the settings say now.
+    settings.partitions_per_hub = split.partitions_per_hub;
+    settings.shards = Some(split.shards);
     let shadow = shadow(lake, marker.first_batch)?;
     let mut report = RefreshReport {
         first_batch: marker.first_batch,
         ..RefreshReport::default()
     };
     if marker.last_batch.is_none() {
-        let (batches, last) =
-            rebuild(lake, &shadow, &marker, settings, expectations, on_batch).await?;
+        let (batches, lasts) = rebuild(
+            lake,
+            &shadow,
+            &marker,
+            split,
+            settings,
+            expectations,
+            on_batch,
+        )
+        .await?;
         report.batches = batches;
-        marker.last_batch = Some(last);
+        marker.last_batch = lasts.iter().copied().max();
+        marker.shard_last = lasts;
         let text = serde_json::to_vec_pretty(&marker).map_err(error)?;
         job_files(lake)?.put(MARKER, Bytes::from(text)).await?;
     }
-    let last = marker.last_batch.unwrap_or(marker.first_batch);
+    let lasts = match marker.shard_last.len() {
+        0 => vec![marker.last_batch.unwrap_or(marker.first_batch)],
+        _ => marker.shard_last.clone(),
+    };
     crate::crash_point(&format!("{JOB}:refresh:before-swap"));
-    report.swapped = swap(lake, &shadow, marker.first_batch, last).await?;
-    adopt_state(lake, &shadow, last).await?;
+    report.swapped = swap(lake, &shadow, marker.first_batch, split, &lasts).await?;
+    adopt_state(lake, &shadow, split, &lasts).await?;
+    sharding::record(lake, split, true).await?;
     crate::crash_point(&format!("{JOB}:refresh:before-done"));
     job_files(lake)?.delete(MARKER).await?;
     let folder = lake.files(
@@ -212,36 +264,41 @@ async fn run<F: FnMut(&BatchReport) + Send>(
     Ok(report)
 }
 
-/// Runs the job over the shadow lake from an empty state numbered before the first batch, to
-/// the end of Bronze; returns its batches and the last batch number.
+/// Runs every shard over the shadow lake from an empty state numbered before the first batch,
+/// to the end of Bronze; returns the batches and each shard's last batch number.
 async fn rebuild<F: FnMut(&BatchReport) + Send>(
     lake: &Lake,
     shadow: &Lake,
     marker: &Marker,
+    split: Sharding,
     settings: Settings,
     expectations: Expectations,
     on_batch: &mut F,
-) -> Result<(Vec<BatchReport>, u64), JobError> {
-    let files = job_files(shadow)?;
-    if files.list("state/").await?.is_empty() && files.list("plans/").await?.is_empty() {
-        let empty = JoinState::new(settings.join);
-        let seed =
-            checkpoint::encode(marker.first_batch - 1, &Positions::new(), &empty).map_err(error)?;
-        files
-            .put(&super::checkpoint_name(marker.first_batch - 1), seed)
-            .await?;
+) -> Result<(Vec<BatchReport>, Vec<u64>), JobError> {
+    sharding::record(shadow, split, true).await?;
+    for shard in split.all() {
+        let files = shadow.files(Layer::System, &shard.folder())?;
+        if files.list("state/").await?.is_empty() && files.list("plans/").await?.is_empty() {
+            let empty = JoinState::new(settings.join);
+            let seed = checkpoint::encode(marker.first_batch - 1, &Positions::new(), &empty)
+                .map_err(error)?;
+            files
+                .put(&checkpoint_name(marker.first_batch - 1), seed)
+                .await?;
+        }
     }
     let outputs = Outputs {
         app_prefix: Some(format!("{JOB}:refresh")),
         known_quarantine: Some(Arc::new(known_quarantine(lake).await?)),
     };
+    let all: Vec<u32> = (0..split.shards).collect();
     let (mut job, mut batches) =
-        BookingsFact::open_with(shadow, settings, expectations, outputs).await?;
+        BookingsFact::open_with(shadow, settings, expectations, outputs, split, &all).await?;
     batches.iter().for_each(&mut *on_batch);
     let more = job.run(marker.drain).await?;
     more.iter().for_each(&mut *on_batch);
     batches.extend(more);
-    Ok((batches, job.batch()))
+    Ok((batches, job.shards().map(|s| s.batch()).collect()))
 }
 
 /// The keys ([`quarantine_key`]) of the rows this job has written to `bronze.quarantine`.
@@ -318,12 +375,13 @@ async fn swap(
     lake: &Lake,
     shadow: &Lake,
     first: u64,
-    last: u64,
+    split: Sharding,
+    lasts: &[u64],
 ) -> Result<Vec<(String, u64)>, JobError> {
     let mut swapped = Vec::new();
     for def in REPLACED {
         let rebuilt = shadow.open_table(def).await?;
-        let rows = replace_table(lake, def, rebuilt.as_ref(), first, last).await?;
+        let rows = replace_table(lake, def, rebuilt.as_ref(), first, split, lasts).await?;
         swapped.push((def.qualified_name(), rows));
         crate::crash_point(&format!(
             "{JOB}:refresh:after-swap:{}",
@@ -355,13 +413,16 @@ async fn swap(
     Ok(swapped)
 }
 
-/// One table's swap, tried again when another writer committed to it meanwhile.
+/// One table's swap, tried again when another writer committed to it meanwhile. It records each
+/// shard's last batch as that shard's application transaction on the table, so that each goes
+/// on from there.
 async fn replace_table(
     lake: &Lake,
     def: &'static TableDef,
     rebuilt: Option<&deltalake::DeltaTable>,
     first: u64,
-    last: u64,
+    split: Sharding,
+    lasts: &[u64],
 ) -> Result<u64, JobError> {
     let commit_error = |e: deltalake::DeltaTableError| JobError::Commit {
         table: def.qualified_name(),
@@ -383,13 +444,21 @@ async fn replace_table(
                 format!("{JOB}:refresh:{}", def.qualified_name()),
                 first as i64,
             ),
-            transactions: vec![(format!("{JOB}:{}", def.qualified_name()), last as i64)],
+            transactions: split
+                .all()
+                .iter()
+                .zip(lasts)
+                .map(|(shard, last)| {
+                    let id = format!("{}:{}", shard.app_prefix(JOB), def.qualified_name());
+                    (id, *last as i64)
+                })
+                .collect(),
             metadata: [
                 (
                     "operation".to_string(),
                     json!(format!("{JOB} full refresh")),
                 ),
-                ("batch".to_string(), json!(last)),
+                ("batch".to_string(), json!(lasts.iter().max())),
             ]
             .into(),
         };
@@ -457,28 +526,41 @@ fn rows_of(table: &deltalake::DeltaTable) -> u64 {
     })
 }
 
-/// Makes the rebuilt state the live job's: its checkpoint copied in as the latest, older
-/// checkpoints and plans forgotten, its published position copied.
-async fn adopt_state(lake: &Lake, shadow: &Lake, last: u64) -> Result<(), JobError> {
-    let (live, rebuilt) = (job_files(lake)?, job_files(shadow)?);
-    let name = super::checkpoint_name(last);
-    if live.get(&name).await?.is_none() {
-        let bytes = rebuilt
-            .get(&name)
-            .await?
-            .ok_or_else(|| error(format!("the rebuilt state {name} is missing")))?;
-        live.put(&name, bytes).await?;
-    }
-    for old in live.list("state/").await? {
-        if old != name {
-            live.delete(&old).await?;
+/// Makes the rebuilt states the live job's: each shard's checkpoint copied into its folder as
+/// its latest, every other checkpoint, plan and published position of the live job (of this
+/// split or an earlier one) forgotten, the rebuilt positions copied.
+async fn adopt_state(
+    lake: &Lake,
+    shadow: &Lake,
+    split: Sharding,
+    lasts: &[u64],
+) -> Result<(), JobError> {
+    let mut adopted = HashSet::new();
+    for (shard, last) in split.all().into_iter().zip(lasts) {
+        let folder = shard.folder();
+        let (live, rebuilt) = (
+            lake.files(Layer::System, &folder)?,
+            shadow.files(Layer::System, &folder)?,
+        );
+        let name = checkpoint_name(*last);
+        if live.get(&name).await?.is_none() {
+            let bytes = rebuilt
+                .get(&name)
+                .await?
+                .ok_or_else(|| error(format!("the rebuilt state {folder}/{name} is missing")))?;
+            live.put(&name, bytes).await?;
+        }
+        adopted.insert(shard.in_job_folder(&name));
+        if let Some(position) = rebuilt.get(super::published::FILE).await? {
+            live.put(super::published::FILE, position).await?;
+            adopted.insert(shard.in_job_folder(super::published::FILE));
         }
     }
-    for plan in live.list("plans/").await? {
-        live.delete(&plan).await?;
-    }
-    if let Some(position) = rebuilt.get(super::published::FILE).await? {
-        live.put(super::published::FILE, position).await?;
+    let live = job_files(lake)?;
+    for old in live.list("").await? {
+        if shard_file(&old) && !adopted.contains(&old) {
+            live.delete(&old).await?;
+        }
     }
     Ok(())
 }

@@ -1,0 +1,448 @@
+//! One shard of the join, run: its batches planned, joined and written exactly once, its state
+//! checkpointed, and everything a crash left finished at the next open.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use boxoffice_lake::{Files, Lake, Layer};
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use deltalake::DeltaTable;
+
+use super::input::{self, BOOKINGS, PAYMENTS, PartitionId, Positions, Range};
+use super::join::{JoinConfig, JoinState};
+use super::sharding::ShardId;
+use super::{BatchReport, JOB, Outputs, Plan, Settings, checkpoint, checkpoint_error, output};
+use crate::JobError;
+use crate::expectations::Expectations;
+
+/// How much of what landed a run takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Take {
+    /// Events before the horizon: nothing can still land in front of them.
+    Horizon,
+    /// Every landed event.
+    All,
+    /// Every landed event, then the state drained (the input is complete).
+    Drain,
+}
+
+impl Take {
+    fn from_drain(drain: bool) -> Take {
+        if drain { Take::Drain } else { Take::Horizon }
+    }
+}
+
+/// A checkpoint being encoded on a blocking thread, which hands the state back with the bytes.
+type Encoding = tokio::task::JoinHandle<(JoinState, Result<Bytes, String>)>;
+
+/// One shard of the job, with its state loaded.
+pub struct Shard {
+    pub(super) id: ShardId,
+    pub(super) lake: Lake,
+    pub(super) settings: Settings,
+    pub(super) expectations: Expectations,
+    pub(super) files: Files,
+    pub(super) batch: u64,
+    pub(super) checkpointed: u64,
+    pub(super) positions: Positions,
+    pub(super) state: JoinState,
+    pub(super) tables: HashMap<&'static str, DeltaTable>,
+    pub(super) bronze: input::BronzeTables,
+    /// A run stopped between planning a batch and finishing it: the state in memory may be
+    /// ahead of `batch`, so it is reloaded (and the batch finished) before anything else.
+    pub(super) interrupted: bool,
+    /// How its commits are named and what quarantine it leaves out (a full refresh differs).
+    pub(super) outputs: Outputs,
+}
+
+pub(super) fn checkpoint_name(batch: u64) -> String {
+    format!("state/{batch:020}.parquet")
+}
+
+fn plan_name(batch: u64) -> String {
+    format!("plans/{batch:020}.json")
+}
+
+pub(super) fn batch_of(name: &str) -> Option<u64> {
+    name.rsplit('/').next()?.split('.').next()?.parse().ok()
+}
+
+impl Shard {
+    /// Opens shard `id`: loads its latest checkpoint and finishes every batch planned after it
+    /// (crash recovery). The caller has checked the lake's split and that no refresh is unfinished.
+    pub(crate) async fn open(
+        lake: &Lake,
+        id: ShardId,
+        settings: Settings,
+        expectations: Expectations,
+        outputs: Outputs,
+    ) -> Result<(Shard, Vec<BatchReport>), JobError> {
+        let mut shard = Shard::detached(lake, id, settings, expectations, outputs)?;
+        let replayed = shard.load().await?;
+        Ok((shard, replayed))
+    }
+
+    /// The shard with nothing loaded: for writing outputs joined elsewhere (a backfill's).
+    pub(crate) fn detached(
+        lake: &Lake,
+        id: ShardId,
+        settings: Settings,
+        expectations: Expectations,
+        outputs: Outputs,
+    ) -> Result<Shard, JobError> {
+        Ok(Shard {
+            id,
+            files: lake.files(Layer::System, &id.folder())?,
+            lake: lake.clone(),
+            state: JoinState::new(settings.join),
+            settings,
+            expectations,
+            batch: 0,
+            checkpointed: 0,
+            positions: Positions::new(),
+            tables: HashMap::new(),
+            bronze: input::BronzeTables::default(),
+            interrupted: false,
+            outputs,
+        })
+    }
+
+    /// The partitions of both hubs this shard takes, each of which must have landed something
+    /// before anything is taken (else an early event of theirs could still land in front).
+    pub(crate) fn expected(&self) -> Vec<PartitionId> {
+        let id = self.id;
+        [BOOKINGS, PAYMENTS]
+            .into_iter()
+            .flat_map(|hub| {
+                (0..self.settings.partitions_per_hub as i32)
+                    .filter(move |p| id.owns(*p))
+                    .map(move |partition| PartitionId { hub, partition })
+            })
+            .collect()
+    }
+
+    /// Which shard this is.
+    pub fn id(&self) -> ShardId {
+        self.id
+    }
+
+    /// Loads the latest checkpoint and finishes every batch planned after it.
+    async fn load(&mut self) -> Result<Vec<BatchReport>, JobError> {
+        self.state = JoinState::new(self.settings.join);
+        (self.batch, self.checkpointed) = (0, 0);
+        self.positions = Positions::new();
+        self.tables.clear();
+        self.bronze = input::BronzeTables::default();
+        if let Some(name) = self.files.list("state/").await?.pop() {
+            let bytes = self
+                .files
+                .get(&name)
+                .await?
+                .ok_or_else(|| checkpoint_error(format!("{name} vanished")))?;
+            let loaded = checkpoint::decode(bytes).map_err(checkpoint_error)?;
+            self.check_settings(loaded.batch, loaded.state.config())?;
+            self.batch = loaded.batch;
+            self.checkpointed = loaded.batch;
+            self.positions = loaded.positions;
+            self.state = loaded.state;
+        }
+        let mut replayed = Vec::new();
+        for name in self.files.list("plans/").await? {
+            let Some(batch) = batch_of(&name).filter(|b| *b > self.batch) else {
+                continue;
+            };
+            let plan: Plan = match self.files.get(&name).await? {
+                Some(bytes) => serde_json::from_slice(&bytes).map_err(checkpoint_error)?,
+                None => continue,
+            };
+            if plan.batch != batch || batch != self.batch + 1 {
+                return Err(checkpoint_error(format!(
+                    "plan {name} does not follow batch {}",
+                    self.batch
+                )));
+            }
+            self.check_settings(batch, &plan.join)?;
+            tracing::info!(
+                shard = self.id.index,
+                batch,
+                "finishing a batch planned before the last stop"
+            );
+            let landed =
+                input::scan(&self.lake, &mut self.bronze, &self.positions, self.id).await?;
+            let events = input::read(&landed, &plan.ranges).await?;
+            let joined = output::join_batch(&mut self.state, plan, events);
+            let mut report = self.write(joined).await?;
+            report.replayed = true;
+            replayed.push(report);
+        }
+        if !replayed.is_empty() {
+            self.checkpoint_now().await?;
+        }
+        Ok(replayed)
+    }
+
+    /// After a run that failed part-way, reloads from the checkpoint and finishes its batches.
+    async fn recover(&mut self) -> Result<Vec<BatchReport>, JobError> {
+        if !self.interrupted {
+            return Ok(Vec::new());
+        }
+        let replayed = self.load().await?;
+        self.interrupted = false;
+        Ok(replayed)
+    }
+
+    fn check_settings(&self, batch: u64, planned: &JoinConfig) -> Result<(), JobError> {
+        if *planned != self.settings.join {
+            return Err(JobError::SettingsChanged {
+                job: JOB,
+                batch,
+                detail: format!("planned with {planned:?}, now {:?}", self.settings.join),
+            });
+        }
+        Ok(())
+    }
+
+    /// The last batch processed.
+    pub fn batch(&self) -> u64 {
+        self.batch
+    }
+
+    /// The join's current watermark.
+    pub fn watermark(&self) -> Option<DateTime<Utc>> {
+        output::Freshness::of(&self.state).watermark
+    }
+
+    /// The newest event time (booking or payment) the join has seen.
+    pub fn newest_event(&self) -> Option<DateTime<Utc>> {
+        output::Freshness::of(&self.state).newest_event
+    }
+
+    /// Bookings and payments still waiting for a match.
+    pub fn pending(&self) -> (usize, usize) {
+        self.state.pending()
+    }
+
+    /// The highest catalog show number among the bookings waiting in the state (0: none).
+    pub fn last_show_waiting(&self) -> u64 {
+        self.state
+            .bookings
+            .values()
+            .flatten()
+            .filter_map(|b| {
+                crate::silver::shows_sold::show_number(&b.item.booking.event_details.event_id)
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Bookings and payments a drain would release now as unpaid and orphans.
+    pub fn unmatched(&self) -> (usize, usize) {
+        self.state.unmatched()
+    }
+
+    /// Processes everything that landed (batch by batch); with `drain`, treats it as complete.
+    /// Checkpoints at the end.
+    pub async fn run(&mut self, drain: bool) -> Result<Vec<BatchReport>, JobError> {
+        self.run_taking(Take::from_drain(drain)).await
+    }
+
+    /// As [`run`](Self::run), taking every landed event, even those a partition could still
+    /// land something in front of, without draining the state: for a run that knows nothing
+    /// lands meanwhile (it holds the landing lease), so that the last events of a file ingested
+    /// just before are taken too.
+    pub async fn run_taking_all(&mut self) -> Result<Vec<BatchReport>, JobError> {
+        self.run_taking(Take::All).await
+    }
+
+    async fn run_taking(&mut self, take: Take) -> Result<Vec<BatchReport>, JobError> {
+        let reports = self.run_recovering(take, true).await?;
+        if self.batch > self.checkpointed {
+            self.checkpoint().await?;
+        }
+        self.publish().await?;
+        Ok(reports)
+    }
+
+    /// As [`run`](Self::run), but checkpoints only every `checkpoint_every` batches: for a
+    /// process that runs again in seconds (`up`), where writing the whole state each time would
+    /// cost more than replaying a few batches after a crash. A run that fails part-way leaves
+    /// the job to reload its checkpoint at the next call, so a passing storage error costs a
+    /// replay, not the process.
+    pub async fn run_batches(&mut self, drain: bool) -> Result<Vec<BatchReport>, JobError> {
+        let reports = self.run_recovering(Take::from_drain(drain), false).await?;
+        if !reports.is_empty() {
+            self.publish().await?;
+        }
+        Ok(reports)
+    }
+
+    /// Finishes what a failed run left, then processes the batches, marking the job interrupted
+    /// until they are all done.
+    async fn run_recovering(
+        &mut self,
+        take: Take,
+        checkpoint_at_end: bool,
+    ) -> Result<Vec<BatchReport>, JobError> {
+        let mut reports = self.recover().await?;
+        self.interrupted = true;
+        reports.extend(self.run_each(take, checkpoint_at_end).await?);
+        self.interrupted = false;
+        Ok(reports)
+    }
+
+    /// Processes batches until Bronze has nothing more; `checkpoint_at_end` says a checkpoint
+    /// follows the last one (so, when the last batch is known, it is encoded while it is written).
+    async fn run_each(
+        &mut self,
+        take: Take,
+        checkpoint_at_end: bool,
+    ) -> Result<Vec<BatchReport>, JobError> {
+        let (all_landed, drain) = (take != Take::Horizon, take == Take::Drain);
+        let mut reports = Vec::new();
+        let expected = self.expected();
+        let max = self.settings.max_events;
+        let mut ahead: Option<input::Ahead> = None;
+        loop {
+            let mut phases = crate::Phases::new(self.batch + 1);
+            let (ranges, all, landed, reading) = match ahead.take() {
+                Some(next) => (next.ranges, next.all, next.landed, Some(next.events)),
+                None => {
+                    let landed = Arc::new(
+                        input::scan(&self.lake, &mut self.bronze, &self.positions, self.id).await?,
+                    );
+                    let (ranges, all) =
+                        input::plan(&landed, &self.positions, &expected, max, all_landed);
+                    (ranges, all, landed, None)
+                }
+            };
+            phases.done("scan and plan");
+            let finishing = drain && all;
+            if ranges.is_empty() && !finishing {
+                break;
+            }
+            let plan = Plan {
+                batch: self.batch + 1,
+                ranges,
+                drain: finishing,
+                join: self.settings.join,
+            };
+            let text = serde_json::to_vec(&plan).map_err(checkpoint_error)?;
+            if !self
+                .files
+                .put_new(&plan_name(plan.batch), Bytes::from(text))
+                .await?
+            {
+                return Err(JobError::Concurrent {
+                    job: JOB,
+                    shard: self.id.prefix(),
+                    batch: plan.batch,
+                });
+            }
+            let events = match reading {
+                Some(task) => task.await.map_err(|e| {
+                    JobError::Bronze(format!("reading batch {} stopped: {e}", plan.batch))
+                })??,
+                None => input::read(&landed, &plan.ranges).await?,
+            };
+            phases.done("read and validate");
+            let last = finishing || plan.ranges.is_empty();
+            if !last {
+                ahead = input::read_ahead(
+                    &landed,
+                    &self.positions,
+                    &plan.ranges,
+                    &expected,
+                    max,
+                    all_landed,
+                );
+            }
+            let joined = output::join_batch(&mut self.state, plan, events);
+            let batch = joined.plan.batch;
+            if (last && checkpoint_at_end)
+                || batch - self.checkpointed >= self.settings.checkpoint_every
+            {
+                // The state is final once the batch is joined: it is encoded on another core
+                // while the batch's rows are built and committed, and stored after them.
+                let encoding = self.encode_in_background(&joined.plan.ranges, batch);
+                let written = self.write(joined).await;
+                let bytes = self.finish_encoding(encoding).await;
+                reports.push(written?);
+                self.store_checkpoint(bytes.map_err(checkpoint_error)?)
+                    .await?;
+            } else {
+                reports.push(self.write(joined).await?);
+            }
+            if last {
+                break;
+            }
+        }
+        Ok(reports)
+    }
+
+    /// Writes the state after the current batch (unless already written), then forgets older
+    /// checkpoints and plans. After a run that failed part-way, first reloads and finishes it.
+    pub async fn checkpoint(&mut self) -> Result<(), JobError> {
+        self.recover().await?;
+        self.checkpoint_now().await
+    }
+
+    async fn checkpoint_now(&mut self) -> Result<(), JobError> {
+        if self.batch == self.checkpointed {
+            return Ok(());
+        }
+        let mut phases = crate::Phases::new(self.batch);
+        let bytes = checkpoint::encode(self.batch, &self.positions, &self.state)
+            .map_err(checkpoint_error)?;
+        phases.done("checkpoint encode");
+        self.store_checkpoint(bytes).await
+    }
+
+    /// Moves the state to a blocking thread that encodes it as the checkpoint after `batch`
+    /// (whose `ranges` the positions move past); [`finish_encoding`](Self::finish_encoding)
+    /// takes it back. Nothing reads the state meanwhile: writing a batch does not.
+    fn encode_in_background(&mut self, ranges: &[Range], batch: u64) -> Encoding {
+        let state = std::mem::replace(&mut self.state, JoinState::new(self.settings.join));
+        let mut positions = self.positions.clone();
+        input::advance(&mut positions, ranges);
+        tokio::task::spawn_blocking(move || {
+            let mut phases = crate::Phases::new(batch);
+            let bytes = checkpoint::encode(batch, &positions, &state);
+            phases.done("checkpoint encode");
+            (state, bytes)
+        })
+    }
+
+    /// Puts the state back and returns its encoding.
+    async fn finish_encoding(&mut self, encoding: Encoding) -> Result<Bytes, String> {
+        let (state, bytes) = encoding
+            .await
+            .map_err(|e| format!("encoding the checkpoint stopped: {e}"))?;
+        self.state = state;
+        bytes
+    }
+
+    /// Stores the encoded state after the current batch, then forgets older checkpoints and plans.
+    async fn store_checkpoint(&mut self, bytes: Bytes) -> Result<(), JobError> {
+        crate::crash_point(&format!("{JOB}:before-checkpoint:{}", self.batch));
+        let mut phases = crate::Phases::new(self.batch);
+        self.files.put(&checkpoint_name(self.batch), bytes).await?;
+        for name in self.files.list("state/").await? {
+            if batch_of(&name).is_some_and(|b| b < self.batch) {
+                self.files.delete(&name).await?;
+            }
+        }
+        for name in self.files.list("plans/").await? {
+            if batch_of(&name).is_some_and(|b| b <= self.batch) {
+                self.files.delete(&name).await?;
+            }
+        }
+        self.checkpointed = self.batch;
+        phases.done("checkpoint write");
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[path = "shard_tests.rs"]
+mod tests;

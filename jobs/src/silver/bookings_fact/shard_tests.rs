@@ -1,0 +1,254 @@
+//! Shards over a real (local-folder) lake, fed by the archiver: results that do not depend on
+//! which shards a process runs or where its batches end, and events a shard cannot join
+//! (their producer did not co-partition) quarantined with their partition and sequence number.
+
+use std::collections::BTreeMap;
+
+use boxoffice_events::{Generator, GeneratorConfig, Hub, validate};
+use boxoffice_ingest::bronze::{BronzeArchiver, QUARANTINE};
+use boxoffice_ingest::partitioning::partition_index;
+use boxoffice_ingest::{ReceivedEvent, Source};
+use boxoffice_lake::{Lake, TableDef, read_rows};
+use chrono::{DateTime, TimeZone, Utc};
+use deltalake::arrow::array::{Array, AsArray};
+use deltalake::arrow::datatypes::{Int32Type, Int64Type};
+
+use super::super::{BookingsFact, Settings};
+use crate::expectations::Expectations;
+use crate::silver::tables::{BOOKINGS_FACT, LATE_EVENTS, ORPHAN_PAYMENTS, UNPAID_BOOKINGS};
+
+/// Lands `events` (hub, partition, body, enqueued time) through the archivers, in batches of
+/// `batch` per partition, numbering each partition's events from 0.
+async fn land(lake: &Lake, events: &[(Hub, i32, String, DateTime<Utc>)], batch: usize) {
+    let mut by_partition: BTreeMap<(u8, i32), Vec<ReceivedEvent>> = BTreeMap::new();
+    for (hub, partition, body, at) in events {
+        let rows = by_partition
+            .entry((u8::from(*hub == Hub::Payments), *partition))
+            .or_default();
+        rows.push(ReceivedEvent {
+            sequence_number: rows.len() as i64,
+            offset: rows.len() as i64 * 100,
+            enqueued_time: *at,
+            partition_key: None,
+            source: Source::Generator,
+            body: body.clone(),
+        });
+    }
+    for hub in [Hub::Bookings, Hub::Payments] {
+        let mut archiver = BronzeArchiver::open(lake, hub).await.expect("archiver");
+        for ((h, partition), rows) in &by_partition {
+            if *h != u8::from(hub == Hub::Payments) {
+                continue;
+            }
+            for chunk in rows.chunks(batch) {
+                archiver.archive(*partition, chunk).await.expect("archive");
+            }
+        }
+    }
+}
+
+/// `n` generated events, each on the partition the co-partitioning rule gives its order (a
+/// malformed one, which has none, on partition 0).
+fn generated(seed: u64, n: usize, partitions: u32) -> Vec<(Hub, i32, String, DateTime<Utc>)> {
+    let config = GeneratorConfig {
+        seed,
+        rate: 12.0,
+        ..GeneratorConfig::default()
+    };
+    Generator::new(config)
+        .expect("config")
+        .take(n)
+        .map(|e| {
+            let partition = validate(&e.body, Some(e.hub)).map_or(0, |v| {
+                partition_index(v.event.order_id(), partitions) as i32
+            });
+            (e.hub, partition, e.body, e.arrival)
+        })
+        .collect()
+}
+
+fn settings(shards: u32, partitions: u32, max_events: usize) -> Settings {
+    Settings {
+        partitions_per_hub: partitions,
+        shards: Some(shards),
+        max_events,
+        checkpoint_every: 3,
+        ..Settings::default()
+    }
+}
+
+/// A table's rows as sorted text keys of the given columns.
+async fn keys(lake: &Lake, def: &TableDef, columns: &[&str]) -> Vec<String> {
+    let Some(table) = lake.open_table(def).await.expect("open") else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for batch in read_rows(&table).await.expect("read") {
+        let text: Vec<_> = columns
+            .iter()
+            .map(|c| {
+                let column = batch.column_by_name(c).expect("column");
+                deltalake::arrow::compute::cast(
+                    column,
+                    &deltalake::arrow::datatypes::DataType::Utf8,
+                )
+                .expect("as text")
+            })
+            .collect();
+        for i in 0..batch.num_rows() {
+            let key: Vec<&str> = text
+                .iter()
+                .map(|c| {
+                    let c = c.as_string::<i32>();
+                    if c.is_null(i) { "" } else { c.value(i) }
+                })
+                .collect();
+            out.push(key.join("|"));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// What "the same tables" means here: every output row by its identity.
+async fn outputs(lake: &Lake) -> Vec<Vec<String>> {
+    vec![
+        keys(
+            lake,
+            &BOOKINGS_FACT,
+            &["booking_event_uid", "payment_event_uid", "seat_number"],
+        )
+        .await,
+        keys(lake, &UNPAID_BOOKINGS, &["booking_event_uid"]).await,
+        keys(lake, &ORPHAN_PAYMENTS, &["payment_event_uid"]).await,
+        keys(lake, &LATE_EVENTS, &["event_uid", "watermark"]).await,
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_process_for_all_shards_or_one_per_shard_give_the_same_tables() {
+    for seed in [1, 2, 3] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let events = generated(seed, 8_000, 4);
+        let (whole, apart) = (
+            Lake::local(&dir.path().join("whole")).expect("lake"),
+            Lake::local(&dir.path().join("apart")).expect("lake"),
+        );
+        land(&whole, &events, 700).await;
+        // The same events landed in other batches: other files, the same rows.
+        land(&apart, &events, 230).await;
+
+        let (mut job, _) =
+            BookingsFact::open(&whole, settings(4, 4, 100_000), Expectations::none())
+                .await
+                .expect("open");
+        job.run(true).await.expect("run");
+        let expected = outputs(&whole).await;
+        assert!(expected[0].len() > 1_000, "seed {seed}: matches");
+        let counts: Vec<usize> = expected.iter().map(Vec::len).collect();
+        assert!(counts.iter().all(|n| *n > 0), "seed {seed}: {counts:?}");
+
+        // One "process" per shard, in another order, in small batches, each stopped twice
+        // (opened again from its checkpoint) before its drain.
+        for k in [2, 0, 3, 1] {
+            for drain in [false, false, true] {
+                let (mut shard, _) = BookingsFact::open_shards(
+                    &apart,
+                    settings(4, 4, 150 + 40 * k as usize),
+                    Expectations::none(),
+                    &[k],
+                )
+                .await
+                .expect("open a shard");
+                shard.run(drain).await.expect("run a shard");
+            }
+        }
+        assert_eq!(outputs(&apart).await, expected, "seed {seed}");
+    }
+}
+
+/// Two order ids: the first belongs to partition 0 of 2, the second to partition 1.
+fn orders() -> (String, String) {
+    let find = |p: u32| {
+        (0..)
+            .map(|n| format!("order_t-{n}"))
+            .find(|o| partition_index(o, 2) == p)
+            .expect("an order id")
+    };
+    (find(0), find(1))
+}
+
+fn booking(order: &str, seat: &str) -> String {
+    format!(
+        r#"{{"order_id":"{order}","booking_time":"2024-10-11T09:39:30Z","customer":{{"customer_id":"cust1","name":"Ann Lee","email":"ann@example.com"}},"event_details":{{"event_id":"event7","event_name":"Concert","event_location":"1 Main St","seats":[{{"seat_number":"{seat}","price":60}}]}}}}"#
+    )
+}
+
+fn payment(order: &str, id: &str) -> String {
+    format!(
+        r#"{{"payment_id":"{id}","order_id":"{order}","payment_time":"2024-10-11T09:40:10Z","amount":60,"payment_method":"PayPal","payment_status":"Success"}}"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shard_quarantines_an_order_that_is_not_its_own_with_partition_and_sequence() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lake = Lake::local(dir.path()).expect("lake");
+    let (zero, one) = orders();
+    let at = |s: i64| {
+        Utc.timestamp_opt(1_728_639_570 + s, 0)
+            .single()
+            .expect("time")
+    };
+    land(
+        &lake,
+        &[
+            (Hub::Bookings, 0, booking(&zero, "A1"), at(0)),
+            (Hub::Bookings, 1, booking(&one, "B1"), at(1)),
+            (Hub::Payments, 1, payment(&one, "payment_1"), at(2)),
+            // Order `zero`'s payment on partition 1: a producer that does not co-partition.
+            (Hub::Payments, 1, payment(&zero, "payment_0"), at(3)),
+            (Hub::Payments, 0, payment(&zero, "payment_0b"), at(4)),
+        ],
+        10,
+    )
+    .await;
+    let (mut job, _) = BookingsFact::open(&lake, settings(2, 2, 1_000), Expectations::none())
+        .await
+        .expect("open");
+    let reports = job.run(true).await.expect("run");
+    let sum = |f: fn(&super::super::BatchReport) -> u64| reports.iter().map(f).sum::<u64>();
+    assert_eq!(sum(|r| r.quarantined), 1);
+    assert_eq!(sum(|r| r.matches), 2, "each order matches in its own shard");
+
+    let table = lake
+        .open_table(&QUARANTINE)
+        .await
+        .expect("open")
+        .expect("quarantine");
+    let rows = read_rows(&table).await.expect("read");
+    let batch = rows.iter().find(|b| b.num_rows() > 0).expect("a row");
+    assert_eq!(rows.iter().map(|b| b.num_rows()).sum::<usize>(), 1);
+    let text = |c: &str| {
+        batch
+            .column_by_name(c)
+            .expect(c)
+            .as_string::<i32>()
+            .value(0)
+            .to_string()
+    };
+    assert_eq!(text("stage"), "bookings_fact");
+    assert_eq!(text("hub"), "payments");
+    assert!(text("body").contains("payment_0\""), "{}", text("body"));
+    let reason = text("reason");
+    assert!(
+        reason.contains(&format!("order {zero} landed in partition 1"))
+            && reason.contains("does not co-partition"),
+        "{reason}"
+    );
+    let partition = batch.column_by_name("partition_id").expect("p");
+    let sequence = batch.column_by_name("sequence_number").expect("s");
+    assert_eq!(partition.as_primitive::<Int32Type>().value(0), 1);
+    assert_eq!(sequence.as_primitive::<Int64Type>().value(0), 1);
+    assert!(partition.is_valid(0) && sequence.is_valid(0));
+}
