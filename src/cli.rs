@@ -147,6 +147,7 @@ pub enum Command {
     /// takes over those of a worker that died, and gives some up when workers join. The worker
     /// holding their leases also runs batch_load, Gold, cdc and maintenance. Runs until Ctrl-C,
     /// SIGTERM or --duration (see docs/scale.md).
+    #[command(after_long_help = help::WORKER)]
     Worker(WorkerArgs),
 }
 
@@ -630,6 +631,7 @@ pub struct UpArgs {
     /// Run the jobs in this many `boxoffice worker` processes instead of in up itself, sharing
     /// the join's shards ([jobs] shards) as workers on separate machines would; 0: up runs them
     #[arg(
+        help_heading = "Jobs",
         long,
         value_name = "N",
         default_value_t = 0,

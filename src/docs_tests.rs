@@ -433,6 +433,7 @@ fn options_are_grouped_by_what_they_are_for() {
         set(&[
             "job-interval",
             "no-jobs",
+            "workers",
             "cdc-rate",
             "bundle",
             "bundle-target"

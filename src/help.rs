@@ -143,3 +143,12 @@ pub fn job_run() -> String {
         crate::commands::table_writers::job_tables_help()
     )
 }
+
+/// `boxoffice worker --help`.
+pub const WORKER: &str = "\
+Examples:
+  boxoffice worker --lake ./lakehouse                 # one of several, each in its own terminal
+  boxoffice worker --lake az://lake/dev --emulator --shards-only   # only join shards here
+  boxoffice up --workers 4                            # up with its jobs in 4 worker processes
+
+Shards, leases, rebalancing and what a changed split needs: docs/scale.md.";
