@@ -477,7 +477,12 @@ pub struct JobRunArgs {
 
     /// bookings_fact on a lake whose join is split into shards ([jobs] shards): run only these
     /// shards (numbers from 0, e.g. --shard 0,2), not all of them
-    #[arg(long, value_name = "K", value_delimiter = ',')]
+    #[arg(
+        help_heading = "The join (bookings_fact)",
+        long,
+        value_name = "K",
+        value_delimiter = ','
+    )]
     pub shard: Vec<u32>,
 
     /// When another process runs this job on the lake (`up`, a bundle run), wait for it to
