@@ -523,3 +523,37 @@ fn two_ups_on_one_lake_never_pair_events_of_different_runs() {
     );
     assert!(resold.is_empty(), "seats sold twice: {resold:?}");
 }
+
+#[test]
+fn the_run_jobs_function_takes_each_jobs_lease_and_runs_once_up_is_gone() {
+    use common::functions_host::{invoke, serve_with, timer};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lake = dir.path().join("lake");
+    let config = write(dir.path(), "leases.toml", SETTINGS);
+    let (mut up, _lines) = start_up(&lake, &config);
+    let lake_arg = lake.to_str().expect("utf-8 path");
+    let config_arg = config.to_str().expect("utf-8 path");
+    let server = serve_with(&["--lake", lake_arg, "--config", config_arg], &[]);
+
+    // up holds the join's lease: the function fails naming the job and its holder, and writes
+    // nothing (the next tick tries again).
+    let (status, reply) = invoke(&server, "run_jobs", &timer());
+    assert_ne!(status, 200, "run_jobs ran beside up: {reply}");
+    let said = reply.to_string();
+    assert!(said.contains("bookings_fact"), "{said}");
+    assert!(
+        said.contains(&format!("boxoffice up` (pid {}", up.id())),
+        "{said}"
+    );
+
+    // With up gone (its leases released on SIGTERM), the same invocation runs every job.
+    let pid = up.id().to_string();
+    run_ok(std::process::Command::new("kill").args(["-TERM", &pid]));
+    assert!(up.wait().expect("up exits").success(), "up stops cleanly");
+    let (status, reply) = invoke(&server, "run_jobs", &timer());
+    assert_eq!(status, 200, "{reply}");
+    let log = reply["Logs"][0].as_str().expect("a log line");
+    for job in ["bookings_fact", "gold", "cdc", "batch_load"] {
+        assert!(log.contains(job), "{job} missing from {log}");
+    }
+}

@@ -41,8 +41,9 @@ pub struct Handler {
     /// Set when `generate` and `ingest` send co-partitioned over REST instead of their output
     /// bindings.
     pub direct: Option<send::DirectSend>,
-    /// Set when `run_jobs` runs the bundle's due jobs instead of its fixed list.
-    pub bundle: Option<run_jobs::BundleJobs>,
+    /// What runs `run_jobs`'s jobs under their leases (and the bundle it follows, if any);
+    /// `None` runs them directly, for benchmarks of the handler alone.
+    pub jobs: Option<run_jobs::JobRunner>,
 }
 
 /// The routes the Functions host calls: `GET /` (its readiness ping) and one POST per function.

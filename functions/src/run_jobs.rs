@@ -4,7 +4,9 @@
 //! timer's last tick (`ScheduleStatus.Last`), each once, through the same runner and run history
 //! as `boxoffice bundle run`. Without one, it runs the join, the Gold refresh, the CDC flow and
 //! batch loading. Each job resumes where it stopped, so a missed or overlapping tick loses and
-//! repeats nothing.
+//! repeats nothing. Under `boxoffice serve` every job runs through the [`JobRunner`]'s executor,
+//! which holds the job's lease while it runs, so the function never works beside `up`, a worker or
+//! a bundle run on the same job.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -14,7 +16,7 @@ use axum::extract::State;
 use boxoffice_bundle::history::LakeHistory;
 use boxoffice_bundle::run::{Executor, run_id};
 use boxoffice_bundle::schedule::due_between;
-use boxoffice_bundle::{Bundle, Outcome, run_job};
+use boxoffice_bundle::{Bundle, Outcome, RunIf, Task, run_job};
 use boxoffice_jobs::expectations::Expectations;
 use boxoffice_jobs::silver::bookings_fact::{self, BookingsFact, Settings};
 use boxoffice_jobs::silver::tables::BOOKINGS_FACT;
@@ -25,19 +27,30 @@ use serde_json::Value;
 use crate::Handler;
 use crate::protocol::{Failed, Invocation, Reply};
 
-/// The bundle `run_jobs` follows, and what runs its tasks.
-pub struct BundleJobs {
-    pub bundle: Bundle,
+/// What runs `run_jobs`'s jobs: an executor that takes each job's lease around it, and the
+/// bundle whose due jobs it follows (without one, the four jobs once).
+pub struct JobRunner {
     pub executor: Arc<dyn Executor>,
+    pub bundle: Option<Bundle>,
 }
+
+/// The jobs run without a bundle, in this order, as tasks of the runner's executor.
+const JOBS: [&str; 4] = ["bookings_fact", "gold", "cdc", "batch_load"];
 
 /// `POST /run_jobs`.
 pub async fn invoke(
     State(handler): State<Arc<Handler>>,
     Json(timer): Json<Invocation>,
 ) -> Result<Reply, Failed> {
-    match &handler.bundle {
-        Some(jobs) => run_due(&handler, jobs, &timer).await,
+    match &handler.jobs {
+        Some(JobRunner {
+            executor,
+            bundle: Some(bundle),
+        }) => run_due(&handler, bundle, executor, &timer).await,
+        Some(JobRunner {
+            executor,
+            bundle: None,
+        }) => run_tasks(executor).await,
         None => run_all(&handler).await,
     }
 }
@@ -45,7 +58,8 @@ pub async fn invoke(
 /// The bundle's jobs due since the timer last fired (a minute ago when it does not say).
 async fn run_due(
     handler: &Handler,
-    jobs: &BundleJobs,
+    bundle: &Bundle,
+    executor: &Arc<dyn Executor>,
     timer: &Invocation,
 ) -> Result<Reply, Failed> {
     let now = Utc::now();
@@ -58,7 +72,7 @@ async fn run_due(
         .map(|t| t.with_timezone(&Utc))
         .filter(|t| *t < now)
         .unwrap_or(now - chrono::Duration::minutes(1));
-    let due = due_between(&jobs.bundle, last, now);
+    let due = due_between(bundle, last, now);
     let mut lines = Vec::new();
     let mut failed = Vec::new();
     for job in due {
@@ -66,7 +80,7 @@ async fn run_due(
         let report = run_job(
             job,
             &run_id,
-            Arc::clone(&jobs.executor),
+            Arc::clone(executor),
             Arc::new(LakeHistory::new(handler.lake.clone())),
             Arc::new(|_| {}),
         )
@@ -91,7 +105,41 @@ async fn run_due(
     }))
 }
 
-/// Without a bundle: every job, once.
+/// Without a bundle: every job once, in order, each under its lease. A job whose lease another
+/// process holds fails the invocation naming the holder; the next tick tries again.
+async fn run_tasks(executor: &Arc<dyn Executor>) -> Result<Reply, Failed> {
+    let mut done = Vec::new();
+    for job in JOBS {
+        let task = Task {
+            key: job.to_string(),
+            line: 0,
+            job: job.to_string(),
+            parameters: Vec::new(),
+            depends_on: Vec::new(),
+            run_if: RunIf::AllSuccess,
+            max_retries: 0,
+            min_retry_interval: std::time::Duration::ZERO,
+            retry_on_timeout: false,
+            timeout: None,
+        };
+        let stats = executor.run(&task).await.map_err(|e| {
+            let before = if done.is_empty() {
+                String::new()
+            } else {
+                format!(" (after {})", done.join(", "))
+            };
+            Failed(format!("run_jobs: {job} failed{before}: {e}"))
+        })?;
+        done.push(format!(
+            "{job} {} in, {} out",
+            stats.rows_in, stats.rows_out
+        ));
+    }
+    Ok(Reply::logged(format!("run_jobs: {}", done.join(", "))))
+}
+
+/// Without a runner (in-process benchmarks and tests of the handler alone): every job once,
+/// directly, without leases.
 async fn run_all(handler: &Handler) -> Result<Reply, Failed> {
     let failed = |e: &dyn std::fmt::Display| Failed(e.to_string());
     let settings = Settings::default();

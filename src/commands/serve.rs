@@ -13,7 +13,7 @@ use boxoffice_ingest::eventhub::batch::DEFAULT_LIMIT;
 use boxoffice_ingest::eventhub::{Connection, RetryPolicy, Sender};
 use boxoffice_lake::Lake;
 
-use boxoffice_functions::run_jobs::BundleJobs;
+use boxoffice_functions::run_jobs::JobRunner;
 
 use super::bundle_tasks::LakeTasks;
 use crate::cli::{BundleArgs, GlobalArgs, SendVia, ServeArgs};
@@ -67,28 +67,27 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
         }
     };
     let bundle = match &args.bundle {
-        Some(file) => {
-            let bundle = super::bundle::load(&BundleArgs {
-                file: file.clone(),
-                target: args.bundle_target.clone(),
-                vars: Vec::new(),
-            })?;
-            Some(BundleJobs {
-                bundle,
-                executor: Arc::new(LakeTasks {
-                    lake: lake.clone(),
-                    file: Arc::new(file_config),
-                    full_refresh: false,
-                }),
-            })
-        }
+        Some(file) => Some(super::bundle::load(&BundleArgs {
+            file: file.clone(),
+            target: args.bundle_target.clone(),
+            vars: Vec::new(),
+        })?),
         None => None,
+    };
+    // Every job run_jobs starts holds its lease, as `job run` and bundle tasks do.
+    let jobs = JobRunner {
+        executor: Arc::new(LakeTasks {
+            lake: lake.clone(),
+            file: Arc::new(file_config),
+            full_refresh: false,
+        }),
+        bundle,
     };
     let generate = GenerateSettings {
         rate: args.rate,
         interval: args.interval,
     };
-    let handler = handler(lake, generate, direct, bundle)?;
+    let handler = handler(lake, generate, direct, Some(jobs))?;
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
         .await
         .with_context(|| format!("listening on 127.0.0.1:{}", args.port))?;
@@ -109,7 +108,7 @@ pub fn handler(
     lake: Lake,
     generate: GenerateSettings,
     direct: Option<DirectSend>,
-    bundle: Option<BundleJobs>,
+    jobs: Option<JobRunner>,
 ) -> anyhow::Result<Arc<Handler>> {
     let interval = chrono::Duration::from_std(generate.interval)
         .context("the generate interval is too long")?;
@@ -120,7 +119,7 @@ pub fn handler(
         generating,
         archivers: Archivers::default(),
         direct,
-        bundle,
+        jobs,
     }))
 }
 
