@@ -743,6 +743,79 @@ pub enum BenchCommand {
     /// give --lake to build it once and reuse it): every panel under a rotation of filters and
     /// CSV, over keep-alive connections; latency percentiles, overall and per panel.
     Dashboard(BenchDashboardArgs),
+
+    /// Concurrent commits to one table: for each --writers count, that many writer processes
+    /// append small batches (each with its own application transaction) as fast as they can
+    /// for --duration; commits/s, versions lost to other writers per commit, backoff rounds,
+    /// failed commits and commit latency, then a check that every batch landed exactly once.
+    /// Uses a temporary local lake unless --lake is given (a scratch location: each count
+    /// writes its own table under it).
+    Commits(BenchCommitsArgs),
+
+    /// One writer of `bench commits` (started by it; not for direct use).
+    #[command(hide = true)]
+    CommitWriter(BenchCommitWriterArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchCommitsArgs {
+    /// Concurrent writer processes, one run per count
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 4, 16, 32])]
+    pub writers: Vec<usize>,
+
+    /// How long each run writes
+    #[arg(long, default_value = "20s", value_parser = parse_duration)]
+    pub duration: Duration,
+
+    /// Rows per batch (one commit each)
+    #[arg(long, default_value_t = 10)]
+    pub rows: usize,
+
+    /// How commits are retried: `held` (what boxoffice uses: delta-rs's retries, then jittered
+    /// backoff rounds) or `delta` (delta-rs's retries alone); several separated by commas
+    #[arg(long, value_delimiter = ',', default_value = "held")]
+    pub policy: Vec<CommitPolicyName>,
+
+    /// delta-rs's back-to-back retries per round
+    #[arg(long, default_value_t = 15)]
+    pub delta_retries: usize,
+
+    /// Print JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// How `bench commits` writers retry a commit that other writers keep beating.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CommitPolicyName {
+    /// delta-rs's retries, then jittered exponential backoff rounds (boxoffice's commits).
+    Held,
+    /// delta-rs's retries alone.
+    Delta,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchCommitWriterArgs {
+    /// This writer's number: its application transaction is `bench:<writer>`
+    #[arg(long)]
+    pub writer: u32,
+
+    /// How long to write after the start signal
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Duration,
+
+    /// Rows per batch
+    #[arg(long)]
+    pub rows: usize,
+
+    /// How commits are retried
+    #[arg(long)]
+    pub policy: CommitPolicyName,
+
+    /// delta-rs's back-to-back retries per round
+    #[arg(long)]
+    pub delta_retries: usize,
 }
 
 #[derive(Debug, Args)]

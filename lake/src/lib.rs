@@ -3,6 +3,7 @@
 //! - [`target`]: resolving a local folder, Azurite or Azure into one URL per [`Layer`].
 //! - [`table`]: declaring tables ([`TableDef`]) and opening or creating them.
 //! - [`commit`]: exactly-once appends through Delta application transactions.
+//! - [`hold`]: commits that hold when many writers append to one table at once.
 //! - [`compact`]: rewriting small files into larger ones beside concurrent appenders.
 //! - [`inspect`]: versions, row counts and reader compatibility, for `boxoffice tables`.
 //! - [`replace`]: a table's contents replaced in one commit (full refreshes).
@@ -14,6 +15,7 @@ mod azurite;
 pub mod commit;
 pub mod compact;
 pub mod files;
+pub mod hold;
 pub mod inspect;
 pub mod layer;
 pub mod lease;
@@ -23,11 +25,12 @@ pub mod table;
 pub mod target;
 
 pub use commit::{
-    AppendError, AppendOutcome, PartitionRows, PartitionValue, append_after_check, append_once,
-    committed_version, epoch_days, partitioned_by_date,
+    AppendError, AppendOutcome, Batch, PartitionRows, PartitionValue, append_after_check,
+    append_once, append_once_with, committed_version, epoch_days, partitioned_by_date,
 };
 pub use compact::{Compaction, Partition, Rule};
 pub use files::{FileMeta, Files};
+pub use hold::{CommitPolicy, CommitStats};
 pub use inspect::{TableInfo, TableState, compatibility_problems};
 pub use layer::Layer;
 pub use lease::{Claim, HeldLease, Holder, Lease, LeaseError};
