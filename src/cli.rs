@@ -771,9 +771,11 @@ pub struct BenchCommitsArgs {
     #[arg(long, default_value_t = 10)]
     pub rows: usize,
 
-    /// How commits are retried: `held` (what boxoffice uses: delta-rs's retries, then jittered
-    /// backoff rounds) or `delta` (delta-rs's retries alone); several separated by commas
-    #[arg(long, value_delimiter = ',', default_value = "held")]
+    /// How batches are committed: `grouped` (staged, then many writers' batches in one commit
+    /// by one committer at a time), `held` (each its own commit: delta-rs's retries, then
+    /// jittered backoff rounds) or `delta` (each its own commit, delta-rs's retries alone);
+    /// several separated by commas
+    #[arg(long, value_delimiter = ',', default_value = "grouped,held")]
     pub policy: Vec<CommitPolicyName>,
 
     /// delta-rs's back-to-back retries per round
@@ -785,10 +787,12 @@ pub struct BenchCommitsArgs {
     pub json: bool,
 }
 
-/// How `bench commits` writers retry a commit that other writers keep beating.
+/// How `bench commits` writers commit their batches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CommitPolicyName {
+    /// Staged, then committed with other writers' batches by one committer at a time.
+    Grouped,
     /// delta-rs's retries, then jittered exponential backoff rounds (boxoffice's commits).
     Held,
     /// delta-rs's retries alone.
@@ -809,7 +813,7 @@ pub struct BenchCommitWriterArgs {
     #[arg(long)]
     pub rows: usize,
 
-    /// How commits are retried
+    /// How batches are committed
     #[arg(long)]
     pub policy: CommitPolicyName,
 

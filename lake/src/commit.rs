@@ -39,6 +39,9 @@ pub enum AppendError {
     /// Anything else delta-rs reported.
     #[error(transparent)]
     Delta(#[from] DeltaTableError),
+    /// A grouped append could not use the table's staging folder or commit lease.
+    #[error(transparent)]
+    Staging(#[from] crate::group::StagingError),
 }
 
 /// The value of a partition column for a group of rows.

@@ -221,6 +221,11 @@ fn is_exhausted(e: &AppendError) -> bool {
     )
 }
 
+/// A wait of about `d`: uniform in [d/2, d], so that waiters who started together drift apart.
+pub(crate) fn jitter(d: Duration) -> Duration {
+    d.mul_f64(0.5 + random_fraction() / 2.0)
+}
+
 /// A uniform fraction in [0, 1): std's per-process random hash keys are enough for jitter.
 fn random_fraction() -> f64 {
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();

@@ -11,9 +11,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use boxoffice_lake::{
-    AppendOutcome, Batch, CommitPolicy, Layer, PartitionRows, TableDef, append_once_with, column,
-    committed_version,
+    AppendError, AppendOutcome, Batch, CommitPolicy, GroupPolicy, Lake, Layer, PartitionRows,
+    TableDef, append_grouped, append_once_with, column, committed_version,
 };
+use deltalake::DeltaTable;
 use deltalake::arrow::array::{Int32Array, Int64Array, RecordBatch};
 use deltalake::arrow::datatypes::{DataType, Schema};
 use serde::{Deserialize, Serialize};
@@ -50,11 +51,13 @@ pub fn app_id(writer: u32) -> String {
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct WriterReport {
     pub writer: u32,
-    /// Batches it committed.
+    /// Its batches that landed.
+    pub batches: u64,
+    /// Table commits it made: one per batch, or, grouped, those it made as the committer.
     pub commits: u64,
     /// Batches found committed already when retried (a commit that landed but reported an error).
     pub already_committed: u64,
-    /// Commits that returned an error (the batch was then tried again).
+    /// Appends that returned an error (the batch was then tried again).
     pub failures: u64,
     /// The first error, word for word.
     pub first_failure: Option<String>,
@@ -84,11 +87,18 @@ pub async fn run(global: &GlobalArgs, args: BenchCommitWriterArgs) -> anyhow::Re
         ..WriterReport::default()
     };
     let policy = match args.policy {
-        CommitPolicyName::Held => CommitPolicy {
+        CommitPolicyName::Grouped => Policy::Grouped(GroupPolicy {
+            commit: CommitPolicy {
+                delta_retries: args.delta_retries,
+                ..CommitPolicy::default()
+            },
+            ..GroupPolicy::default()
+        }),
+        CommitPolicyName::Held => Policy::Own(CommitPolicy {
             delta_retries: args.delta_retries,
             ..CommitPolicy::default()
-        },
-        CommitPolicyName::Delta => CommitPolicy::delta_only(args.delta_retries),
+        }),
+        CommitPolicyName::Delta => Policy::Own(CommitPolicy::delta_only(args.delta_retries)),
     };
     println!("ready");
     let mut go = String::new();
@@ -108,23 +118,17 @@ pub async fn run(global: &GlobalArgs, args: BenchCommitWriterArgs) -> anyhow::Re
             writer_properties: BENCH_TABLE.writer_properties(),
         };
         let begun = Instant::now();
-        match append_once_with(
-            &mut table,
-            vec![PartitionRows::unsplit(rows)],
-            batch,
-            &policy,
-        )
-        .await
-        {
-            Ok((outcome, stats)) => {
+        match append(&lake, &mut table, rows, batch, &policy).await {
+            Ok((outcome, cost)) => {
                 report.latencies_ms.push(ms(begun.elapsed()));
-                match outcome {
-                    AppendOutcome::Committed(_) => report.commits += 1,
-                    AppendOutcome::AlreadyCommitted => report.already_committed += 1,
+                report.batches += 1;
+                if outcome == AppendOutcome::AlreadyCommitted {
+                    report.already_committed += 1;
                 }
-                report.retries += stats.retries;
-                report.extra_rounds += u64::from(stats.rounds.saturating_sub(1));
-                report.waited_ms += ms(stats.waited);
+                report.commits += cost.commits;
+                report.retries += cost.retries;
+                report.extra_rounds += cost.extra_rounds;
+                report.waited_ms += ms(cost.backoff);
                 report.last_batch = next;
             }
             Err(e) => {
@@ -135,6 +139,56 @@ pub async fn run(global: &GlobalArgs, args: BenchCommitWriterArgs) -> anyhow::Re
     }
     println!("{}", serde_json::to_string(&report)?);
     Ok(())
+}
+
+/// How this writer commits.
+enum Policy {
+    /// Each batch its own commit.
+    Own(CommitPolicy),
+    /// Staged and committed in groups.
+    Grouped(GroupPolicy),
+}
+
+/// What one append cost in table commits.
+struct Cost {
+    commits: u64,
+    retries: u64,
+    extra_rounds: u64,
+    backoff: Duration,
+}
+
+async fn append(
+    lake: &Lake,
+    table: &mut DeltaTable,
+    rows: RecordBatch,
+    batch: Batch<'_>,
+    policy: &Policy,
+) -> Result<(AppendOutcome, Cost), AppendError> {
+    let rows = vec![PartitionRows::unsplit(rows)];
+    match policy {
+        Policy::Own(policy) => {
+            let (outcome, stats) = append_once_with(table, rows, batch, policy).await?;
+            let committed = matches!(outcome, AppendOutcome::Committed(_));
+            let cost = Cost {
+                commits: u64::from(committed),
+                retries: stats.retries,
+                extra_rounds: u64::from(stats.rounds.saturating_sub(1)),
+                backoff: stats.waited,
+            };
+            Ok((outcome, cost))
+        }
+        Policy::Grouped(policy) => {
+            let (outcome, stats) =
+                append_grouped(lake, &BENCH_TABLE, table, rows, batch, policy).await?;
+            let cost = Cost {
+                commits: u64::from(stats.commits_led),
+                retries: stats.commit.retries,
+                extra_rounds: u64::from(stats.commit.rounds.saturating_sub(stats.commits_led)),
+                backoff: stats.commit.waited,
+            };
+            Ok((outcome, cost))
+        }
+    }
 }
 
 /// Batch `batch` of `writer`: `n` rows numbered 0..n.

@@ -32,8 +32,13 @@ pub struct RunFigures {
     pub policy: CommitPolicyName,
     pub writers: usize,
     pub seconds: f64,
+    /// Batches that landed.
+    pub batches: u64,
+    pub batches_per_sec: f64,
+    /// Table commits (each one version of the table).
     pub commits: u64,
     pub commits_per_sec: f64,
+    pub batches_per_commit: f64,
     /// Versions lost to other writers per commit.
     pub retries_per_commit: f64,
     /// Backoff rounds beyond the first, per commit.
@@ -52,6 +57,8 @@ pub struct RunFigures {
     pub duplicated_batches: u64,
     /// Writers whose application transaction is not their last committed batch.
     pub wrong_transactions: u64,
+    /// Table versions beyond its creation that no writer reported making (should be 0).
+    pub unexplained_versions: i64,
     /// Where the run's table is.
     pub table: String,
 }
@@ -251,6 +258,8 @@ async fn figures(
         })
         .count() as u64;
     let commits: u64 = reports.iter().map(|r| r.commits).sum();
+    let batches: u64 = reports.iter().map(|r| r.batches).sum();
+    let versions = table.version().unwrap_or(0);
     let per_commit = |n: u64| n as f64 / commits.max(1) as f64;
     let mut latencies: Vec<f64> = reports
         .iter()
@@ -268,8 +277,11 @@ async fn figures(
         policy,
         writers,
         seconds,
+        batches,
+        batches_per_sec: batches as f64 / seconds,
         commits,
         commits_per_sec: commits as f64 / seconds,
+        batches_per_commit: batches as f64 / commits.max(1) as f64,
         retries_per_commit: per_commit(reports.iter().map(|r| r.retries).sum()),
         extra_rounds_per_commit: per_commit(reports.iter().map(|r| r.extra_rounds).sum()),
         failures: reports.iter().map(|r| r.failures).sum(),
@@ -281,6 +293,7 @@ async fn figures(
         lost_batches: lost,
         duplicated_batches: duplicated,
         wrong_transactions,
+        unexplained_versions: versions as i64 - commits as i64,
         table: lake
             .table_url(BENCH_TABLE.layer, BENCH_TABLE.name)?
             .to_string(),
@@ -289,22 +302,29 @@ async fn figures(
 
 fn print_run(f: &RunFigures) {
     println!(
-        "{:>2} writers {:<5} {:<7} {:>7.1} commits/s  {:>5.2} retries/commit  {:>5.3} backoff rounds/commit  {} failed  latency p50 {:.0} ms p99 {:.0} ms max {:.0} ms  ({} commits in {:.1}s; lost {}, duplicated {}, wrong transactions {})",
+        "{:>2} writers {:<7} {:<7} {:>7.1} batches/s {:>6.1} commits/s ({:.1} batches each) {:>5.2} retries/commit {:>5.3} backoff rounds/commit {} failed; latency p50 {:.0} ms p99 {:.0} ms max {:.0} ms",
         f.writers,
         format!("{:?}", f.policy).to_lowercase(),
         f.storage,
+        f.batches_per_sec,
         f.commits_per_sec,
+        f.batches_per_commit,
         f.retries_per_commit,
         f.extra_rounds_per_commit,
         thousands(f.failures),
         f.latency_p50_ms,
         f.latency_p99_ms,
         f.latency_max_ms,
+    );
+    println!(
+        "   {} batches in {} commits over {:.1}s; lost {}, duplicated {}, wrong transactions {}, unexplained versions {}",
+        thousands(f.batches),
         thousands(f.commits),
         f.seconds,
         f.lost_batches,
         f.duplicated_batches,
         f.wrong_transactions,
+        f.unexplained_versions,
     );
     if let Some(e) = &f.first_failure {
         println!("   first failure: {e}");
