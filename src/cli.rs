@@ -744,10 +744,10 @@ pub enum BenchCommand {
     /// CSV, over keep-alive connections; latency percentiles, overall and per panel.
     Dashboard(BenchDashboardArgs),
 
-    /// Concurrent commits to one table: for each --writers count, that many writer processes
-    /// append small batches (each with its own application transaction) as fast as they can
-    /// for --duration; commits/s, versions lost to other writers per commit, backoff rounds,
-    /// failed commits and commit latency, then a check that every batch landed exactly once.
+    /// Concurrent commits to one table: for each --writers count and --policy, that many writer
+    /// processes append small batches (each with its own application transaction) as fast as
+    /// they can for --duration; batches/s, commits/s, versions lost to other writers per commit,
+    /// backoff rounds, failed appends and latency, then a check that every batch landed once.
     /// Uses a temporary local lake unless --lake is given (a scratch location: each count
     /// writes its own table under it).
     Commits(BenchCommitsArgs),
@@ -767,7 +767,7 @@ pub struct BenchCommitsArgs {
     #[arg(long, default_value = "20s", value_parser = parse_duration)]
     pub duration: Duration,
 
-    /// Rows per batch (one commit each)
+    /// Rows per batch
     #[arg(long, default_value_t = 10)]
     pub rows: usize,
 

@@ -41,8 +41,20 @@ fn stress(lake_args: &[&str]) -> serde_json::Value {
     let out = run_ok(
         boxoffice()
             .args(lake_args)
-            .args(["bench", "commits", "--policy", "grouped", "--duration", "60s"])
-            .args(["--writers", &WRITERS.to_string(), "--rows", &ROWS.to_string()])
+            .args([
+                "bench",
+                "commits",
+                "--policy",
+                "grouped",
+                "--duration",
+                "60s",
+            ])
+            .args([
+                "--writers",
+                &WRITERS.to_string(),
+                "--rows",
+                &ROWS.to_string(),
+            ])
             .arg("--json"),
     );
     let runs: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");

@@ -41,6 +41,11 @@ use crate::txn_index::committed_versions;
 /// Manifests and receipts read or written at once.
 const CONCURRENT_FILES: usize = 16;
 
+/// A waiting writer looks at the commit lease (two requests) every this many looks at its
+/// receipt (one): most of the time a committer is at work and will take the batch, and fewer
+/// requests leave the storage to the committer.
+const LEASE_EVERY: u32 = 3;
+
 /// Receipts older than this are a writer's that died before reading it; the committer removes them.
 const STALE_RECEIPT: chrono::TimeDelta = chrono::TimeDelta::hours(1);
 
@@ -177,8 +182,14 @@ pub async fn append_grouped(
     let mut stats = GroupStats::default();
     let mut poll = policy.first_poll;
     let holder = Holder::this_process(&format!("commit {}", def.qualified_name()));
+    let mut look = 0u32;
     loop {
-        if let Some(led) = lead(&staging, table, &holder, policy).await? {
+        let led = if look.is_multiple_of(LEASE_EVERY) {
+            lead(&staging, table, &holder, policy).await?
+        } else {
+            None
+        };
+        if let Some(led) = led {
             stats.commits_led += led.commits;
             stats.batches_led += led.batches;
             stats.commit.rounds += led.commit.rounds;
@@ -203,6 +214,7 @@ pub async fn append_grouped(
         }
         tokio::time::sleep(jitter(poll)).await;
         poll = (poll * 2).min(policy.max_poll);
+        look = look.wrapping_add(1);
     }
 }
 

@@ -51,13 +51,19 @@ pub struct RunFigures {
     pub latency_p50_ms: f64,
     pub latency_p99_ms: f64,
     pub latency_max_ms: f64,
-    /// Batches missing from the table (below a writer's last committed one).
+    /// Batches missing from the table (up to a writer's last).
     pub lost_batches: u64,
-    /// Batches found more than once, or with other than --rows rows.
+    /// Batches found with other than --rows rows (landed twice).
     pub duplicated_batches: u64,
-    /// Writers whose application transaction is not their last committed batch.
+    /// Batches that landed though their append reported an error, when the run ended before
+    /// the writer tried again (which finds them committed): at most one per failing writer.
+    pub unconfirmed_batches: u64,
+    /// Batches no writer can account for (should be 0).
+    pub unexpected_batches: u64,
+    /// Writers whose application transaction is not their newest batch in the table.
     pub wrong_transactions: u64,
-    /// Table versions beyond its creation that no writer reported making (should be 0).
+    /// Table versions beyond its creation that no writer reported making, besides the
+    /// unconfirmed batches' (should be 0).
     pub unexplained_versions: i64,
     /// Where the run's table is.
     pub table: String,
@@ -232,30 +238,17 @@ async fn figures(
         .open_table(&BENCH_TABLE)
         .await?
         .context("the bench table vanished")?;
-    let (mut lost, mut duplicated, mut wrong_transactions) = (0, 0, 0);
+    let mut check = Check::default();
     for r in &reports {
-        for batch in 1..=r.last_batch {
-            match found.get(&(r.writer as i32, batch)) {
-                None => lost += 1,
-                Some(&n) if n != rows as u64 => duplicated += 1,
-                Some(_) => {}
-            }
-        }
-        if committed_version(&mut table, &app_id(r.writer)).await? != Some(r.last_batch)
-            && r.last_batch > 0
-        {
-            wrong_transactions += 1;
+        check.writer(&found, r, rows as u64);
+        let newest = newest(&found, r.writer as i32);
+        if newest > 0 && committed_version(&mut table, &app_id(r.writer)).await? != Some(newest) {
+            check.wrong_transactions += 1;
         }
     }
-    // Batches past a writer's last committed one must not exist either.
-    duplicated += found
+    check.unexpected += found
         .keys()
-        .filter(|(w, b)| {
-            reports
-                .iter()
-                .find(|r| r.writer as i32 == *w)
-                .is_none_or(|r| *b > r.last_batch)
-        })
+        .filter(|(w, _)| !reports.iter().any(|r| r.writer as i32 == *w))
         .count() as u64;
     let commits: u64 = reports.iter().map(|r| r.commits).sum();
     let batches: u64 = reports.iter().map(|r| r.batches).sum();
@@ -290,14 +283,54 @@ async fn figures(
         latency_p50_ms: percentile(0.5),
         latency_p99_ms: percentile(0.99),
         latency_max_ms: percentile(1.0),
-        lost_batches: lost,
-        duplicated_batches: duplicated,
-        wrong_transactions,
-        unexplained_versions: versions as i64 - commits as i64,
+        lost_batches: check.lost,
+        duplicated_batches: check.duplicated,
+        unconfirmed_batches: check.unconfirmed,
+        unexpected_batches: check.unexpected,
+        wrong_transactions: check.wrong_transactions,
+        unexplained_versions: versions as i64 - commits as i64 - check.unconfirmed as i64,
         table: lake
             .table_url(BENCH_TABLE.layer, BENCH_TABLE.name)?
             .to_string(),
     })
+}
+
+/// What reading a run's table back found.
+#[derive(Debug, Default)]
+struct Check {
+    lost: u64,
+    duplicated: u64,
+    unconfirmed: u64,
+    unexpected: u64,
+    wrong_transactions: u64,
+}
+
+impl Check {
+    /// Checks one writer's batches: each from 1 to its newest once, with `rows` rows.
+    fn writer(&mut self, found: &Found, report: &WriterReport, rows: u64) {
+        let writer = report.writer as i32;
+        let newest = newest(found, writer);
+        for batch in 1..=report.last_batch.max(newest) {
+            match found.get(&(writer, batch)) {
+                None => self.lost += 1,
+                Some(&n) if n != rows => self.duplicated += 1,
+                Some(_) => {}
+            }
+        }
+        match newest - report.last_batch {
+            past if past <= 0 => {}
+            1 if report.failures > 0 => self.unconfirmed += 1,
+            past => self.unexpected += past as u64,
+        }
+    }
+}
+
+/// A writer's newest batch in the table (0: none).
+fn newest(found: &Found, writer: i32) -> i64 {
+    found
+        .range((writer, i64::MIN)..=(writer, i64::MAX))
+        .next_back()
+        .map_or(0, |((_, b), _)| *b)
 }
 
 fn print_run(f: &RunFigures) {
@@ -317,12 +350,14 @@ fn print_run(f: &RunFigures) {
         f.latency_max_ms,
     );
     println!(
-        "   {} batches in {} commits over {:.1}s; lost {}, duplicated {}, wrong transactions {}, unexplained versions {}",
+        "   {} batches in {} commits over {:.1}s; lost {}, duplicated {}, unconfirmed {}, unexpected {}, wrong transactions {}, unexplained versions {}",
         thousands(f.batches),
         thousands(f.commits),
         f.seconds,
         f.lost_batches,
         f.duplicated_batches,
+        f.unconfirmed_batches,
+        f.unexpected_batches,
         f.wrong_transactions,
         f.unexplained_versions,
     );
