@@ -46,6 +46,9 @@ const CONCURRENT_FILES: usize = 16;
 /// requests leave the storage to the committer.
 const LEASE_EVERY: u32 = 3;
 
+/// A writer reports the committer's error when its own turns fail this many times in a row.
+const FAILED_TURNS: u32 = 3;
+
 /// Receipts older than this are a writer's that died before reading it; the committer removes them.
 const STALE_RECEIPT: chrono::TimeDelta = chrono::TimeDelta::hours(1);
 
@@ -183,20 +186,39 @@ pub async fn append_grouped(
     let mut poll = policy.first_poll;
     let holder = Holder::this_process(&format!("commit {}", def.qualified_name()));
     let mut look = 0u32;
+    let mut failed_turns = 0;
     loop {
         let led = if look.is_multiple_of(LEASE_EVERY) {
-            lead(&staging, table, &holder, policy).await?
+            lead(&staging, table, &holder, policy).await
         } else {
-            None
+            Ok(None)
         };
-        if let Some(led) = led {
-            stats.commits_led += led.commits;
-            stats.batches_led += led.batches;
-            stats.commit.rounds += led.commit.rounds;
-            stats.commit.retries += led.commit.retries;
-            stats.commit.waited += led.commit.waited;
+        match led {
+            Ok(Some(led)) => {
+                failed_turns = 0;
+                stats.commits_led += led.commits;
+                stats.batches_led += led.batches;
+                stats.commit.rounds += led.commit.rounds;
+                stats.commit.retries += led.commit.retries;
+                stats.commit.waited += led.commit.waited;
+            }
+            Ok(None) => {}
+            // The batch stays staged for the next committer: a storage hiccup costs a turn, and
+            // only a failure that repeats is this writer's to report.
+            Err(e) if failed_turns + 1 < FAILED_TURNS => {
+                failed_turns += 1;
+                tracing::warn!(table = %def.qualified_name(), "a commit turn failed, waiting on: {e}");
+            }
+            Err(e) => return Err(e),
         }
-        if let Some(receipt) = receipt(&staging, &stem).await? {
+        let receipt = match receipt(&staging, &stem).await {
+            Ok(receipt) => receipt,
+            Err(e) => {
+                tracing::warn!(table = %def.qualified_name(), "reading a receipt failed, looking again: {e}");
+                None
+            }
+        };
+        if let Some(receipt) = receipt {
             stats.waited = started.elapsed();
             let outcome = match receipt.table_version {
                 Some(v) => AppendOutcome::Committed(v),

@@ -307,3 +307,40 @@ async fn concurrent_writers_land_every_batch_exactly_once_in_commits_they_make_t
     }
     assert_eq!(found.len(), (writers as i64 * per_writer) as usize);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_committer_that_stops_holding_the_lease_is_taken_over_when_it_expires() {
+    let (_dir, lake, mut table) = lake_and_table().await;
+    let staging = Staging::of(&lake, &BATCHES).expect("staging");
+    // A committer takes the lease and stops answering: no renewal, no release.
+    let stalled = Lease::acquire_in(
+        &staging.lease_files,
+        &staging.lease,
+        &Holder::this_process("a stalled committer"),
+        Duration::from_millis(500),
+    )
+    .await
+    .expect("lease");
+    let policy = GroupPolicy {
+        lease_ttl: Duration::from_millis(500),
+        ..GroupPolicy::default()
+    };
+    let id = app(4);
+    let (outcome, stats) = append_grouped(
+        &lake,
+        &BATCHES,
+        &mut table,
+        rows(4, 1),
+        batch(&id, 1),
+        &policy,
+    )
+    .await
+    .expect("append");
+    assert!(matches!(outcome, AppendOutcome::Committed(_)));
+    assert_eq!(
+        stats.commits_led, 1,
+        "the writer committed once the lease expired"
+    );
+    assert_eq!(found(&table).await.get(&(4, 1)), Some(&3));
+    drop(stalled);
+}
