@@ -852,6 +852,83 @@ pub enum BenchCommand {
     /// CSV, over keep-alive connections; latency percentiles, overall and per panel.
     #[command(after_long_help = help::BENCH)]
     Dashboard(BenchDashboardArgs),
+
+    /// Concurrent commits to one table: for each --writers count and --policy, that many writer
+    /// processes append small batches (each with its own application transaction) as fast as
+    /// they can for --duration; batches/s, commits/s, versions lost to other writers per commit,
+    /// backoff rounds, failed appends and latency, then a check that every batch landed once.
+    /// Uses a temporary local lake unless --lake is given (a scratch location: each count
+    /// writes its own table under it).
+    Commits(BenchCommitsArgs),
+
+    /// One writer of `bench commits` (started by it; not for direct use).
+    #[command(hide = true)]
+    CommitWriter(BenchCommitWriterArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchCommitsArgs {
+    /// Concurrent writer processes, one run per count
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 4, 16, 32])]
+    pub writers: Vec<usize>,
+
+    /// How long each run writes
+    #[arg(long, default_value = "20s", value_parser = parse_duration)]
+    pub duration: Duration,
+
+    /// Rows per batch
+    #[arg(long, default_value_t = 10)]
+    pub rows: usize,
+
+    /// How batches are committed: `grouped` (staged, then many writers' batches in one commit
+    /// by one committer at a time), `held` (each its own commit: delta-rs's retries, then
+    /// jittered backoff rounds) or `delta` (each its own commit, delta-rs's retries alone);
+    /// several separated by commas
+    #[arg(long, value_delimiter = ',', default_value = "grouped,held")]
+    pub policy: Vec<CommitPolicyName>,
+
+    /// delta-rs's back-to-back retries per round
+    #[arg(long, default_value_t = 15)]
+    pub delta_retries: usize,
+
+    /// Print JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// How `bench commits` writers commit their batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CommitPolicyName {
+    /// Staged, then committed with other writers' batches by one committer at a time.
+    Grouped,
+    /// delta-rs's retries, then jittered exponential backoff rounds (boxoffice's commits).
+    Held,
+    /// delta-rs's retries alone.
+    Delta,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchCommitWriterArgs {
+    /// This writer's number: its application transaction is `bench:<writer>`
+    #[arg(long)]
+    pub writer: u32,
+
+    /// How long to write after the start signal
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Duration,
+
+    /// Rows per batch
+    #[arg(long)]
+    pub rows: usize,
+
+    /// How batches are committed
+    #[arg(long)]
+    pub policy: CommitPolicyName,
+
+    /// delta-rs's back-to-back retries per round
+    #[arg(long)]
+    pub delta_retries: usize,
 }
 
 #[derive(Debug, Args)]

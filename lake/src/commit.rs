@@ -10,15 +10,13 @@ use std::collections::HashMap;
 
 use delta_kernel::expressions::Scalar;
 use deltalake::arrow::array::RecordBatch;
-use deltalake::kernel::transaction::{
-    CommitBuilder, CommitConflictError, CommitProperties, TransactionError,
-};
 use deltalake::kernel::{Action, Add, Transaction};
 use deltalake::parquet::file::properties::WriterProperties;
-use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::writer::{DeltaWriter, RecordBatchWriter, WriteMode};
 use deltalake::{DeltaTable, DeltaTableError};
 use indexmap::IndexMap;
+
+use crate::hold::{CommitPolicy, CommitStats, commit_held};
 
 /// How an exactly-once append ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +39,9 @@ pub enum AppendError {
     /// Anything else delta-rs reported.
     #[error(transparent)]
     Delta(#[from] DeltaTableError),
+    /// A grouped append could not use the table's staging folder or commit lease.
+    #[error(transparent)]
+    Staging(#[from] crate::group::StagingError),
 }
 
 /// The value of a partition column for a group of rows.
@@ -118,7 +119,8 @@ pub async fn committed_version(
 
 /// Appends `rows` and records `(app_id, version)` in the same commit, unless that version (or a
 /// later one) is already recorded. No rows still records the version, which is how a writer
-/// marks a batch that produced no rows as done.
+/// marks a batch that produced no rows as done. Commits with [`CommitPolicy::default`], so it
+/// holds when several writers append to the table at once.
 pub async fn append_once(
     table: &mut DeltaTable,
     rows: Vec<PartitionRows>,
@@ -127,21 +129,55 @@ pub async fn append_once(
     metadata: HashMap<String, serde_json::Value>,
     writer_properties: WriterProperties,
 ) -> Result<AppendOutcome, AppendError> {
-    if committed_version(table, app_id)
-        .await?
-        .is_some_and(|v| v >= version)
-    {
-        return Ok(AppendOutcome::AlreadyCommitted);
-    }
-    append_after_check(table, rows, app_id, version, metadata, writer_properties)
+    let batch = Batch {
+        app_id,
+        version,
+        metadata,
+        writer_properties,
+    };
+    append_once_with(table, rows, batch, &CommitPolicy::default())
         .await
-        .map(AppendOutcome::Committed)
+        .map(|(outcome, _)| outcome)
+}
+
+/// One exactly-once batch: the stream, its version, the commit's metadata and how its files
+/// are written.
+#[derive(Debug, Clone)]
+pub struct Batch<'a> {
+    /// The writer's stream, e.g. `bookings_fact:3`.
+    pub app_id: &'a str,
+    /// The batch's number in that stream; a later batch has a larger one.
+    pub version: i64,
+    /// Recorded in the commit (`commitInfo`), for readers and people.
+    pub metadata: HashMap<String, serde_json::Value>,
+    /// The table's Parquet settings.
+    pub writer_properties: WriterProperties,
+}
+
+/// [`append_once`] with a chosen [`CommitPolicy`], also saying what the commit cost: for writers
+/// that report contention (benchmarks).
+pub async fn append_once_with(
+    table: &mut DeltaTable,
+    rows: Vec<PartitionRows>,
+    batch: Batch<'_>,
+    policy: &CommitPolicy,
+) -> Result<(AppendOutcome, CommitStats), AppendError> {
+    if committed_version(table, batch.app_id)
+        .await?
+        .is_some_and(|v| v >= batch.version)
+    {
+        return Ok((AppendOutcome::AlreadyCommitted, CommitStats::default()));
+    }
+    let actions = added(table, rows, batch.writer_properties).await?;
+    let txns = [Transaction::new(batch.app_id, batch.version)];
+    commit_held(table, actions, &txns, batch.metadata, policy).await
 }
 
 /// Appends on the snapshot the table already holds, without refreshing it: for a writer that
 /// has just read [`committed_version`] from this same table and filtered its rows by it. If
 /// another writer committed for `app_id` since that snapshot, Delta's conflict check refuses
-/// this commit ([`AppendError::Conflict`]), so nothing lands twice. Returns the table version.
+/// this commit ([`AppendError::Conflict`]), so nothing lands twice. Returns the table version,
+/// or `None` if, while waiting out other writers, the batch was found committed already.
 pub async fn append_after_check(
     table: &mut DeltaTable,
     rows: Vec<PartitionRows>,
@@ -149,41 +185,28 @@ pub async fn append_after_check(
     version: i64,
     metadata: HashMap<String, serde_json::Value>,
     writer_properties: WriterProperties,
-) -> Result<u64, AppendError> {
-    let actions: Vec<Action> = write_files(table, rows, writer_properties)
+) -> Result<Option<u64>, AppendError> {
+    let actions = added(table, rows, writer_properties).await?;
+    let txns = [Transaction::new(app_id, version)];
+    let policy = CommitPolicy::default();
+    let (outcome, _) = commit_held(table, actions, &txns, metadata, &policy).await?;
+    Ok(match outcome {
+        AppendOutcome::Committed(v) => Some(v),
+        AppendOutcome::AlreadyCommitted => None,
+    })
+}
+
+/// The rows written as Parquet files, as the `add` actions of a commit.
+pub(crate) async fn added(
+    table: &DeltaTable,
+    rows: Vec<PartitionRows>,
+    writer_properties: WriterProperties,
+) -> Result<Vec<Action>, DeltaTableError> {
+    Ok(write_files(table, rows, writer_properties)
         .await?
         .into_iter()
         .map(Action::Add)
-        .collect();
-    let partition_by = {
-        let cols = table.snapshot()?.metadata().partition_columns().to_vec();
-        (!cols.is_empty()).then_some(cols)
-    };
-    let operation = DeltaOperation::Write {
-        mode: SaveMode::Append,
-        partition_by,
-        predicate: None,
-    };
-    let properties = CommitProperties::default()
-        .with_application_transaction(Transaction::new(app_id, version))
-        .with_metadata(metadata);
-    let committed = CommitBuilder::from(properties)
-        .with_actions(actions)
-        .build(Some(table.snapshot()?), table.log_store(), operation)
-        .await;
-    match committed {
-        Ok(finalized) => {
-            let table_version = finalized.version();
-            table.state = Some(finalized.snapshot());
-            Ok(table_version)
-        }
-        Err(DeltaTableError::Transaction {
-            source: TransactionError::CommitConflict(CommitConflictError::ConcurrentTransaction),
-        }) => Err(AppendError::Conflict {
-            app_id: app_id.to_string(),
-        }),
-        Err(e) => Err(e.into()),
-    }
+        .collect())
 }
 
 /// Rows from which an append is encoded on every core, each writer making its own files: Parquet

@@ -160,7 +160,7 @@ fn claim_file(generation: u64) -> String {
 
 impl Lease {
     /// The folder of the lease `name`.
-    fn folder(lake: &Lake, name: &str) -> Result<Files, LakeError> {
+    pub(crate) fn folder(lake: &Lake, name: &str) -> Result<Files, LakeError> {
         lake.files(Layer::System, &format!("leases/{name}"))
     }
 
@@ -176,9 +176,19 @@ impl Lease {
         holder: &Holder,
         ttl: Duration,
     ) -> Result<Lease, LeaseError> {
-        let files = Lease::folder(lake, name)?;
+        Lease::acquire_in(&Lease::folder(lake, name)?, name, holder, ttl).await
+    }
+
+    /// As [`acquire`](Self::acquire), in the lease's folder opened once by a caller that tries
+    /// often (opening it builds a storage client).
+    pub(crate) async fn acquire_in(
+        files: &Files,
+        name: &str,
+        holder: &Holder,
+        ttl: Duration,
+    ) -> Result<Lease, LeaseError> {
         loop {
-            let current = newest(&files).await?;
+            let current = newest(files).await?;
             let now = Utc::now();
             if let Some(claim) = current.as_ref().filter(|c| c.is_live(now)) {
                 return Err(LeaseError::Held {
@@ -194,10 +204,10 @@ impl Lease {
                 expires_at: now + ttl,
                 released: false,
             };
-            if write_claim(&files, &claim).await? {
-                forget_before(&files, claim.generation).await;
+            if write_claim(files, &claim).await? {
+                forget_before(files, claim.generation).await;
                 return Ok(Lease {
-                    files,
+                    files: files.clone(),
                     name: name.to_string(),
                     ttl,
                     claim,

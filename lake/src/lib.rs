@@ -3,6 +3,8 @@
 //! - [`target`]: resolving a local folder, Azurite or Azure into one URL per [`Layer`].
 //! - [`table`]: declaring tables ([`TableDef`]) and opening or creating them.
 //! - [`commit`]: exactly-once appends through Delta application transactions.
+//! - [`hold`]: commits that hold when several writers append to one table at once.
+//! - [`group`]: many writers' batches in one commit by one committer at a time.
 //! - [`compact`]: rewriting small files into larger ones beside concurrent appenders.
 //! - [`inspect`]: versions, row counts and reader compatibility, for `boxoffice tables`.
 //! - [`replace`]: a table's contents replaced in one commit (full refreshes).
@@ -14,6 +16,8 @@ mod azurite;
 pub mod commit;
 pub mod compact;
 pub mod files;
+pub mod group;
+pub mod hold;
 pub mod inspect;
 pub mod layer;
 pub mod lease;
@@ -21,13 +25,16 @@ pub mod read;
 pub mod replace;
 pub mod table;
 pub mod target;
+mod txn_index;
 
 pub use commit::{
-    AppendError, AppendOutcome, PartitionRows, PartitionValue, append_after_check, append_once,
-    committed_version, epoch_days, partitioned_by_date,
+    AppendError, AppendOutcome, Batch, PartitionRows, PartitionValue, append_after_check,
+    append_once, append_once_with, committed_version, epoch_days, partitioned_by_date,
 };
 pub use compact::{Compaction, Partition, Rule};
 pub use files::{FileMeta, Files};
+pub use group::{GroupPolicy, GroupStats, StagingError, append_grouped};
+pub use hold::{CommitPolicy, CommitStats};
 pub use inspect::{TableInfo, TableState, compatibility_problems};
 pub use layer::Layer;
 pub use lease::{Claim, HeldLease, Holder, Lease, LeaseError};

@@ -36,6 +36,8 @@ pub async fn run(global: &GlobalArgs, command: BenchCommand) -> anyhow::Result<(
         BenchCommand::Batch(args) => super::bench_cdc::batch(args).await,
         BenchCommand::Functions(args) => super::bench_functions::run(args).await,
         BenchCommand::Dashboard(args) => super::bench_dashboard::run(global, args).await,
+        BenchCommand::Commits(args) => super::bench_commits::run(global, args).await,
+        BenchCommand::CommitWriter(args) => super::bench_commit_writer::run(global, args).await,
     }
 }
 

@@ -3,6 +3,8 @@
 pub mod batch;
 pub mod bench;
 pub mod bench_cdc;
+pub mod bench_commit_writer;
+pub mod bench_commits;
 pub mod bench_dashboard;
 pub mod bench_functions;
 pub mod bench_functions_archive;

@@ -480,6 +480,7 @@ pub(super) fn is_commit_conflict(e: &JobError) -> bool {
         JobError::Commit { source, .. } => match source.as_ref() {
             boxoffice_lake::AppendError::Conflict { .. } => true,
             boxoffice_lake::AppendError::Delta(e) => is_conflict(e),
+            boxoffice_lake::AppendError::Staging(_) => false,
         },
         _ => false,
     }
