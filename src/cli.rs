@@ -859,6 +859,7 @@ pub enum BenchCommand {
     /// backoff rounds, failed appends and latency, then a check that every batch landed once.
     /// Uses a temporary local lake unless --lake is given (a scratch location: each count
     /// writes its own table under it).
+    #[command(after_long_help = help::BENCH_COMMITS)]
     Commits(BenchCommitsArgs),
 
     /// One writer of `bench commits` (started by it; not for direct use).

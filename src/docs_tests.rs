@@ -168,7 +168,11 @@ fn long_help(path: &[&str]) -> String {
 fn command_paths() -> Vec<Vec<String>> {
     fn walk(cmd: &clap::Command, prefix: Vec<String>, out: &mut Vec<Vec<String>>) {
         out.push(prefix.clone());
-        for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+        // Hidden commands are plumbing one command starts for another, not for users.
+        let shown = cmd
+            .get_subcommands()
+            .filter(|s| s.get_name() != "help" && !s.is_hide_set());
+        for sub in shown {
             let mut path = prefix.clone();
             path.push(sub.get_name().to_string());
             walk(sub, path, out);

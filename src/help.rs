@@ -152,3 +152,11 @@ Examples:
   boxoffice up --workers 4                            # up with its jobs in 4 worker processes
 
 Shards, leases, rebalancing and what a changed split needs: docs/scale.md.";
+
+/// `boxoffice bench commits --help`.
+pub const BENCH_COMMITS: &str = "\
+Examples:
+  boxoffice bench commits --writers 1,4,16,32 --duration 20s     # every policy, local folder
+  boxoffice bench commits --policy grouped --writers 16 --lake az://bench/commits --emulator
+
+The commit rule, the grouped protocol and the figures measured: docs/commits.md.";
