@@ -150,5 +150,6 @@ Examples:
   boxoffice worker --lake ./lakehouse                 # one of several, each in its own terminal
   boxoffice worker --lake az://lake/dev --emulator --shards-only   # only join shards here
   boxoffice up --workers 4                            # up with its jobs in 4 worker processes
+  boxoffice worker --drain --min-workers 2            # Bronze is complete: join it all, then exit
 
 Shards, leases, rebalancing and what a changed split needs: docs/scale.md.";

@@ -164,6 +164,13 @@ pub async fn append_after_check(
         partition_by,
         predicate: None,
     };
+    // An `operationMetrics` object in the commit info is where delta-rs records how many times
+    // it retried the commit after another writer's (`num_retries`, absent when none): how
+    // contention between concurrent writers shows in the log.
+    let mut metadata = metadata;
+    metadata
+        .entry("operationMetrics".to_string())
+        .or_insert_with(|| serde_json::Value::Object(Default::default()));
     let properties = CommitProperties::default()
         .with_application_transaction(Transaction::new(app_id, version))
         .with_metadata(metadata);
