@@ -845,7 +845,7 @@ pub enum BenchCommand {
     /// `worker --drain` processes; CPU-seconds per million events (against the first count's),
     /// commits and commit retries, events/s, events/s per core, a check that Silver's row counts
     /// match the first run's, and a projection to 64 partitions. See docs/scale.md.
-    #[command(after_long_help = help::BENCH)]
+    #[command(after_long_help = help::BENCH_SCALE)]
     Scale(BenchScaleArgs),
 
     /// batch_load: a --rows box-office sales CSV (one row per seat) in a scratch lake's landing

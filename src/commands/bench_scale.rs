@@ -44,7 +44,7 @@ pub async fn run(args: BenchScaleArgs) -> anyhow::Result<()> {
     let partitions = args.partitions;
     let shards = args.shards.unwrap_or(partitions);
     ensure!(
-        partitions > 0 && shards > 0 && partitions % shards == 0,
+        partitions > 0 && shards > 0 && partitions.is_multiple_of(shards),
         "--shards {shards} must divide --partitions {partitions}"
     );
     ensure!(
