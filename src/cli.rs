@@ -694,6 +694,17 @@ pub struct WorkerArgs {
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10m")]
     pub maintenance_every: Duration,
 
+    /// Treat the input as complete: join everything in Bronze to the end (pending bookings
+    /// become unpaid, pending payments orphans) and exit once every shard of the lake has been
+    /// drained by this worker or another (the worker running the lake jobs last, after Gold)
+    #[arg(long)]
+    pub drain: bool,
+
+    /// Take no shard until this many workers are live (so that a drain starts with the shares
+    /// already balanced instead of the first worker taking every shard)
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub min_workers: usize,
+
     /// Finish when standard input closes (how `up --workers` stops its workers)
     #[arg(long, hide = true)]
     pub stop_when_stdin_closes: bool,
@@ -828,6 +839,14 @@ pub enum BenchCommand {
     /// incremental Gold refresh after --new more events; with peak memory.
     #[command(after_long_help = help::BENCH)]
     Jobs(BenchJobsArgs),
+
+    /// The join shared by `boxoffice worker` processes: lands --events generated events once,
+    /// then for each --workers count drains a fresh copy of that Bronze with that many
+    /// `worker --drain` processes; CPU-seconds per million events (against the first count's),
+    /// commits and commit retries, events/s, events/s per core, a check that Silver's row counts
+    /// match the first run's, and a projection to 64 partitions. See docs/scale.md.
+    #[command(after_long_help = help::BENCH_SCALE)]
+    Scale(BenchScaleArgs),
 
     /// batch_load: a --rows box-office sales CSV (one row per seat) in a scratch lake's landing
     /// area, loaded into silver.bookings_fact; rows/s and peak memory.
@@ -1007,6 +1026,49 @@ pub struct BenchJobsArgs {
     /// Generator seed
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+
+    /// Print JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchScaleArgs {
+    /// Events to generate and land (bookings and payments)
+    #[arg(long, default_value_t = 1_000_000)]
+    pub events: u64,
+
+    /// Worker process counts to run, in order; the first is the baseline
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4")]
+    pub workers: Vec<usize>,
+
+    /// Partitions per hub of the generated Bronze
+    #[arg(long, default_value_t = 8)]
+    pub partitions: u32,
+
+    /// Shards of the join (a divisor of --partitions) [default: --partitions]
+    #[arg(long)]
+    pub shards: Option<u32>,
+
+    /// Most events a shard joins per batch, so per commit ([jobs] max_events) [default: 500000]
+    #[arg(long, value_name = "N")]
+    pub max_events: Option<usize>,
+
+    /// Events/s each partition receives, for the projection and the sizing
+    #[arg(long, value_name = "N", default_value_t = 1000.0)]
+    pub rate_per_partition: f64,
+
+    /// Give up on a run whose workers have not all exited after this long
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "30m")]
+    pub timeout: Duration,
+
+    /// Generator seed
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+
+    /// Also write the tables as Markdown to this file
+    #[arg(long, value_name = "FILE")]
+    pub markdown: Option<PathBuf>,
 
     /// Print JSON instead of a table
     #[arg(long)]

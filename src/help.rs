@@ -135,6 +135,14 @@ Examples (build with --release first: cargo build --release):
 
 The figures measured so far and how: docs/performance.md.";
 
+/// `boxoffice bench scale --help`: its figures live with the workers' docs.
+pub const BENCH_SCALE: &str = "\
+Examples (build with --release first: cargo build --release):
+  boxoffice bench scale --workers 1,2,4 --partitions 16
+  boxoffice bench scale --events 200000 --max-events 5000
+
+What it measures, the projection's formulas and the figures so far: docs/scale.md (Performance).";
+
 /// `boxoffice job run --help`: each job's tables, then the examples; the tables come from the one list of which
 /// command writes which table.
 pub fn job_run() -> String {
@@ -151,7 +159,8 @@ Examples:
   boxoffice worker --lake az://lake/dev --emulator --shards-only   # only join shards here
   boxoffice up --workers 4                            # up with its jobs in 4 worker processes
 
-Shards, leases, rebalancing and what a changed split needs: docs/scale.md.";
+Shards, leases, rebalancing, draining a complete input (--drain) and what a changed split needs:
+docs/scale.md.";
 
 /// `boxoffice bench commits --help`.
 pub const BENCH_COMMITS: &str = "\

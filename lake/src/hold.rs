@@ -183,9 +183,16 @@ async fn commit_round(
         partition_by,
         predicate: None,
     };
+    // An `operationMetrics` object in the commit info is where delta-rs records how many times
+    // it retried the commit after another writer's (`num_retries`, absent when none): how
+    // contention between concurrent writers shows in the log (`bench scale` reads it).
+    let mut metadata = metadata.clone();
+    metadata
+        .entry("operationMetrics".to_string())
+        .or_insert_with(|| serde_json::Value::Object(Default::default()));
     let properties = CommitProperties::default()
         .with_application_transactions(txns.to_vec())
-        .with_metadata(metadata.clone())
+        .with_metadata(metadata)
         .with_max_retries(policy.delta_retries);
     let committed = CommitBuilder::from(properties)
         .with_actions(actions)

@@ -32,6 +32,7 @@ pub async fn run(global: &GlobalArgs, command: BenchCommand) -> anyhow::Result<(
     match command {
         BenchCommand::Ingest(args) => ingest(global, args).await,
         BenchCommand::Jobs(args) => super::bench_jobs::run(global, args).await,
+        BenchCommand::Scale(args) => super::bench_scale::run(args).await,
         BenchCommand::Cdc(args) => super::bench_cdc::run(args).await,
         BenchCommand::Batch(args) => super::bench_cdc::batch(args).await,
         BenchCommand::Functions(args) => super::bench_functions::run(args).await,

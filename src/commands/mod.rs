@@ -9,6 +9,8 @@ pub mod bench_dashboard;
 pub mod bench_functions;
 pub mod bench_functions_archive;
 pub mod bench_jobs;
+pub mod bench_scale;
+pub mod bench_scale_report;
 pub mod bundle;
 pub mod bundle_tasks;
 pub mod cdc;

@@ -62,7 +62,7 @@ pub async fn run(global: &GlobalArgs, args: WorkerArgs) -> anyhow::Result<()> {
             ""
         }
     ));
-    let (duration, on_eof) = (args.duration, args.stop_when_stdin_closes);
+    let (duration, on_eof, drain) = (args.duration, args.stop_when_stdin_closes, args.drain);
     let stop = async move {
         let until = async move {
             match duration {
@@ -88,7 +88,10 @@ pub async fn run(global: &GlobalArgs, args: WorkerArgs) -> anyhow::Result<()> {
     };
     tokio::pin!(stop);
     loop {
-        worker.guarded_cycle().await;
+        if worker.guarded_cycle().await && drain {
+            worker.say("drained: every shard of the lake is joined to the end of Bronze");
+            return worker.stop().await;
+        }
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
             _ = &mut stop => break,
@@ -139,6 +142,11 @@ struct Worker {
     /// The last notice printed for a condition that lasts (not repeated each cycle).
     notice: Option<String>,
     cycles: usize,
+    /// `--drain`: the input is complete; shards run to its end and the worker exits when done.
+    drain: bool,
+    /// Live workers to wait for before taking a shard, until they were seen once.
+    min_workers: usize,
+    gathered: bool,
 }
 
 impl Worker {
@@ -168,6 +176,9 @@ impl Worker {
             lake_jobs: None,
             notice: None,
             cycles: 0,
+            drain: args.drain,
+            min_workers: args.min_workers,
+            gathered: args.min_workers <= 1,
         })
     }
 
@@ -196,32 +207,61 @@ impl Worker {
     /// A cycle, abandoned the moment one of this worker's leases is lost (the lake stopped
     /// answering, or another worker took a lease over after it expired): nothing more is written
     /// under it, and the next cycle drops what was lost. A shard interrupted this way reloads
-    /// its checkpoint at its next run.
-    async fn guarded_cycle(&mut self) {
+    /// its checkpoint at its next run. Returns whether, draining, the lake's work is done.
+    async fn guarded_cycle(&mut self) -> bool {
         let mut signals: Vec<_> = self.owned.values().map(|o| o.lease.on_lost()).collect();
         signals.extend(self.member.as_ref().map(Member::on_lost));
-        let abandoned = tokio::select! {
-            _ = self.cycle() => false,
-            _ = first_loss(signals) => true,
+        let outcome = tokio::select! {
+            done = self.cycle() => Some(done),
+            _ = first_loss(signals) => None,
         };
-        if abandoned {
+        if outcome.is_none() {
             self.say("a lease was lost during the cycle: stopped its work at once");
         }
+        outcome.unwrap_or(false)
     }
 
     /// One cycle: membership, shares, then the work. Failures are said and retried next cycle.
-    async fn cycle(&mut self) {
+    /// Returns whether, draining, nothing is left for this worker (see [`Self::drained`]).
+    async fn cycle(&mut self) -> bool {
         self.cycles += 1;
-        if let Err(e) = self.rebalance().await {
-            self.notice(format!("{e:#}; trying again next cycle"));
-            return;
+        let gave_up = match self.rebalance().await {
+            Ok(gave_up) => gave_up,
+            Err(e) => {
+                self.notice(format!("{e:#}; trying again next cycle"));
+                return false;
+            }
+        };
+        let all_ran = self.work().await;
+        if !self.drain || !self.gathered || gave_up || !all_ran {
+            return false;
         }
-        self.work().await;
+        match self.drained().await {
+            Ok(done) => done,
+            Err(e) => {
+                self.notice(format!("{e:#}; trying again next cycle"));
+                false
+            }
+        }
+    }
+
+    /// After a cycle that drained every shard this worker owns: whether it may exit. Not while
+    /// a shard is free (its owner left: this worker or another takes it next cycle); the worker
+    /// running the lake jobs only once it owns every shard, so that its Gold refresh came after
+    /// the last shard's drain.
+    async fn drained(&self) -> anyhow::Result<bool> {
+        let sharding = BookingsFact::check(&self.lake, &self.settings).await?;
+        let owned: BTreeSet<u32> = self.owned.keys().copied().collect();
+        if !self.free_shards(sharding, &owned).await?.is_empty() {
+            return Ok(false);
+        }
+        Ok(self.lake_jobs.is_none() || owned.len() == sharding.shards as usize)
     }
 
     /// Renews membership (joining again after losing it), drops shards whose leases were lost,
-    /// then gives up or takes shards until this worker owns its fair share.
-    async fn rebalance(&mut self) -> anyhow::Result<()> {
+    /// then gives up or takes shards until this worker owns its fair share. Returns whether it
+    /// gave any shard up.
+    async fn rebalance(&mut self) -> anyhow::Result<bool> {
         if let Some(why) = self.member.as_ref().and_then(Member::lost) {
             self.give_up_everything(&why);
         }
@@ -247,6 +287,17 @@ impl Worker {
         }
         let sharding = BookingsFact::check(&self.lake, &self.settings).await?;
         let live = membership::live(&self.lake).await?;
+        if !self.gathered {
+            if live.len() < self.min_workers {
+                self.notice(format!(
+                    "waiting for {} live workers before taking shards ({} so far)",
+                    self.min_workers,
+                    live.len()
+                ));
+                return Ok(false);
+            }
+            self.gathered = true;
+        }
         let target = membership::fair_share(sharding.shards, live.len());
         let owned: BTreeSet<u32> = self.owned.keys().copied().collect();
         let free = self.free_shards(sharding, &owned).await?;
@@ -254,6 +305,7 @@ impl Worker {
             * sharding.shards as usize
             / live.len().max(1);
         let (give_up, take) = membership::rebalance(&owned, &free, target, start);
+        let gave_up = !give_up.is_empty();
         for k in give_up {
             self.give_up(
                 k,
@@ -264,7 +316,7 @@ impl Worker {
         for k in take {
             self.take(sharding, k).await?;
         }
-        Ok(())
+        Ok(gave_up)
     }
 
     /// Shards no live claim holds.
@@ -358,8 +410,10 @@ impl Worker {
         ));
     }
 
-    /// Runs batch_load, the owned shards, Gold, cdc and (now and then) maintenance.
-    async fn work(&mut self) {
+    /// Runs batch_load, the owned shards, Gold, cdc and (now and then) maintenance. Returns
+    /// whether every owned shard and lake job ran without failing.
+    async fn work(&mut self) -> bool {
+        let mut all_ran = true;
         if !self.shards_only && self.lake_jobs.is_none() {
             self.lake_jobs = self.take_lake_jobs().await;
         }
@@ -370,6 +424,7 @@ impl Worker {
         if self.lake_jobs.is_some()
             && let Err(e) = boxoffice_jobs::batch::run(&self.lake).await
         {
+            all_ran = false;
             self.say(&format!("batch_load failed: {e}; retried next cycle"));
         }
         let mut events = 0u64;
@@ -379,18 +434,22 @@ impl Worker {
                 continue;
             };
             if owned.lease.lost().is_some() {
+                all_ran = false;
                 continue; // dropped at the next rebalance
             }
-            match owned.job.run_batches(false).await {
+            match owned.job.run_batches(self.drain).await {
                 Ok(reports) => events += reports.iter().map(|r| r.events).sum::<u64>(),
-                Err(e) => self.say(&format!("shard {k} failed: {e}; retried next cycle")),
+                Err(e) => {
+                    all_ran = false;
+                    self.say(&format!("shard {k} failed: {e}; retried next cycle"));
+                }
             }
         }
         if events > 0 {
             tracing::info!(worker = %self.name, events, "joined");
         }
         let Some(jobs) = self.lake_jobs.as_mut() else {
-            return;
+            return all_ran;
         };
         let mut lines = Vec::new();
         match jobs.gold.refresh(false).await {
@@ -413,8 +472,10 @@ impl Worker {
             .iter()
             .filter(|l| l.contains("failed") || l.contains("maintenance"))
         {
+            all_ran &= !line.contains("failed");
             self.say(line);
         }
+        all_ran
     }
 
     /// The lake jobs' leases, when nobody else holds them.
