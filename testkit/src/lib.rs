@@ -9,6 +9,7 @@
 //! [`stop`](Azurite::stop) it (storage down: connections refused) and
 //! [`restart`](Azurite::restart) it on the same port with everything it held.
 
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -24,6 +25,27 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .unwrap_or_else(|e| panic!("cannot get a free port from the OS: {e}"))
+}
+
+/// Whether an HTTP server answers on `port`.
+///
+/// A bare connect is not proof: polling a port in the ephemeral range before anything listens
+/// can connect the socket to itself (TCP simultaneous open), which both "succeeds" and takes
+/// the port away from the server that was about to bind it.
+fn answers_http(port: u16) -> bool {
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    if stream.local_addr().ok() == stream.peer_addr().ok() {
+        return false;
+    }
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let request = format!("GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+    if stream.write_all(request.as_bytes()).is_err() {
+        return false;
+    }
+    let mut head = [0u8; 5];
+    stream.read_exact(&mut head).is_ok() && &head == b"HTTP/"
 }
 
 /// Where the harness keeps its Azurite installation.
@@ -122,8 +144,11 @@ impl Azurite {
             if let Ok(Some(_)) = self.child.try_wait() {
                 return false;
             }
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return true;
+            if answers_http(self.port) {
+                // Ours, not a listener that somebody else started on the same port: a child
+                // that lost the port exits at once.
+                std::thread::sleep(Duration::from_millis(100));
+                return matches!(self.child.try_wait(), Ok(None));
             }
             std::thread::sleep(Duration::from_millis(100));
         }
