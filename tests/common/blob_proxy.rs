@@ -143,10 +143,11 @@ async fn forward(State(front): State<Arc<Front>>, request: Request) -> Response<
         Err(e) => return plain(StatusCode::BAD_GATEWAY, format!("upstream body: {e}")),
     };
     let query = parts.uri.query().unwrap_or_default();
-    if status.is_success() && query.split('&').any(|p| p == "comp=list") {
-        if let Some(from) = query_value(query, "startFrom") {
-            body = list_from(&String::from_utf8_lossy(&body), &from).into_bytes();
-        }
+    if status.is_success()
+        && query.split('&').any(|p| p == "comp=list")
+        && let Some(from) = query_value(query, "startFrom")
+    {
+        body = list_from(&String::from_utf8_lossy(&body), &from).into_bytes();
     }
     front.forwarded.lock().expect("lock").push(Forwarded {
         method: parts.method.to_string(),
