@@ -11,7 +11,7 @@
 // - a user-assigned identity for the worker: it pulls the image, reads and writes the lake, and
 //   the scale rules use it to read the archive's lag;
 // - the container app: one replica at least, at most one per shard, scaled on the lag of the
-//   archive triggers' consumer group and on CPU.
+//   archive triggers' consumer group.
 // azd finds the app by its azd-service-name tag and deploys the image it built to it.
 
 @description('Azure region.')
@@ -232,18 +232,6 @@ var lagRules = [for hub in hubNames: {
   }
 }]
 
-// The joins' own load: more replicas when the workers' CPU runs high.
-var cpuRule = {
-  name: 'cpu'
-  custom: {
-    type: 'cpu'
-    metadata: {
-      type: 'Utilization'
-      value: '75'
-    }
-  }
-}
-
 resource app 'Microsoft.App/containerApps@2025-01-01' = {
   name: appName
   location: location
@@ -296,7 +284,7 @@ resource app 'Microsoft.App/containerApps@2025-01-01' = {
       scale: {
         minReplicas: min(minReplicas, partitionCount)
         maxReplicas: max(min(maxReplicas, partitionCount), min(minReplicas, partitionCount))
-        rules: concat(lagRules, [cpuRule])
+        rules: lagRules
       }
     }
   }
