@@ -149,6 +149,55 @@ fn azure_yaml_deploys_the_dockerfile_to_the_container_app_main_bicep_makes() {
     );
 }
 
+/// `(name, has a default)` for each `param` of a Bicep file.
+fn params(file: &str) -> Vec<(String, bool)> {
+    read(file)
+        .lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix("param ")?;
+            let name = rest.split_whitespace().next()?.to_string();
+            Some((name, rest.contains(" = ")))
+        })
+        .collect()
+}
+
+#[test]
+fn main_bicep_gives_the_workers_module_exactly_parameters_it_declares() {
+    let main = read("infra/main.bicep");
+    let start = main.find("module workerApps").expect("module workerApps");
+    let block = &main[start..];
+    let block = &block[block.find("  params: {").expect("params")..];
+    let block = &block[..block.find("\n  }").expect("end of params")];
+    let given: BTreeSet<String> = block
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.trim().split_once(':').map(|(k, _)| k.to_string()))
+        .collect();
+    let declared = params("bicep/workers.bicep");
+    for name in &given {
+        assert!(
+            declared.iter().any(|(n, _)| n == name),
+            "main.bicep passes {name}, which workers.bicep does not declare"
+        );
+    }
+    for (name, has_default) in &declared {
+        assert!(
+            *has_default || given.contains(name),
+            "workers.bicep needs {name}, which main.bicep does not pass"
+        );
+    }
+    // The image module gets what it declares too.
+    let image = params("bicep/workers-image.bicep");
+    assert_eq!(
+        image,
+        vec![
+            ("exists".to_string(), false),
+            ("appName".to_string(), false)
+        ]
+    );
+    assert!(read("bicep/workers.bicep").contains("    exists: exists\n    appName: appName\n"));
+}
+
 #[test]
 fn the_image_command_is_a_worker_that_runs_with_the_container_settings() {
     let entry = entrypoint();
