@@ -62,6 +62,9 @@ param lakeAccountName string
 @description('The lake URL, abfss://{layer}@<account>.dfs.core.windows.net/ with a literal {layer}.')
 param lakeUrl string
 
+@description('Whether run_jobs runs the lake jobs (false when Container Apps workers run them: the timer is then disabled).')
+param runJobs bool = true
+
 @description('Events per second the generate timer produces (each tick sends the seconds since the last).')
 param generateRate string = '2'
 
@@ -160,6 +163,13 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     'BOXOFFICE_SEND_VIA': 'auto'
     // P of partition CRC-32(order_id) mod P, given: reading it from a hub takes more than Data Sender.
     'EventHubPartitionCount': string(eventHubPartitionCount)
+    // The join's split: one shard per partition, the same whoever runs it (run_jobs here, or the
+    // Container Apps workers), so switching between them needs no migration (docs/scale.md).
+    'BOXOFFICE_JOBS_PARTITIONS_PER_HUB': string(eventHubPartitionCount)
+    'BOXOFFICE_JOBS_SHARDS': string(eventHubPartitionCount)
+    // run_jobs off when Container Apps workers run the jobs (its leases would keep it from
+    // running beside them anyway: every tick would fail naming the worker that holds them).
+    'AzureWebJobs.run_jobs.Disabled': runJobs ? 'false' : 'true'
     // The job bundle, its azure target, and the account named by the lake URL of that target.
     'BOXOFFICE_BUNDLE': 'bundle.yml'
     'BUNDLE_TARGET': 'azure'

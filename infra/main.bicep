@@ -1,7 +1,8 @@
 // boxoffice on Azure, provisioned by `azd up` (azure.yaml at the repository root):
 // a resource group holding Event Hubs, the lake (ADLS Gen2), the Functions host storage,
 // monitoring, the Flex Consumption function app with its user-assigned identity, and the
-// role assignments between them. Modules live in ../bicep/.
+// role assignments between them; with workers = 'containerapps', also the worker container app
+// (bicep/workers.bicep). Modules live in ../bicep/.
 targetScope = 'subscription'
 
 @minLength(1)
@@ -36,6 +37,30 @@ param maximumInstanceCount int = 40
   4096
 ])
 param instanceMemoryMB int = 2048
+
+@description('Where the lake jobs run: functions (the run_jobs timer of the function app, once a minute) or containerapps (boxoffice worker replicas on Azure Container Apps that stay up, one shard of the join each at most; run_jobs is then disabled). docs/azure.md, Where the jobs run.')
+@allowed([
+  'functions'
+  'containerapps'
+])
+param workers string = 'functions'
+
+@description('containerapps: replicas that always run (at least 1).')
+@minValue(1)
+param workerMinReplicas int = 1
+
+@description('containerapps: most replicas (capped at the hubs\' partition count, one shard each).')
+@minValue(1)
+param workerMaxReplicas int = 2
+
+@description('containerapps: vCPU per replica (0.25 to 4).')
+param workerCpu string = '0.5'
+
+@description('containerapps: memory per replica, 2 GiB per vCPU (0.5 vCPU: 1Gi).')
+param workerMemory string = '1Gi'
+
+@description('containerapps: whether the worker app exists already (azd sets SERVICE_WORKER_RESOURCE_EXISTS), so that a provision keeps its image.')
+param workerExists bool = false
 
 @description('Object id of the deploying user (azd sets AZURE_PRINCIPAL_ID); gets Storage Blob Data Reader on the lake for Power BI. Empty skips it.')
 param principalId string = ''
@@ -113,6 +138,33 @@ module functionapp '../bicep/functionapp.bicep' = {
     eventHubPartitionCount: eventhubs.outputs.partitionCount
     lakeAccountName: storage.outputs.lakeAccountName
     lakeUrl: lakeUrl
+    runJobs: workers == 'functions'
+  }
+}
+
+// Workers on Container Apps, when chosen: they run the join shards and the lake jobs.
+module workerApps '../bicep/workers.bicep' = if (workers == 'containerapps') {
+  name: 'workers'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    environmentName: 'cae-${resourceToken}'
+    appName: 'ca-worker-${resourceToken}'
+    registryName: 'cr${resourceToken}'
+    identityName: 'id-worker-${resourceToken}'
+    logAnalyticsWorkspaceId: monitoring.outputs.logAnalyticsId
+    lakeAccountName: storage.outputs.lakeAccountName
+    lakeUrl: lakeUrl
+    hostAccountName: storage.outputs.hostAccountName
+    eventHubNamespaceName: eventhubs.outputs.namespaceName
+    hubNames: eventhubs.outputs.hubNames
+    partitionCount: eventhubs.outputs.partitionCount
+    minReplicas: workerMinReplicas
+    maxReplicas: workerMaxReplicas
+    cpu: workerCpu
+    memory: workerMemory
+    exists: workerExists
   }
 }
 
@@ -139,3 +191,8 @@ output EVENTHUB_NAMESPACE string = eventhubs.outputs.fullyQualifiedNamespace
 output LAKE_STORAGE_ACCOUNT string = storage.outputs.lakeAccountName
 output BOXOFFICE_LAKE string = 'abfss://{layer}@${storage.outputs.lakeAccountName}.dfs.${environment().suffixes.storage}/'
 output APPLICATIONINSIGHTS_NAME string = monitoring.outputs.name
+// Where the lake jobs run; azure.yaml deploys the worker service only when this is true.
+output BOXOFFICE_WORKERS_IN_CONTAINER_APPS bool = workers == 'containerapps'
+// azd pushes (builds) the worker image to this registry; empty without Container Apps workers.
+output AZURE_CONTAINER_REGISTRY_ENDPOINT string = workers == 'containerapps' ? workerApps.outputs.registryLoginServer : ''
+output AZURE_WORKER_APP_NAME string = workers == 'containerapps' ? workerApps.outputs.name : ''

@@ -113,19 +113,44 @@ pub struct SharesFile {
     pub v2: Option<f64>,
 }
 
-/// Reads the settings file: the given one (which must exist) or `./boxoffice.toml` if present.
+/// The environment variables that override `[jobs]` keys of the file: how a deployment that
+/// ships no settings file (the Functions app, a container) gives every process the lake's split.
+pub const JOBS_ENV: [(&str, &str); 2] = [
+    ("BOXOFFICE_JOBS_PARTITIONS_PER_HUB", "partitions_per_hub"),
+    ("BOXOFFICE_JOBS_SHARDS", "shards"),
+];
+
+/// Reads the settings file (the given one, which must exist, or `./boxoffice.toml` if present),
+/// then applies the environment variables of [`JOBS_ENV`] over it.
 pub fn load(global: &GlobalArgs) -> anyhow::Result<FileConfig> {
     let (path, required) = match &global.config {
         Some(p) => (p.clone(), true),
         None => (PathBuf::from(DEFAULT_FILE), false),
     };
-    match std::fs::read_to_string(&path) {
-        Ok(text) => toml::from_str(&text).with_context(|| format!("reading {}", path.display())),
-        Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => {
-            Ok(FileConfig::default())
+    let mut file = match std::fs::read_to_string(&path) {
+        Ok(text) => toml::from_str(&text).with_context(|| format!("reading {}", path.display()))?,
+        Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => FileConfig::default(),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    apply_jobs_env(&mut file.jobs, |name| std::env::var(name).ok())?;
+    Ok(file)
+}
+
+/// Sets `[jobs] partitions_per_hub` and `shards` from [`JOBS_ENV`] where those are set.
+fn apply_jobs_env(jobs: &mut JobsFile, env: impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
+    for (name, key) in JOBS_ENV {
+        let Some(value) = env(name).filter(|v| !v.trim().is_empty()) else {
+            continue;
+        };
+        let n: u32 = value.trim().parse().with_context(|| {
+            format!("{name}={value:?}: give a whole number (it sets [jobs] {key})")
+        })?;
+        match key {
+            "partitions_per_hub" => jobs.partitions_per_hub = Some(n),
+            _ => jobs.shards = Some(n),
         }
-        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
     }
+    Ok(())
 }
 
 /// The lake, from --lake / BOXOFFICE_LAKE, then the file, then ./lakehouse.
@@ -398,6 +423,43 @@ pub fn lease_ttl(file: &FileConfig) -> anyhow::Result<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_environment_sets_the_split_over_the_file() {
+        let mut jobs: JobsFile =
+            toml::from_str::<FileConfig>("[jobs]\npartitions_per_hub = 8\nshards = 4\n")
+                .expect("parses")
+                .jobs;
+        let vars = [
+            ("BOXOFFICE_JOBS_PARTITIONS_PER_HUB", "2"),
+            ("BOXOFFICE_JOBS_SHARDS", " 2 "),
+        ];
+        apply_jobs_env(&mut jobs, |name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        })
+        .expect("applies");
+        assert_eq!((jobs.partitions_per_hub, jobs.shards), (Some(2), Some(2)));
+        // Unset or empty: the file's values stay.
+        let mut jobs = JobsFile {
+            shards: Some(4),
+            ..JobsFile::default()
+        };
+        apply_jobs_env(&mut jobs, |name| {
+            (name == "BOXOFFICE_JOBS_SHARDS").then(String::new)
+        })
+        .expect("applies");
+        assert_eq!((jobs.partitions_per_hub, jobs.shards), (None, Some(4)));
+        let err = apply_jobs_env(&mut JobsFile::default(), |name| {
+            (name == "BOXOFFICE_JOBS_SHARDS").then(|| "two".to_string())
+        })
+        .expect_err("not a number");
+        assert!(
+            format!("{err:#}").contains("BOXOFFICE_JOBS_SHARDS=\"two\""),
+            "{err:#}"
+        );
+    }
 
     #[test]
     fn unknown_keys_are_refused_by_name() {

@@ -104,7 +104,16 @@ impl Lake {
             .unwrap_or_else(|| EMULATOR_ENDPOINT.to_string())
             .trim_end_matches('/')
             .to_string();
-        let storage_options = settings.storage_options.clone();
+        let mut storage_options = settings.storage_options.clone();
+        if kind == StoreKind::Azure {
+            add_identity_endpoint(&mut storage_options, |name| std::env::var(name).ok());
+            if let Some((by_container, account)) =
+                containers_of_one_account(&layers, &storage_options)
+            {
+                layers = by_container;
+                storage_options.insert(ACCOUNT_KEY.to_string(), account);
+            }
+        }
         Ok(Lake {
             kind,
             layers,
@@ -185,7 +194,13 @@ impl Lake {
             StoreKind::Azurite => "Azurite",
             StoreKind::Azure => "Azure",
         };
-        format!("{kind} {}", self.layer_url(Layer::Bronze))
+        let account = self
+            .storage_options
+            .get(ACCOUNT_KEY)
+            .filter(|_| self.kind == StoreKind::Azure)
+            .map(|a| format!(" (account {a})"))
+            .unwrap_or_default();
+        format!("{kind} {}{account}", self.layer_url(Layer::Bronze))
     }
 
     /// Fails at once, saying what to do, when the lake is on Azurite and nothing answers at its
@@ -264,6 +279,91 @@ fn needs_account(url: &Url, settings: &LakeSettings) -> Result<(), LakeError> {
                  AZURE_STORAGE_ACCOUNT_NAME"
             .into(),
     })
+}
+
+/// The object_store key of the storage account name.
+const ACCOUNT_KEY: &str = "azure_storage_account_name";
+
+/// `abfss://<container>@<account>.dfs.core.windows.net/<path>` layers of one account, as
+/// `az://<container>/<path>` URLs and that account (None when any layer is not such a URL, the
+/// layers name several accounts, or the settings name another account).
+///
+/// Why: DataFusion keys the object stores of a session by scheme and host only (the URL's user,
+/// which holds an ADLS container, is dropped: apache/datafusion#23926), so in a session that
+/// reads two layers of one account (a query over Bronze and Silver, the Gold refresh) every
+/// container resolves to the store of the first one registered, and tables are read from the
+/// wrong container. `az://<container>/` puts the container in the host, where it is kept; the
+/// account then comes from the storage options. The requests are the same: object_store talks
+/// to the Blob endpoint of the account for either form.
+fn containers_of_one_account(
+    layers: &BTreeMap<Layer, Url>,
+    options: &HashMap<String, String>,
+) -> Option<(BTreeMap<Layer, Url>, String)> {
+    let mut account: Option<String> = None;
+    let mut rewritten = BTreeMap::new();
+    for (layer, url) in layers {
+        if !matches!(url.scheme(), "abfs" | "abfss") || url.username().is_empty() {
+            return None;
+        }
+        let host = url.host_str()?;
+        let (name, suffix) = host.split_once('.')?;
+        if !matches!(suffix, "dfs.core.windows.net" | "blob.core.windows.net") {
+            return None;
+        }
+        if account.as_deref().is_some_and(|a| a != name) {
+            return None;
+        }
+        account = Some(name.to_string());
+        let az = Url::parse(&format!("az://{}{}", url.username(), url.path())).ok()?;
+        rewritten.insert(*layer, az);
+    }
+    let account = account?;
+    let named = options.iter().find(|(k, _)| {
+        matches!(
+            k.to_ascii_lowercase().as_str(),
+            "azure_storage_account_name" | "account_name" | "azure_storage_account"
+        )
+    });
+    if named.is_some_and(|(_, v)| *v != account) {
+        return None;
+    }
+    Some((rewritten, account))
+}
+
+/// The object_store keys that name a managed identity token endpoint (`azure_msi_endpoint` and
+/// its aliases).
+const IDENTITY_ENDPOINT_KEYS: [&str; 4] = [
+    "azure_msi_endpoint",
+    "azure_identity_endpoint",
+    "identity_endpoint",
+    "msi_endpoint",
+];
+
+/// Points object_store's managed identity credential at the host's token endpoint.
+///
+/// App Service, Azure Functions and Container Apps serve an identity's tokens at
+/// `IDENTITY_ENDPOINT` (protocol 2019-08-01, header `X-IDENTITY-HEADER: $IDENTITY_HEADER`), not at
+/// the VM metadata address object_store asks by default. object_store reads that variable only
+/// in `MicrosoftAzureBuilder::from_env`, which delta-rs does not use (it copies `AZURE_*`
+/// variables alone), so without this every lake request in those hosts fails to get a token.
+/// object_store sends `IDENTITY_HEADER` itself and asks for the identity in `AZURE_CLIENT_ID`.
+/// An endpoint set in `[lake] storage_options` or `AZURE_MSI_ENDPOINT` is kept.
+fn add_identity_endpoint(
+    options: &mut HashMap<String, String>,
+    env: impl Fn(&str) -> Option<String>,
+) {
+    let given = options
+        .keys()
+        .any(|k| IDENTITY_ENDPOINT_KEYS.contains(&k.to_ascii_lowercase().as_str()))
+        || ["AZURE_MSI_ENDPOINT", "AZURE_IDENTITY_ENDPOINT"]
+            .iter()
+            .any(|name| env(name).is_some_and(|v| !v.is_empty()));
+    if given {
+        return;
+    }
+    if let Some(endpoint) = env("IDENTITY_ENDPOINT").filter(|v| !v.is_empty()) {
+        options.insert("azure_msi_endpoint".to_string(), endpoint);
+    }
 }
 
 fn is_azure_scheme(scheme: &str) -> bool {
@@ -374,16 +474,71 @@ mod tests {
         let lake = Lake::resolve(&settings("abfss://{layer}@acct.dfs.core.windows.net/"))
             .expect("resolves");
         assert_eq!(lake.kind(), StoreKind::Azure);
+        // The containers of one account are addressed az://<container>/ with the account in the
+        // options: a DataFusion session then keeps them apart (see containers_of_one_account).
         assert_eq!(
             lake.table_url(Layer::Gold, "payment_mix")
                 .expect("url")
                 .as_str(),
-            "abfss://gold@acct.dfs.core.windows.net/payment_mix/"
+            "az://gold/payment_mix/"
         );
+        assert_eq!(lake.layer_url(Layer::System).as_str(), "az://system/");
+        assert_eq!(lake.storage_options()[ACCOUNT_KEY], "acct");
+        assert_eq!(lake.describe(), "Azure az://bronze/ (account acct)");
+    }
+
+    #[test]
+    fn layers_of_several_accounts_keep_their_urls() {
+        let mut s = settings("abfss://{layer}@acct.dfs.core.windows.net/x/");
+        s.layers.insert(
+            "gold".into(),
+            "abfss://gold@other.dfs.core.windows.net/".into(),
+        );
+        let lake = Lake::resolve(&s).expect("resolves");
         assert_eq!(
-            lake.layer_url(Layer::System).as_str(),
-            "abfss://system@acct.dfs.core.windows.net/"
+            lake.layer_url(Layer::Bronze).as_str(),
+            "abfss://bronze@acct.dfs.core.windows.net/x/"
         );
+        assert!(!lake.storage_options().contains_key(ACCOUNT_KEY));
+        // A path under the container is kept in the rewrite.
+        let lake = Lake::resolve(&settings("abfss://{layer}@acct.blob.core.windows.net/x/"))
+            .expect("resolves");
+        assert_eq!(lake.layer_url(Layer::Silver).as_str(), "az://silver/x/");
+    }
+
+    #[test]
+    fn the_host_identity_endpoint_is_handed_to_object_store() {
+        fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+            move |name| {
+                vars.iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.to_string())
+            }
+        }
+        let endpoint = "http://localhost:42356/msi/token";
+        let in_container_apps = [("IDENTITY_ENDPOINT", endpoint)];
+        let mut options = HashMap::new();
+        add_identity_endpoint(&mut options, env(&in_container_apps));
+        assert_eq!(
+            options.get("azure_msi_endpoint").map(String::as_str),
+            Some(endpoint)
+        );
+        // Outside those hosts nothing changes (object_store keeps its own default).
+        let mut options = HashMap::new();
+        add_identity_endpoint(&mut options, env(&[]));
+        assert!(options.is_empty());
+        // An endpoint given explicitly wins, in the settings or the environment.
+        let mut options = HashMap::from([("msi_endpoint".to_string(), "http://a/".to_string())]);
+        add_identity_endpoint(&mut options, env(&in_container_apps));
+        assert_eq!(options.len(), 1);
+        assert_eq!(options["msi_endpoint"], "http://a/");
+        let both = [
+            ("IDENTITY_ENDPOINT", endpoint),
+            ("AZURE_MSI_ENDPOINT", "http://b/"),
+        ];
+        let mut options = HashMap::new();
+        add_identity_endpoint(&mut options, env(&both));
+        assert!(options.is_empty(), "{options:?}");
     }
 
     #[test]

@@ -102,6 +102,8 @@ pub struct Azurite {
     port: u16,
     /// Where it keeps its data; `None` in memory.
     location: Option<PathBuf>,
+    /// Its certificate and key when it serves HTTPS and takes Microsoft Entra tokens.
+    tls: Option<(PathBuf, PathBuf)>,
 }
 
 impl Azurite {
@@ -115,17 +117,30 @@ impl Azurite {
         Azurite::launch(Some(location.to_path_buf()))
     }
 
+    /// Starts Azurite in memory over HTTPS with `cert` and `key` (PEM), accepting OAuth bearer
+    /// tokens (`--oauth basic`: it checks a token's lifetime, issuer and audience, not its
+    /// signature), as a storage account reached with a managed identity. Azurite takes bearer
+    /// tokens over HTTPS only.
+    pub fn start_with_tokens(cert: &Path, key: &Path) -> Azurite {
+        Azurite::launch_with(None, Some((cert.to_path_buf(), key.to_path_buf())))
+    }
+
     fn launch(location: Option<PathBuf>) -> Azurite {
+        Azurite::launch_with(location, None)
+    }
+
+    fn launch_with(location: Option<PathBuf>, tls: Option<(PathBuf, PathBuf)>) -> Azurite {
         let bin = azurite_blob_binary();
         let mut last_error = String::new();
         for _ in 0..3 {
             let port = free_port();
-            match spawn(&bin, port, location.as_deref()) {
+            match spawn(&bin, port, location.as_deref(), tls.as_ref()) {
                 Ok(child) => {
                     let mut azurite = Azurite {
                         child,
                         port,
                         location: location.clone(),
+                        tls: tls.clone(),
                     };
                     if azurite.wait_ready(Duration::from_secs(60)) {
                         return azurite;
@@ -144,7 +159,13 @@ impl Azurite {
             if let Ok(Some(_)) = self.child.try_wait() {
                 return false;
             }
-            if answers_http(self.port) {
+            let ready = match self.tls {
+                None => answers_http(self.port),
+                // A TLS listener does not answer plain HTTP: one that accepts a connection
+                // (not a connection to itself) will do, checked below to be ours.
+                Some(_) => accepts(self.port),
+            };
+            if ready {
                 // Ours, not a listener that somebody else started on the same port: a child
                 // that lost the port exits at once.
                 std::thread::sleep(Duration::from_millis(100));
@@ -181,7 +202,7 @@ impl Azurite {
         let bin = azurite_blob_binary();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            self.child = spawn(&bin, self.port, self.location.as_deref())
+            self.child = spawn(&bin, self.port, self.location.as_deref(), self.tls.as_ref())
                 .unwrap_or_else(|e| panic!("could not restart Azurite: {e}"));
             if self.wait_ready(Duration::from_secs(30)) {
                 return;
@@ -196,13 +217,66 @@ impl Azurite {
         }
     }
 
-    /// The blob endpoint, `http://127.0.0.1:<port>`.
+    /// The blob endpoint, `http://127.0.0.1:<port>` (`https://` when it serves TLS).
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 }
 
-fn spawn(bin: &Path, port: u16, location: Option<&Path>) -> std::io::Result<Child> {
+/// Whether something other than ourselves accepts connections on `port`.
+fn accepts(port: u16) -> bool {
+    TcpStream::connect(("127.0.0.1", port))
+        .is_ok_and(|stream| stream.local_addr().ok() != stream.peer_addr().ok())
+}
+
+/// A self-signed certificate for `127.0.0.1` (not a CA: rustls accepts such a certificate as
+/// its own trust anchor) and its key, written to `dir` as `cert.pem` and `key.pem` by the
+/// `openssl` command.
+pub fn localhost_certificate(dir: &Path) -> (PathBuf, PathBuf) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
+            "-addext",
+            "extendedKeyUsage=serverAuth",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("the openssl command makes the test certificate (apt-get install openssl): {e}")
+        });
+    assert!(
+        out.status.success(),
+        "openssl could not make a certificate: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (cert, key)
+}
+
+fn spawn(
+    bin: &Path,
+    port: u16,
+    location: Option<&Path>,
+    tls: Option<&(PathBuf, PathBuf)>,
+) -> std::io::Result<Child> {
     // In memory unless a folder is given: nothing to clean up. The telemetry Azurite sends by
     // default is turned off (tests must not reach the internet).
     let mut cmd = Command::new(bin);
@@ -218,6 +292,13 @@ fn spawn(bin: &Path, port: u16, location: Option<&Path>) -> std::io::Result<Chil
         Some(dir) => cmd.arg("--location").arg(dir),
         None => cmd.arg("--inMemoryPersistence"),
     };
+    if let Some((cert, key)) = tls {
+        cmd.arg("--cert")
+            .arg(cert)
+            .arg("--key")
+            .arg(key)
+            .args(["--oauth", "basic"]);
+    }
     cmd.stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())

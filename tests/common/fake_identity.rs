@@ -4,7 +4,9 @@
 //! `{"access_token", "expires_on" (Unix seconds, as a string), "resource", "token_type",
 //! "client_id"}`. It refuses what the real one would (a wrong header, API version or client id)
 //! and issues short-lived tokens, which the stand-in hub ([`super::fake_hub`]) accepts until they
-//! expire. Azure's own endpoint only exists inside Azure.
+//! expire. Container Apps serve the same protocol at their `IDENTITY_ENDPOINT`. Tokens are
+//! JWT-shaped like Entra's (audience = the resource, an Entra issuer, `nbf`/`iat`/`exp`), unsigned,
+//! which is what Azurite's `--oauth basic` checks. Azure's own endpoint only exists inside Azure.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -18,6 +20,12 @@ use serde_json::json;
 
 /// The Event Hubs resource a token must be asked for.
 pub const EVENT_HUBS_RESOURCE: &str = "https://eventhubs.azure.net/";
+
+/// The resource object_store asks a storage token for.
+pub const STORAGE_RESOURCE: &str = "https://storage.azure.com";
+
+/// The tenant in the tokens' issuer.
+const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
 
 /// A token the stand-in issued.
 #[derive(Debug, Clone)]
@@ -143,20 +151,7 @@ async fn token(
             json!({"error": {"code": "BadRequest", "message": message}}).to_string(),
         );
     }
-    let mut issued = state.issued.lock().expect("lock");
-    let token = format!(
-        "eyJ0eXAiOiJKV1QifQ.fake-entra-{}-{:x}.sig",
-        issued.len(),
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos())
-    );
-    let expires_on = unix_now() + state.lifetime_secs;
-    issued.push(Issued {
-        token: token.clone(),
-        resource: param("resource").to_string(),
-        expires_on,
-    });
+    let (token, expires_on) = state.issue(param("resource"));
     let body = json!({
         "access_token": token,
         "expires_on": expires_on.to_string(),
@@ -165,6 +160,52 @@ async fn token(
         "client_id": state.client_id,
     });
     (StatusCode::OK, body.to_string())
+}
+
+impl IdentityState {
+    /// Issues a token for `resource` (what the endpoint answers; the deployment's own setup
+    /// in a test uses it directly): the token and its expiry, Unix seconds.
+    pub fn issue(&self, resource: &str) -> (String, u64) {
+        let mut issued = self.issued.lock().expect("lock");
+        let now = unix_now();
+        let expires_on = now + self.lifetime_secs;
+        let token = jwt(&json!({
+            "aud": resource,
+            "iss": format!("https://sts.windows.net/{TENANT}/"),
+            "iat": now,
+            "nbf": now - 5,
+            "exp": expires_on,
+            "appid": self.client_id,
+            "tid": TENANT,
+            // Unique per token, so that a token is recognised as the one issued.
+            "uti": format!(
+                "{}-{:x}",
+                issued.len(),
+                SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos())
+            ),
+        }));
+        issued.push(Issued {
+            token: token.clone(),
+            resource: resource.to_string(),
+            expires_on,
+        });
+        (token, expires_on)
+    }
+}
+
+/// An unsigned JWT: header and claims, base64url without padding, and a placeholder signature.
+fn jwt(claims: &serde_json::Value) -> String {
+    use base64::Engine as _;
+    let part = |value: &serde_json::Value| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(value.to_string())
+    };
+    format!(
+        "{}.{}.c3RhbmQtaW4",
+        part(&json!({"typ": "JWT", "alg": "none"})),
+        part(claims)
+    )
 }
 
 /// `a=b&c=d`, form-decoded (`+` and `%XX`).

@@ -1,6 +1,8 @@
 //! Helpers for tests that run the real `boxoffice` binary and read the lake it wrote.
 #![allow(dead_code)] // each test file uses its own subset
 
+pub mod bicep;
+pub mod blob_proxy;
 pub mod browser;
 pub mod fake_hub;
 pub mod fake_identity;
