@@ -10,7 +10,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use boxoffice_ingest::bronze::{QUARANTINE, QuarantineRow, quarantine_batch};
-use boxoffice_lake::{AppendOutcome, PartitionRows, TableDef, append_once};
+use boxoffice_lake::{
+    AppendOutcome, Batch, GroupPolicy, PartitionRows, TableDef, append_grouped, append_once,
+};
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::json;
 
@@ -316,15 +318,37 @@ impl Shard {
             metadata.insert("shard".to_string(), json!(self.id.index));
             metadata.insert("shards".to_string(), json!(self.id.of));
         }
-        let outcome = append_once(
-            &mut table,
-            rows,
-            &app_id,
-            plan.batch as i64,
-            metadata,
-            def.writer_properties(),
-        )
-        .await
+        // Shards are separate processes appending to the same tables: their batches are staged
+        // and committed together (docs/commits.md), so they never race each other for versions.
+        // One writer commits on its own, which is quicker.
+        let outcome = if self.id.of > 1 {
+            let batch = Batch {
+                app_id: &app_id,
+                version: plan.batch as i64,
+                metadata,
+                writer_properties: def.writer_properties(),
+            };
+            append_grouped(
+                &self.lake,
+                def,
+                &mut table,
+                rows,
+                batch,
+                &GroupPolicy::default(),
+            )
+            .await
+            .map(|(outcome, _)| outcome)
+        } else {
+            append_once(
+                &mut table,
+                rows,
+                &app_id,
+                plan.batch as i64,
+                metadata,
+                def.writer_properties(),
+            )
+            .await
+        }
         .map_err(|e| JobError::Commit {
             table: def.qualified_name(),
             source: Box::new(e),
