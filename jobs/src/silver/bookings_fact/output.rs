@@ -18,7 +18,6 @@ use serde_json::json;
 
 use super::input::{self, PAYMENTS};
 use super::join::{self, JoinOutput, JoinState};
-use super::prefetch;
 use super::shard::Shard;
 use super::{BatchReport, JOB, Plan, rows};
 use crate::JobError;
@@ -95,13 +94,6 @@ impl Freshness {
     }
 }
 
-/// Requests the memory of a parsed event the join will visit soon.
-fn prefetch_event(e: &input::BronzeEvent) {
-    if let Ok(event) = &e.event {
-        event.prefetch();
-    }
-}
-
 /// Feeds one batch's events to the join (in their arrival order) and releases what its
 /// watermark passed, or everything when the plan drains.
 pub(super) fn join_batch(
@@ -114,8 +106,7 @@ pub(super) fn join_batch(
     let read_events = events.len() as u64;
     let mut out = JoinOutput::default();
     let mut quarantine = Vec::new();
-    // The memory of the event a few places ahead is requested while this one is joined.
-    for e in prefetch::walk(events.into_iter(), 8, prefetch_event) {
+    for e in events {
         match e.event {
             Ok(event) => state.process(event, &mut out),
             Err(refused) => quarantine.push(quarantine_row(e.key, *refused, processed_at)),
