@@ -8,7 +8,6 @@ mod docs_tests;
 mod help;
 mod leases;
 mod membership;
-mod memory;
 mod pacing;
 mod progress;
 
@@ -23,7 +22,6 @@ use cli::{Cli, Command};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
-    memory::keep_freed_memory();
     let cli = Cli::parse();
     init_logging(cli.global.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -45,24 +45,48 @@ pub async fn join_progress(table: &DeltaTable) -> Result<JoinProgress, Dashboard
         .try_collect()
         .await
         .map_err(|e| DashboardError::Read(e.to_string()))?;
-    let time = |c: &deltalake::kernel::CommitInfo, key: &str| {
-        let text = c.info.get(key)?.as_str()?;
-        DateTime::parse_from_rfc3339(text)
-            .ok()
-            .map(|t| t.with_timezone(&Utc))
-    };
     let marks: Vec<(Option<u64>, DateTime<Utc>)> = commits
         .iter()
-        .filter_map(|c| {
-            let shard = c.info.get("shard").and_then(|s| s.as_u64());
-            Some((shard, time(c, "watermark")?))
+        .flat_map(|c| batch_metadata(&c.info))
+        .filter_map(|m| {
+            Some((
+                m.get("shard").and_then(|s| s.as_u64()),
+                time(m, "watermark")?,
+            ))
         })
         .collect();
     let watermark = resolved_up_to(&marks);
     Ok(JoinProgress {
         watermark,
-        newest_event: commits.iter().filter_map(|c| time(c, "newest_event")).max(),
+        newest_event: commits
+            .iter()
+            .flat_map(|c| batch_metadata(&c.info))
+            .filter_map(|m| time(m, "newest_event"))
+            .max(),
     })
+}
+
+/// A time recorded in a commit's metadata.
+fn time(metadata: &Map, key: &str) -> Option<DateTime<Utc>> {
+    let text = metadata.get(key)?.as_str()?;
+    DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+type Map = std::collections::HashMap<String, serde_json::Value>;
+
+/// The metadata of each batch a commit holds: its own, or, for a grouped commit (shards'
+/// batches committed together), each batch's under `batches` (the commit's top-level keys are
+/// then the greatest of them, which would credit one shard with another's watermark).
+fn batch_metadata(info: &Map) -> Vec<Map> {
+    match info.get("batches").and_then(|b| b.as_array()) {
+        Some(batches) => batches
+            .iter()
+            .filter_map(|b| serde_json::from_value(b.get("metadata")?.clone()).ok())
+            .collect(),
+        None => vec![info.clone()],
+    }
 }
 
 /// Where Silver is resolved up to, from commits' (shard, watermark) marks: the lowest of the
@@ -97,5 +121,36 @@ mod tests {
             (None, at(1)),
         ];
         assert_eq!(resolved_up_to(&marks), Some(at(7)));
+    }
+
+    #[test]
+    fn a_grouped_commit_credits_each_shard_with_its_own_watermark() {
+        let info: Map = serde_json::from_value(serde_json::json!({
+            "operation": "WRITE",
+            "shard": 1,
+            "watermark": "2026-01-01T00:00:10+00:00",
+            "batches": [
+                {"app_id": "bookings_fact:0:silver.bookings_fact", "version": 3,
+                 "metadata": {"shard": 0, "watermark": "2026-01-01T00:00:10+00:00"}},
+                {"app_id": "bookings_fact:1:silver.bookings_fact", "version": 5,
+                 "metadata": {"shard": 1, "watermark": "2026-01-01T00:00:04+00:00"}}
+            ]
+        }))
+        .expect("info");
+        let marks: Vec<_> = batch_metadata(&info)
+            .iter()
+            .filter_map(|m| {
+                Some((
+                    m.get("shard").and_then(|s| s.as_u64()),
+                    time(m, "watermark")?,
+                ))
+            })
+            .collect();
+        let at = |s: i64| DateTime::from_timestamp(1_767_225_600 + s, 0).expect("time");
+        assert_eq!(marks, vec![(Some(0), at(10)), (Some(1), at(4))]);
+        assert_eq!(resolved_up_to(&marks), Some(at(4)));
+        let single: Map =
+            serde_json::from_value(serde_json::json!({"watermark": "x"})).expect("info");
+        assert_eq!(batch_metadata(&single), vec![single.clone()]);
     }
 }

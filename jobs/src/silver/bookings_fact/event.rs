@@ -271,14 +271,6 @@ impl JoinEvent {
         }
     }
 
-    /// Asks the CPU for its memory ahead of a visit.
-    pub fn prefetch(&self) {
-        match self {
-            JoinEvent::Booking(b) => super::prefetch::arc(b),
-            JoinEvent::Payment(p) => super::prefetch::arc(p),
-        }
-    }
-
     /// Its event_uid.
     pub fn uid(&self) -> &EventUid {
         match self {

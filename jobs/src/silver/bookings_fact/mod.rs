@@ -29,7 +29,6 @@ pub mod expiry;
 pub mod input;
 pub mod join;
 mod output;
-mod prefetch;
 pub mod published;
 pub mod refresh;
 pub mod rows;

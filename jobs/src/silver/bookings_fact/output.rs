@@ -10,13 +10,14 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use boxoffice_ingest::bronze::{QUARANTINE, QuarantineRow, quarantine_batch};
-use boxoffice_lake::{AppendOutcome, PartitionRows, TableDef, append_once};
+use boxoffice_lake::{
+    AppendOutcome, Batch, GroupPolicy, PartitionRows, TableDef, append_grouped, append_once,
+};
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::json;
 
 use super::input::{self, PAYMENTS};
 use super::join::{self, JoinOutput, JoinState};
-use super::prefetch;
 use super::shard::Shard;
 use super::{BatchReport, JOB, Plan, rows};
 use crate::JobError;
@@ -93,13 +94,6 @@ impl Freshness {
     }
 }
 
-/// Requests the memory of a parsed event the join will visit soon.
-fn prefetch_event(e: &input::BronzeEvent) {
-    if let Ok(event) = &e.event {
-        event.prefetch();
-    }
-}
-
 /// Feeds one batch's events to the join (in their arrival order) and releases what its
 /// watermark passed, or everything when the plan drains.
 pub(super) fn join_batch(
@@ -112,8 +106,7 @@ pub(super) fn join_batch(
     let read_events = events.len() as u64;
     let mut out = JoinOutput::default();
     let mut quarantine = Vec::new();
-    // The memory of the event a few places ahead is requested while this one is joined.
-    for e in prefetch::walk(events.into_iter(), 8, prefetch_event) {
+    for e in events {
         match e.event {
             Ok(event) => state.process(event, &mut out),
             Err(refused) => quarantine.push(quarantine_row(e.key, *refused, processed_at)),
@@ -316,15 +309,37 @@ impl Shard {
             metadata.insert("shard".to_string(), json!(self.id.index));
             metadata.insert("shards".to_string(), json!(self.id.of));
         }
-        let outcome = append_once(
-            &mut table,
-            rows,
-            &app_id,
-            plan.batch as i64,
-            metadata,
-            def.writer_properties(),
-        )
-        .await
+        // Shards are separate processes appending to the same tables: their batches are staged
+        // and committed together (docs/commits.md), so they never race each other for versions.
+        // One writer commits on its own, which is quicker.
+        let outcome = if self.id.of > 1 {
+            let batch = Batch {
+                app_id: &app_id,
+                version: plan.batch as i64,
+                metadata,
+                writer_properties: def.writer_properties(),
+            };
+            append_grouped(
+                &self.lake,
+                def,
+                &mut table,
+                rows,
+                batch,
+                &GroupPolicy::default(),
+            )
+            .await
+            .map(|(outcome, _)| outcome)
+        } else {
+            append_once(
+                &mut table,
+                rows,
+                &app_id,
+                plan.batch as i64,
+                metadata,
+                def.writer_properties(),
+            )
+            .await
+        }
         .map_err(|e| JobError::Commit {
             table: def.qualified_name(),
             source: Box::new(e),

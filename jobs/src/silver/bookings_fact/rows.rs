@@ -13,7 +13,6 @@ use deltalake::arrow::array::{
 use deltalake::arrow::error::ArrowError;
 
 use super::join::{BookingIn, JoinEvent, Late, Match, PaymentIn};
-use super::prefetch;
 use crate::silver::derive::{day_of_week, event_category, hour, payment_type};
 use crate::silver::tables::{BOOKINGS_FACT, LATE_EVENTS, ORPHAN_PAYMENTS, UNPAID_BOOKINGS};
 
@@ -80,12 +79,6 @@ fn details(m: &Match) -> &EventDetails {
     &m.booking.booking.event_details
 }
 
-/// Requests the memory of a match's booking and payment.
-fn prefetch_match(m: &&Match) {
-    prefetch::arc(&m.booking);
-    prefetch::arc(&m.payment);
-}
-
 /// The fact rows' count and the bytes of each text column of variable width, summed in one pass
 /// over the matches (a pass per column chased every match's pointers a dozen times).
 #[derive(Default)]
@@ -109,7 +102,7 @@ struct TextSizes {
 impl TextSizes {
     fn of(matches: &[&Match]) -> Self {
         let mut t = TextSizes::default();
-        for m in prefetch::walk(matches.iter(), 8, prefetch_match) {
+        for m in matches {
             let (b, d) = (booking(m), details(m));
             let seats = d.seats.len();
             t.rows += seats;
@@ -176,8 +169,7 @@ fn fact_batch(matches: &[&Match], processed_at: DateTime<Utc>) -> Result<RecordB
     let mut booking_date = Date32Builder::with_capacity(n);
     let flag = || BooleanBuilder::with_capacity(n);
     let (mut first_booking, mut first_payment, mut sale) = (flag(), flag(), flag());
-    // The memory of the match a few places ahead is requested while this one is written.
-    for m in prefetch::walk(matches.iter(), 3, prefetch_match) {
+    for m in matches {
         let (b, p) = (&m.booking.booking, &m.payment.payment);
         let d = &b.event_details;
         // What every seat of the match shares, worked out once.
@@ -298,8 +290,7 @@ fn unpaid_batch(
     let mut total = Float64Builder::with_capacity(n);
     let mut date = Date32Builder::with_capacity(n);
     let mut numbers = String::new();
-    // The memory of the booking a few places ahead is requested while this one is written.
-    for item in prefetch::walk(bookings.iter(), 4, |b| prefetch::arc(b)) {
+    for item in bookings {
         let b = &item.booking;
         let d = &b.event_details;
         numbers.clear();
