@@ -51,7 +51,7 @@ pub async fn join_progress(table: &DeltaTable) -> Result<JoinProgress, Dashboard
         .filter_map(|m| {
             Some((
                 m.get("shard").and_then(|s| s.as_u64()),
-                time(m, "watermark")?,
+                time(&m, "watermark")?,
             ))
         })
         .collect();
@@ -61,7 +61,7 @@ pub async fn join_progress(table: &DeltaTable) -> Result<JoinProgress, Dashboard
         newest_event: commits
             .iter()
             .flat_map(|c| batch_metadata(&c.info))
-            .filter_map(|m| time(m, "newest_event"))
+            .filter_map(|m| time(&m, "newest_event"))
             .max(),
     })
 }
