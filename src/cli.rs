@@ -591,7 +591,8 @@ pub struct GeneratorArgs {
 #[derive(Debug, Args, Clone, Default)]
 #[command(next_help_heading = "Landing in Bronze")]
 pub struct LandingArgs {
-    /// Longest an event waits before its batch is committed [default: 1s]
+    /// Longest an event waits before its batch is committed [default: 1s; 200ms under `up`'s
+    /// continuous job cadence]
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub flush_interval: Option<Duration>,
 
@@ -625,9 +626,11 @@ pub struct UpArgs {
     #[arg(help_heading = "Running", long, value_name = "N")]
     pub count: Option<u64>,
 
-    /// How often the join and the Gold refresh run [default: [jobs] interval, else 2s]
-    #[arg(help_heading = "Jobs", long, value_name = "DURATION", value_parser = parse_duration)]
-    pub job_interval: Option<Duration>,
+    /// When the join and the Gold refresh run: `continuous` (each time the landing commits to
+    /// Bronze; the flush interval then defaults to 200ms) or every DURATION, e.g. 2s
+    /// [default: [jobs] interval, else continuous]
+    #[arg(help_heading = "Jobs", long, value_name = "continuous|DURATION", value_parser = crate::config::Cadence::parse)]
+    pub job_interval: Option<crate::config::Cadence>,
 
     /// Only land Bronze; do not run the join and Gold refresh
     #[arg(help_heading = "Jobs", long)]
