@@ -636,6 +636,12 @@ pub struct UpArgs {
     #[arg(help_heading = "Jobs", long)]
     pub no_jobs: bool,
 
+    /// How often up compacts today's small files and checkpoints every table while its jobs
+    /// run, as the bundle's maintenance does; 0s: never [default: 1m when the jobs run
+    /// continuously, else never]
+    #[arg(help_heading = "Jobs", long, value_name = "DURATION", value_parser = parse_duration)]
+    pub maintenance_every: Option<Duration>,
+
     /// Run the jobs in this many `boxoffice worker` processes instead of in up itself, sharing
     /// the join's shards ([jobs] shards) as workers on separate machines would; 0: up runs them
     #[arg(

@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use super::cycle_runs::CycleRuns;
 use super::job::{Cycle, CycleReport};
 use crate::config::{Cadence, SIDE_JOBS_EVERY};
-use crate::leases::Leases;
+use crate::leases::{Leases, MAINTENANCE, Taking};
 use crate::progress::thousands;
 
 /// The window the dashboard's event-to-Gold figures cover.
@@ -45,6 +45,8 @@ pub struct JobsStatus {
     pub last_millis: u128,
     /// Bookings and payments in the join's state when it stopped.
     pub waiting: (usize, usize),
+    /// Maintenance turns that compacted, and the table files they found and left.
+    pub maintenance: (u64, u64, u64),
 }
 
 impl JobsStatus {
@@ -255,5 +257,44 @@ mod tests {
         assert!(recent.due(true).is_some(), "the last run always publishes");
         let timer = Recent::new(Cadence::Every(Duration::from_secs(2))).due(true);
         assert_eq!(timer.map(|f| f.cadence), Some("every 2s".to_string()));
+    }
+}
+
+/// Compacts today's small files and checkpoints every table every `every` until `stop`, beside
+/// the jobs (a compaction never conflicts with appenders: docs/maintenance.md), under the
+/// maintenance lease, taken for each turn: a turn is skipped while the bundle's maintenance or
+/// a worker holds it.
+pub async fn maintain_every(
+    lake: Lake,
+    every: Duration,
+    taking: Taking,
+    status: Arc<Mutex<JobsStatus>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.changed() => return,
+        }
+        let lease = match Leases::take(&lake, &[MAINTENANCE], "boxoffice up", taking).await {
+            Ok(lease) => lease,
+            Err(e) => {
+                tracing::info!("maintenance skipped this turn: {e:#}");
+                continue;
+            }
+        };
+        match super::worker::compact_and_checkpoint(&lake).await {
+            Ok((before, after)) => {
+                if let Ok(mut s) = status.lock() {
+                    s.maintenance.0 += 1;
+                    s.maintenance.1 += before;
+                    s.maintenance.2 += after;
+                }
+            }
+            Err(e) => eprintln!("\nmaintenance failed: {e:#}; retried at its next turn"),
+        }
+        if let Err(e) = lease.release().await {
+            tracing::warn!("releasing the maintenance lease: {e:#}");
+        }
     }
 }
