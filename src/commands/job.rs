@@ -202,8 +202,9 @@ impl Cycle {
         } else {
             Vec::new()
         };
-        let reports = self.job.run_batches(false).await?;
-        if !reports.is_empty() || side_jobs || self.gold_behind {
+        let reports = self.job.run_landed().await?;
+        // Gold reads Silver and batch_load's catalog: with neither changed it has nothing to do.
+        if !reports.is_empty() || !batch.is_empty() || self.gold_behind {
             // Marked first: a failed refresh is retried on the next run even with nothing new.
             self.gold_behind = true;
             self.gold.refresh(false).await?;
