@@ -393,9 +393,8 @@ impl Cadence {
         if s.trim().eq_ignore_ascii_case(Self::CONTINUOUS) {
             return Ok(Cadence::Continuous);
         }
-        let d = humantime::parse_duration(s.trim()).map_err(|e| {
-            format!("{e} (`continuous`, or a duration such as 500ms, 2s, 1m)")
-        })?;
+        let d = humantime::parse_duration(s.trim())
+            .map_err(|e| format!("{e} (`continuous`, or a duration such as 500ms, 2s, 1m)"))?;
         if d.is_zero() {
             return Err("the job interval must be more than 0 (or `continuous`)".to_string());
         }
@@ -425,8 +424,9 @@ pub const CONTINUOUS_FLUSH: Duration = Duration::from_millis(200);
 pub fn job_cadence(file: &FileConfig, flag: Option<Cadence>) -> anyhow::Result<Cadence> {
     match (flag, &file.jobs.interval) {
         (Some(c), _) => Ok(c),
-        (None, Some(s)) => Cadence::parse(s)
-            .map_err(|e| anyhow::anyhow!("[jobs] interval = {s:?}: {e}")),
+        (None, Some(s)) => {
+            Cadence::parse(s).map_err(|e| anyhow::anyhow!("[jobs] interval = {s:?}: {e}"))
+        }
         (None, None) => Ok(Cadence::Continuous),
     }
 }

@@ -227,10 +227,18 @@ jobs:
             .arg(&manifest),
     );
     let after = tables(&lake);
-    assert!(raw(&before) > 20, "few small files to start with: {}", raw(&before));
+    assert!(
+        raw(&before) > 20,
+        "few small files to start with: {}",
+        raw(&before)
+    );
     // Two hubs of two partitions each: a file per partition, and at most a smaller one beside.
     assert!(raw(&after) <= 8, "{} raw files left", raw(&after));
-    for name in ["bronze.bookings_raw", "bronze.payments_raw", "silver.bookings_fact"] {
+    for name in [
+        "bronze.bookings_raw",
+        "bronze.payments_raw",
+        "silver.bookings_fact",
+    ] {
         assert_eq!(
             after[name]["state"]["rows"], before[name]["state"]["rows"],
             "{name}: compaction changed the rows"

@@ -555,18 +555,20 @@ fn gold_follows_a_compacted_silver_without_double_counting_and_rebuilds_after_a_
     // An hour after the first events (the generator starts at 2025-01-01 by default).
     run_ok(
         boxoffice()
-            .args(["generate", "--seed", "12", "--fast", "--rate", "5", "-n", "1000"])
+            .args([
+                "generate", "--seed", "12", "--fast", "--rate", "5", "-n", "1000",
+            ])
             .args(["--start", "2025-01-01T01:00:00Z", "-o"])
             .arg(&more),
     );
     common::ingest(&lake_dir, &more);
     // Small batches: several new files in the new day's partition, which the compaction merges.
-    run_ok(
-        on(&lake_dir)
-            .arg("--config")
-            .arg(&config)
-            .args(["job", "run", "bookings_fact", "--drain"]),
-    );
+    run_ok(on(&lake_dir).arg("--config").arg(&config).args([
+        "job",
+        "run",
+        "bookings_fact",
+        "--drain",
+    ]));
     common::block_on(async {
         let table = lake
             .open_table(&BOOKINGS_FACT)

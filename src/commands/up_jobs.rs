@@ -52,7 +52,11 @@ pub struct JobsStatus {
 impl JobsStatus {
     /// The jobs' part of the progress line.
     pub fn line(&self) -> String {
-        let fresh = match self.recent.as_ref().and_then(|r| r.median_seconds.zip(r.p95_seconds)) {
+        let fresh = match self
+            .recent
+            .as_ref()
+            .and_then(|r| r.median_seconds.zip(r.p95_seconds))
+        {
             Some((p50, p95)) => format!("{p50:.2}s (p95 {p95:.2}s)"),
             None => "-".to_string(),
         };
@@ -117,7 +121,11 @@ impl Recent {
         let now = Instant::now();
         self.lags.extend(lags.iter().map(|l| (now, *l)));
         self.runs.push_back(now);
-        while self.lags.front().is_some_and(|(at, _)| at.elapsed() > WINDOW) {
+        while self
+            .lags
+            .front()
+            .is_some_and(|(at, _)| at.elapsed() > WINDOW)
+        {
             self.lags.pop_front();
         }
         while self.runs.front().is_some_and(|at| at.elapsed() > WINDOW) {
@@ -127,7 +135,11 @@ impl Recent {
 
     /// The figures over the window, when [`PUBLISH_EVERY`] has passed (or `now`).
     fn due(&mut self, now: bool) -> Option<GoldFreshness> {
-        if !now && self.published.is_some_and(|at| at.elapsed() < PUBLISH_EVERY) {
+        if !now
+            && self
+                .published
+                .is_some_and(|at| at.elapsed() < PUBLISH_EVERY)
+        {
             return None;
         }
         self.published = Some(Instant::now());
@@ -160,11 +172,7 @@ impl Trigger {
     /// a run starts as soon as a Bronze commit came after the previous run started; commits
     /// during a run make one more run, not one each. `side_due` says when the side jobs are
     /// next due: a continuous run starts then too, even if nothing landed.
-    async fn next(
-        &mut self,
-        stop: &mut watch::Receiver<bool>,
-        side_due: Instant,
-    ) -> (bool, bool) {
+    async fn next(&mut self, stop: &mut watch::Receiver<bool>, side_due: Instant) -> (bool, bool) {
         match self.cadence {
             Cadence::Every(interval) => tokio::select! {
                 _ = tokio::time::sleep(interval) => (false, true),
@@ -239,27 +247,6 @@ pub async fn run_jobs(
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_window_counts_runs_and_matches_and_publishes_at_most_every_second() {
-        let mut recent = Recent::new(Cadence::Continuous);
-        recent.add(&[0.5, 0.25, 1.0]);
-        recent.add(&[]);
-        let figures = recent.due(false).expect("first figures");
-        assert_eq!(figures.cadence, "continuous");
-        assert_eq!((figures.matches, figures.runs), (3, 2));
-        assert_eq!(figures.median_seconds, Some(0.5));
-        assert_eq!(figures.p95_seconds, Some(1.0));
-        assert!(recent.due(false).is_none(), "published a moment ago");
-        assert!(recent.due(true).is_some(), "the last run always publishes");
-        let timer = Recent::new(Cadence::Every(Duration::from_secs(2))).due(true);
-        assert_eq!(timer.map(|f| f.cadence), Some("every 2s".to_string()));
-    }
-}
-
 /// Compacts today's small files and checkpoints every table every `every` until `stop`, beside
 /// the jobs (a compaction never conflicts with appenders: docs/maintenance.md), under the
 /// maintenance lease, taken for each turn: a turn is skipped while the bundle's maintenance or
@@ -296,5 +283,26 @@ pub async fn maintain_every(
         if let Err(e) = lease.release().await {
             tracing::warn!("releasing the maintenance lease: {e:#}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_window_counts_runs_and_matches_and_publishes_at_most_every_second() {
+        let mut recent = Recent::new(Cadence::Continuous);
+        recent.add(&[0.5, 0.25, 1.0]);
+        recent.add(&[]);
+        let figures = recent.due(false).expect("first figures");
+        assert_eq!(figures.cadence, "continuous");
+        assert_eq!((figures.matches, figures.runs), (3, 2));
+        assert_eq!(figures.median_seconds, Some(0.5));
+        assert_eq!(figures.p95_seconds, Some(1.0));
+        assert!(recent.due(false).is_none(), "published a moment ago");
+        assert!(recent.due(true).is_some(), "the last run always publishes");
+        let timer = Recent::new(Cadence::Every(Duration::from_secs(2))).due(true);
+        assert_eq!(timer.map(|f| f.cadence), Some("every 2s".to_string()));
     }
 }
