@@ -591,7 +591,8 @@ pub struct GeneratorArgs {
 #[derive(Debug, Args, Clone, Default)]
 #[command(next_help_heading = "Landing in Bronze")]
 pub struct LandingArgs {
-    /// Longest an event waits before its batch is committed [default: 1s]
+    /// Longest an event waits before its batch is committed [default: 1s; 200ms under `up`'s
+    /// continuous job cadence]
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub flush_interval: Option<Duration>,
 
@@ -625,13 +626,21 @@ pub struct UpArgs {
     #[arg(help_heading = "Running", long, value_name = "N")]
     pub count: Option<u64>,
 
-    /// How often the join and the Gold refresh run [default: [jobs] interval, else 2s]
-    #[arg(help_heading = "Jobs", long, value_name = "DURATION", value_parser = parse_duration)]
-    pub job_interval: Option<Duration>,
+    /// When the join and the Gold refresh run: `continuous` (each time the landing commits to
+    /// Bronze; the flush interval then defaults to 200ms) or every DURATION, e.g. 2s
+    /// [default: [jobs] interval, else continuous]
+    #[arg(help_heading = "Jobs", long, value_name = "continuous|DURATION", value_parser = crate::config::Cadence::parse)]
+    pub job_interval: Option<crate::config::Cadence>,
 
     /// Only land Bronze; do not run the join and Gold refresh
     #[arg(help_heading = "Jobs", long)]
     pub no_jobs: bool,
+
+    /// How often up compacts today's small files and checkpoints every table while its jobs
+    /// run, as the bundle's maintenance does; 0s: never [default: 1m when the jobs run
+    /// continuously, else never]
+    #[arg(help_heading = "Jobs", long, value_name = "DURATION", value_parser = parse_duration)]
+    pub maintenance_every: Option<Duration>,
 
     /// Run the jobs in this many `boxoffice worker` processes instead of in up itself, sharing
     /// the join's shards ([jobs] shards) as workers on separate machines would; 0: up runs them

@@ -59,7 +59,8 @@ pub struct JoinFile {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JobsFile {
-    /// How often `up` runs the join and the Gold refresh.
+    /// When `up` runs the join and the Gold refresh: `continuous` (each time Bronze commits)
+    /// or a duration; a worker's cycle (a duration; `continuous` means 2 s there).
     pub interval: Option<String>,
     pub max_events: Option<usize>,
     pub checkpoint_every: Option<u64>,
@@ -397,17 +398,83 @@ pub fn expectations(file: &FileConfig, settings: &Settings) -> anyhow::Result<Ex
     Expectations::compile(&declared, &file.expectations).map_err(|e| anyhow::anyhow!(e))
 }
 
-/// How often `up` runs the jobs: `[jobs] interval`, else 2 s.
+/// When `up` runs its own join and Gold refresh.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cadence {
+    /// As soon as the landing has committed new events to Bronze (`continuous`, the default):
+    /// Gold is then as fresh as the flush interval and one run of the jobs allow.
+    Continuous,
+    /// Every this long, whatever landed meanwhile.
+    Every(Duration),
+}
+
+impl Cadence {
+    /// The word `continuous`, which `[jobs] interval` and `--job-interval` take besides a
+    /// duration.
+    pub const CONTINUOUS: &str = "continuous";
+
+    /// `continuous`, or a duration such as `2s`.
+    pub fn parse(s: &str) -> Result<Cadence, String> {
+        if s.trim().eq_ignore_ascii_case(Self::CONTINUOUS) {
+            return Ok(Cadence::Continuous);
+        }
+        let d = humantime::parse_duration(s.trim())
+            .map_err(|e| format!("{e} (`continuous`, or a duration such as 500ms, 2s, 1m)"))?;
+        if d.is_zero() {
+            return Err("the job interval must be more than 0 (or `continuous`)".to_string());
+        }
+        Ok(Cadence::Every(d))
+    }
+
+    /// As the start line says it.
+    pub fn describe(&self) -> String {
+        match self {
+            Cadence::Continuous => "each time Bronze commits (continuous)".to_string(),
+            Cadence::Every(d) => format!("every {}", humantime::format_duration(*d)),
+        }
+    }
+}
+
+/// How often the side jobs run in continuous mode (batch_load, the booking service's changes
+/// and cdc), and the longest the join and Gold wait when nothing lands: the timer cadence's
+/// default, so their tables move as they did.
+pub const SIDE_JOBS_EVERY: Duration = Duration::from_secs(2);
+
+/// How long the landing waits before committing a batch when `up` runs its jobs continuously and
+/// no flush interval is set: an event waits about this long for its partition's commit, and
+/// the join takes it once every partition has committed past it.
+pub const CONTINUOUS_FLUSH: Duration = Duration::from_millis(200);
+
+/// When `up` runs its jobs: `--job-interval`, else `[jobs] interval`, else continuously.
+pub fn job_cadence(file: &FileConfig, flag: Option<Cadence>) -> anyhow::Result<Cadence> {
+    match (flag, &file.jobs.interval) {
+        (Some(c), _) => Ok(c),
+        (None, Some(s)) => {
+            Cadence::parse(s).map_err(|e| anyhow::anyhow!("[jobs] interval = {s:?}: {e}"))
+        }
+        (None, None) => Ok(Cadence::Continuous),
+    }
+}
+
+/// How often a worker runs its cycle: `--interval`, else `[jobs] interval`, else 2 s. Workers
+/// are separate processes that no landing notifies, so `continuous` means the 2 s default there.
 pub fn job_interval(file: &FileConfig, flag: Option<Duration>) -> anyhow::Result<Duration> {
     let d = match flag {
         Some(d) => d,
-        None => duration_setting("[jobs] interval", &file.jobs.interval)?
-            .unwrap_or(Duration::from_secs(2)),
+        None => match job_cadence(file, None)? {
+            Cadence::Every(d) => d,
+            Cadence::Continuous => SIDE_JOBS_EVERY,
+        },
     };
     if d.is_zero() {
         bail!("the job interval must be more than 0");
     }
     Ok(d)
+}
+
+/// Whether a flush interval was set (a flag or `[landing] flush_interval`), so `up` leaves it.
+pub fn flush_interval_set(args: &LandingArgs, file: &FileConfig) -> bool {
+    args.flush_interval.is_some() || file.landing.flush_interval.is_some()
 }
 
 /// How long a lease lasts unless renewed (`[jobs] lease_ttl`, default 30 s; at least 1 s).

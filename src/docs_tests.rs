@@ -437,6 +437,7 @@ fn options_are_grouped_by_what_they_are_for() {
         set(&[
             "job-interval",
             "no-jobs",
+            "maintenance-every",
             "workers",
             "cdc-rate",
             "bundle",

@@ -16,9 +16,9 @@ pub const UP: &str = "\
 Examples:
   boxoffice up --duration 5m                     # five minutes, then land what is queued and stop
   boxoffice up --rate 5000 --speed 60            # 5,000 events/s, an hour of bookings per minute
-  boxoffice up --no-jobs --no-dashboard          # land Bronze only
+  boxoffice up --job-interval 10s                # the join and Gold on a 10 s timer
 
-What runs, and how restarts and leases work: README.md (the tour) and docs/operations.md.";
+Restarts and leases: docs/operations.md. When the jobs run, Gold's freshness, its cost: docs/continuous.md.";
 
 /// `boxoffice generate --help`.
 pub const GENERATE: &str = "\

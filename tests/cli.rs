@@ -318,6 +318,20 @@ fn bad_settings_get_clear_errors() {
     assert!(err.contains("rat"), "{err}");
     let err = run_err(boxoffice().args(["up", "--duration", "soon"]));
     assert!(err.contains("examples: 500ms"), "{err}");
+    let err = run_err(boxoffice().args(["up", "--job-interval", "often"]));
+    assert!(err.contains("`continuous`, or a duration"), "{err}");
+    std::fs::write(&config, "[jobs]\ninterval = \"0s\"\n").expect("write");
+    let err = run_err(
+        boxoffice()
+            .arg("--config")
+            .arg(&config)
+            .args(["up", "--no-dashboard", "--count", "1", "--lake"])
+            .arg(dir.path().join("lake")),
+    );
+    assert!(
+        err.contains("[jobs] interval = \"0s\"") && err.contains("more than 0"),
+        "{err}"
+    );
 }
 
 #[test]

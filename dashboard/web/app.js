@@ -27,6 +27,8 @@ const FORMAT = {
   pct: (v) => (isNum(v) ? `${(v * 100).toFixed(1)}%` : DASH),
   text: (v) => (v == null || v === '' ? DASH : String(v)),
   age: (v) => humanSeconds(v),
+  // Sub-second lags need the second decimal (0.45 s, not 0.5 s).
+  lag: (v) => (isNum(v) && Math.abs(v) < 10 ? `${v.toFixed(2)} s` : humanSeconds(v)),
   ms: (v) => (!isNum(v) ? DASH : Math.abs(v) < 1000 ? `${Math.round(v)} ms` : humanSeconds(v / 1000)),
   time: (v) => utcTime(v),
 };
@@ -193,7 +195,8 @@ const PANELS = [
   {
     name: 'freshness', kind: 'facts',
     facts: [['event_age_seconds', 'age'], ['watermark_lag_seconds', 'age'], ['gold_age_seconds', 'age'],
-      ['last_event', 'time'], ['watermark', 'time'], ['gold_refreshed_at', 'time']],
+      ['last_event', 'time'], ['watermark', 'time'], ['gold_refreshed_at', 'time'],
+      ['gold_lag_median_seconds', 'lag'], ['gold_lag_p95_seconds', 'lag'], ['job_cadence', 'text']],
   },
   { name: 'job_health', kind: 'table', table: JOB_COLUMNS },
 ];

@@ -7,6 +7,7 @@ pub mod batch;
 pub mod cdc;
 pub mod expectations;
 mod frames;
+pub mod freshness;
 pub mod gold;
 pub mod maintenance;
 pub mod ops;

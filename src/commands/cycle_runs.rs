@@ -3,6 +3,10 @@
 //!
 //! A cycle runs every couple of seconds; a commit per cycle would fill the table with tiny
 //! files, so attempts are kept and appended together every [`FLUSH_EVERY`] and when `up` stops.
+//! Run continuously, the jobs run several times a second: their successful runs are merged into
+//! one row per append (task `continuous`, from the first run's start to the last one's end, with
+//! their rows summed), so the table grows by a few rows a minute either way. Failures keep a row
+//! each.
 
 use std::time::{Duration, Instant};
 
@@ -20,19 +24,26 @@ pub const FLUSH_EVERY: Duration = Duration::from_secs(30);
 /// The job name `up`'s cycles are recorded under.
 pub const JOB: &str = "up";
 
+/// The task of a row merging continuous runs.
+pub const CONTINUOUS_TASK: &str = "continuous";
+
 /// Attempts not yet appended.
 pub struct CycleRuns {
     lake: Lake,
     pending: Vec<Attempt>,
     flushed: Instant,
+    /// Whether successful runs are merged (continuous mode).
+    merging: bool,
 }
 
 impl CycleRuns {
-    pub fn new(lake: Lake) -> CycleRuns {
+    /// Nothing kept yet; `merging` successful runs into one row per append.
+    pub fn new(lake: Lake, merging: bool) -> CycleRuns {
         CycleRuns {
             lake,
             pending: Vec::new(),
             flushed: Instant::now(),
+            merging,
         }
     }
 
@@ -54,10 +65,22 @@ impl CycleRuns {
                 Some(format!("{e:#}")),
             ),
         };
+        let merged = self.merging && status == Outcome::Succeeded;
+        if merged
+            && let Some(last) = self
+                .pending
+                .last_mut()
+                .filter(|a| a.task == CONTINUOUS_TASK && a.status == Outcome::Succeeded)
+        {
+            last.ended_at = Utc::now();
+            last.stats.rows_in += stats.rows_in;
+            last.stats.rows_out += stats.rows_out;
+            return;
+        }
         self.pending.push(Attempt {
             run_id: run_id(JOB, started_at),
             job: JOB.to_string(),
-            task: "cycle".to_string(),
+            task: if merged { CONTINUOUS_TASK } else { "cycle" }.to_string(),
             attempt: 1,
             started_at,
             ended_at: Utc::now(),

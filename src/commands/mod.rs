@@ -27,6 +27,7 @@ pub mod sql;
 pub mod table_writers;
 pub mod tables;
 pub mod up;
+pub mod up_jobs;
 pub mod up_workers;
 pub mod worker;
 

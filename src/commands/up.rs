@@ -7,6 +7,7 @@ use anyhow::Context;
 use boxoffice_events::{Generator, GeneratorConfig};
 use boxoffice_ingest::landing::{Landing, LandingConfig};
 use boxoffice_ingest::queue::QueueError;
+use boxoffice_jobs::freshness::percentiles;
 use boxoffice_jobs::silver::bookings_fact::BookingsFact;
 use boxoffice_jobs::silver::shows_sold::last_show_sold;
 use boxoffice_lake::Lake;
@@ -14,12 +15,17 @@ use tokio::sync::watch;
 
 use super::cycle_runs::CycleRuns;
 use super::dashboard::Running;
-use super::job::{Cycle, percentiles};
+use super::job::Cycle;
+use super::up_jobs::{JobsStatus, Trigger, maintain_every, run_jobs};
 use super::up_workers::Workers as UpWorkers;
 use super::{BronzeRows, finish_landing, print_bronze_summary, produce, shutdown_signal};
 use crate::cli::{GlobalArgs, UpArgs};
-use crate::config::{self, FileConfig, Pacing, StartDefault};
+use crate::config::{self, Cadence, FileConfig, Pacing, StartDefault};
 use crate::leases::{LANDING, Leases, Taking};
+
+/// How often `up` compacts and checkpoints while its jobs run continuously: with a commit per
+/// partition every 200 ms, a minute leaves a few hundred small files per Bronze table.
+const UP_MAINTENANCE_EVERY: Duration = Duration::from_secs(60);
 use crate::pacing::Pacer;
 use crate::progress::{Progress, rate, thousands};
 
@@ -50,7 +56,17 @@ pub async fn run(global: &GlobalArgs, args: UpArgs) -> anyhow::Result<()> {
         refuse_bundle_running_up_jobs(bundle)?;
     }
     let (generator_config, pacing) = config::generator(&args.generator, &file, StartDefault::Now)?;
-    let landing_config = config::landing(&lake, &args.landing, &file)?;
+    let mut landing_config = config::landing(&lake, &args.landing, &file)?;
+    let cadence = config::job_cadence(&file, args.job_interval)?;
+    // Run continuously, the join takes an event once every partition has committed past it:
+    // the flush interval is most of Gold's lag, so it is shorter unless set.
+    if cadence == Cadence::Continuous
+        && !args.no_jobs
+        && args.workers == 0
+        && !config::flush_interval_set(&args.landing, &file)
+    {
+        landing_config.linger = config::CONTINUOUS_FLUSH;
+    }
     // Refused settings stop up before anything starts; the generator itself is made once the
     // jobs are open (it starts after the shows the lake has sold).
     Generator::new(generator_config.clone()).context("generator settings")?;
@@ -122,7 +138,14 @@ async fn run_leased(
         Pacing::RealTime { speed } => format!("{speed}x compressed time"),
         Pacing::Unpaced => "unpaced".to_string(),
     };
-    let interval = config::job_interval(file, args.job_interval)?;
+    let cadence = config::job_cadence(file, args.job_interval)?;
+    // Workers are other processes, which no landing notifies: they keep a timer.
+    let interval = match cadence {
+        Cadence::Every(d) => d,
+        Cadence::Continuous if args.workers > 0 => config::job_interval(file, None)?,
+        Cadence::Continuous => config::SIDE_JOBS_EVERY,
+    };
+    // The booking service's changes come with the side jobs, every `interval` either way.
     let cdc_changes = (args.cdc_rate as f64 * interval.as_secs_f64()).round() as usize;
     if args.workers > 0 {
         // A lake whose split the settings refuse stops up here, not in every worker.
@@ -148,7 +171,8 @@ async fn run_leased(
         None
     } else {
         eprintln!(
-            "  joining into Silver and refreshing Gold every {}; the booking service makes {} changes/s for the cdc job",
+            "  joining into Silver and refreshing Gold {}; batch_load and cdc every {}; the booking service makes {} changes/s for the cdc job",
+            cadence.describe(),
             humantime::format_duration(interval),
             args.cdc_rate
         );
@@ -243,15 +267,35 @@ async fn run_leased(
     ));
     let jobs = Arc::new(Mutex::new(JobsStatus::default()));
     let (jobs_stop_tx, jobs_stop_rx) = watch::channel(false);
+    let jobs_stop_rx2 = jobs_stop_rx.clone();
     let job_task = cycle.map(|cycle| {
-        let runs = CycleRuns::new(lake.clone());
+        let runs = CycleRuns::new(lake.clone(), cadence == Cadence::Continuous);
+        let trigger = Trigger {
+            cadence,
+            landed: landing.committed(),
+        };
         tokio::spawn(run_jobs(
             cycle,
             runs,
-            interval,
+            trigger,
             Arc::clone(&jobs),
             jobs_stop_rx,
             Arc::clone(&leases),
+            lake.clone(),
+        ))
+    });
+    let maintenance_every = args.maintenance_every.unwrap_or(match cadence {
+        Cadence::Continuous => UP_MAINTENANCE_EVERY,
+        Cadence::Every(_) => Duration::ZERO,
+    });
+    let taking = Taking::refusing(file)?;
+    let maintenance = (job_task.is_some() && !maintenance_every.is_zero()).then(|| {
+        tokio::spawn(maintain_every(
+            lake.clone(),
+            maintenance_every,
+            taking,
+            Arc::clone(&jobs),
+            jobs_stop_rx2,
         ))
     });
     let progress = {
@@ -324,6 +368,9 @@ async fn run_leased(
             log.skipped.len()
         );
     }
+    if let Some(task) = maintenance {
+        task.await.context("the maintenance task failed")?;
+    }
     let job_result = match job_task {
         Some(task) => Some(task.await.context("the job task failed")?),
         None => None,
@@ -366,9 +413,26 @@ async fn run_leased(
             thousands(status.fact_rows),
             status.cycles
         );
+        println!(
+            "  jobs run {}: {} runs of the join and Gold refresh ({}/s), {} of them took new events in {} join batches",
+            cadence.describe(),
+            thousands(status.runs),
+            per_second(status.runs, elapsed),
+            thousands(status.cycles),
+            thousands(status.batches)
+        );
+        if status.maintenance.0 > 0 {
+            println!(
+                "  maintenance every {}: {} turns compacted {} table files into {} and checkpointed every table",
+                humantime::format_duration(maintenance_every),
+                status.maintenance.0,
+                thousands(status.maintenance.1),
+                thousands(status.maintenance.2)
+            );
+        }
         if let Some((p50, p95)) = percentiles(&mut status.lags) {
             println!(
-                "  freshness (a match's later event arriving -> in Gold): median {p50:.1}s, p95 {p95:.1}s over {} matches",
+                "  freshness (a match's later event arriving -> in Gold): median {p50:.2}s, p95 {p95:.2}s over {} matches",
                 thousands(status.lags.len() as u64)
             );
         }
@@ -402,92 +466,7 @@ async fn lease_lost(leases: &Leases) -> String {
     }
 }
 
-/// What the job cycles have done so far, for the progress line and the summary.
-#[derive(Debug, Default, Clone)]
-struct JobsStatus {
-    cycles: u64,
-    fact_rows: u64,
-    cdc_changes: u64,
-    batch_rows: u64,
-    /// Freshness of every match so far, seconds.
-    lags: Vec<f64>,
-    /// Median freshness of the last cycle with matches.
-    last_p50: Option<f64>,
-    last_error: Option<String>,
-    /// How long the last cycle took.
-    last_millis: u128,
-    /// Bookings and payments in the join's state when it stopped.
-    waiting: (usize, usize),
-}
-
-impl JobsStatus {
-    fn line(&self) -> String {
-        let fresh = self
-            .last_p50
-            .map_or("-".to_string(), |p| format!("{p:.1}s"));
-        let error = self
-            .last_error
-            .as_ref()
-            .map_or(String::new(), |e| format!(" | job error: {e}"));
-        format!(
-            " | silver fact {} | gold freshness {fresh} | cdc changes {} (cycle {} ms){error}",
-            thousands(self.fact_rows),
-            thousands(self.cdc_changes),
-            self.last_millis
-        )
-    }
-}
-
-/// Runs the join and the Gold refresh every `interval` until `stop`, then once more so Silver
-/// and Gold take in everything landed. An error is shown and retried next cycle, except in the
-/// last one, which is returned.
-async fn run_jobs(
-    mut cycle: Cycle,
-    mut runs: CycleRuns,
-    interval: Duration,
-    status: Arc<Mutex<JobsStatus>>,
-    mut stop: watch::Receiver<bool>,
-    leases: Arc<Leases>,
-) -> anyhow::Result<()> {
-    loop {
-        let stopping = tokio::select! {
-            _ = tokio::time::sleep(interval) => false,
-            _ = stop.changed() => true,
-        };
-        leases.check()?;
-        let started_at = chrono::Utc::now();
-        let result = cycle.run().await;
-        runs.record(started_at, &result);
-        runs.flush(stopping).await;
-        if let Ok(mut s) = status.lock() {
-            match &result {
-                Ok(r) => {
-                    s.cycles += 1;
-                    s.last_millis = r.millis;
-                    s.fact_rows += r.fact_rows;
-                    s.cdc_changes += r.cdc_changes;
-                    s.batch_rows += r.batch_rows;
-                    let mut lags = r.lags.clone();
-                    if let Some((p50, _)) = percentiles(&mut lags) {
-                        s.last_p50 = Some(p50);
-                    }
-                    s.lags.extend(lags);
-                    // Bounded: a long run keeps its most recent million matches.
-                    if s.lags.len() > 2_000_000 {
-                        s.lags.drain(..1_000_000);
-                    }
-                    s.last_error = None;
-                }
-                Err(e) => s.last_error = Some(format!("{e:#}")),
-            }
-        }
-        if stopping {
-            result?;
-            cycle.checkpoint().await?;
-            if let Ok(mut s) = status.lock() {
-                s.waiting = cycle.waiting();
-            }
-            return Ok(());
-        }
-    }
+/// `n` per second over `elapsed`, with one decimal.
+fn per_second(n: u64, elapsed: Duration) -> String {
+    format!("{:.1}", n as f64 / elapsed.as_secs_f64().max(0.001))
 }

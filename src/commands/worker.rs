@@ -514,23 +514,31 @@ impl Worker {
 
 /// Compacts and checkpoints every table (the bundle's maintenance with its defaults), as one line.
 async fn maintain(lake: &Lake) -> String {
+    match compact_and_checkpoint(lake).await {
+        Ok((before, after)) => {
+            format!("maintenance: {before} table files compacted into {after}, checkpoints written")
+        }
+        Err(e) => format!("maintenance failed: {e:#}; retried at its next turn"),
+    }
+}
+
+/// The bundle's maintenance with its defaults: today's small files older than 20 s (and every
+/// closed day's) compacted, then a checkpoint of every table. Returns the live files of the
+/// compacted tables before and after.
+pub(super) async fn compact_and_checkpoint(lake: &Lake) -> anyhow::Result<(u64, u64)> {
     let tables = super::tables::catalog();
     let settings = maintenance::CompactSettings {
         before: Utc::now().date_naive(),
-        min_file_age: Duration::from_secs(20),
+        min_file_age: maintenance::DEFAULT_MIN_FILE_AGE,
         target_bytes: 128 * 1024 * 1024,
     };
-    let compacted = match maintenance::compact(lake, &tables, &settings).await {
-        Ok(reports) => reports,
-        Err(e) => return format!("maintenance failed: {e}; retried at its next turn"),
-    };
-    if let Err(e) = maintenance::checkpoint(lake, &tables).await {
-        return format!("maintenance: compacted, but the checkpoints failed: {e}");
-    }
-    let (before, after): (u64, u64) = compacted
+    let compacted = maintenance::compact(lake, &tables, &settings).await?;
+    maintenance::checkpoint(lake, &tables)
+        .await
+        .context("compacted, but the checkpoints failed")?;
+    Ok(compacted
         .iter()
-        .fold((0, 0), |(b, a), r| (b + r.files_before, a + r.files_after));
-    format!("maintenance: {before} table files compacted into {after}, checkpoints written")
+        .fold((0, 0), |(b, a), r| (b + r.files_before, a + r.files_after)))
 }
 
 fn host_name() -> String {

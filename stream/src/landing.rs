@@ -12,6 +12,7 @@ use std::time::Duration;
 use boxoffice_events::Hub;
 use boxoffice_lake::{Lake, LakeError};
 use chrono::Utc;
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::bronze::{ArchiveError, BronzeArchiver};
@@ -113,6 +114,7 @@ pub struct Landing {
     queue: Arc<Queue>,
     stats: Arc<LandingStats>,
     consumers: JoinSet<Result<(), LandingError>>,
+    committed: watch::Receiver<u64>,
 }
 
 impl Landing {
@@ -135,6 +137,8 @@ impl Landing {
                 .and_then(|(_, _, checkpoint, _)| *checkpoint)
         })?);
         let stats = Arc::new(LandingStats::default());
+        let (committed_tx, committed) = watch::channel(0);
+        let committed_tx = Arc::new(committed_tx);
         let mut consumers = JoinSet::new();
         for (hub, id, _, archiver) in archivers {
             let consumer = Consumer {
@@ -143,6 +147,7 @@ impl Landing {
                 stats: Arc::clone(&stats),
                 queue: Arc::clone(&queue),
                 config: config.clone(),
+                committed: Arc::clone(&committed_tx),
             };
             consumers.spawn(consumer.run());
         }
@@ -150,7 +155,15 @@ impl Landing {
             queue,
             stats,
             consumers,
+            committed,
         })
+    }
+
+    /// The number of batches committed to Bronze so far, changing right after each commit: a
+    /// job in the same process waits on it to run as soon as there is something new to take,
+    /// instead of polling the tables' logs.
+    pub fn committed(&self) -> watch::Receiver<u64> {
+        self.committed.clone()
     }
 
     /// Where producers send events.
@@ -190,6 +203,7 @@ struct Consumer {
     stats: Arc<LandingStats>,
     queue: Arc<Queue>,
     config: LandingConfig,
+    committed: Arc<watch::Sender<u64>>,
 }
 
 impl Consumer {
@@ -234,6 +248,8 @@ impl Consumer {
             s.already_landed
                 .fetch_add(report.already_landed as u64, Ordering::Relaxed);
             s.batches.fetch_add(1, Ordering::Relaxed);
+            // Waiters are woken only once the batch is in Bronze (its raw table commits last).
+            self.committed.send_modify(|n| *n += 1);
             if let Some(oldest) = batch.iter().map(|e| e.enqueued_time).min() {
                 let lag = (Utc::now() - oldest).num_milliseconds().max(0) as u64;
                 s.last_lag_ms.store(lag, Ordering::Relaxed);

@@ -25,12 +25,18 @@ pub const FRESHNESS: PanelDef = PanelDef {
         "watermark_lag_seconds",
         "gold_age_seconds",
         "newest_event_time",
+        "gold_lag_median_seconds",
+        "gold_lag_p95_seconds",
+        "gold_lag_matches",
+        "gold_lag_measured_at",
+        "job_cadence",
     ],
     has_data: |s| s.last_event.is_some(),
     no_data: "No events in Bronze yet: `boxoffice up` generates and lands them",
     build: |s, _| {
         let now = Some(Utc::now());
         let gold = s.gold_refreshed_at();
+        let lag = s.gold_lag.as_ref();
         Rows {
             rows: vec![vec![
                 Cell::Time(s.last_event),
@@ -44,6 +50,11 @@ pub const FRESHNESS: PanelDef = PanelDef {
                 ),
                 Cell::Number(seconds_between(now, gold)),
                 Cell::Time(s.join.newest_event),
+                Cell::Number(lag.and_then(|l| l.median_seconds)),
+                Cell::Number(lag.and_then(|l| l.p95_seconds)),
+                Cell::Int(lag.map_or(0, |l| l.matches as i64)),
+                Cell::Time(lag.map(|l| l.measured_at)),
+                Cell::Text(lag.map(|l| l.cadence.clone())),
             ]],
             matched: usize::from(s.last_event.is_some()),
         }

@@ -11,6 +11,7 @@ use boxoffice_bundle::Attempt;
 use boxoffice_bundle::history::{self, JOB_RUNS};
 use boxoffice_ingest::bronze::{BOOKINGS_RAW, PAYMENTS_RAW};
 use boxoffice_jobs::cdc::tables::MOVIE_BOOKINGS_FILTERED;
+use boxoffice_jobs::freshness::{self, GoldFreshness};
 use boxoffice_jobs::gold::tables::{
     BOOKING_FUNNEL, EVENT_OCCUPANCY, EVENT_PERFORMANCE, PAYMENT_MIX,
 };
@@ -44,6 +45,9 @@ pub struct Snapshot {
     pub last_event: Option<DateTime<Utc>>,
     /// The Silver join's watermark and newest event time at its last commit.
     pub join: JoinProgress,
+    /// Event-to-Gold lag over the last minute, as the process running the jobs (`up`) last
+    /// wrote it.
+    pub gold_lag: Option<GoldFreshness>,
 }
 
 impl Snapshot {
@@ -185,6 +189,14 @@ impl Loader {
                 watermark: progress.watermark.or(next.join.watermark),
                 newest_event: progress.newest_event.or(next.join.newest_event),
             };
+            changed = true;
+        }
+        // A small file, not a table: read every load, kept when it has not changed.
+        let gold_lag = freshness::read(&lake)
+            .await
+            .map_err(|e| DashboardError::Read(e.to_string()))?;
+        if gold_lag.is_some() && gold_lag != next.gold_lag {
+            next.gold_lag = gold_lag;
             changed = true;
         }
         for raw in [&mut self.bookings_raw, &mut self.payments_raw] {

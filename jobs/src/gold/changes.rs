@@ -1,8 +1,9 @@
 //! What changed in a Silver table since a version: the files its commits added.
 //!
 //! Silver tables are append-only, so the commits after a version list exactly the rows Gold has
-//! not seen. A commit that removed data (a compaction, a delete) or one whose log entry is gone
-//! (log retention) makes that impossible to know: the refresh then rebuilds the table in full.
+//! not seen. A commit that removed data (a delete), a compaction of files added since that
+//! version, or a log entry that is gone (log retention) makes that impossible to know: the
+//! refresh then rebuilds the table in full.
 
 use deltalake::DeltaTable;
 use object_store::ObjectStoreExt;
@@ -54,6 +55,15 @@ pub async fn added_since(
             if action["remove"]["dataChange"].as_bool() == Some(true) {
                 return Ok(Changes::Rewritten(format!(
                     "commit {version} removed rows (not an append)"
+                )));
+            }
+            // A compaction of files added in this range: their rows now live in files whose
+            // other rows were there before, so the new rows cannot be read apart.
+            if let Some(path) = action["remove"]["path"].as_str()
+                && added.iter().any(|a| a == path)
+            {
+                return Ok(Changes::Rewritten(format!(
+                    "commit {version} compacted files added since the last refresh"
                 )));
             }
         }

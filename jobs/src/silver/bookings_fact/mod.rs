@@ -355,6 +355,16 @@ impl BookingsFact {
         Ok(reports)
     }
 
+    /// As [`run_batches`](Self::run_batches) without draining, each shard taking only what had
+    /// landed when it started (see [`Shard::run_landed`]).
+    pub async fn run_landed(&mut self) -> Result<Vec<BatchReport>, JobError> {
+        let mut reports = Vec::new();
+        for shard in &mut self.shards {
+            reports.extend(shard.run_landed().await?);
+        }
+        Ok(reports)
+    }
+
     /// Checkpoints every shard (see [`Shard::checkpoint`]).
     pub async fn checkpoint(&mut self) -> Result<(), JobError> {
         for shard in &mut self.shards {

@@ -25,6 +25,9 @@ enum Take {
     All,
     /// Every landed event, then the state drained (the input is complete).
     Drain,
+    /// As [`Take::Horizon`], from one scan of Bronze: what lands during the run waits for the
+    /// next one.
+    HorizonOnce,
 }
 
 impl Take {
@@ -277,6 +280,18 @@ impl Shard {
         Ok(reports)
     }
 
+    /// As [`run_batches`](Self::run_batches) without draining, taking only what had landed
+    /// when it started (one scan of Bronze, in as many batches as `max_events` makes): a caller
+    /// that refreshes Gold after each run (`up`, run continuously) does so as soon as that is
+    /// joined, not once the join has caught up with a landing that keeps going.
+    pub async fn run_landed(&mut self) -> Result<Vec<BatchReport>, JobError> {
+        let reports = self.run_recovering(Take::HorizonOnce, false).await?;
+        if !reports.is_empty() {
+            self.publish().await?;
+        }
+        Ok(reports)
+    }
+
     /// Finishes what a failed run left, then processes the batches, marking the job interrupted
     /// until they are all done.
     async fn run_recovering(
@@ -298,7 +313,9 @@ impl Shard {
         take: Take,
         checkpoint_at_end: bool,
     ) -> Result<Vec<BatchReport>, JobError> {
-        let (all_landed, drain) = (take != Take::Horizon, take == Take::Drain);
+        let all_landed = matches!(take, Take::All | Take::Drain);
+        let drain = take == Take::Drain;
+        let mut scanned = false;
         let mut reports = Vec::new();
         let expected = self.expected();
         let max = self.settings.max_events;
@@ -307,7 +324,9 @@ impl Shard {
             let mut phases = crate::Phases::new(self.batch + 1);
             let (ranges, all, landed, reading) = match ahead.take() {
                 Some(next) => (next.ranges, next.all, next.landed, Some(next.events)),
+                None if scanned && take == Take::HorizonOnce => break,
                 None => {
+                    scanned = true;
                     let landed = Arc::new(
                         input::scan(&self.lake, &mut self.bronze, &self.positions, self.id).await?,
                     );
