@@ -32,7 +32,7 @@ use boxoffice_lake::{Lake, TableDef, committed_version};
 use chrono::{DateTime, Utc};
 use deltalake::DeltaTable;
 use deltalake::arrow::array::RecordBatch;
-use deltalake::datafusion::prelude::SessionContext;
+use deltalake::datafusion::prelude::{SessionConfig, SessionContext};
 use deltalake::kernel::Transaction;
 use deltalake::kernel::transaction::CommitProperties;
 use deltalake::protocol::SaveMode;
@@ -292,7 +292,12 @@ async fn plan(
 
 /// Reads the selected Silver rows into the parts the models sum.
 async fn read_parts(inputs: &[Input], selection: &Selection) -> Result<Parts, JobError> {
-    let ctx = SessionContext::new();
+    // One partition: a booking has about two rows to fold, so the partial aggregation that
+    // parallel partitions add first barely shrinks its input, and each partition would hold its
+    // own hash table of a row per booking. One table, built once, took less CPU, less memory and
+    // (on a shared 2-core machine) less wall time than two (docs/performance.md).
+    let config = SessionConfig::new().with_target_partitions(1);
+    let ctx = SessionContext::new_with_config(config);
     for (input, selected) in inputs.iter().zip(selection) {
         register(
             &ctx,
