@@ -139,3 +139,50 @@ fn a_disagreement_names_the_engine_the_table_and_the_row_and_prints_no_figures()
         "ratios printed despite a disagreement:\n{stdout}"
     );
 }
+
+#[test]
+fn gold_alone_builds_silver_once_and_reports_only_the_gold_rebuilds() {
+    let work = tempfile::tempdir().expect("temp dir");
+    let out = bench_peers(
+        work.path(),
+        &["--engines", "duckdb", "--stages", "gold", "--reps", "2"],
+    );
+    let (stdout, stderr) = text(&out);
+    assert!(
+        out.status.success(),
+        "bench-peers failed:\n{stdout}\n{stderr}"
+    );
+    for engine in ["boxoffice", "duckdb"] {
+        assert!(
+            stderr.contains(&format!("{engine}: Silver built once (not measured)")),
+            "{engine}'s Silver was not built first:\n{stderr}"
+        );
+        for rep in 1..=2 {
+            assert!(
+                stderr.contains(&format!("repetition {rep}/2, {engine}: Gold ")),
+                "no Gold run {rep} for {engine}:\n{stderr}"
+            );
+        }
+    }
+    // The rows are still checked, Silver's included.
+    for table in TABLES {
+        assert!(
+            stdout.lines().any(|l| l
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .starts_with(&["agree", "duckdb", table])),
+            "no agreement line for {table}:\n{stdout}"
+        );
+    }
+    assert!(stdout.contains("Gold (full rebuild)"), "{stdout}");
+    assert!(
+        !stdout.contains("Silver (bookings_fact, drained)"),
+        "Silver was not measured, yet reported:\n{stdout}"
+    );
+    assert!(
+        !stderr
+            .lines()
+            .any(|l| l.contains("repetition") && l.contains("Silver")),
+        "a repetition ran Silver again:\n{stderr}"
+    );
+}

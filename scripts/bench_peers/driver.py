@@ -19,6 +19,7 @@ import report
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PEERS = ("duckdb", "polars", "spark")
+REPORTED = {"silver": "Silver", "gold": "Gold"}
 # The issue's measured lake: 2M generated events are about 1.08M bookings and 0.91M payments.
 EVENTS_PER_BOOKING = 1.86
 DEFAULT_EVENTS = 2_000_000
@@ -62,9 +63,14 @@ def parse(argv: list) -> argparse.Namespace:
     p.add_argument("--work", default=os.path.join(environment.home(), "work"),
                    help="folder for built lakes and every engine's outputs")
     p.add_argument("--markdown", help="also write the results as Markdown to this file")
+    p.add_argument("--stages", choices=("silver,gold", "gold"), default="silver,gold",
+                   metavar="{silver,gold | gold}",
+                   help="stages to measure (default silver,gold); with gold, each engine's Silver "
+                        "is built once, unmeasured, and every repetition reruns its Gold rebuild")
     args = p.parse_args(argv)
     if args.reps < 1:
         p.error("--reps must be at least 1")
+    args.stages = args.stages.split(",")
     engines = [e for e in args.engines.split(",") if e and e != "boxoffice"]
     if args.spark and "spark" not in engines:
         engines.append("spark")
@@ -93,36 +99,52 @@ def input_spec(args) -> lake.Input:
     return lake.Input(events=events, seed=args.seed, span=span, late_arrival_share=share)
 
 
-def run_boxoffice(binary: str, bronze: str, work: str, tag: str) -> dict:
-    """The job on a fresh copy of the Bronze lake, drained, then Gold rebuilt in full."""
+def run_boxoffice(binary: str, bronze: str, work: str, tag: str, stages: list) -> dict:
+    """The job on a fresh copy of the Bronze lake, drained, then Gold rebuilt in full; with
+    `stages` ["gold"], only the Gold rebuild, over the Silver an earlier run left."""
     folder = os.path.join(work, "boxoffice")
     root = os.path.join(folder, "lake")
-    lake.copy_bronze(bronze, root)
     env = lake.clean_env()
-    return {
-        "silver": measure.run([binary, "--lake", root, "job", "run", "bookings_fact", "--drain",
-                               "--yes"], folder, env, os.path.join(folder, f"silver-{tag}.log")),
-        "gold": measure.run([binary, "--lake", root, "job", "run", "gold", "--full"], folder,
-                            env, os.path.join(folder, f"gold-{tag}.log")),
-    }
+    measured = {}
+    if "silver" in stages:
+        lake.copy_bronze(bronze, root)
+        measured["silver"] = measure.run(
+            [binary, "--lake", root, "job", "run", "bookings_fact", "--drain", "--yes"], folder,
+            env, os.path.join(folder, f"silver-{tag}.log"))
+    if "gold" in stages:
+        measured["gold"] = measure.run([binary, "--lake", root, "job", "run", "gold", "--full"],
+                                       folder, env, os.path.join(folder, f"gold-{tag}.log"))
+    return measured
 
 
-def run_peer(engine: str, bronze: str, work: str, tag: str) -> dict:
-    """The engine's Silver job, then its Gold rebuild from that Silver, each its own process."""
+def run_peer(engine: str, bronze: str, work: str, tag: str, stages: list) -> dict:
+    """The engine's Silver job, then its Gold rebuild from that Silver, each its own process;
+    with `stages` ["gold"], only the Gold rebuild, from the Silver an earlier run left."""
     folder = os.path.join(work, engine)
-    shutil.rmtree(folder, ignore_errors=True)
-    os.makedirs(folder)
     silver, gold = os.path.join(folder, "silver"), os.path.join(folder, "gold")
+    if "silver" in stages:
+        shutil.rmtree(folder, ignore_errors=True)
+    shutil.rmtree(gold, ignore_errors=True)
+    os.makedirs(folder, exist_ok=True)
     script = os.path.join(HERE, "run_engine.py")
     env = dict(os.environ, PYTHONPATH=HERE)
     if engine == "spark":
         env.update(PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable)
-    return {
-        "silver": measure.run([sys.executable, script, engine, "silver", bronze, silver], folder,
-                              env, os.path.join(folder, f"silver-{tag}.log")),
-        "gold": measure.run([sys.executable, script, engine, "gold", silver, gold], folder,
-                            env, os.path.join(folder, f"gold-{tag}.log")),
-    }
+    measured = {}
+    if "silver" in stages:
+        measured["silver"] = measure.run(
+            [sys.executable, script, engine, "silver", bronze, silver], folder, env,
+            os.path.join(folder, f"silver-{tag}.log"))
+    if "gold" in stages:
+        measured["gold"] = measure.run([sys.executable, script, engine, "gold", silver, gold],
+                                       folder, env, os.path.join(folder, f"gold-{tag}.log"))
+    return measured
+
+
+def run_engine(engine: str, binary: str, bronze: str, work: str, tag: str, stages: list) -> dict:
+    if engine == "boxoffice":
+        return run_boxoffice(binary, bronze, work, tag, stages)
+    return run_peer(engine, bronze, work, tag, stages)
 
 
 def agreement(peers: list, work: str) -> tuple:
@@ -213,6 +235,14 @@ def main(argv: list) -> int:
     load_before = os.getloadavg()
     started = time.time()
     counts = {}
+    if "silver" not in args.stages:
+        # Gold alone: each engine's Silver once, unmeasured, for every repetition's Gold to read.
+        for engine in engines:
+            try:
+                run_engine(engine, binary, bronze, work, "prepare", ["silver"])
+            except measure.StageFailed as failed:
+                raise SystemExit(f"bench-peers: {engine} failed: {failed}")
+            log(f"{engine}: Silver built once (not measured)")
     for rep in range(args.reps):
         # Interleaved, each repetition starting with the next engine, so no engine always runs
         # first (cold) or last.
@@ -220,15 +250,12 @@ def main(argv: list) -> int:
         for engine in order:
             tag = f"rep{rep + 1}"
             try:
-                if engine == "boxoffice":
-                    measured = run_boxoffice(binary, bronze, work, tag)
-                else:
-                    measured = run_peer(engine, bronze, work, tag)
+                measured = run_engine(engine, binary, bronze, work, tag, args.stages)
             except measure.StageFailed as failed:
                 raise SystemExit(f"bench-peers: {engine} failed: {failed}")
             results[engine].append(measured)
-            log(f"repetition {rep + 1}/{args.reps}, {engine}: Silver "
-                f"{measured['silver'].wall:.2f} s, Gold {measured['gold'].wall:.2f} s")
+            times = ", ".join(f"{REPORTED[s]} {m.wall:.2f} s" for s, m in measured.items())
+            log(f"repetition {rep + 1}/{args.reps}, {engine}: {times}")
         if rep == 0:
             agree, counts = agreement(args.peers, work)
             if not agree:
@@ -253,9 +280,9 @@ def main(argv: list) -> int:
     print()
     print("\n".join(summary))
     print()
-    print(report.text(results))
+    print(report.text(results, args.stages))
     if args.markdown:
         with open(args.markdown, "w") as f:
-            f.write("\n\n".join(summary) + "\n\n" + report.markdown(results))
+            f.write("\n\n".join(summary) + "\n\n" + report.markdown(results, args.stages))
         log(f"wrote {args.markdown}")
     return 0

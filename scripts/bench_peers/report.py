@@ -35,10 +35,10 @@ def header() -> list:
     return cells
 
 
-def text(results: dict) -> str:
-    """The table for a terminal."""
+def text(results: dict, measured: list) -> str:
+    """The tables of the `measured` stages, for a terminal."""
     lines = []
-    for stage, title in STAGES:
+    for stage, title in (s for s in STAGES if s[0] in measured):
         table = [header()] + rows(results, stage)
         widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
         lines.append(title)
@@ -49,10 +49,10 @@ def text(results: dict) -> str:
     return "\n".join(lines)
 
 
-def markdown(results: dict) -> str:
+def markdown(results: dict, measured: list) -> str:
     """The same tables in Markdown."""
     lines = []
-    for stage, title in STAGES:
+    for stage, title in (s for s in STAGES if s[0] in measured):
         lines += [f"**{title}**", "", "| " + " | ".join(header()) + " |",
                   "|" + "---|" * len(header())]
         lines += ["| " + " | ".join(r) + " |" for r in rows(results, stage)]

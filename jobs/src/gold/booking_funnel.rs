@@ -19,28 +19,19 @@ SELECT booking_date, booking_hour, event_category,
        CAST(sum(payment_attempts) AS BIGINT) AS payment_attempts,
        CAST(sum(failed_payments) AS BIGINT) AS failed_payments
 FROM (
-    SELECT booking_date, booking_hour, event_category,
-           count(DISTINCT booking_event_uid) AS bookings, CAST(0 AS BIGINT) AS paid,
-           CAST(0 AS BIGINT) AS seats_sold, CAST(0 AS DECIMAL(18,2)) AS revenue,
+    SELECT booking_date, booking_hour, event_category, orders AS bookings, paid,
+           seats AS seats_sold, CAST(0 AS DECIMAL(18,2)) AS revenue,
            CAST(0 AS BIGINT) AS payment_attempts, CAST(0 AS BIGINT) AS failed_payments
-    FROM fact WHERE is_first_booking_match
-    GROUP BY booking_date, booking_hour, event_category
+    FROM orders
   UNION ALL
-    SELECT booking_date, booking_hour, event_category, count(*), 0, 0,
+    SELECT booking_date, booking_hour, event_category, bookings, 0, 0,
            CAST(0 AS DECIMAL(18,2)), 0, 0
-    FROM unpaid GROUP BY booking_date, booking_hour, event_category
-  UNION ALL
-    SELECT booking_date, booking_hour, event_category, 0,
-           count(DISTINCT booking_event_uid), count(*), CAST(0 AS DECIMAL(18,2)), 0, 0
-    FROM fact WHERE is_sale GROUP BY booking_date, booking_hour, event_category
+    FROM unpaid_orders
   UNION ALL
     SELECT booking_date, booking_hour, event_category, 0, 0, 0,
-           sum(CASE WHEN payment_status = 'Success' THEN amount ELSE CAST(0 AS DECIMAL(18,2)) END),
-           count(*), sum(CASE WHEN payment_status = 'Failed' THEN 1 ELSE 0 END)
-    FROM (SELECT DISTINCT payment_event_uid, booking_date, booking_hour, event_category,
-                 payment_status, CAST(amount AS DECIMAL(18,2)) AS amount
-          FROM fact WHERE is_first_payment_match)
-    GROUP BY booking_date, booking_hour, event_category
+           CASE WHEN payment_status = 'Success' THEN amount ELSE CAST(0 AS DECIMAL(18,2)) END,
+           attempts, CASE WHEN payment_status = 'Failed' THEN attempts ELSE 0 END
+    FROM attempts
   UNION ALL
     SELECT booking_date, booking_hour, event_category, bookings, paid, seats_sold, revenue,
            payment_attempts, failed_payments

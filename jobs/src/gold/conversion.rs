@@ -15,15 +15,9 @@ SELECT booking_date, booking_hour,
        CASE WHEN sum(bookings) > 0
             THEN CAST(sum(paid) AS DOUBLE) / sum(bookings) END AS conversion_rate
 FROM (
-    SELECT booking_date, booking_hour, count(DISTINCT booking_event_uid) AS bookings,
-           CAST(0 AS BIGINT) AS paid
-    FROM fact WHERE is_first_booking_match GROUP BY booking_date, booking_hour
+    SELECT booking_date, booking_hour, orders AS bookings, paid FROM orders
   UNION ALL
-    SELECT booking_date, booking_hour, count(*), 0 FROM unpaid
-    GROUP BY booking_date, booking_hour
-  UNION ALL
-    SELECT booking_date, booking_hour, 0, count(DISTINCT booking_event_uid)
-    FROM fact WHERE is_sale GROUP BY booking_date, booking_hour
+    SELECT booking_date, booking_hour, bookings, 0 FROM unpaid_orders
   UNION ALL
     SELECT booking_date, booking_hour, bookings, paid FROM current
 )

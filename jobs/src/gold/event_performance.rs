@@ -19,27 +19,19 @@ SELECT event_id, event_name, event_category,
        CAST(sum(failed_payments) AS BIGINT) AS failed_payments,
        CAST(sum(seats_value) AS DECIMAL(18,2)) AS seats_value
 FROM (
-    SELECT event_id, event_name, event_category,
-           count(DISTINCT booking_event_uid) AS orders, CAST(0 AS BIGINT) AS seats_sold,
+    SELECT event_id, event_name, event_category, orders, seats AS seats_sold,
            CAST(0 AS DECIMAL(18,2)) AS revenue, CAST(0 AS BIGINT) AS failed_payments,
-           CAST(0 AS DECIMAL(18,2)) AS seats_value
-    FROM fact WHERE is_first_booking_match GROUP BY event_id, event_name, event_category
+           seats_value
+    FROM orders
   UNION ALL
-    SELECT event_id, event_name, event_category, count(*), 0, CAST(0 AS DECIMAL(18,2)), 0,
+    SELECT event_id, event_name, event_category, bookings, 0, CAST(0 AS DECIMAL(18,2)), 0,
            CAST(0 AS DECIMAL(18,2))
-    FROM unpaid GROUP BY event_id, event_name, event_category
-  UNION ALL
-    SELECT event_id, event_name, event_category, 0, count(*), CAST(0 AS DECIMAL(18,2)), 0,
-           sum(CAST(seat_price AS DECIMAL(18,2)))
-    FROM fact WHERE is_sale GROUP BY event_id, event_name, event_category
+    FROM unpaid_orders
   UNION ALL
     SELECT event_id, event_name, event_category, 0, 0,
-           sum(CASE WHEN payment_status = 'Success' THEN amount ELSE CAST(0 AS DECIMAL(18,2)) END),
-           sum(CASE WHEN payment_status = 'Failed' THEN 1 ELSE 0 END), CAST(0 AS DECIMAL(18,2))
-    FROM (SELECT DISTINCT payment_event_uid, event_id, event_name, event_category, payment_status,
-                 CAST(amount AS DECIMAL(18,2)) AS amount
-          FROM fact WHERE is_first_payment_match)
-    GROUP BY event_id, event_name, event_category
+           CASE WHEN payment_status = 'Success' THEN amount ELSE CAST(0 AS DECIMAL(18,2)) END,
+           CASE WHEN payment_status = 'Failed' THEN attempts ELSE 0 END, CAST(0 AS DECIMAL(18,2))
+    FROM attempts
   UNION ALL
     SELECT event_id, event_name, event_category, orders, seats_sold, revenue, failed_payments,
            seats_value

@@ -1,11 +1,13 @@
 //! Gold: aggregates of Silver, refreshed from what changed in it.
 //!
-//! Each Gold table is a [`Model`]: a SQL query over the rows Silver gained since the table's
-//! last refresh (`fact`, `unpaid`, `orphans`) and the rows the table already holds (`current`),
-//! that groups both into the table's new contents. Measures are sums, so adding the new rows'
-//! sums to the current ones is the same as summing everything again; distinct counts are made
-//! additive by the flags the join sets on `bookings_fact` (each booking, payment and sale is
-//! counted on exactly one match, whose rows are committed together).
+//! Each Gold table is a [`Model`]: a SQL query that groups the rows Silver gained since the
+//! table's last refresh, and the rows the table already holds (`current`), into the table's new
+//! contents. Silver's new rows are first reduced, once for all the tables, to a few small
+//! [`parts`] (orders, payment attempts, unpaid bookings, orphan payments per booking key) that
+//! every model sums under its own key. Measures are sums, so adding the new rows' sums to the
+//! current ones is the same as summing everything again; distinct counts are made additive by
+//! the flags the join sets on `bookings_fact` (each booking, payment and sale is counted on
+//! exactly one match, whose rows are committed together).
 //!
 //! Exactly once: a table's overwrite commit records, as application transactions
 //! `gold:<table>:<silver table>`, the Silver versions it has consumed. A refresh reads them back
@@ -17,6 +19,7 @@ pub mod changes;
 mod conversion;
 mod event_occupancy;
 mod event_performance;
+mod parts;
 mod payment_mix;
 mod sales_by_category_hour;
 pub mod tables;
@@ -29,7 +32,7 @@ use boxoffice_lake::{Lake, TableDef, committed_version};
 use chrono::{DateTime, Utc};
 use deltalake::DeltaTable;
 use deltalake::arrow::array::RecordBatch;
-use deltalake::datafusion::prelude::SessionContext;
+use deltalake::datafusion::prelude::{SessionConfig, SessionContext};
 use deltalake::kernel::Transaction;
 use deltalake::kernel::transaction::CommitProperties;
 use deltalake::protocol::SaveMode;
@@ -38,13 +41,15 @@ use serde_json::json;
 use crate::JobError;
 use crate::silver::tables::{BOOKINGS_FACT, ORPHAN_PAYMENTS, UNPAID_BOOKINGS};
 use changes::{Changes, added_since};
+use parts::Parts;
 
 /// One Gold table and the query that refreshes it.
 #[derive(Debug, Clone, Copy)]
 pub struct Model {
     /// The table it writes.
     pub table: &'static TableDef,
-    /// Its query (every column of the table but `refreshed_at`).
+    /// Its query over the [`parts`] (`orders`, `attempts`, `unpaid_orders`, `orphan_attempts`)
+    /// and the rows the table holds (`current`): every column of the table but `refreshed_at`.
     pub sql: &'static str,
 }
 
@@ -57,7 +62,7 @@ pub const MODELS: [Model; 5] = [
     booking_funnel::MODEL,
 ];
 
-/// The Silver tables Gold reads, under the names its queries use.
+/// The Silver tables Gold reads, under the names the parts' queries use.
 const INPUTS: [(&str, &TableDef); 3] = [
     ("fact", &BOOKINGS_FACT),
     ("unpaid", &UNPAID_BOOKINGS),
@@ -90,7 +95,8 @@ pub struct RefreshReport {
     pub refresh: Refresh,
     /// Rows the table holds now.
     pub rows: usize,
-    /// Wall time.
+    /// Wall time from the start of the refresh to this table's commit (the tables share one
+    /// read of Silver and are committed at the same time).
     pub millis: u128,
 }
 
@@ -132,6 +138,26 @@ pub struct Gold {
     outputs: HashMap<&'static str, DeltaTable>,
 }
 
+/// The Silver rows a model's refresh reads, per input in [`INPUTS`] order: all of the table
+/// (`None`) or the files listed.
+type Selection = Vec<Option<Vec<String>>>;
+
+/// A model's refresh, decided before Silver is read.
+struct Planned {
+    model: &'static Model,
+    gold: DeltaTable,
+    /// The Silver versions the refresh brings the table to.
+    versions: Vec<Option<i64>>,
+    /// What to read; `None` when Silver has nothing new for the table.
+    read: Option<Read>,
+}
+
+struct Read {
+    selection: Selection,
+    /// Why the table is rebuilt from all of Silver, if it is.
+    rebuild: Option<String>,
+}
+
 impl Gold {
     /// Nothing opened yet.
     pub fn new(lake: &Lake) -> Gold {
@@ -150,7 +176,12 @@ impl Gold {
     }
 
     /// Refreshes every Gold table; `full` rebuilds them from all of Silver.
+    ///
+    /// Silver is read once for all the tables (once per distinct selection of its rows, when a
+    /// crash left the tables at different versions) into the [`parts::Parts`] the models sum,
+    /// and the tables are then computed and committed at the same time.
     pub async fn refresh(&mut self, full: bool) -> Result<Vec<RefreshReport>, JobError> {
+        let started = Instant::now();
         for input in &mut self.inputs {
             match &mut input.table {
                 Some(table) => table
@@ -160,17 +191,37 @@ impl Gold {
                 None => input.table = self.lake.open_table(input.def).await?,
             }
         }
-        let mut reports = Vec::new();
         // Gold tables usually stand at the same Silver versions: read each log range once.
         let mut changes = HashMap::new();
+        let mut planned = Vec::new();
         for model in &MODELS {
             let gold = match self.outputs.remove(model.table.name) {
                 Some(table) => table,
                 None => self.lake.ensure_table(model.table).await?,
             };
-            let (gold, report) =
-                refresh_model(model, gold, &self.inputs, full, &mut changes).await?;
-            self.outputs.insert(model.table.name, gold);
+            planned.push(plan(model, gold, &self.inputs, full, &mut changes).await?);
+        }
+        let mut parts: Vec<(Selection, Parts)> = Vec::new();
+        for read in planned.iter().filter_map(|p| p.read.as_ref()) {
+            if !parts.iter().any(|(s, _)| *s == read.selection) {
+                let built = read_parts(&self.inputs, &read.selection).await?;
+                parts.push((read.selection.clone(), built));
+            }
+        }
+        tracing::debug!(
+            ms = started.elapsed().as_millis(),
+            reads = parts.len(),
+            "gold: Silver read into parts"
+        );
+        let finished = futures::future::try_join_all(
+            planned
+                .into_iter()
+                .map(|p| finish(p, &parts, &self.inputs, started)),
+        )
+        .await?;
+        let mut reports = Vec::new();
+        for (gold, report) in finished {
+            self.outputs.insert(gold.0, gold.1);
             reports.push(report);
         }
         reports.extend(event_occupancy::refresh(&self.lake).await?);
@@ -178,14 +229,16 @@ impl Gold {
     }
 }
 
-async fn refresh_model(
-    model: &Model,
+/// Decides what a model's refresh reads: nothing (Silver has nothing new for it), the files
+/// Silver gained since the versions its table records, or all of Silver (asked for, or Silver
+/// was rewritten).
+async fn plan(
+    model: &'static Model,
     mut gold: DeltaTable,
     inputs: &[Input],
     full: bool,
     changes: &mut HashMap<(&'static str, Option<i64>), Changes>,
-) -> Result<(DeltaTable, RefreshReport), JobError> {
-    let started = Instant::now();
+) -> Result<Planned, JobError> {
     let def = model.table;
     let mut consumed = Vec::new();
     for input in inputs {
@@ -194,26 +247,24 @@ async fn refresh_model(
             .map_err(|e| gold_error(def, e))?;
         consumed.push(recorded);
     }
-    let current: Vec<Option<i64>> = inputs.iter().map(Input::version).collect();
-    let report = |refresh, rows| RefreshReport {
-        table: def.qualified_name(),
-        refresh,
-        rows,
-        millis: started.elapsed().as_millis(),
-    };
-    if !full && consumed == current {
-        let rows = gold_rows(&gold);
-        return Ok((gold, report(Refresh::Unchanged, rows)));
+    let versions: Vec<Option<i64>> = inputs.iter().map(Input::version).collect();
+    if !full && consumed == versions {
+        return Ok(Planned {
+            model,
+            gold,
+            versions,
+            read: None,
+        });
     }
-    let mut selections = Vec::new();
+    let mut selection = Vec::new();
     let mut rebuild = full.then(|| "asked for (--full)".to_string());
     for (input, after) in inputs.iter().zip(&consumed) {
         let (Some(table), Some(through)) = (&input.table, input.version()) else {
-            selections.push(Some(Vec::new()));
+            selection.push(Some(Vec::new()));
             continue;
         };
         if rebuild.is_some() {
-            selections.push(None); // read whole: no need to know what changed
+            selection.push(None); // read whole: no need to know what changed
             continue;
         }
         let found = match changes.entry((input.name, *after)) {
@@ -221,25 +272,79 @@ async fn refresh_model(
             Entry::Vacant(slot) => slot.insert(added_since(table, *after, through).await?),
         };
         match found {
-            Changes::Added(paths) => selections.push(Some(paths.clone())),
+            Changes::Added(paths) => selection.push(Some(paths.clone())),
             Changes::Rewritten(reason) => {
                 rebuild.get_or_insert(format!("{}: {reason}", input.def.qualified_name()));
-                selections.push(None);
+                selection.push(None);
             }
         }
     }
-    let ctx = SessionContext::new();
-    let mut files = 0;
-    for (input, selection) in inputs.iter().zip(&selections) {
-        let selection = if rebuild.is_some() {
-            None
-        } else {
-            selection.clone()
-        };
-        files += selection.as_ref().map_or(0, Vec::len);
-        register(&ctx, input.name, input.def, input.table.as_ref(), selection).await?;
+    if rebuild.is_some() {
+        selection = vec![None; inputs.len()];
     }
-    let holds = if rebuild.is_some() { None } else { Some(&gold) };
+    Ok(Planned {
+        model,
+        gold,
+        versions,
+        read: Some(Read { selection, rebuild }),
+    })
+}
+
+/// Reads the selected Silver rows into the parts the models sum.
+async fn read_parts(inputs: &[Input], selection: &Selection) -> Result<Parts, JobError> {
+    // One partition: a booking has about two rows to fold, so the partial aggregation that
+    // parallel partitions add first barely shrinks its input, and each partition would hold its
+    // own hash table of a row per booking. One table, built once, took less CPU, less memory and
+    // (on a shared 2-core machine) less wall time than two (docs/performance.md).
+    let config = SessionConfig::new().with_target_partitions(1);
+    let ctx = SessionContext::new_with_config(config);
+    for (input, selected) in inputs.iter().zip(selection) {
+        register(
+            &ctx,
+            input.name,
+            input.def,
+            input.table.as_ref(),
+            selected.clone(),
+        )
+        .await?;
+    }
+    Parts::build(&ctx).await.map_err(JobError::Gold)
+}
+
+/// Computes a planned table from its parts and the rows it holds, and commits it.
+async fn finish(
+    planned: Planned,
+    parts: &[(Selection, Parts)],
+    inputs: &[Input],
+    started: Instant,
+) -> Result<((&'static str, DeltaTable), RefreshReport), JobError> {
+    let Planned {
+        model,
+        gold,
+        versions,
+        read,
+    } = planned;
+    let def = model.table;
+    let report = |refresh, rows| RefreshReport {
+        table: def.qualified_name(),
+        refresh,
+        rows,
+        millis: started.elapsed().as_millis(),
+    };
+    let Some(read) = read else {
+        let rows = gold_rows(&gold);
+        return Ok(((def.name, gold), report(Refresh::Unchanged, rows)));
+    };
+    let Some((_, from)) = parts.iter().find(|(s, _)| *s == read.selection) else {
+        return Err(gold_error(def, "its Silver rows were not read"));
+    };
+    let ctx = SessionContext::new();
+    from.register(&ctx).map_err(|e| gold_error(def, e))?;
+    let holds = if read.rebuild.is_some() {
+        None
+    } else {
+        Some(&gold)
+    };
     register(&ctx, "current", def, holds, None).await?;
     let batches = ctx
         .sql(model.sql)
@@ -252,16 +357,18 @@ async fn refresh_model(
     let rows = batches.iter().map(RecordBatch::num_rows).sum();
     let txns = inputs
         .iter()
-        .zip(&current)
+        .zip(&versions)
         .filter_map(|(input, v)| v.map(|v| Transaction::new(app_id(model, input.def), v)))
         .collect();
     crate::crash_point(&format!("gold:before:{}", def.qualified_name()));
     let gold = overwrite(gold, def, batches, txns).await?;
-    let refresh = match rebuild {
+    let refresh = match read.rebuild {
         Some(reason) => Refresh::Full { reason },
-        None => Refresh::Incremental { files },
+        None => Refresh::Incremental {
+            files: read.selection.iter().flatten().map(Vec::len).sum(),
+        },
     };
-    Ok((gold, report(refresh, rows)))
+    Ok(((def.name, gold), report(refresh, rows)))
 }
 
 fn gold_rows(table: &DeltaTable) -> usize {

@@ -15,19 +15,15 @@ SELECT payment_method, payment_type,
             THEN CAST(sum(succeeded) AS DOUBLE) / sum(attempts) END AS success_rate,
        CAST(sum(amount) AS DECIMAL(18,2)) AS amount
 FROM (
-    SELECT payment_method, payment_type, count(*) AS attempts,
-           sum(CASE WHEN payment_status = 'Success' THEN 1 ELSE 0 END) AS succeeded,
-           sum(CASE WHEN payment_status = 'Failed' THEN 1 ELSE 0 END) AS failed,
-           sum(CASE WHEN payment_status = 'Success' THEN amount
-                    ELSE CAST(0 AS DECIMAL(18,2)) END) AS amount
-    FROM (SELECT DISTINCT payment_event_uid, payment_method, payment_type, payment_status,
-                 CAST(amount AS DECIMAL(18,2)) AS amount
-          FROM fact WHERE is_first_payment_match
+    SELECT payment_method, payment_type, attempts,
+           CASE WHEN payment_status = 'Success' THEN attempts ELSE 0 END AS succeeded,
+           CASE WHEN payment_status = 'Failed' THEN attempts ELSE 0 END AS failed,
+           CASE WHEN payment_status = 'Success' THEN amount
+                ELSE CAST(0 AS DECIMAL(18,2)) END AS amount
+    FROM (SELECT payment_method, payment_type, payment_status, attempts, amount FROM attempts
           UNION ALL
-          SELECT payment_event_uid, payment_method, payment_type, payment_status,
-                 CAST(amount AS DECIMAL(18,2))
-          FROM orphans)
-    GROUP BY payment_method, payment_type
+          SELECT payment_method, payment_type, payment_status, attempts, amount
+          FROM orphan_attempts)
   UNION ALL
     SELECT payment_method, payment_type, attempts, succeeded, failed, amount FROM current
 )

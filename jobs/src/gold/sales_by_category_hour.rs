@@ -13,17 +13,12 @@ SELECT booking_date, booking_hour, booking_day_of_week, event_category,
        CAST(sum(seats) AS BIGINT) AS seats,
        CAST(sum(revenue) AS DECIMAL(18,2)) AS revenue
 FROM (
-    SELECT booking_date, booking_hour, booking_day_of_week, event_category,
-           count(DISTINCT booking_event_uid) AS orders, count(*) AS seats,
+    SELECT booking_date, booking_hour, booking_day_of_week, event_category, paid AS orders, seats,
            CAST(0 AS DECIMAL(18,2)) AS revenue
-    FROM fact WHERE is_sale
-    GROUP BY booking_date, booking_hour, booking_day_of_week, event_category
+    FROM orders WHERE seats > 0
   UNION ALL
-    SELECT booking_date, booking_hour, booking_day_of_week, event_category, 0, 0, sum(amount)
-    FROM (SELECT DISTINCT payment_event_uid, booking_date, booking_hour, booking_day_of_week,
-                 event_category, CAST(amount AS DECIMAL(18,2)) AS amount
-          FROM fact WHERE is_first_payment_match AND payment_status = 'Success')
-    GROUP BY booking_date, booking_hour, booking_day_of_week, event_category
+    SELECT booking_date, booking_hour, booking_day_of_week, event_category, 0, 0, amount
+    FROM attempts WHERE payment_status = 'Success'
   UNION ALL
     SELECT booking_date, booking_hour, booking_day_of_week, event_category, orders, seats, revenue
     FROM current
