@@ -52,13 +52,20 @@ pub async fn run(lake: &Lake, file: &FileConfig, args: &JobRunArgs) -> anyhow::R
     // Before a backfill or a drain, everything landed is taken (the landing lease is held:
     // nothing can land in front of it): the late events of the file just ingested are all in
     // late_events, and the drain's count of what it resolves is exact.
-    let mut reports = if range.is_some() || args.drain {
+    // A drain checkpoints once, after it: the state between is never needed again.
+    let mut reports = if args.drain {
+        job.run_taking_all_before_drain().await?
+    } else if range.is_some() {
         job.run_taking_all().await?
     } else {
         job.run(false).await?
     };
-    if args.drain && confirm_drain(&job, args.yes)? {
-        reports.extend(job.run(true).await?);
+    if args.drain {
+        if confirm_drain(&job, args.yes)? {
+            reports.extend(job.run(true).await?);
+        } else {
+            job.checkpoint().await?;
+        }
     }
     for r in &reports {
         eprintln!("{}", batch_line(r));

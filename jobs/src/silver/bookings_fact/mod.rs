@@ -345,6 +345,16 @@ impl BookingsFact {
         Ok(reports)
     }
 
+    /// As [`run_taking_all`](Self::run_taking_all), without checkpointing: a drain
+    /// ([`run`](Self::run) with `drain`) or a [`checkpoint`](Self::checkpoint) must follow.
+    pub async fn run_taking_all_before_drain(&mut self) -> Result<Vec<BatchReport>, JobError> {
+        let mut reports = Vec::new();
+        for shard in &mut self.shards {
+            reports.extend(shard.run_taking_all_before_drain().await?);
+        }
+        Ok(reports)
+    }
+
     /// As [`run`](Self::run), but each shard checkpoints only every `checkpoint_every` batches
     /// (see [`Shard::run_batches`]): for a process that runs again in seconds.
     pub async fn run_batches(&mut self, drain: bool) -> Result<Vec<BatchReport>, JobError> {
