@@ -12,8 +12,8 @@ use hmac::{Hmac, Mac};
 use object_store::azure::MicrosoftAzureBuilder;
 use object_store::path::Path;
 use object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    PutMultipartOptions, PutOptions, PutPayload, PutResult,
+    ClientOptions, CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta,
+    ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult,
 };
 use sha2::Sha256;
 
@@ -24,6 +24,9 @@ use crate::LakeError;
 use crate::target::{EMULATOR_ACCOUNT, EMULATOR_KEY};
 
 const API_VERSION: &str = "2021-12-02";
+
+/// How long a connection to the emulator may stay idle: under Azurite's 5 s keep-alive.
+const EMULATOR_IDLE: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Creates `container` on the emulator at `endpoint` (`http://host:port`); an existing one is fine.
 pub async fn create_container(endpoint: &str, container: &str) -> Result<(), LakeError> {
@@ -89,6 +92,11 @@ pub(crate) fn emulator_store(
         .with_container_name(container)
         .with_endpoint(format!("{endpoint}/{EMULATOR_ACCOUNT}"))
         .with_allow_http(true)
+        // Azurite closes a connection idle for 5 s (its keepAliveTimeout). A request sent on
+        // one just as it closes fails with "error sending request", which object_store does
+        // not retry for a create-only write (a Delta commit, a lease claim): drop idle
+        // connections first.
+        .with_client_options(ClientOptions::new().with_pool_idle_timeout(EMULATOR_IDLE))
         .build()?;
     Ok(Arc::new(AzuriteStore(Arc::new(store))))
 }

@@ -68,6 +68,15 @@ impl Lake {
 }
 
 impl Files {
+    /// Files at the root of `store` (tests that need a store misbehaving in a chosen way).
+    #[cfg(test)]
+    pub(crate) fn over(store: Arc<dyn ObjectStore>) -> Files {
+        Files {
+            store,
+            location: "memory:///".to_string(),
+        }
+    }
+
     fn error(&self, name: &str, e: object_store::Error) -> LakeError {
         LakeError::Io {
             path: format!("{}{name}", self.location),

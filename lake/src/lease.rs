@@ -285,15 +285,36 @@ impl Lease {
     }
 }
 
+/// Tries at writing one claim before its error is returned.
+const CLAIM_ATTEMPTS: u32 = 4;
+
 /// Writes a claim create-only: false if that generation exists already.
+///
+/// A write that failed in transit (a connection reset, a timeout) may still have landed, and a
+/// create-only write is not retried by the store, so it is retried here: if the retry finds the
+/// file there, the claim is ours when the file holds exactly what we wrote.
 async fn write_claim(files: &Files, claim: &Claim) -> Result<bool, LeaseError> {
-    let text = serde_json::to_vec_pretty(claim).map_err(|e| LeaseError::Corrupt {
-        file: claim_file(claim.generation),
-        detail: e.to_string(),
-    })?;
-    Ok(files
-        .put_new(&claim_file(claim.generation), Bytes::from(text))
-        .await?)
+    let name = claim_file(claim.generation);
+    let text = Bytes::from(
+        serde_json::to_vec_pretty(claim).map_err(|e| LeaseError::Corrupt {
+            file: name.clone(),
+            detail: e.to_string(),
+        })?,
+    );
+    let mut attempt = 1;
+    loop {
+        match files.put_new(&name, text.clone()).await {
+            Ok(true) => return Ok(true),
+            Ok(false) if attempt == 1 => return Ok(false),
+            Ok(false) => return Ok(files.get(&name).await?.is_some_and(|found| found == text)),
+            Err(e) if attempt < CLAIM_ATTEMPTS => {
+                tracing::warn!("writing lease claim {name} failed, retrying: {e}");
+                tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+                attempt += 1;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 /// The newest claim in a lease folder.

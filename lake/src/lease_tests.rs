@@ -182,3 +182,146 @@ async fn a_claim_of_a_process_gone_from_this_machine_is_taken_over_at_once() {
     };
     assert!(!elsewhere.is_gone());
 }
+
+/// A store whose next `failures` writes fail in transit: each after it landed (`landed`) or
+/// before, as a connection reset can do either way.
+#[derive(Debug)]
+struct LostAnswers {
+    inner: object_store::memory::InMemory,
+    failures: std::sync::atomic::AtomicUsize,
+    landed: bool,
+}
+
+impl std::fmt::Display for LostAnswers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "LostAnswers")
+    }
+}
+
+#[async_trait::async_trait]
+impl object_store::ObjectStore for LostAnswers {
+    async fn put_opts(
+        &self,
+        location: &object_store::path::Path,
+        payload: object_store::PutPayload,
+        opts: object_store::PutOptions,
+    ) -> object_store::Result<object_store::PutResult> {
+        use std::sync::atomic::Ordering;
+        let fail = self
+            .failures
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if !fail {
+            return self.inner.put_opts(location, payload, opts).await;
+        }
+        if self.landed {
+            self.inner.put_opts(location, payload, opts).await?;
+        }
+        Err(object_store::Error::Generic {
+            store: "test",
+            source: "error sending request: connection reset".into(),
+        })
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &object_store::path::Path,
+        opts: object_store::PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
+        self.inner.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(
+        &self,
+        location: &object_store::path::Path,
+        options: object_store::GetOptions,
+    ) -> object_store::Result<object_store::GetResult> {
+        self.inner.get_opts(location, options).await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: futures::stream::BoxStream<
+            'static,
+            object_store::Result<object_store::path::Path>,
+        >,
+    ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::path::Path>> {
+        self.inner.delete_stream(locations)
+    }
+
+    fn list(
+        &self,
+        prefix: Option<&object_store::path::Path>,
+    ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+
+    async fn list_with_delimiter(
+        &self,
+        prefix: Option<&object_store::path::Path>,
+    ) -> object_store::Result<object_store::ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(
+        &self,
+        from: &object_store::path::Path,
+        to: &object_store::path::Path,
+        options: object_store::CopyOptions,
+    ) -> object_store::Result<()> {
+        self.inner.copy_opts(from, to, options).await
+    }
+}
+
+fn lossy(failures: usize, landed: bool) -> (std::sync::Arc<LostAnswers>, Files) {
+    let store = std::sync::Arc::new(LostAnswers {
+        inner: object_store::memory::InMemory::new(),
+        failures: failures.into(),
+        landed,
+    });
+    (store.clone(), Files::over(store))
+}
+
+fn claim_of(command: &str, generation: u64) -> Claim {
+    let now = Utc::now();
+    Claim {
+        generation,
+        holder: holder(command),
+        acquired_at: now,
+        renewed_at: now,
+        expires_at: now + DEFAULT_TTL,
+        released: false,
+    }
+}
+
+#[tokio::test]
+async fn a_claim_whose_answer_was_lost_in_transit_is_ours_when_it_landed() {
+    let (_, files) = lossy(1, true);
+    let mine = claim_of("up", 4);
+    assert!(write_claim(&files, &mine).await.expect("retried"));
+    let (_, files) = lossy(2, false);
+    assert!(write_claim(&files, &mine).await.expect("retried twice"));
+    assert_eq!(newest(&files).await.expect("read"), Some(mine));
+}
+
+#[tokio::test]
+async fn a_retried_claim_that_finds_someone_elses_has_lost() {
+    let (store, files) = lossy(0, false);
+    let theirs = claim_of("job", 4);
+    assert!(write_claim(&files, &theirs).await.expect("written"));
+    store.failures.store(1, std::sync::atomic::Ordering::SeqCst);
+    let mine = claim_of("up", 4);
+    assert!(!write_claim(&files, &mine).await.expect("answered"));
+    assert_eq!(newest(&files).await.expect("read"), Some(theirs));
+}
+
+#[tokio::test]
+async fn a_claim_that_keeps_failing_in_transit_is_an_error_naming_the_file() {
+    let (_, files) = lossy(usize::MAX, false);
+    let err = write_claim(&files, &claim_of("up", 7))
+        .await
+        .expect_err("never lands");
+    let text = err.to_string();
+    assert!(text.contains("connection reset"), "{text}");
+    assert!(text.contains(&claim_file(7)), "{text}");
+}
