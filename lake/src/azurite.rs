@@ -91,12 +91,16 @@ pub(crate) fn emulator_store(
         .with_access_key(EMULATOR_KEY)
         .with_container_name(container)
         .with_endpoint(format!("{endpoint}/{EMULATOR_ACCOUNT}"))
-        .with_allow_http(true)
         // Azurite closes a connection idle for 5 s (its keepAliveTimeout). A request sent on
         // one just as it closes fails with "error sending request", which object_store does
         // not retry for a create-only write (a Delta commit, a lease claim): drop idle
-        // connections first.
-        .with_client_options(ClientOptions::new().with_pool_idle_timeout(EMULATOR_IDLE))
+        // connections first. (Client options replace the builder's, so plain HTTP is allowed
+        // here, not with `with_allow_http` before them.)
+        .with_client_options(
+            ClientOptions::new()
+                .with_allow_http(true)
+                .with_pool_idle_timeout(EMULATOR_IDLE),
+        )
         .build()?;
     Ok(Arc::new(AzuriteStore(Arc::new(store))))
 }
