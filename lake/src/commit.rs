@@ -439,4 +439,68 @@ mod tests {
         .expect("append again");
         assert_eq!(again, AppendOutcome::AlreadyCommitted);
     }
+
+    /// The versions whose Delta checkpoint is in `table`'s log.
+    fn checkpoints(lake: &Lake, def: &TableDef) -> Vec<u64> {
+        let log = lake
+            .local_dir(def.layer)
+            .expect("a local lake")
+            .join(def.name)
+            .join("_delta_log");
+        let mut found: Vec<u64> = std::fs::read_dir(log)
+            .expect("log")
+            .filter_map(|e| {
+                let name = e.expect("entry").file_name().into_string().ok()?;
+                name.strip_suffix(".checkpoint.parquet")?.parse().ok()
+            })
+            .collect();
+        found.sort_unstable();
+        found
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn tables_checkpoint_every_ten_commits_unless_their_definition_says_otherwise() {
+        const OFTEN: TableDef = TableDef {
+            name: "often",
+            ..NUMBERS
+        };
+        const RARELY: TableDef = TableDef {
+            name: "rarely",
+            properties: &[("delta.checkpointInterval", "100")],
+            ..NUMBERS
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lake = Lake::local(dir.path()).expect("lake");
+        for def in [&OFTEN, &RARELY] {
+            let mut table = lake.ensure_table(def).await.expect("table");
+            // Version 0 created the table; appends make versions 1..=24.
+            for batch in 1..=24 {
+                append_once(
+                    &mut table,
+                    vec![part(batch, 1, "a")],
+                    "test",
+                    batch,
+                    HashMap::new(),
+                    def.writer_properties(),
+                )
+                .await
+                .expect("append");
+            }
+        }
+        // Delta checkpoints version v when v + 1 is a multiple of the interval.
+        assert_eq!(checkpoints(&lake, &OFTEN), vec![9, 19]);
+        assert!(checkpoints(&lake, &RARELY).is_empty(), "its own interval");
+        let reopened = lake.open_table(&OFTEN).await.expect("open").expect("table");
+        assert_eq!(reopened.version(), Some(24));
+        let config = reopened
+            .snapshot()
+            .expect("snapshot")
+            .metadata()
+            .configuration()
+            .clone();
+        assert_eq!(
+            config.get("delta.checkpointInterval").map(String::as_str),
+            Some("10")
+        );
+    }
 }
