@@ -290,6 +290,7 @@ fn commits(lake: &Lake) -> anyhow::Result<Commits> {
                 counted.appends += 1;
                 if std::ptr::eq(table, &BOOKINGS_FACT) {
                     counted.fact_appends += 1;
+                    counted.fact_batches += batches_in(&text);
                 }
             }
         }
@@ -314,6 +315,15 @@ fn commit_info(text: &str) -> (bool, u64) {
         }
     }
     (false, 0)
+}
+
+/// The shard batches a commit holds: one application transaction each (a group commit holds
+/// several).
+fn batches_in(text: &str) -> u64 {
+    text.lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|value| value.get("txn").is_some())
+        .count() as u64
 }
 
 /// Copies a folder tree (a Bronze layer) to `to`.

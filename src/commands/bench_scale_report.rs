@@ -30,8 +30,10 @@ pub struct Measured {
 /// Commits counted in a run's Silver logs.
 #[derive(Debug, Default)]
 pub struct Commits {
-    /// Appends to silver.bookings_fact: one per shard batch.
+    /// Appends to silver.bookings_fact: one per shard batch, or per group of them.
     pub fact_appends: u64,
+    /// Shard batches in those appends (their application transactions).
+    pub fact_batches: u64,
     /// Appends to every Silver table.
     pub appends: u64,
     /// Retries delta-rs recorded in those commits (`operationMetrics.num_retries`).
@@ -51,8 +53,11 @@ pub struct Run {
     /// Events/s over the cores the workers could use (at most one per process, at most the
     /// machine's).
     pub events_per_sec_per_core: f64,
-    /// Appends to silver.bookings_fact: one per shard batch.
+    /// Appends to silver.bookings_fact: one per shard batch, fewer when a group commit took
+    /// several batches at once.
     pub fact_commits: u64,
+    /// Shard batches in those appends.
+    pub fact_batches: u64,
     pub fact_commits_per_million_events: f64,
     /// Appends to the four Silver tables.
     pub silver_commits: u64,
@@ -88,6 +93,7 @@ impl Run {
             events_per_sec,
             events_per_sec_per_core: events_per_sec / workers.min(cores) as f64,
             fact_commits: commits.fact_appends,
+            fact_batches: commits.fact_batches,
             fact_commits_per_million_events: commits.fact_appends as f64 / millions,
             silver_commits: commits.appends,
             commit_retries: commits.retries,
