@@ -284,13 +284,13 @@ fn commits(lake: &Lake) -> anyhow::Result<Commits> {
             }
             let text = std::fs::read_to_string(&path)
                 .with_context(|| format!("reading {}", path.display()))?;
-            let (write, retries) = commit_info(&text);
-            counted.retries += retries;
-            if write {
+            let commit = commit_info(&text);
+            counted.retries += commit.retries;
+            if commit.write {
                 counted.appends += 1;
                 if std::ptr::eq(table, &BOOKINGS_FACT) {
                     counted.fact_appends += 1;
-                    counted.fact_batches += batches_in(&text);
+                    counted.fact_batches += commit.batches;
                 }
             }
         }
@@ -298,32 +298,36 @@ fn commits(lake: &Lake) -> anyhow::Result<Commits> {
     Ok(counted)
 }
 
-/// Whether a commit file is an append (`WRITE`), and the retries delta-rs recorded for it.
-fn commit_info(text: &str) -> (bool, u64) {
+/// What one commit file says, read in one pass over its actions.
+#[derive(Default)]
+struct CommitInfo {
+    /// It is an append (`WRITE`).
+    write: bool,
+    /// The retries delta-rs recorded for it.
+    retries: u64,
+    /// The batches it holds: one application transaction each (a group commit holds several).
+    batches: u64,
+}
+
+fn commit_info(text: &str) -> CommitInfo {
+    let mut found = CommitInfo::default();
     for line in text.lines() {
         let Ok(value) = serde_json::from_str::<serde_json::Value>(line) else {
             continue;
         };
+        if value.get("txn").is_some() {
+            found.batches += 1;
+        }
         if let Some(info) = value.get("commitInfo") {
-            let write = info.get("operation").and_then(|o| o.as_str()) == Some("WRITE");
-            let retries = info
+            found.write = info.get("operation").and_then(|o| o.as_str()) == Some("WRITE");
+            found.retries = info
                 .get("operationMetrics")
                 .and_then(|m| m.get("num_retries"))
                 .and_then(serde_json::Value::as_u64)
                 .unwrap_or(0);
-            return (write, retries);
         }
     }
-    (false, 0)
-}
-
-/// The shard batches a commit holds: one application transaction each (a group commit holds
-/// several).
-fn batches_in(text: &str) -> u64 {
-    text.lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|value| value.get("txn").is_some())
-        .count() as u64
+    found
 }
 
 /// Copies a folder tree (a Bronze layer) to `to`.
@@ -352,11 +356,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn commit_info_reads_the_operation_and_the_retries() {
+    fn commit_info_reads_the_operation_the_retries_and_the_batches() {
+        let facts = |text| {
+            let c = commit_info(text);
+            (c.write, c.retries, c.batches)
+        };
         let retried = "{\"add\":{}}\n{\"commitInfo\":{\"operation\":\"WRITE\",\"operationMetrics\":{\"num_retries\":3}}}";
-        assert_eq!(commit_info(retried), (true, 3));
+        assert_eq!(facts(retried), (true, 3, 0));
         let plain = "{\"commitInfo\":{\"operation\":\"CREATE TABLE\"}}";
-        assert_eq!(commit_info(plain), (false, 0));
+        assert_eq!(facts(plain), (false, 0, 0));
+        let grouped = "{\"commitInfo\":{\"operation\":\"WRITE\"}}\n{\"txn\":{\"appId\":\"a\",\"version\":1}}\n{\"txn\":{\"appId\":\"b\",\"version\":4}}\n{\"add\":{}}";
+        assert_eq!(facts(grouped), (true, 0, 2));
     }
 
     #[test]
