@@ -14,6 +14,8 @@ pub mod ops;
 mod quarantine;
 mod shares;
 pub mod silver;
+#[cfg(test)]
+mod test_bronze;
 
 use boxoffice_lake::{AppendError, LakeError};
 

@@ -233,6 +233,15 @@ impl Cycle {
                 .lags
                 .extend(r.match_arrivals.iter().map(|at| (now - at) as f64 / 1e6));
         }
+        if !report.lags.is_empty() {
+            let most = report.lags.iter().copied().fold(0.0, f64::max);
+            tracing::debug!(
+                matches = report.lags.len(),
+                max_lag_ms = format!("{:.0}", most * 1e3),
+                ms = gold_millis,
+                "cycle: matches in Gold"
+            );
+        }
         Ok(report)
     }
 }

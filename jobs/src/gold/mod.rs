@@ -136,7 +136,14 @@ pub struct Gold {
     lake: Lake,
     inputs: Vec<Input>,
     outputs: HashMap<&'static str, DeltaTable>,
+    /// Per Gold table, the version this refresh last committed and the Silver versions it
+    /// recorded there: while the table is still at that version, they need not be looked up in
+    /// its log again (a lookup replays the log since its last checkpoint, once per input).
+    recorded: HashMap<&'static str, Recorded>,
 }
+
+/// What a Gold table's own commit recorded: its version and the Silver versions it consumed.
+type Recorded = (u64, Vec<Option<i64>>);
 
 /// The Silver rows a model's refresh reads, per input in [`INPUTS`] order: all of the table
 /// (`None`) or the files listed.
@@ -172,6 +179,7 @@ impl Gold {
                 })
                 .collect(),
             outputs: HashMap::new(),
+            recorded: HashMap::new(),
         }
     }
 
@@ -191,6 +199,10 @@ impl Gold {
                 None => input.table = self.lake.open_table(input.def).await?,
             }
         }
+        tracing::debug!(
+            ms = started.elapsed().as_millis(),
+            "gold: Silver's logs read"
+        );
         // Gold tables usually stand at the same Silver versions: read each log range once.
         let mut changes = HashMap::new();
         let mut planned = Vec::new();
@@ -199,8 +211,13 @@ impl Gold {
                 Some(table) => table,
                 None => self.lake.ensure_table(model.table).await?,
             };
-            planned.push(plan(model, gold, &self.inputs, full, &mut changes).await?);
+            let recorded = self.recorded.get(model.table.name);
+            planned.push(plan(model, gold, &self.inputs, full, recorded, &mut changes).await?);
         }
+        tracing::debug!(
+            ms = started.elapsed().as_millis(),
+            "gold: refreshes planned"
+        );
         let mut parts: Vec<(Selection, Parts)> = Vec::new();
         for read in planned.iter().filter_map(|p| p.read.as_ref()) {
             if !parts.iter().any(|(s, _)| *s == read.selection) {
@@ -219,9 +236,13 @@ impl Gold {
                 .map(|p| finish(p, &parts, &self.inputs, started)),
         )
         .await?;
+        tracing::debug!(ms = started.elapsed().as_millis(), "gold: tables committed");
         let mut reports = Vec::new();
-        for (gold, report) in finished {
-            self.outputs.insert(gold.0, gold.1);
+        for ((name, gold), versions, report) in finished {
+            if let Some(version) = gold.version() {
+                self.recorded.insert(name, (version, versions));
+            }
+            self.outputs.insert(name, gold);
             reports.push(report);
         }
         reports.extend(event_occupancy::refresh(&self.lake).await?);
@@ -237,16 +258,25 @@ async fn plan(
     mut gold: DeltaTable,
     inputs: &[Input],
     full: bool,
+    recorded: Option<&Recorded>,
     changes: &mut HashMap<(&'static str, Option<i64>), Changes>,
 ) -> Result<Planned, JobError> {
     let def = model.table;
-    let mut consumed = Vec::new();
-    for input in inputs {
-        let recorded = committed_version(&mut gold, &app_id(model, input.def))
-            .await
-            .map_err(|e| gold_error(def, e))?;
-        consumed.push(recorded);
-    }
+    gold.update_state().await.map_err(|e| gold_error(def, e))?;
+    let consumed = match recorded {
+        // Nobody committed to the table since this refresh did.
+        Some((version, consumed)) if gold.version() == Some(*version) => consumed.clone(),
+        _ => {
+            let mut consumed = Vec::new();
+            for input in inputs {
+                let recorded = committed_version(&mut gold, &app_id(model, input.def))
+                    .await
+                    .map_err(|e| gold_error(def, e))?;
+                consumed.push(recorded);
+            }
+            consumed
+        }
+    };
     let versions: Vec<Option<i64>> = inputs.iter().map(Input::version).collect();
     if !full && consumed == versions {
         return Ok(Planned {
@@ -308,16 +338,18 @@ async fn read_parts(inputs: &[Input], selection: &Selection) -> Result<Parts, Jo
         )
         .await?;
     }
+    tracing::debug!("gold: Silver's selected files registered");
     Parts::build(&ctx).await.map_err(JobError::Gold)
 }
 
 /// Computes a planned table from its parts and the rows it holds, and commits it.
+/// Returns the table, the Silver versions it now records, and the report.
 async fn finish(
     planned: Planned,
     parts: &[(Selection, Parts)],
     inputs: &[Input],
     started: Instant,
-) -> Result<((&'static str, DeltaTable), RefreshReport), JobError> {
+) -> Result<Finished, JobError> {
     let Planned {
         model,
         gold,
@@ -333,7 +365,7 @@ async fn finish(
     };
     let Some(read) = read else {
         let rows = gold_rows(&gold);
-        return Ok(((def.name, gold), report(Refresh::Unchanged, rows)));
+        return Ok(((def.name, gold), versions, report(Refresh::Unchanged, rows)));
     };
     let Some((_, from)) = parts.iter().find(|(s, _)| *s == read.selection) else {
         return Err(gold_error(def, "its Silver rows were not read"));
@@ -368,8 +400,11 @@ async fn finish(
             files: read.selection.iter().flatten().map(Vec::len).sum(),
         },
     };
-    Ok(((def.name, gold), report(refresh, rows)))
+    Ok(((def.name, gold), versions, report(refresh, rows)))
 }
+
+/// A refreshed Gold table: its name and table, the Silver versions it records, the report.
+type Finished = ((&'static str, DeltaTable), Vec<Option<i64>>, RefreshReport);
 
 fn gold_rows(table: &DeltaTable) -> usize {
     table.snapshot().map_or(0, |s| {
@@ -436,3 +471,7 @@ pub(crate) async fn overwrite(
             source: Box::new(e.into()),
         })
 }
+
+#[cfg(test)]
+#[path = "refresh_tests.rs"]
+mod tests;

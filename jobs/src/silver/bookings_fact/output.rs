@@ -14,6 +14,7 @@ use boxoffice_lake::{
     AppendOutcome, Batch, GroupPolicy, PartitionRows, TableDef, append_grouped, append_once,
 };
 use chrono::{DateTime, TimeZone, Utc};
+use deltalake::DeltaTable;
 use serde_json::json;
 
 use super::input::{self, PAYMENTS};
@@ -150,7 +151,7 @@ pub(super) struct BatchOutputs {
     pub plan: Plan,
     /// The report, complete but for what committing adds.
     pub report: BatchReport,
-    /// Each output table and its rows, in commit order (the fact table last).
+    /// Each output table and its rows.
     pub tables: Vec<(&'static TableDef, Vec<PartitionRows>)>,
     marks: Freshness,
 }
@@ -246,7 +247,10 @@ impl Shard {
         })
     }
 
-    /// Commits each output table's rows exactly once.
+    /// Commits each output table's rows exactly once, all tables at the same time: each commit
+    /// carries its own application transaction, so whichever of them a crash lets through, the
+    /// rerun completes the others, and waiting for one before starting the next only added
+    /// their times up (most of a small batch's time is the commits).
     pub(super) async fn commit_outputs(
         &mut self,
         outputs: BatchOutputs,
@@ -257,36 +261,52 @@ impl Shard {
             tables,
             marks,
         } = outputs;
-        let mut phases = crate::Phases::new(plan.batch);
+        let mut open = Vec::new();
         for (def, rows) in tables {
-            crate::crash_point(&format!(
-                "{JOB}:before:{}:{}",
-                def.qualified_name(),
-                plan.batch
-            ));
-            self.commit(def, rows, &plan, marks).await?;
-            phases.done(&format!("commit {}", def.qualified_name()));
+            if rows.iter().all(|r| r.batch.num_rows() == 0) {
+                continue;
+            }
+            let table = match self.tables.remove(def.name) {
+                Some(t) => t,
+                None => self.lake.ensure_table(def).await?,
+            };
+            open.push((def, rows, table));
+        }
+        let this = &*self;
+        let committed = futures::future::join_all(
+            open.into_iter()
+                .map(|(def, rows, table)| this.commit(def, rows, table, &plan, marks)),
+        )
+        .await;
+        let mut failed = None;
+        for (def, table, outcome) in committed {
+            self.tables.insert(def.name, table);
+            if let Err(e) = outcome {
+                failed.get_or_insert(e);
+            }
+        }
+        if let Some(e) = failed {
+            return Err(e);
         }
         crate::crash_point(&format!("{JOB}:after-commits:{}", plan.batch));
         Ok(report)
     }
 
-    /// Appends a batch's rows to one table exactly once (nothing to do for no rows).
+    /// Appends a batch's rows to one table exactly once, and hands the table back.
     async fn commit(
-        &mut self,
+        &self,
         def: &'static TableDef,
         rows: Vec<PartitionRows>,
+        mut table: DeltaTable,
         plan: &Plan,
         marks: Freshness,
-    ) -> Result<(), JobError> {
-        if rows.iter().all(|r| r.batch.num_rows() == 0) {
-            return Ok(());
-        }
-        let table = match self.tables.remove(def.name) {
-            Some(t) => t,
-            None => self.lake.ensure_table(def).await?,
-        };
-        let mut table = table;
+    ) -> (&'static TableDef, DeltaTable, Result<(), JobError>) {
+        crate::crash_point(&format!(
+            "{JOB}:before:{}:{}",
+            def.qualified_name(),
+            plan.batch
+        ));
+        let mut phases = crate::Phases::new(plan.batch);
         let prefix = self
             .id
             .app_prefix(self.outputs.app_prefix.as_deref().unwrap_or(JOB));
@@ -344,11 +364,11 @@ impl Shard {
             table: def.qualified_name(),
             source: Box::new(e),
         });
-        self.tables.insert(def.name, table);
-        if let AppendOutcome::AlreadyCommitted = outcome? {
+        phases.done(&format!("commit {}", def.qualified_name()));
+        if let Ok(AppendOutcome::AlreadyCommitted) = outcome {
             tracing::info!(table = %def.qualified_name(), batch = plan.batch, "already committed; skipped");
         }
-        Ok(())
+        (def, table, outcome.map(|_| ()))
     }
 }
 

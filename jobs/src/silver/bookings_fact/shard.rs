@@ -30,6 +30,21 @@ enum Take {
     HorizonOnce,
 }
 
+/// When a run checkpoints the join's state, and how.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Checkpoints {
+    /// Every `checkpoint_every` batches and after the last, the batch's commits overlapping the
+    /// encoding of the state itself: a run on its own, which nothing waits to follow.
+    AtEnd,
+    /// As [`Checkpoints::AtEnd`], but none after the last batch (a drain follows and
+    /// checkpoints what it leaves).
+    Periodic,
+    /// Every `checkpoint_every` batches, a copy of the state stored behind the batches that
+    /// follow: runs that follow each other (`up`, workers), where a run waiting for the
+    /// encoding (up to a second or two) would hold back every event behind it.
+    Behind,
+}
+
 impl Take {
     fn from_drain(drain: bool) -> Take {
         if drain { Take::Drain } else { Take::Horizon }
@@ -38,6 +53,10 @@ impl Take {
 
 /// A checkpoint being encoded on a blocking thread, which hands the state back with the bytes.
 type Encoding = tokio::task::JoinHandle<(JoinState, Result<Bytes, String>)>;
+
+/// A checkpoint of a copy of the state, encoded and stored by a task while batches go on: the
+/// batch it follows, and the task.
+type Storing = (u64, tokio::task::JoinHandle<Result<(), JobError>>);
 
 /// One shard of the job, with its state loaded.
 pub struct Shard {
@@ -57,6 +76,8 @@ pub struct Shard {
     pub(super) interrupted: bool,
     /// How its commits are named and what quarantine it leaves out (a full refresh differs).
     pub(super) outputs: Outputs,
+    /// The checkpoint being stored in the background, if one is.
+    pub(super) storing: Option<Storing>,
 }
 
 pub(super) fn checkpoint_name(batch: u64) -> String {
@@ -108,6 +129,7 @@ impl Shard {
             bronze: input::BronzeTables::default(),
             interrupted: false,
             outputs,
+            storing: None,
         })
     }
 
@@ -190,6 +212,8 @@ impl Shard {
         if !self.interrupted {
             return Ok(Vec::new());
         }
+        // It may delete the plans the reload is about to replay.
+        self.stored().await;
         let replayed = self.load().await?;
         self.interrupted = false;
         Ok(replayed)
@@ -263,13 +287,15 @@ impl Shard {
     /// the full state in between took 5 s of a 12 s drain; after a crash in between, the
     /// batches are replayed from the last checkpoint as after any run.
     pub async fn run_taking_all_before_drain(&mut self) -> Result<Vec<BatchReport>, JobError> {
-        let reports = self.run_recovering(Take::All, false).await?;
+        let reports = self
+            .run_recovering(Take::All, Checkpoints::Periodic)
+            .await?;
         self.publish().await?;
         Ok(reports)
     }
 
     async fn run_taking(&mut self, take: Take) -> Result<Vec<BatchReport>, JobError> {
-        let reports = self.run_recovering(take, true).await?;
+        let reports = self.run_recovering(take, Checkpoints::AtEnd).await?;
         if self.batch > self.checkpointed {
             self.checkpoint().await?;
         }
@@ -279,11 +305,14 @@ impl Shard {
 
     /// As [`run`](Self::run), but checkpoints only every `checkpoint_every` batches: for a
     /// process that runs again in seconds (`up`), where writing the whole state each time would
-    /// cost more than replaying a few batches after a crash. A run that fails part-way leaves
+    /// cost more than replaying a few batches after a crash; a copy of the state is stored
+    /// behind the batches that follow, so no run waits for it. A run that fails part-way leaves
     /// the job to reload its checkpoint at the next call, so a passing storage error costs a
     /// replay, not the process.
     pub async fn run_batches(&mut self, drain: bool) -> Result<Vec<BatchReport>, JobError> {
-        let reports = self.run_recovering(Take::from_drain(drain), false).await?;
+        let reports = self
+            .run_recovering(Take::from_drain(drain), Checkpoints::Behind)
+            .await?;
         if !reports.is_empty() {
             self.publish().await?;
         }
@@ -295,7 +324,9 @@ impl Shard {
     /// that refreshes Gold after each run (`up`, run continuously) does so as soon as that is
     /// joined, not once the join has caught up with a landing that keeps going.
     pub async fn run_landed(&mut self) -> Result<Vec<BatchReport>, JobError> {
-        let reports = self.run_recovering(Take::HorizonOnce, false).await?;
+        let reports = self
+            .run_recovering(Take::HorizonOnce, Checkpoints::Behind)
+            .await?;
         if !reports.is_empty() {
             self.publish().await?;
         }
@@ -307,21 +338,20 @@ impl Shard {
     async fn run_recovering(
         &mut self,
         take: Take,
-        checkpoint_at_end: bool,
+        checkpoints: Checkpoints,
     ) -> Result<Vec<BatchReport>, JobError> {
         let mut reports = self.recover().await?;
         self.interrupted = true;
-        reports.extend(self.run_each(take, checkpoint_at_end).await?);
+        reports.extend(self.run_each(take, checkpoints).await?);
         self.interrupted = false;
         Ok(reports)
     }
 
-    /// Processes batches until Bronze has nothing more; `checkpoint_at_end` says a checkpoint
-    /// follows the last one (so, when the last batch is known, it is encoded while it is written).
+    /// Processes batches until Bronze has nothing more, checkpointing as `checkpoints` says.
     async fn run_each(
         &mut self,
         take: Take,
-        checkpoint_at_end: bool,
+        checkpoints: Checkpoints,
     ) -> Result<Vec<BatchReport>, JobError> {
         let all_landed = matches!(take, Take::All | Take::Drain);
         let drain = take == Take::Drain;
@@ -388,9 +418,26 @@ impl Shard {
             }
             let joined = output::join_batch(&mut self.state, plan, events);
             let batch = joined.plan.batch;
-            if (last && checkpoint_at_end)
-                || batch - self.checkpointed >= self.settings.checkpoint_every
+            if self
+                .storing
+                .as_ref()
+                .is_some_and(|(_, task)| task.is_finished())
             {
+                self.stored().await;
+            }
+            let due = (last && checkpoints == Checkpoints::AtEnd)
+                || batch - self.checkpointed >= self.settings.checkpoint_every;
+            if due && checkpoints == Checkpoints::Behind {
+                // One at a time: while one is being stored, batches go on without.
+                let encoding = self
+                    .storing
+                    .is_none()
+                    .then(|| self.encode_copy(&joined.plan.ranges, batch));
+                reports.push(self.write(joined).await?);
+                if let Some(encoding) = encoding {
+                    self.store_in_background(batch, encoding);
+                }
+            } else if due {
                 // The state is final once the batch is joined: it is encoded on another core
                 // while the batch's rows are built and committed, and stored after them.
                 let encoding = self.encode_in_background(&joined.plan.ranges, batch);
@@ -413,7 +460,61 @@ impl Shard {
     /// checkpoints and plans. After a run that failed part-way, first reloads and finishes it.
     pub async fn checkpoint(&mut self) -> Result<(), JobError> {
         self.recover().await?;
+        self.stored().await;
         self.checkpoint_now().await
+    }
+
+    /// Encodes a copy of the state after `batch` (whose `ranges` the positions move past) on a
+    /// blocking thread. Copying takes a small part of encoding's time, and the batches that
+    /// follow go on with the state meanwhile.
+    fn encode_copy(
+        &self,
+        ranges: &[Range],
+        batch: u64,
+    ) -> tokio::task::JoinHandle<Result<Bytes, String>> {
+        let mut phases = crate::Phases::new(batch);
+        let state = self.state.clone();
+        let mut positions = self.positions.clone();
+        input::advance(&mut positions, ranges);
+        phases.done("checkpoint copy");
+        tokio::task::spawn_blocking(move || {
+            let mut phases = crate::Phases::new(batch);
+            let bytes = checkpoint::encode(batch, &positions, &state);
+            phases.done("checkpoint encode (background)");
+            bytes
+        })
+    }
+
+    /// Stores the checkpoint `encoding` makes once it is done, in a task of its own. Called only
+    /// once `batch` is committed: a checkpoint must never be ahead of the tables.
+    fn store_in_background(
+        &mut self,
+        batch: u64,
+        encoding: tokio::task::JoinHandle<Result<Bytes, String>>,
+    ) {
+        let files = self.files.clone();
+        let task = tokio::spawn(async move {
+            let bytes = encoding
+                .await
+                .map_err(|e| checkpoint_error(format!("encoding the checkpoint stopped: {e}")))?
+                .map_err(checkpoint_error)?;
+            store(&files, batch, bytes).await
+        });
+        self.storing = Some((batch, task));
+    }
+
+    /// Waits for the checkpoint being stored in the background, if any. One that failed is
+    /// only logged: a restart replays the batches since the checkpoint before it, and the next
+    /// checkpoint is due at once.
+    async fn stored(&mut self) {
+        let Some((batch, task)) = self.storing.take() else {
+            return;
+        };
+        match task.await {
+            Ok(Ok(())) => self.checkpointed = self.checkpointed.max(batch),
+            Ok(Err(e)) => tracing::warn!(batch, "storing the join's checkpoint failed: {e}"),
+            Err(e) => tracing::warn!(batch, "storing the join's checkpoint stopped: {e}"),
+        }
     }
 
     async fn checkpoint_now(&mut self) -> Result<(), JobError> {
@@ -453,23 +554,31 @@ impl Shard {
 
     /// Stores the encoded state after the current batch, then forgets older checkpoints and plans.
     async fn store_checkpoint(&mut self, bytes: Bytes) -> Result<(), JobError> {
-        crate::crash_point(&format!("{JOB}:before-checkpoint:{}", self.batch));
-        let mut phases = crate::Phases::new(self.batch);
-        self.files.put(&checkpoint_name(self.batch), bytes).await?;
-        for name in self.files.list("state/").await? {
-            if batch_of(&name).is_some_and(|b| b < self.batch) {
-                self.files.delete(&name).await?;
-            }
-        }
-        for name in self.files.list("plans/").await? {
-            if batch_of(&name).is_some_and(|b| b <= self.batch) {
-                self.files.delete(&name).await?;
-            }
-        }
+        self.stored().await;
+        store(&self.files, self.batch, bytes).await?;
         self.checkpointed = self.batch;
-        phases.done("checkpoint write");
         Ok(())
     }
+}
+
+/// Stores the encoded state after `batch`, then forgets older checkpoints and the plans it
+/// covers.
+async fn store(files: &Files, batch: u64, bytes: Bytes) -> Result<(), JobError> {
+    crate::crash_point(&format!("{JOB}:before-checkpoint:{batch}"));
+    let mut phases = crate::Phases::new(batch);
+    files.put(&checkpoint_name(batch), bytes).await?;
+    for name in files.list("state/").await? {
+        if batch_of(&name).is_some_and(|b| b < batch) {
+            files.delete(&name).await?;
+        }
+    }
+    for name in files.list("plans/").await? {
+        if batch_of(&name).is_some_and(|b| b <= batch) {
+            files.delete(&name).await?;
+        }
+    }
+    phases.done("checkpoint write");
+    Ok(())
 }
 
 #[cfg(test)]

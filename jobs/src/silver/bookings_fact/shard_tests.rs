@@ -2,70 +2,18 @@
 //! which shards a process runs or where its batches end, and events a shard cannot join
 //! (their producer did not co-partition) quarantined with their partition and sequence number.
 
-use std::collections::BTreeMap;
-
-use boxoffice_events::{Generator, GeneratorConfig, Hub, validate};
-use boxoffice_ingest::bronze::{BronzeArchiver, QUARANTINE};
+use boxoffice_events::Hub;
+use boxoffice_ingest::bronze::QUARANTINE;
 use boxoffice_ingest::partitioning::partition_index;
-use boxoffice_ingest::{ReceivedEvent, Source};
 use boxoffice_lake::{Lake, TableDef, read_rows};
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{TimeZone, Utc};
 use deltalake::arrow::array::{Array, AsArray};
 use deltalake::arrow::datatypes::{Int32Type, Int64Type};
 
 use super::super::{BookingsFact, Settings};
 use crate::expectations::Expectations;
 use crate::silver::tables::{BOOKINGS_FACT, LATE_EVENTS, ORPHAN_PAYMENTS, UNPAID_BOOKINGS};
-
-/// Lands `events` (hub, partition, body, enqueued time) through the archivers, in batches of
-/// `batch` per partition, numbering each partition's events from 0.
-async fn land(lake: &Lake, events: &[(Hub, i32, String, DateTime<Utc>)], batch: usize) {
-    let mut by_partition: BTreeMap<(u8, i32), Vec<ReceivedEvent>> = BTreeMap::new();
-    for (hub, partition, body, at) in events {
-        let rows = by_partition
-            .entry((u8::from(*hub == Hub::Payments), *partition))
-            .or_default();
-        rows.push(ReceivedEvent {
-            sequence_number: rows.len() as i64,
-            offset: rows.len() as i64 * 100,
-            enqueued_time: *at,
-            partition_key: None,
-            source: Source::Generator,
-            body: body.clone(),
-        });
-    }
-    for hub in [Hub::Bookings, Hub::Payments] {
-        let mut archiver = BronzeArchiver::open(lake, hub).await.expect("archiver");
-        for ((h, partition), rows) in &by_partition {
-            if *h != u8::from(hub == Hub::Payments) {
-                continue;
-            }
-            for chunk in rows.chunks(batch) {
-                archiver.archive(*partition, chunk).await.expect("archive");
-            }
-        }
-    }
-}
-
-/// `n` generated events, each on the partition the co-partitioning rule gives its order (a
-/// malformed one, which has none, on partition 0).
-fn generated(seed: u64, n: usize, partitions: u32) -> Vec<(Hub, i32, String, DateTime<Utc>)> {
-    let config = GeneratorConfig {
-        seed,
-        rate: 12.0,
-        ..GeneratorConfig::default()
-    };
-    Generator::new(config)
-        .expect("config")
-        .take(n)
-        .map(|e| {
-            let partition = validate(&e.body, Some(e.hub)).map_or(0, |v| {
-                partition_index(v.event.order_id(), partitions) as i32
-            });
-            (e.hub, partition, e.body, e.arrival)
-        })
-        .collect()
-}
+use crate::test_bronze::{generated, land};
 
 fn settings(shards: u32, partitions: u32, max_events: usize) -> Settings {
     Settings {
@@ -251,4 +199,77 @@ async fn a_shard_quarantines_an_order_that_is_not_its_own_with_partition_and_seq
     assert_eq!(partition.as_primitive::<Int32Type>().value(0), 1);
     assert_eq!(sequence.as_primitive::<Int64Type>().value(0), 1);
     assert!(partition.is_valid(0) && sequence.is_valid(0));
+}
+
+/// The batches of the join's checkpoints under `lake`'s `_system/jobs/bookings_fact/<kind>/`
+/// (`state` or `plans`).
+fn stored_batches(lake: &std::path::Path, kind: &str) -> Vec<u64> {
+    let folder = lake.join("_system/jobs/bookings_fact").join(kind);
+    let mut batches: Vec<u64> = std::fs::read_dir(&folder)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter_map(|name| super::batch_of(&name))
+                .collect()
+        })
+        .unwrap_or_default();
+    batches.sort_unstable();
+    batches
+}
+
+/// Runs that follow each other (`up`, workers) store checkpoints behind the batches that
+/// follow, never before a batch is committed: a process killed after such a store, or while it
+/// was under way, restarts from the last checkpoint stored, replays the batches planned since,
+/// and ends with the same tables.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkpoints_stored_behind_the_batches_restart_to_the_same_tables() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let events = generated(7, 8_000, 2);
+    let clean = Lake::local(&dir.path().join("clean")).expect("lake");
+    land(&clean, &events, 500).await;
+    let (mut job, _) = BookingsFact::open(&clean, settings(1, 2, 100_000), Expectations::none())
+        .await
+        .expect("open");
+    job.run(true).await.expect("run");
+    let expected = outputs(&clean).await;
+
+    for finished in [true, false] {
+        let folder = dir.path().join(format!("finished-{finished}"));
+        let lake = Lake::local(&folder).expect("lake");
+        land(&lake, &events, 500).await;
+        // Batches of 150 events, a checkpoint due every 3: many fall due while one is stored.
+        let (mut job, _) = BookingsFact::open(&lake, settings(1, 2, 150), Expectations::none())
+            .await
+            .expect("open");
+        let reports = job.run_landed().await.expect("run");
+        let last = reports.len() as u64;
+        assert!(last > 20, "{last} batches");
+        let Some((at, storing)) = job.shards[0].storing.take() else {
+            panic!("the run left no checkpoint being stored");
+        };
+        assert!(
+            (3..=last).contains(&at),
+            "checkpoint after {at} of {last} batches"
+        );
+        if finished {
+            storing.await.expect("store task").expect("stored");
+            assert_eq!(stored_batches(&folder, "state"), vec![at]);
+            assert!(stored_batches(&folder, "plans").iter().all(|p| *p > at));
+        } else {
+            storing.abort();
+            let _ = storing.await;
+        }
+        drop(job); // killed: no checkpoint at the stop
+        let from = stored_batches(&folder, "state")
+            .last()
+            .copied()
+            .unwrap_or(0);
+        let (mut job, replayed) =
+            BookingsFact::open(&lake, settings(1, 2, 150), Expectations::none())
+                .await
+                .expect("reopen");
+        assert_eq!(replayed.len() as u64, last - from, "replayed from {from}");
+        job.run(true).await.expect("drain");
+        assert_eq!(outputs(&lake).await, expected, "finished: {finished}");
+    }
 }

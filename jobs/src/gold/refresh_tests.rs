@@ -1,0 +1,107 @@
+//! The Gold refresh kept open between runs, as `up` keeps it, over a real lake.
+
+use boxoffice_lake::{Lake, read_rows};
+use deltalake::arrow::array::RecordBatch;
+use deltalake::arrow::util::display::array_value_to_string;
+use deltalake::kernel::Transaction;
+
+use super::{Gold, INPUTS, MODELS, app_id, overwrite, refresh};
+use crate::expectations::Expectations;
+use crate::silver::bookings_fact::{BookingsFact, Settings};
+use crate::test_bronze::{generated, land};
+
+/// Every Gold model's rows as sorted text, `refreshed_at` left out.
+async fn gold_rows(lake: &Lake) -> Vec<Vec<String>> {
+    let mut tables = Vec::new();
+    for model in &MODELS {
+        let table = lake
+            .open_table(model.table)
+            .await
+            .expect("open")
+            .expect("a table");
+        let mut rows = Vec::new();
+        for batch in read_rows(&table).await.expect("read") {
+            for i in 0..batch.num_rows() {
+                let row: Vec<String> = batch
+                    .schema()
+                    .fields()
+                    .iter()
+                    .zip(batch.columns())
+                    .filter(|(field, _)| field.name() != "refreshed_at")
+                    .map(|(_, column)| array_value_to_string(column, i).expect("text"))
+                    .collect();
+                rows.push(row.join("|"));
+            }
+        }
+        rows.sort();
+        tables.push(rows);
+    }
+    tables
+}
+
+/// Another writer replaces every Gold model's rows with none, recording that it consumed each
+/// Silver table up to its first version (the creation, without rows).
+async fn empty_as_if_nothing_was_consumed(lake: &Lake) {
+    for model in &MODELS {
+        let table = lake
+            .open_table(model.table)
+            .await
+            .expect("open")
+            .expect("a table");
+        let mut txns = Vec::new();
+        for (_, input) in INPUTS {
+            if lake.open_table(input).await.expect("open").is_some() {
+                txns.push(Transaction::new(app_id(model, input), 0));
+            }
+        }
+        let empty = vec![RecordBatch::new_empty(model.table.arrow_schema())];
+        overwrite(table, model.table, empty, txns)
+            .await
+            .expect("overwrite");
+    }
+}
+
+/// A refresh kept open remembers the Silver versions its own commits recorded; it must read them
+/// from the log again once anybody else committed to a Gold table, or it would take the wrong
+/// Silver rows (here: none, leaving Gold empty).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gold_kept_open_notices_another_writer_and_stays_equal_to_a_full_rebuild() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lake = Lake::local(dir.path()).expect("lake");
+    land(&lake, &generated(11, 6_000, 2), 500).await;
+    let settings = Settings {
+        partitions_per_hub: 2,
+        max_events: 1_000,
+        ..Settings::default()
+    };
+    let (mut job, _) = BookingsFact::open(&lake, settings, Expectations::none())
+        .await
+        .expect("open");
+    let joined = job.run(false).await.expect("the join, up to its horizon");
+    assert!(!joined.is_empty(), "the first run joined nothing");
+
+    let mut kept = Gold::new(&lake);
+    kept.refresh(false).await.expect("first refresh");
+    let first = gold_rows(&lake).await;
+    assert!(first.iter().all(|rows| !rows.is_empty()), "{first:?}");
+
+    empty_as_if_nothing_was_consumed(&lake).await;
+    assert!(gold_rows(&lake).await.iter().all(Vec::is_empty));
+    kept.refresh(false)
+        .await
+        .expect("refresh after the other writer");
+    assert_eq!(
+        gold_rows(&lake).await,
+        first,
+        "Silver did not change: the same Gold"
+    );
+
+    // Nobody else wrote since: the versions it remembers hold.
+    let drained = job.run(true).await.expect("the drain");
+    assert!(drained.iter().map(|r| r.fact_rows).sum::<u64>() > 0);
+    kept.refresh(false).await.expect("refresh after the drain");
+    let kept_rows = gold_rows(&lake).await;
+    assert_ne!(kept_rows, first, "the drain added nothing to Gold");
+    refresh(&lake, true).await.expect("full rebuild");
+    assert_eq!(kept_rows, gold_rows(&lake).await);
+}
