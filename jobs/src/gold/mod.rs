@@ -19,6 +19,7 @@ pub mod changes;
 mod conversion;
 mod event_occupancy;
 mod event_performance;
+mod fold;
 mod parts;
 mod payment_mix;
 mod sales_by_category_hour;

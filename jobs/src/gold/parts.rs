@@ -12,6 +12,10 @@
 //! (docs/semantics.md): a booking has one booking key, its first match and its sale are each one
 //! match, and a payment's first match is one match of one booking, so a distinct count per
 //! booking key adds up to the distinct count under any coarser key.
+//!
+//! `orders` and `attempts` count about a million distinct bookings and payments over a large
+//! Silver: they are folded with 16-byte uids and numbered keys ([`super::fold`]), which holds a
+//! tenth of the memory a hash aggregation over the text columns held. The other two are queries.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -25,54 +29,19 @@ use deltalake::datafusion::prelude::SessionContext;
 const BOOKING_KEY: &str =
     "event_id, event_name, event_category, booking_date, booking_hour, booking_day_of_week";
 
-/// One part: the name the models' SQL reads it under, and the query over Silver (`fact`,
-/// `unpaid`, `orphans`) that builds it.
+/// One part: the name the models' SQL reads it under, and how it is built from Silver (`fact`,
+/// `unpaid`, `orphans`).
 struct Part {
     name: &'static str,
-    sql: fn() -> String,
+    build: Build,
 }
 
-/// Per booking key: `orders` (distinct bookings at their first match), `paid` (distinct bookings
-/// with a sale), `seats` (seat rows of sales) and `seats_value` (their prices). A booking's seat
-/// rows are folded into one row first, so each booking is counted once without a distinct count
-/// per model.
-fn orders_sql() -> String {
-    format!(
-        "
-SELECT {BOOKING_KEY},
-       CAST(sum(CASE WHEN first_match AND booking_event_uid IS NOT NULL THEN 1 ELSE 0 END)
-            AS BIGINT) AS orders,
-       CAST(sum(CASE WHEN sale AND booking_event_uid IS NOT NULL THEN 1 ELSE 0 END)
-            AS BIGINT) AS paid,
-       CAST(sum(seats) AS BIGINT) AS seats,
-       sum(seats_value) AS seats_value
-FROM (
-    SELECT booking_event_uid, {BOOKING_KEY},
-           bool_or(is_first_booking_match) AS first_match, bool_or(is_sale) AS sale,
-           sum(CASE WHEN is_sale THEN 1 ELSE 0 END) AS seats,
-           sum(CASE WHEN is_sale THEN CAST(seat_price AS DECIMAL(18,2))
-                    ELSE CAST(0 AS DECIMAL(18,2)) END) AS seats_value
-    FROM fact WHERE is_first_booking_match OR is_sale
-    GROUP BY booking_event_uid, {BOOKING_KEY}
-)
-GROUP BY {BOOKING_KEY}
-"
-    )
-}
-
-/// Per booking key and payment method, type and status: `attempts` (distinct payments at their
-/// first match) and `amount` (their amounts).
-fn attempts_sql() -> String {
-    format!(
-        "
-SELECT {BOOKING_KEY}, payment_method, payment_type, payment_status,
-       count(*) AS attempts, sum(amount) AS amount
-FROM (SELECT DISTINCT payment_event_uid, {BOOKING_KEY}, payment_method, payment_type,
-             payment_status, CAST(amount AS DECIMAL(18,2)) AS amount
-      FROM fact WHERE is_first_payment_match)
-GROUP BY {BOOKING_KEY}, payment_method, payment_type, payment_status
-"
-    )
+/// How a part is built: a query, or a fold with compact keys ([`super::fold`]) for the two that
+/// count a million distinct bookings or payments.
+enum Build {
+    Sql(fn() -> String),
+    Orders,
+    Attempts,
 }
 
 /// Per booking key: `bookings` released unpaid (one row each in Silver).
@@ -97,21 +66,39 @@ FROM orphans GROUP BY payment_method, payment_type, payment_status
 const PARTS: [Part; 4] = [
     Part {
         name: "orders",
-        sql: orders_sql,
+        build: Build::Orders,
     },
     Part {
         name: "attempts",
-        sql: attempts_sql,
+        build: Build::Attempts,
     },
     Part {
         name: "unpaid_orders",
-        sql: unpaid_orders_sql,
+        build: Build::Sql(unpaid_orders_sql),
     },
     Part {
         name: "orphan_attempts",
-        sql: orphan_attempts_sql,
+        build: Build::Sql(orphan_attempts_sql),
     },
 ];
+
+impl Part {
+    async fn build(
+        &self,
+        silver: &SessionContext,
+    ) -> Result<(SchemaRef, Vec<RecordBatch>), String> {
+        match self.build {
+            Build::Orders => super::fold::orders(silver, BOOKING_KEY).await,
+            Build::Attempts => super::fold::attempts(silver, BOOKING_KEY).await,
+            Build::Sql(sql) => {
+                let frame = silver.sql(&sql()).await.map_err(|e| e.to_string())?;
+                let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
+                let batches = frame.collect().await.map_err(|e| e.to_string())?;
+                Ok((schema, batches))
+            }
+        }
+    }
+}
 
 /// The parts built from one selection of Silver's rows, ready to register for the models.
 pub(crate) struct Parts {
@@ -126,13 +113,8 @@ impl Parts {
         let mut tables = Vec::new();
         for part in &PARTS {
             let started = Instant::now();
-            let frame = silver
-                .sql(&(part.sql)())
-                .await
-                .map_err(|e| format!("part {}: {e}", part.name))?;
-            let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
-            let batches = frame
-                .collect()
+            let (schema, batches) = part
+                .build(silver)
                 .await
                 .map_err(|e| format!("part {}: {e}", part.name))?;
             tracing::debug!(
@@ -157,3 +139,7 @@ impl Parts {
         Ok(())
     }
 }
+
+#[cfg(test)]
+#[path = "parts_tests.rs"]
+mod tests;

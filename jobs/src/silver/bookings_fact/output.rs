@@ -264,6 +264,7 @@ impl Shard {
         let mut open = Vec::new();
         for (def, rows) in tables {
             if rows.iter().all(|r| r.batch.num_rows() == 0) {
+                crate::crash_point(&commit_point(def, plan.batch));
                 continue;
             }
             let table = match self.tables.remove(def.name) {
@@ -301,11 +302,7 @@ impl Shard {
         plan: &Plan,
         marks: Freshness,
     ) -> (&'static TableDef, DeltaTable, Result<(), JobError>) {
-        crate::crash_point(&format!(
-            "{JOB}:before:{}:{}",
-            def.qualified_name(),
-            plan.batch
-        ));
+        crate::crash_point(&commit_point(def, plan.batch));
         let mut phases = crate::Phases::new(plan.batch);
         let prefix = self
             .id
@@ -370,6 +367,11 @@ impl Shard {
         }
         (def, table, outcome.map(|_| ()))
     }
+}
+
+/// The crash point before a table's commit of a batch (`BOXOFFICE_CRASH_AT`, for tests).
+fn commit_point(def: &TableDef, batch: u64) -> String {
+    format!("{JOB}:before:{}:{batch}", def.qualified_name())
 }
 
 /// Drops `value` on another thread: a batch's join output is millions of small strings, which
