@@ -8,7 +8,6 @@
 //! are held once. The sums are those of the queries in `parts.rs`'s history, NULLs included:
 //! `refresh_tests.rs` checks them against those queries.
 
-use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use boxoffice_events::uid::uid_key;
@@ -20,6 +19,7 @@ use deltalake::arrow::datatypes::{DataType, Decimal128Type, Field, Schema, Schem
 use deltalake::arrow::error::ArrowError;
 use deltalake::arrow::row::{RowConverter, Rows, SortField};
 use deltalake::datafusion::prelude::SessionContext;
+use foldhash::{HashMap, HashSet};
 use futures::StreamExt;
 
 /// The distinct values of some key columns, each numbered in order of appearance.
@@ -41,7 +41,7 @@ impl Keys {
             seen: converter.empty_rows(0, 0),
             converter,
             fields,
-            numbers: HashMap::new(),
+            numbers: HashMap::default(),
         })
     }
 
@@ -78,6 +78,9 @@ impl Keys {
 
 /// A row's `event_uid` as 16 bytes; `None` for a NULL.
 fn uids(column: &ArrayRef) -> Result<Vec<Option<u128>>, String> {
+    if let Some(views) = column.as_string_view_opt() {
+        return Ok(views.iter().map(|uid| uid.map(uid_key)).collect());
+    }
     let text = cast(column, &DataType::Utf8).map_err(|e| e.to_string())?;
     Ok(text
         .as_string::<i32>()
@@ -168,7 +171,7 @@ pub(crate) async fn orders(
          FROM fact WHERE is_first_booking_match OR is_sale"
     );
     // Per (booking, key): bit 1 its first match is here, bit 2 its sale.
-    let mut bookings: HashMap<(u128, u32), u8> = HashMap::new();
+    let mut bookings: HashMap<(u128, u32), u8> = HashMap::default();
     let mut totals: Vec<(i64, Sum)> = Vec::new(); // seats and their value, per key
     let keys = fold_rows(silver, &sql, KEY, |batch, numbers, distinct| {
         totals.resize(distinct, (0, Sum::default()));
@@ -224,8 +227,8 @@ pub(crate) async fn attempts(
     );
     // A DECIMAL(18,2) is below 10^18 cents, so i64::MIN is never one: it stands for NULL.
     const NULL: i64 = i64::MIN;
-    let mut payments: HashSet<(u128, u32, i64)> = HashSet::new();
-    let mut without_uid: HashSet<(u32, i64)> = HashSet::new();
+    let mut payments: HashSet<(u128, u32, i64)> = HashSet::default();
+    let mut without_uid: HashSet<(u32, i64)> = HashSet::default();
     let mut distinct = 0;
     let keys = fold_rows(silver, &sql, KEY, |batch, numbers, keys| {
         distinct = keys;

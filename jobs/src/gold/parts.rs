@@ -107,22 +107,34 @@ pub(crate) struct Parts {
 
 impl Parts {
     /// Builds every part from the Silver tables registered in `silver` (as `fact`, `unpaid`,
-    /// `orphans`). One after another: each query keeps both cores busy, and the largest hash
-    /// tables (a row per booking, a row per payment) are not held at the same time.
+    /// `orphans`), each in a task of its own: the two folds each keep one core busy, and their
+    /// tables of compact keys are small enough to be held at the same time.
     pub(crate) async fn build(silver: &SessionContext) -> Result<Parts, String> {
+        let tasks: Vec<_> = PARTS
+            .iter()
+            .map(|part| {
+                let silver = silver.clone();
+                tokio::spawn(async move {
+                    let started = Instant::now();
+                    let built = part.build(&silver).await;
+                    if let Ok((_, batches)) = &built {
+                        tracing::debug!(
+                            part = part.name,
+                            rows = batches.iter().map(RecordBatch::num_rows).sum::<usize>(),
+                            ms = started.elapsed().as_millis(),
+                            "gold part built"
+                        );
+                    }
+                    built
+                })
+            })
+            .collect();
         let mut tables = Vec::new();
-        for part in &PARTS {
-            let started = Instant::now();
-            let (schema, batches) = part
-                .build(silver)
+        for (part, task) in PARTS.iter().zip(tasks) {
+            let (schema, batches) = task
                 .await
+                .map_err(|e| format!("part {}: stopped: {e}", part.name))?
                 .map_err(|e| format!("part {}: {e}", part.name))?;
-            tracing::debug!(
-                part = part.name,
-                rows = batches.iter().map(RecordBatch::num_rows).sum::<usize>(),
-                ms = started.elapsed().as_millis(),
-                "gold part built"
-            );
             tables.push((part.name, schema, batches));
         }
         Ok(Parts { tables })
