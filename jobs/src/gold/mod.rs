@@ -473,6 +473,32 @@ pub(crate) async fn overwrite(
         })
 }
 
+/// Rows as sorted text (`column=value ...`), the columns in `leave_out` left out: for tests that
+/// compare tables.
+#[cfg(test)]
+fn rows_as_text(batches: &[RecordBatch], leave_out: &[&str]) -> Vec<String> {
+    use deltalake::arrow::util::display::array_value_to_string;
+    let mut rows = Vec::new();
+    for batch in batches {
+        for i in 0..batch.num_rows() {
+            let row: Vec<String> = batch
+                .schema()
+                .fields()
+                .iter()
+                .zip(batch.columns())
+                .filter(|(f, _)| !leave_out.contains(&f.name().as_str()))
+                .map(|(f, c)| {
+                    let value = array_value_to_string(c, i).unwrap_or_else(|e| e.to_string());
+                    format!("{}={value}", f.name())
+                })
+                .collect();
+            rows.push(row.join(" "));
+        }
+    }
+    rows.sort();
+    rows
+}
+
 #[cfg(test)]
 #[path = "refresh_tests.rs"]
 mod tests;

@@ -14,8 +14,9 @@
 //! booking key adds up to the distinct count under any coarser key.
 //!
 //! `orders` and `attempts` count about a million distinct bookings and payments over a large
-//! Silver: they are folded with 16-byte uids and numbered keys ([`super::fold`]), which holds a
-//! tenth of the memory a hash aggregation over the text columns held. The other two are queries.
+//! Silver: they are folded with 16-byte uids and numbered keys ([`super::fold`]), in far less
+//! memory than a hash aggregation over the text columns (docs/performance.md#gold). The other
+//! two are queries.
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -2,7 +2,6 @@
 //! oddities SQL has rules for) and over the rows the join makes of generated events.
 
 use deltalake::arrow::array::RecordBatch;
-use deltalake::arrow::util::display::array_value_to_string;
 use deltalake::datafusion::prelude::SessionContext;
 
 use super::{BOOKING_KEY, Parts};
@@ -50,29 +49,18 @@ GROUP BY {BOOKING_KEY}, payment_method, payment_type, payment_status
     )
 }
 
-/// Rows as sorted text, every column by name.
 fn text(batches: &[RecordBatch]) -> Vec<String> {
-    let mut rows = Vec::new();
-    for batch in batches {
-        for i in 0..batch.num_rows() {
-            let row: Vec<String> = batch
-                .schema()
-                .fields()
-                .iter()
-                .zip(batch.columns())
-                .map(|(f, c)| {
-                    format!(
-                        "{}={}",
-                        f.name(),
-                        array_value_to_string(c, i).expect("text")
-                    )
-                })
-                .collect();
-            rows.push(row.join(" "));
-        }
-    }
-    rows.sort();
-    rows
+    super::super::rows_as_text(batches, &[])
+}
+
+/// Runs a statement that creates a table.
+async fn create(ctx: &SessionContext, sql: &str) {
+    ctx.sql(sql)
+        .await
+        .expect("create")
+        .collect()
+        .await
+        .expect("created");
 }
 
 /// Builds the parts of the rows registered in `silver` both ways and compares them.
@@ -161,40 +149,28 @@ async fn the_folds_give_what_the_queries_give_nulls_and_oddities_included() {
         "CREATE TABLE fact AS SELECT * FROM (VALUES {}) AS t({COLUMNS})",
         rows.join(",\n")
     );
-    ctx.sql(&sql)
-        .await
-        .expect("create")
-        .collect()
-        .await
-        .expect("created");
-    ctx.sql("CREATE TABLE unpaid AS SELECT * FROM fact WHERE false")
-        .await
-        .expect("unpaid")
-        .collect()
-        .await
-        .expect("created");
-    ctx.sql("CREATE TABLE orphans AS SELECT * FROM fact WHERE false")
-        .await
-        .expect("orphans")
-        .collect()
-        .await
-        .expect("created");
+    create(&ctx, &sql).await;
+    create(
+        &ctx,
+        "CREATE TABLE unpaid AS SELECT * FROM fact WHERE false",
+    )
+    .await;
+    create(
+        &ctx,
+        "CREATE TABLE orphans AS SELECT * FROM fact WHERE false",
+    )
+    .await;
     let (orders, attempts) = check(&ctx).await;
     assert_eq!((orders, attempts), (6, 8));
 
     // No rows at all: empty parts with the models' columns.
     let empty = SessionContext::new();
     for name in ["fact", "unpaid", "orphans"] {
-        empty
-            .sql(&format!(
-                "CREATE TABLE {name} AS SELECT * FROM (VALUES {}) AS t({COLUMNS}) WHERE false",
-                rows[0]
-            ))
-            .await
-            .expect("create")
-            .collect()
-            .await
-            .expect("created");
+        let sql = format!(
+            "CREATE TABLE {name} AS SELECT * FROM (VALUES {}) AS t({COLUMNS}) WHERE false",
+            rows[0]
+        );
+        create(&empty, &sql).await;
     }
     assert_eq!(check(&empty).await, (0, 0));
 }

@@ -1,8 +1,8 @@
 //! The Gold refresh kept open between runs, as `up` keeps it, over a real lake.
 
-use boxoffice_lake::{Lake, read_rows};
+use boxoffice_lake::{Lake, TableDef, read_rows};
+use deltalake::DeltaTable;
 use deltalake::arrow::array::RecordBatch;
-use deltalake::arrow::util::display::array_value_to_string;
 use deltalake::kernel::Transaction;
 
 use super::{Gold, INPUTS, MODELS, app_id, overwrite, refresh};
@@ -10,31 +10,19 @@ use crate::expectations::Expectations;
 use crate::silver::bookings_fact::{BookingsFact, Settings};
 use crate::test_bronze::{generated, land};
 
+/// A Gold model's table.
+async fn gold_table(lake: &Lake, def: &TableDef) -> DeltaTable {
+    lake.open_table(def).await.expect("open").expect("a table")
+}
+
 /// Every Gold model's rows as sorted text, `refreshed_at` left out.
 async fn gold_rows(lake: &Lake) -> Vec<Vec<String>> {
     let mut tables = Vec::new();
     for model in &MODELS {
-        let table = lake
-            .open_table(model.table)
+        let batches = read_rows(&gold_table(lake, model.table).await)
             .await
-            .expect("open")
-            .expect("a table");
-        let mut rows = Vec::new();
-        for batch in read_rows(&table).await.expect("read") {
-            for i in 0..batch.num_rows() {
-                let row: Vec<String> = batch
-                    .schema()
-                    .fields()
-                    .iter()
-                    .zip(batch.columns())
-                    .filter(|(field, _)| field.name() != "refreshed_at")
-                    .map(|(_, column)| array_value_to_string(column, i).expect("text"))
-                    .collect();
-                rows.push(row.join("|"));
-            }
-        }
-        rows.sort();
-        tables.push(rows);
+            .expect("read");
+        tables.push(super::rows_as_text(&batches, &["refreshed_at"]));
     }
     tables
 }
@@ -43,11 +31,7 @@ async fn gold_rows(lake: &Lake) -> Vec<Vec<String>> {
 /// Silver table up to its first version (the creation, without rows).
 async fn empty_as_if_nothing_was_consumed(lake: &Lake) {
     for model in &MODELS {
-        let table = lake
-            .open_table(model.table)
-            .await
-            .expect("open")
-            .expect("a table");
+        let table = gold_table(lake, model.table).await;
         let mut txns = Vec::new();
         for (_, input) in INPUTS {
             if lake.open_table(input).await.expect("open").is_some() {
