@@ -5,8 +5,8 @@
 //! As a DataFusion aggregation, each entry held its 36-character `event_uid` and every key column,
 //! strings included, and that was most of Gold's peak memory. Here an entry is the `event_uid` as
 //! 16 bytes ([`uid_key`]) and the index of its key among the few thousand distinct keys, which
-//! are held once. The sums are those of the queries in `parts.rs`'s history, NULLs included:
-//! `refresh_tests.rs` checks them against those queries.
+//! are held once. The counts and sums are those of the SQL that defines the parts, NULLs
+//! included: `parts_tests.rs` keeps that SQL and checks the folds against it.
 
 use std::sync::Arc;
 
