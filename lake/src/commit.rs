@@ -117,6 +117,22 @@ pub async fn committed_version(
         .await
 }
 
+/// Refreshes the table and returns the last version committed by each of `app_ids`, in order.
+/// Each is looked up in full once per process and table, then followed through the commits
+/// made since (the index group commits use, [`crate::txn_index`]): for a reader that asks
+/// again every few seconds, as Gold kept open by `up` does.
+pub async fn committed_versions(
+    table: &mut DeltaTable,
+    app_ids: &[&str],
+) -> Result<Vec<Option<i64>>, DeltaTableError> {
+    table.update_state().await?;
+    let found = crate::txn_index::committed_versions(table, app_ids).await?;
+    Ok(app_ids
+        .iter()
+        .map(|id| found.get(*id).copied().flatten())
+        .collect())
+}
+
 /// Appends `rows` and records `(app_id, version)` in the same commit, unless that version (or a
 /// later one) is already recorded. No rows still records the version, which is how a writer
 /// marks a batch that produced no rows as done. Commits with [`CommitPolicy::default`], so it

@@ -29,7 +29,8 @@ mod txn_index;
 
 pub use commit::{
     AppendError, AppendOutcome, Batch, PartitionRows, PartitionValue, append_after_check,
-    append_once, append_once_with, committed_version, epoch_days, partitioned_by_date,
+    append_once, append_once_with, committed_version, committed_versions, epoch_days,
+    partitioned_by_date,
 };
 pub use compact::{Compaction, Partition, Rule};
 pub use files::{FileMeta, Files};

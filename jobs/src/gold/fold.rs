@@ -68,6 +68,11 @@ impl Keys {
         Ok(out)
     }
 
+    /// How many distinct keys there are.
+    fn len(&self) -> usize {
+        self.numbers.len()
+    }
+
     /// The keys' columns, in their numbers' order.
     fn columns(&self) -> Result<Vec<ArrayRef>, String> {
         self.converter
@@ -152,7 +157,7 @@ async fn fold_rows(
     while let Some(batch) = stream.next().await {
         let batch = batch.map_err(|e| e.to_string())?;
         let numbers = keys.number(&batch.columns()[..key])?;
-        fold(&batch, &numbers, keys.numbers.len())?;
+        fold(&batch, &numbers, keys.len())?;
     }
     Ok(keys)
 }
@@ -229,9 +234,7 @@ pub(crate) async fn attempts(
     const NULL: i64 = i64::MIN;
     let mut payments: HashSet<(u128, u32, i64)> = HashSet::default();
     let mut without_uid: HashSet<(u32, i64)> = HashSet::default();
-    let mut distinct = 0;
-    let keys = fold_rows(silver, &sql, KEY, |batch, numbers, keys| {
-        distinct = keys;
+    let keys = fold_rows(silver, &sql, KEY, |batch, numbers, _| {
         let uid = uids(batch.column(KEY))?;
         let amount = cents(batch.column(KEY + 1))?;
         for (i, &k) in numbers.iter().enumerate() {
@@ -248,7 +251,7 @@ pub(crate) async fn attempts(
         Ok(())
     })
     .await?;
-    let mut totals = vec![(0i64, Sum::default()); distinct];
+    let mut totals = vec![(0i64, Sum::default()); keys.len()];
     let all = payments.into_iter().map(|(_, k, c)| (k, c));
     for (k, cents) in all.chain(without_uid) {
         let (attempts, amount) = &mut totals[k as usize];

@@ -29,7 +29,7 @@ use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::time::Instant;
 
-use boxoffice_lake::{Lake, TableDef, committed_version};
+use boxoffice_lake::{Lake, TableDef, committed_versions};
 use chrono::{DateTime, Utc};
 use deltalake::DeltaTable;
 use deltalake::arrow::array::RecordBatch;
@@ -137,14 +137,7 @@ pub struct Gold {
     lake: Lake,
     inputs: Vec<Input>,
     outputs: HashMap<&'static str, DeltaTable>,
-    /// Per Gold table, the version this refresh last committed and the Silver versions it
-    /// recorded there: while the table is still at that version, they need not be looked up in
-    /// its log again (a lookup replays the log since its last checkpoint, once per input).
-    recorded: HashMap<&'static str, Recorded>,
 }
-
-/// What a Gold table's own commit recorded: its version and the Silver versions it consumed.
-type Recorded = (u64, Vec<Option<i64>>);
 
 /// The Silver rows a model's refresh reads, per input in [`INPUTS`] order: all of the table
 /// (`None`) or the files listed.
@@ -180,7 +173,6 @@ impl Gold {
                 })
                 .collect(),
             outputs: HashMap::new(),
-            recorded: HashMap::new(),
         }
     }
 
@@ -212,8 +204,7 @@ impl Gold {
                 Some(table) => table,
                 None => self.lake.ensure_table(model.table).await?,
             };
-            let recorded = self.recorded.get(model.table.name);
-            planned.push(plan(model, gold, &self.inputs, full, recorded, &mut changes).await?);
+            planned.push(plan(model, gold, &self.inputs, full, &mut changes).await?);
         }
         tracing::debug!(
             ms = started.elapsed().as_millis(),
@@ -239,11 +230,8 @@ impl Gold {
         .await?;
         tracing::debug!(ms = started.elapsed().as_millis(), "gold: tables committed");
         let mut reports = Vec::new();
-        for ((name, gold), versions, report) in finished {
-            if let Some(version) = gold.version() {
-                self.recorded.insert(name, (version, versions));
-            }
-            self.outputs.insert(name, gold);
+        for (gold, report) in finished {
+            self.outputs.insert(gold.0, gold.1);
             reports.push(report);
         }
         reports.extend(event_occupancy::refresh(&self.lake).await?);
@@ -259,25 +247,14 @@ async fn plan(
     mut gold: DeltaTable,
     inputs: &[Input],
     full: bool,
-    recorded: Option<&Recorded>,
     changes: &mut HashMap<(&'static str, Option<i64>), Changes>,
 ) -> Result<Planned, JobError> {
     let def = model.table;
-    gold.update_state().await.map_err(|e| gold_error(def, e))?;
-    let consumed = match recorded {
-        // Nobody committed to the table since this refresh did.
-        Some((version, consumed)) if gold.version() == Some(*version) => consumed.clone(),
-        _ => {
-            let mut consumed = Vec::new();
-            for input in inputs {
-                let recorded = committed_version(&mut gold, &app_id(model, input.def))
-                    .await
-                    .map_err(|e| gold_error(def, e))?;
-                consumed.push(recorded);
-            }
-            consumed
-        }
-    };
+    let ids: Vec<String> = inputs.iter().map(|i| app_id(model, i.def)).collect();
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let consumed = committed_versions(&mut gold, &ids)
+        .await
+        .map_err(|e| gold_error(def, e))?;
     let versions: Vec<Option<i64>> = inputs.iter().map(Input::version).collect();
     if !full && consumed == versions {
         return Ok(Planned {
@@ -344,13 +321,12 @@ async fn read_parts(inputs: &[Input], selection: &Selection) -> Result<Parts, Jo
 }
 
 /// Computes a planned table from its parts and the rows it holds, and commits it.
-/// Returns the table, the Silver versions it now records, and the report.
 async fn finish(
     planned: Planned,
     parts: &[(Selection, Parts)],
     inputs: &[Input],
     started: Instant,
-) -> Result<Finished, JobError> {
+) -> Result<((&'static str, DeltaTable), RefreshReport), JobError> {
     let Planned {
         model,
         gold,
@@ -366,7 +342,7 @@ async fn finish(
     };
     let Some(read) = read else {
         let rows = gold_rows(&gold);
-        return Ok(((def.name, gold), versions, report(Refresh::Unchanged, rows)));
+        return Ok(((def.name, gold), report(Refresh::Unchanged, rows)));
     };
     let Some((_, from)) = parts.iter().find(|(s, _)| *s == read.selection) else {
         return Err(gold_error(def, "its Silver rows were not read"));
@@ -401,11 +377,8 @@ async fn finish(
             files: read.selection.iter().flatten().map(Vec::len).sum(),
         },
     };
-    Ok(((def.name, gold), versions, report(refresh, rows)))
+    Ok(((def.name, gold), report(refresh, rows)))
 }
-
-/// A refreshed Gold table: its name and table, the Silver versions it records, the report.
-type Finished = ((&'static str, DeltaTable), Vec<Option<i64>>, RefreshReport);
 
 fn gold_rows(table: &DeltaTable) -> usize {
     table.snapshot().map_or(0, |s| {

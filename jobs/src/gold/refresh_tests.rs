@@ -45,9 +45,9 @@ async fn empty_as_if_nothing_was_consumed(lake: &Lake) {
     }
 }
 
-/// A refresh kept open remembers the Silver versions its own commits recorded; it must read them
-/// from the log again once anybody else committed to a Gold table, or it would take the wrong
-/// Silver rows (here: none, leaving Gold empty).
+/// A refresh kept open follows the Silver versions each Gold table records through the commits
+/// made since it last asked; it must take another writer's records from those commits, or it
+/// would take the wrong Silver rows (here: none, leaving Gold empty).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gold_kept_open_notices_another_writer_and_stays_equal_to_a_full_rebuild() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -80,7 +80,7 @@ async fn a_gold_kept_open_notices_another_writer_and_stays_equal_to_a_full_rebui
         "Silver did not change: the same Gold"
     );
 
-    // Nobody else wrote since: the versions it remembers hold.
+    // Nobody else wrote since: only its own commits are followed.
     let drained = job.run(true).await.expect("the drain");
     assert!(drained.iter().map(|r| r.fact_rows).sum::<u64>() > 0);
     kept.refresh(false).await.expect("refresh after the drain");
