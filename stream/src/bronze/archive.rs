@@ -134,7 +134,12 @@ impl BronzeArchiver {
         };
         let app_id = Self::app_id(self.hub, partition);
         let ingested_at = Utc::now();
-        let gap = self.check_gap(partition, events[0].sequence_number).await?;
+        // Read once: the raw table's append below commits on this snapshot, and Delta's conflict
+        // check refuses it if another archiver of the partition committed since.
+        let done = self.checkpoint(partition).await?;
+        let gap = self
+            .check_gap(partition, events[0].sequence_number, done)
+            .await?;
         let (valid, invalid) = self.classify(partition, events);
         let stream = Stream {
             app_id: &app_id,
@@ -162,7 +167,7 @@ impl BronzeArchiver {
                     Target::Quarantine,
                     partition,
                     &stream,
-                    invalid.len(),
+                    (invalid.len(), None),
                     |done| {
                         let rows: Vec<QuarantineRow> = invalid
                             .iter()
@@ -179,14 +184,20 @@ impl BronzeArchiver {
         }
         let hub = self.hub;
         let (wrote, skipped) = self
-            .land(Target::Raw, partition, &stream, valid.len(), |done| {
-                let rows: Vec<&RawRow<'_>> = valid
-                    .iter()
-                    .filter(|r| r.event.sequence_number > done)
-                    .collect();
-                let n = rows.len();
-                raw_partitions(hub, partition, ingested_at, &rows).map(|p| (p, n))
-            })
+            .land(
+                Target::Raw,
+                partition,
+                &stream,
+                (valid.len(), done),
+                |done| {
+                    let rows: Vec<&RawRow<'_>> = valid
+                        .iter()
+                        .filter(|r| r.event.sequence_number > done)
+                        .collect();
+                    let n = rows.len();
+                    raw_partitions(hub, partition, ingested_at, &rows).map(|p| (p, n))
+                },
+            )
             .await?;
         report.landed = wrote;
         report.already_landed += skipped;
@@ -194,8 +205,13 @@ impl BronzeArchiver {
     }
 
     /// Records and logs a batch that starts past the partition's next expected sequence number.
-    async fn check_gap(&mut self, partition: i32, first: i64) -> Result<Option<Gap>, ArchiveError> {
-        let expected = self.checkpoint(partition).await?.map_or(0, |done| done + 1);
+    async fn check_gap(
+        &mut self,
+        partition: i32,
+        first: i64,
+        done: Option<i64>,
+    ) -> Result<Option<Gap>, ArchiveError> {
+        let expected = done.map_or(0, |done| done + 1);
         if first <= expected {
             return Ok(None);
         }
@@ -255,17 +271,23 @@ impl BronzeArchiver {
             line: None,
         };
         let (quarantined, _) = self
-            .land(Target::Quarantine, poison.partition, &stream, 1, |done| {
-                let rows: Vec<QuarantineRow> = (done < poison.last)
-                    .then(|| row.clone())
-                    .into_iter()
-                    .collect();
-                let n = rows.len();
-                quarantine_batch(&rows).map(|b| (vec![PartitionRows::unsplit(b)], n))
-            })
+            .land(
+                Target::Quarantine,
+                poison.partition,
+                &stream,
+                (1, None),
+                |done| {
+                    let rows: Vec<QuarantineRow> = (done < poison.last)
+                        .then(|| row.clone())
+                        .into_iter()
+                        .collect();
+                    let n = rows.len();
+                    quarantine_batch(&rows).map(|b| (vec![PartitionRows::unsplit(b)], n))
+                },
+            )
             .await?;
         let hub = self.hub;
-        self.land(Target::Raw, poison.partition, &stream, 0, |_| {
+        self.land(Target::Raw, poison.partition, &stream, (0, None), |_| {
             raw_partitions(hub, poison.partition, Utc::now(), &[]).map(|p| (p, 0))
         })
         .await?;
@@ -307,15 +329,17 @@ impl BronzeArchiver {
         (valid, invalid)
     }
 
-    /// One guarded append: reads the table's checkpoint, builds the rows after it, commits, and
-    /// retries from the read if a concurrent writer of the same stream got in first.
+    /// One guarded append: reads the table's checkpoint (unless `read` holds the one just read
+    /// from the table's current snapshot), builds the rows after it, commits, and retries from a
+    /// fresh read if a concurrent writer of the same stream got in first. `read` saves a
+    /// refresh of the table per batch: every refresh replays the commits since the last one.
     /// Returns (rows written, rows skipped as already landed) out of `total`.
     async fn land<F>(
         &mut self,
         target: Target,
         partition: i32,
         stream: &Stream<'_>,
-        total: usize,
+        (total, mut read): (usize, Option<i64>),
         rows_after: F,
     ) -> Result<(usize, usize), ArchiveError>
     where
@@ -332,10 +356,13 @@ impl BronzeArchiver {
                 Target::Raw => &mut self.raw,
                 Target::Quarantine => &mut self.quarantine,
             };
-            let done = committed_version(table, stream.app_id)
-                .await
-                .map_err(|e| commit_error(self.hub, &name, partition, e.into()))?
-                .unwrap_or(-1);
+            let done = match read.take() {
+                Some(done) => done,
+                None => committed_version(table, stream.app_id)
+                    .await
+                    .map_err(|e| commit_error(self.hub, &name, partition, e.into()))?
+                    .unwrap_or(-1),
+            };
             if done >= stream.last {
                 return Ok((0, total));
             }
