@@ -230,8 +230,8 @@ impl Gold {
         .await?;
         tracing::debug!(ms = started.elapsed().as_millis(), "gold: tables committed");
         let mut reports = Vec::new();
-        for (gold, report) in finished {
-            self.outputs.insert(gold.0, gold.1);
+        for ((name, gold), report) in finished {
+            self.outputs.insert(name, gold);
             reports.push(report);
         }
         reports.extend(event_occupancy::refresh(&self.lake).await?);

@@ -167,7 +167,8 @@ impl BronzeArchiver {
                     Target::Quarantine,
                     partition,
                     &stream,
-                    (invalid.len(), None),
+                    invalid.len(),
+                    None,
                     |done| {
                         let rows: Vec<QuarantineRow> = invalid
                             .iter()
@@ -184,20 +185,14 @@ impl BronzeArchiver {
         }
         let hub = self.hub;
         let (wrote, skipped) = self
-            .land(
-                Target::Raw,
-                partition,
-                &stream,
-                (valid.len(), done),
-                |done| {
-                    let rows: Vec<&RawRow<'_>> = valid
-                        .iter()
-                        .filter(|r| r.event.sequence_number > done)
-                        .collect();
-                    let n = rows.len();
-                    raw_partitions(hub, partition, ingested_at, &rows).map(|p| (p, n))
-                },
-            )
+            .land(Target::Raw, partition, &stream, valid.len(), done, |done| {
+                let rows: Vec<&RawRow<'_>> = valid
+                    .iter()
+                    .filter(|r| r.event.sequence_number > done)
+                    .collect();
+                let n = rows.len();
+                raw_partitions(hub, partition, ingested_at, &rows).map(|p| (p, n))
+            })
             .await?;
         report.landed = wrote;
         report.already_landed += skipped;
@@ -275,7 +270,8 @@ impl BronzeArchiver {
                 Target::Quarantine,
                 poison.partition,
                 &stream,
-                (1, None),
+                1,
+                None,
                 |done| {
                     let rows: Vec<QuarantineRow> = (done < poison.last)
                         .then(|| row.clone())
@@ -287,7 +283,7 @@ impl BronzeArchiver {
             )
             .await?;
         let hub = self.hub;
-        self.land(Target::Raw, poison.partition, &stream, (0, None), |_| {
+        self.land(Target::Raw, poison.partition, &stream, 0, None, |_| {
             raw_partitions(hub, poison.partition, Utc::now(), &[]).map(|p| (p, 0))
         })
         .await?;
@@ -339,7 +335,8 @@ impl BronzeArchiver {
         target: Target,
         partition: i32,
         stream: &Stream<'_>,
-        (total, mut read): (usize, Option<i64>),
+        total: usize,
+        mut read: Option<i64>,
         rows_after: F,
     ) -> Result<(usize, usize), ArchiveError>
     where
