@@ -111,10 +111,26 @@ pub async fn committed_version(
     app_id: &str,
 ) -> Result<Option<i64>, DeltaTableError> {
     table.update_state().await?;
+    Ok(recorded_versions(table, &[app_id]).await?.pop().flatten())
+}
+
+/// The last version each of `app_ids` committed, in order, as of the snapshot `table` already
+/// holds, without refreshing it: for a writer that reads several streams' checkpoints on one
+/// refresh and then commits them together ([`append_streams_after_check`]).
+pub async fn recorded_versions(
+    table: &DeltaTable,
+    app_ids: &[&str],
+) -> Result<Vec<Option<i64>>, DeltaTableError> {
     let state = table.snapshot()?;
-    state
-        .transaction_version(table.log_store().as_ref(), app_id)
-        .await
+    let mut found = Vec::with_capacity(app_ids.len());
+    for app_id in app_ids {
+        found.push(
+            state
+                .transaction_version(table.log_store().as_ref(), *app_id)
+                .await?,
+        );
+    }
+    Ok(found)
 }
 
 /// Refreshes the table and returns the last version committed by each of `app_ids`, in order.
@@ -202,8 +218,50 @@ pub async fn append_after_check(
     metadata: HashMap<String, serde_json::Value>,
     writer_properties: WriterProperties,
 ) -> Result<Option<u64>, AppendError> {
-    let actions = added(table, rows, writer_properties).await?;
-    let txns = [Transaction::new(app_id, version)];
+    let stream = StreamRows {
+        app_id,
+        version,
+        rows,
+    };
+    append_streams_after_check(table, vec![stream], metadata, writer_properties).await
+}
+
+/// One stream's share of a commit that several streams make together: its rows and the
+/// application transaction `(app_id, version)` recorded for it.
+#[derive(Debug)]
+pub struct StreamRows<'a> {
+    /// The stream, e.g. `archive:bookings:0`.
+    pub app_id: &'a str,
+    /// The batch's number in that stream.
+    pub version: i64,
+    /// Its rows; none still records the version.
+    pub rows: Vec<PartitionRows>,
+}
+
+/// [`append_after_check`] for several streams in one commit, each stream's rows in files of
+/// their own (readers that prune files by stream, such as the join's shards by Event Hubs
+/// partition, still can), every stream's transaction recorded. One commit instead of one per
+/// stream: fewer log entries, checkpoints and snapshot updates for every reader of the table.
+/// If another writer committed for any of the streams since the snapshot the caller read their
+/// versions from, the whole commit is refused ([`AppendError::Conflict`]) and nothing lands.
+pub async fn append_streams_after_check(
+    table: &mut DeltaTable,
+    streams: Vec<StreamRows<'_>>,
+    metadata: HashMap<String, serde_json::Value>,
+    writer_properties: WriterProperties,
+) -> Result<Option<u64>, AppendError> {
+    let txns: Vec<Transaction> = streams
+        .iter()
+        .map(|s| Transaction::new(s.app_id, s.version))
+        .collect();
+    let snapshot: &DeltaTable = table;
+    let written = futures::future::try_join_all(
+        streams
+            .into_iter()
+            .map(|s| added(snapshot, s.rows, writer_properties.clone())),
+    )
+    .await?;
+    let actions = written.into_iter().flatten().collect();
     let policy = CommitPolicy::default();
     let (outcome, _) = commit_held(table, actions, &txns, metadata, &policy).await?;
     Ok(match outcome {

@@ -28,9 +28,9 @@ pub mod target;
 mod txn_index;
 
 pub use commit::{
-    AppendError, AppendOutcome, Batch, PartitionRows, PartitionValue, append_after_check,
-    append_once, append_once_with, committed_version, committed_versions, epoch_days,
-    partitioned_by_date,
+    AppendError, AppendOutcome, Batch, PartitionRows, PartitionValue, StreamRows,
+    append_after_check, append_once, append_once_with, append_streams_after_check,
+    committed_version, committed_versions, epoch_days, partitioned_by_date, recorded_versions,
 };
 pub use compact::{Compaction, Partition, Rule};
 pub use files::{FileMeta, Files};

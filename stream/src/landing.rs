@@ -1,9 +1,11 @@
-//! Landing: a queue plus one archiver per partition, running until told to finish.
+//! Landing: a queue plus one archiver per hub, running until told to finish.
 //!
 //! This is the local equivalent of Event Hubs plus the `archive_bookings` / `archive_payments`
-//! functions. Producers send to [`Landing::queue`]; each partition's consumer takes batches by
-//! size or time and archives them; [`Landing::finish`] stops intake, lands everything accepted,
-//! and reports.
+//! functions. Producers send to [`Landing::queue`]; each hub's consumer waits until one of its
+//! partitions has a batch (by size or time), takes what every other partition of the hub holds
+//! too, and archives them together, one commit per table; [`Landing::finish`] stops intake,
+//! lands everything accepted, and reports. (The Functions host calls an archiver per partition
+//! instead; in one process, landing a hub's partitions together halves Bronze's commits.)
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,6 +17,7 @@ use chrono::Utc;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::ReceivedEvent;
 use crate::bronze::{ArchiveError, BronzeArchiver};
 use crate::queue::{Partition, Queue, QueueConfig, QueueError};
 
@@ -119,30 +122,34 @@ pub struct Landing {
 
 impl Landing {
     /// Prepares the lake, opens the Bronze tables and the queue (replaying anything accepted
-    /// before a crash), and starts one archiver per partition.
+    /// before a crash), and starts one archiver per hub.
     pub async fn start(lake: &Lake, config: LandingConfig) -> Result<Landing, LandingError> {
         lake.prepare().await?;
         let mut archivers = Vec::new();
+        let mut checkpoints = Vec::new();
         for hub in Hub::ALL {
+            let mut archiver = BronzeArchiver::open(lake, hub).await?;
             for id in 0..config.queue.partitions {
-                let mut archiver = BronzeArchiver::open(lake, hub).await?;
-                let checkpoint = archiver.checkpoint(id as i32).await?;
-                archivers.push((hub, id, checkpoint, archiver));
+                checkpoints.push((hub, id, archiver.checkpoint(id as i32).await?));
             }
+            archivers.push((hub, archiver));
         }
         let queue = Arc::new(Queue::open(&config.queue, |hub, id| {
-            archivers
+            checkpoints
                 .iter()
-                .find(|(h, i, _, _)| *h == hub && *i == id)
-                .and_then(|(_, _, checkpoint, _)| *checkpoint)
+                .find(|(h, i, _)| *h == hub && *i == id)
+                .and_then(|(_, _, checkpoint)| *checkpoint)
         })?);
         let stats = Arc::new(LandingStats::default());
         let (committed_tx, committed) = watch::channel(0);
         let committed_tx = Arc::new(committed_tx);
         let mut consumers = JoinSet::new();
-        for (hub, id, _, archiver) in archivers {
+        for (hub, archiver) in archivers {
             let consumer = Consumer {
-                partition: Arc::clone(queue.partition(hub, id)),
+                hub,
+                partitions: (0..config.queue.partitions)
+                    .map(|id| Arc::clone(queue.partition(hub, id)))
+                    .collect(),
                 archiver,
                 stats: Arc::clone(&stats),
                 queue: Arc::clone(&queue),
@@ -197,8 +204,10 @@ impl Landing {
     }
 }
 
+/// A hub's consumer: its partitions, still open, and its archiver.
 struct Consumer {
-    partition: Arc<Partition>,
+    hub: Hub,
+    partitions: Vec<Arc<Partition>>,
     archiver: BronzeArchiver,
     stats: Arc<LandingStats>,
     queue: Arc<Queue>,
@@ -217,45 +226,94 @@ impl Consumer {
     }
 
     async fn consume(&mut self) -> Result<(), LandingError> {
-        let hub = self.partition.hub();
-        let id = self.partition.id() as i32;
-        while let Some(batch) = self
-            .partition
-            .next_batch(self.config.max_batch, self.config.linger)
-            .await?
-        {
+        let hub = self.hub;
+        while let Some(batches) = self.next_batches().await? {
+            let views: Vec<(i32, &[ReceivedEvent])> = batches
+                .iter()
+                .map(|(id, batch)| (*id as i32, batch.as_slice()))
+                .collect();
             let mut attempt = 1;
-            let report = loop {
-                match self.archiver.archive(id, &batch).await {
-                    Ok(report) => break report,
+            let reports = loop {
+                match self.archiver.archive_partitions(&views).await {
+                    Ok(reports) => break reports,
                     Err(e) if attempt < self.config.max_attempts => {
                         let backoff = Duration::from_millis(250 << attempt.min(6));
-                        tracing::warn!(%hub, partition = id, attempt, error = %e, "archiving failed; retrying in {backoff:?}");
+                        tracing::warn!(%hub, attempt, error = %e, "archiving failed; retrying in {backoff:?}");
                         tokio::time::sleep(backoff).await;
                         attempt += 1;
                     }
                     Err(e) => return Err(e.into()),
                 }
             };
-            if let Some(last) = batch.last() {
-                self.partition.acknowledge(last.sequence_number)?;
+            for (id, batch) in &batches {
+                if let Some(last) = batch.last() {
+                    self.queue
+                        .partition(hub, *id)
+                        .acknowledge(last.sequence_number)?;
+                }
             }
             let hub_index = usize::from(hub == Hub::Payments);
             let s = &self.stats;
-            s.landed[hub_index].fetch_add(report.landed as u64, Ordering::Relaxed);
-            s.quarantined
-                .fetch_add(report.quarantined as u64, Ordering::Relaxed);
-            s.already_landed
-                .fetch_add(report.already_landed as u64, Ordering::Relaxed);
+            for report in &reports {
+                s.landed[hub_index].fetch_add(report.landed as u64, Ordering::Relaxed);
+                s.quarantined
+                    .fetch_add(report.quarantined as u64, Ordering::Relaxed);
+                s.already_landed
+                    .fetch_add(report.already_landed as u64, Ordering::Relaxed);
+            }
             s.batches.fetch_add(1, Ordering::Relaxed);
-            // Waiters are woken only once the batch is in Bronze (its raw table commits last).
+            // Waiters are woken only once the batches are in Bronze (the raw table commits last).
             self.committed.send_modify(|n| *n += 1);
-            if let Some(oldest) = batch.iter().map(|e| e.enqueued_time).min() {
+            let oldest = batches
+                .iter()
+                .flat_map(|(_, b)| b)
+                .map(|e| e.enqueued_time)
+                .min();
+            if let Some(oldest) = oldest {
                 let lag = (Utc::now() - oldest).num_milliseconds().max(0) as u64;
                 s.last_lag_ms.store(lag, Ordering::Relaxed);
             }
-            tracing::debug!(%hub, partition = id, events = batch.len(), landed = report.landed, quarantined = report.quarantined, "archived batch");
+            let events: usize = batches.iter().map(|(_, b)| b.len()).sum();
+            tracing::debug!(%hub, partitions = batches.len(), events, "archived batches");
         }
         Ok(())
     }
+
+    /// Waits until one of the hub's partitions has a batch (by size or time), then takes what
+    /// the others hold too, so that they land in the same commits. `None` once every partition
+    /// is closed and drained.
+    async fn next_batches(
+        &mut self,
+    ) -> Result<Option<Vec<(u32, Vec<ReceivedEvent>)>>, LandingError> {
+        let (max, linger) = (self.config.max_batch, self.config.linger);
+        while !self.partitions.is_empty() {
+            // Waiting is cancel-safe: a partition hands out events only from a ready batch, and
+            // a wake-up meant for a dropped wait is passed on.
+            let waits = self
+                .partitions
+                .iter()
+                .map(|p| Box::pin(p.next_batch(max, linger)));
+            let (ready, index, others) = futures::future::select_all(waits).await;
+            drop(others);
+            let Some(batch) = ready? else {
+                // Closed and drained: nothing more will come from it.
+                self.partitions.remove(index);
+                continue;
+            };
+            let mut batches = vec![(self.partitions[index].id(), batch)];
+            for (i, p) in self.partitions.iter().enumerate() {
+                if i != index
+                    && let Some(more) = p.take_waiting(max)?
+                {
+                    batches.push((p.id(), more));
+                }
+            }
+            return Ok(Some(batches));
+        }
+        Ok(None)
+    }
 }
+
+#[cfg(test)]
+#[path = "landing_tests.rs"]
+mod tests;

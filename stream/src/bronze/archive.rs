@@ -17,7 +17,8 @@ use std::collections::HashMap;
 
 use boxoffice_events::{Hub, identify};
 use boxoffice_lake::{
-    AppendError, Lake, LakeError, PartitionRows, append_after_check, committed_version,
+    AppendError, Lake, LakeError, PartitionRows, StreamRows, append_streams_after_check,
+    committed_version, recorded_versions,
 };
 use chrono::Utc;
 use deltalake::DeltaTable;
@@ -38,17 +39,27 @@ pub enum ArchiveError {
     #[error(transparent)]
     Lake(#[from] LakeError),
     /// A commit failed.
-    #[error("archiving {hub} partition {partition} into {table}: {source}")]
+    #[error("archiving {hub} partition {} into {table}: {source}", list(.partitions))]
     Commit {
         /// The hub.
         hub: Hub,
-        /// The partition.
-        partition: i32,
+        /// The partitions the commit was for.
+        partitions: Vec<i32>,
         /// `layer.table`.
         table: String,
         /// What delta-rs said.
         #[source]
         source: Box<AppendError>,
+    },
+    /// One call held two batches of the same partition (a bug in the caller).
+    #[error(
+        "two batches of {hub} partition {partition} in one archive call; land them one after another"
+    )]
+    PartitionTwice {
+        /// The hub.
+        hub: Hub,
+        /// The partition.
+        partition: i32,
     },
     /// Building the Arrow batch failed (a bug, not bad input).
     #[error("building the {table} batch: {source}")]
@@ -119,7 +130,8 @@ impl BronzeArchiver {
         committed_version(&mut self.raw, &app_id)
             .await
             .map_err(|e| {
-                self.commit_error(raw_table(self.hub).qualified_name(), partition, e.into())
+                let table = raw_table(self.hub).qualified_name();
+                commit_error(self.hub, &table, vec![partition], e.into())
             })
     }
 
@@ -129,74 +141,130 @@ impl BronzeArchiver {
         partition: i32,
         events: &[ReceivedEvent],
     ) -> Result<ArchiveReport, ArchiveError> {
-        let Some(last) = events.last().map(|e| e.sequence_number) else {
-            return Ok(ArchiveReport::default());
-        };
-        let app_id = Self::app_id(self.hub, partition);
+        let mut reports = self.archive_partitions(&[(partition, events)]).await?;
+        Ok(reports.pop().unwrap_or_default())
+    }
+
+    /// Lands a batch of each of several partitions of the hub (each in sequence order) exactly
+    /// once, with one commit per table for all of them: each partition's rows in files of their
+    /// own, every partition's application transaction in the commit. Landing a hub's partitions
+    /// together halves Bronze's commits, and with them the checkpoints and snapshot updates every
+    /// reader pays for. Returns a report per batch, in order.
+    pub async fn archive_partitions(
+        &mut self,
+        batches: &[(i32, &[ReceivedEvent])],
+    ) -> Result<Vec<ArchiveReport>, ArchiveError> {
+        let mut reports = vec![ArchiveReport::default(); batches.len()];
+        let (slots, streams) = self.streams(batches)?;
+        if streams.is_empty() {
+            return Ok(reports);
+        }
         let ingested_at = Utc::now();
         // Read once: the raw table's append below commits on this snapshot, and Delta's conflict
-        // check refuses it if another archiver of the partition committed since.
-        let done = self.checkpoint(partition).await?;
-        let gap = self
-            .check_gap(partition, events[0].sequence_number, done)
-            .await?;
-        let (valid, invalid) = self.classify(partition, events);
-        let stream = Stream {
-            app_id: &app_id,
-            last,
-            metadata: HashMap::from([
-                ("operation".to_string(), json!("archive")),
-                ("hub".to_string(), json!(self.hub.as_str())),
-                ("partition".to_string(), json!(partition)),
-                (
-                    "first_sequence_number".to_string(),
-                    json!(events[0].sequence_number),
-                ),
-                ("last_sequence_number".to_string(), json!(last)),
-            ]),
-        };
-        let mut report = ArchiveReport {
-            gap,
-            ..ArchiveReport::default()
-        };
-
-        // Quarantine first: once the raw table records `last`, all of this batch must be landed.
-        if !invalid.is_empty() {
-            let (wrote, skipped) = self
-                .land(
-                    Target::Quarantine,
-                    partition,
-                    &stream,
-                    invalid.len(),
-                    None,
-                    |done| {
-                        let rows: Vec<QuarantineRow> = invalid
-                            .iter()
-                            .filter(|r| r.sequence_number.is_some_and(|s| s > done))
-                            .cloned()
-                            .collect();
-                        let n = rows.len();
-                        quarantine_batch(&rows).map(|b| (vec![PartitionRows::unsplit(b)], n))
-                    },
-                )
+        // check refuses it if another archiver of one of the partitions committed since.
+        let done = self.checkpoints(&streams).await?;
+        let mut classified = Vec::with_capacity(streams.len());
+        for ((stream, slot), done) in streams.iter().zip(&slots).zip(&done) {
+            let events = batches[*slot].1;
+            reports[*slot].gap = self
+                .check_gap(stream.partition, stream.first, *done)
                 .await?;
-            report.quarantined = wrote;
-            report.already_landed += skipped;
+            classified.push(self.classify(stream.partition, events));
+        }
+
+        // Quarantine first: once the raw table records `last`, all of a batch must be landed.
+        let with_invalid: Vec<usize> = (0..streams.len())
+            .filter(|k| !classified[*k].1.is_empty())
+            .collect();
+        if !with_invalid.is_empty() {
+            let picked: Vec<Stream> = with_invalid.iter().map(|k| streams[*k].clone()).collect();
+            let totals: Vec<usize> = with_invalid
+                .iter()
+                .map(|k| classified[*k].1.len())
+                .collect();
+            let landed = self
+                .land(Target::Quarantine, &picked, &totals, None, |j, done| {
+                    let rows: Vec<QuarantineRow> = classified[with_invalid[j]]
+                        .1
+                        .iter()
+                        .filter(|r| r.sequence_number.is_some_and(|s| s > done))
+                        .cloned()
+                        .collect();
+                    let n = rows.len();
+                    quarantine_batch(&rows).map(|b| (vec![PartitionRows::unsplit(b)], n))
+                })
+                .await?;
+            for (k, (wrote, skipped)) in with_invalid.iter().zip(landed) {
+                reports[slots[*k]].quarantined = wrote;
+                reports[slots[*k]].already_landed += skipped;
+            }
         }
         let hub = self.hub;
-        let (wrote, skipped) = self
-            .land(Target::Raw, partition, &stream, valid.len(), done, |done| {
-                let rows: Vec<&RawRow<'_>> = valid
+        let totals: Vec<usize> = classified.iter().map(|(valid, _)| valid.len()).collect();
+        let read = done.iter().map(|d| d.unwrap_or(-1)).collect();
+        let landed = self
+            .land(Target::Raw, &streams, &totals, Some(read), |k, done| {
+                let rows: Vec<&RawRow<'_>> = classified[k]
+                    .0
                     .iter()
                     .filter(|r| r.event.sequence_number > done)
                     .collect();
                 let n = rows.len();
-                raw_partitions(hub, partition, ingested_at, &rows).map(|p| (p, n))
+                raw_partitions(hub, streams[k].partition, ingested_at, &rows).map(|p| (p, n))
             })
             .await?;
-        report.landed = wrote;
-        report.already_landed += skipped;
-        Ok(report)
+        for (slot, (wrote, skipped)) in slots.iter().zip(landed) {
+            reports[*slot].landed = wrote;
+            reports[*slot].already_landed += skipped;
+        }
+        Ok(reports)
+    }
+
+    /// The streams of the non-empty batches, with the index of each one's batch. A partition may
+    /// appear only once: one commit records one version per stream.
+    fn streams(
+        &self,
+        batches: &[(i32, &[ReceivedEvent])],
+    ) -> Result<(Vec<usize>, Vec<Stream>), ArchiveError> {
+        let mut slots = Vec::new();
+        let mut streams: Vec<Stream> = Vec::new();
+        for (slot, (partition, events)) in batches.iter().enumerate() {
+            let (Some(first), Some(last)) = (events.first(), events.last()) else {
+                continue;
+            };
+            if streams.iter().any(|s| s.partition == *partition) {
+                return Err(ArchiveError::PartitionTwice {
+                    hub: self.hub,
+                    partition: *partition,
+                });
+            }
+            slots.push(slot);
+            streams.push(Stream {
+                app_id: Self::app_id(self.hub, *partition),
+                partition: *partition,
+                first: first.sequence_number,
+                last: last.sequence_number,
+            });
+        }
+        Ok((slots, streams))
+    }
+
+    /// Each stream's checkpoint in the raw table, on one refresh.
+    async fn checkpoints(&mut self, streams: &[Stream]) -> Result<Vec<Option<i64>>, ArchiveError> {
+        let ids: Vec<&str> = streams.iter().map(|s| s.app_id.as_str()).collect();
+        let read = async {
+            self.raw.update_state().await?;
+            recorded_versions(&self.raw, &ids).await
+        };
+        read.await.map_err(|e| {
+            let partitions = streams.iter().map(|s| s.partition).collect();
+            commit_error(
+                self.hub,
+                &raw_table(self.hub).qualified_name(),
+                partitions,
+                e.into(),
+            )
+        })
     }
 
     /// Records and logs a batch that starts past the partition's next expected sequence number.
@@ -237,18 +305,12 @@ impl BronzeArchiver {
         &mut self,
         poison: &PoisonBatch,
     ) -> Result<ArchiveReport, ArchiveError> {
-        let app_id = Self::app_id(self.hub, poison.partition);
-        let stream = Stream {
-            app_id: &app_id,
+        let stream = [Stream {
+            app_id: Self::app_id(self.hub, poison.partition),
+            partition: poison.partition,
+            first: poison.first,
             last: poison.last,
-            metadata: HashMap::from([
-                ("operation".to_string(), json!("archive_poison")),
-                ("hub".to_string(), json!(self.hub.as_str())),
-                ("partition".to_string(), json!(poison.partition)),
-                ("first_sequence_number".to_string(), json!(poison.first)),
-                ("last_sequence_number".to_string(), json!(poison.last)),
-            ]),
-        };
+        }];
         let row = QuarantineRow {
             received_at: Utc::now(),
             source: crate::Source::EventHub.as_str().to_string(),
@@ -265,30 +327,23 @@ impl BronzeArchiver {
             source_file: None,
             line: None,
         };
-        let (quarantined, _) = self
-            .land(
-                Target::Quarantine,
-                poison.partition,
-                &stream,
-                1,
-                None,
-                |done| {
-                    let rows: Vec<QuarantineRow> = (done < poison.last)
-                        .then(|| row.clone())
-                        .into_iter()
-                        .collect();
-                    let n = rows.len();
-                    quarantine_batch(&rows).map(|b| (vec![PartitionRows::unsplit(b)], n))
-                },
-            )
+        let landed = self
+            .land(Target::Quarantine, &stream, &[1], None, |_, done| {
+                let rows: Vec<QuarantineRow> = (done < poison.last)
+                    .then(|| row.clone())
+                    .into_iter()
+                    .collect();
+                let n = rows.len();
+                quarantine_batch(&rows).map(|b| (vec![PartitionRows::unsplit(b)], n))
+            })
             .await?;
         let hub = self.hub;
-        self.land(Target::Raw, poison.partition, &stream, 0, None, |_| {
+        self.land(Target::Raw, &stream, &[0], None, |_, _| {
             raw_partitions(hub, poison.partition, Utc::now(), &[]).map(|p| (p, 0))
         })
         .await?;
         Ok(ArchiveReport {
-            quarantined,
+            quarantined: landed.first().map_or(0, |(wrote, _)| *wrote),
             ..ArchiveReport::default()
         })
     }
@@ -325,28 +380,33 @@ impl BronzeArchiver {
         (valid, invalid)
     }
 
-    /// One guarded append: reads the table's checkpoint (unless `read` holds the one just read
-    /// from the table's current snapshot), builds the rows after it, commits, and retries from a
-    /// fresh read if a concurrent writer of the same stream got in first. `read` saves a
-    /// refresh of the table per batch: every refresh replays the commits since the last one.
-    /// Returns (rows written, rows skipped as already landed) out of `total`.
+    /// One guarded append of several streams in one commit: reads their checkpoints (unless
+    /// `read` holds the ones just read from the table's current snapshot), builds each stream's
+    /// rows after its checkpoint, commits, and retries from a fresh read if a concurrent writer
+    /// of one of the streams got in first. `read` saves a refresh of the table per batch: every
+    /// refresh replays the commits since the last one. Returns, per stream, (rows written, rows
+    /// skipped as already landed) out of its `totals` entry.
     async fn land<F>(
         &mut self,
         target: Target,
-        partition: i32,
-        stream: &Stream<'_>,
-        total: usize,
-        mut read: Option<i64>,
+        streams: &[Stream],
+        totals: &[usize],
+        mut read: Option<Vec<i64>>,
         rows_after: F,
-    ) -> Result<(usize, usize), ArchiveError>
+    ) -> Result<Vec<(usize, usize)>, ArchiveError>
     where
-        F: Fn(i64) -> Result<(Vec<PartitionRows>, usize), deltalake::arrow::error::ArrowError>,
+        F: Fn(
+            usize,
+            i64,
+        ) -> Result<(Vec<PartitionRows>, usize), deltalake::arrow::error::ArrowError>,
     {
         let def = match target {
             Target::Raw => raw_table(self.hub),
             Target::Quarantine => &QUARANTINE,
         };
         let name = def.qualified_name();
+        let ids: Vec<&str> = streams.iter().map(|s| s.app_id.as_str()).collect();
+        let partitions = || streams.iter().map(|s| s.partition).collect();
         let mut attempt = 0;
         loop {
             let table = match target {
@@ -355,42 +415,80 @@ impl BronzeArchiver {
             };
             let done = match read.take() {
                 Some(done) => done,
-                None => committed_version(table, stream.app_id)
-                    .await
-                    .map_err(|e| commit_error(self.hub, &name, partition, e.into()))?
-                    .unwrap_or(-1),
+                None => {
+                    let found = async {
+                        table.update_state().await?;
+                        recorded_versions(table, &ids).await
+                    };
+                    let found = found
+                        .await
+                        .map_err(|e| commit_error(self.hub, &name, partitions(), e.into()))?;
+                    found.into_iter().map(|v| v.unwrap_or(-1)).collect()
+                }
             };
-            if done >= stream.last {
-                return Ok((0, total));
+            let mut outcome: Vec<(usize, usize)> = totals.iter().map(|t| (0, *t)).collect();
+            let mut parts = Vec::new();
+            let mut landing = Vec::new();
+            for (k, (stream, done)) in streams.iter().zip(&done).enumerate() {
+                if *done >= stream.last {
+                    continue;
+                }
+                let (rows, n) = rows_after(k, *done).map_err(|e| arrow_error(&name, e))?;
+                outcome[k] = (n, totals[k] - n);
+                parts.push(StreamRows {
+                    app_id: &stream.app_id,
+                    version: stream.last,
+                    rows,
+                });
+                landing.push(stream);
             }
-            let (rows, n) = rows_after(done).map_err(|e| arrow_error(&name, e))?;
-            let (metadata, props) = (stream.metadata.clone(), def.writer_properties());
-            // The checkpoint was just read from this snapshot; a concurrent commit of the same
-            // stream since then makes this one conflict rather than land twice.
+            if parts.is_empty() {
+                return Ok(outcome);
+            }
+            let metadata = commit_metadata(self.hub, &landing);
+            // The checkpoints were just read from this snapshot; a concurrent commit of one of the
+            // streams since then makes this one conflict rather than land twice.
             let appended =
-                append_after_check(table, rows, stream.app_id, stream.last, metadata, props).await;
+                append_streams_after_check(table, parts, metadata, def.writer_properties()).await;
             match appended {
-                Ok(_) => return Ok((n, total - n)),
+                Ok(_) => return Ok(outcome),
                 Err(AppendError::Conflict { .. }) if attempt < MAX_CONFLICT_RETRIES => {
                     attempt += 1;
-                    tracing::debug!(table = %name, partition, attempt, "concurrent archiver of the same partition; re-reading its checkpoint");
+                    tracing::debug!(table = %name, ?ids, attempt, "concurrent archiver of the same partition; re-reading its checkpoint");
                 }
-                Err(e) => return Err(commit_error(self.hub, &name, partition, e)),
+                Err(e) => return Err(commit_error(self.hub, &name, partitions(), e)),
             }
         }
-    }
-
-    fn commit_error(&self, table: String, partition: i32, source: AppendError) -> ArchiveError {
-        commit_error(self.hub, &table, partition, source)
     }
 }
 
 /// One partition's archive stream as a batch commits it: the application transaction
-/// `(app_id, last)` and the commit's metadata.
-struct Stream<'a> {
-    app_id: &'a str,
+/// `(app_id, last)` and the batch's sequence range.
+#[derive(Clone)]
+struct Stream {
+    app_id: String,
+    partition: i32,
+    first: i64,
     last: i64,
-    metadata: HashMap<String, serde_json::Value>,
+}
+
+/// The commit's metadata (`commitInfo`): the hub, and each partition's sequence range landed.
+fn commit_metadata(hub: Hub, streams: &[&Stream]) -> HashMap<String, serde_json::Value> {
+    let ranges: Vec<serde_json::Value> = streams
+        .iter()
+        .map(|s| {
+            json!({
+                "partition": s.partition,
+                "first_sequence_number": s.first,
+                "last_sequence_number": s.last,
+            })
+        })
+        .collect();
+    HashMap::from([
+        ("operation".to_string(), json!("archive")),
+        ("hub".to_string(), json!(hub.as_str())),
+        ("partitions".to_string(), json!(ranges)),
+    ])
 }
 
 #[derive(Clone, Copy)]
@@ -399,13 +497,18 @@ enum Target {
     Quarantine,
 }
 
-fn commit_error(hub: Hub, table: &str, partition: i32, source: AppendError) -> ArchiveError {
+fn commit_error(hub: Hub, table: &str, partitions: Vec<i32>, source: AppendError) -> ArchiveError {
     ArchiveError::Commit {
         hub,
-        partition,
+        partitions,
         table: table.to_string(),
         source: Box::new(source),
     }
+}
+
+fn list(partitions: &[i32]) -> String {
+    let ids: Vec<String> = partitions.iter().map(i32::to_string).collect();
+    ids.join(", ")
 }
 
 fn arrow_error(table: &str, source: deltalake::arrow::error::ArrowError) -> ArchiveError {

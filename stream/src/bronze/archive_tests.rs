@@ -10,14 +10,14 @@ use super::*;
 use crate::bronze::tables::{BOOKINGS_RAW, QUARANTINE};
 use crate::{ReceivedEvent, Source};
 
-fn booking(order: i64) -> String {
+pub(crate) fn booking(order: i64) -> String {
     format!(
         r#"{{"order_id": "order_{order}", "booking_time": "2024-10-11T09:39:30Z", "customer": {{"customer_id": "cust{order}", "name": "A", "email": "a@example.com"}}, "event_details": {{"event_id": "event1", "event_name": "Concert", "event_location": "x", "seats": [{{"seat_number": "A1", "price": 50}}]}}}}"#
     )
 }
 
 /// Events `from..=to` of one partition; every tenth is broken JSON.
-fn events(from: i64, to: i64) -> Vec<ReceivedEvent> {
+pub(super) fn events(from: i64, to: i64) -> Vec<ReceivedEvent> {
     (from..=to)
         .map(|seq| ReceivedEvent {
             sequence_number: seq,
@@ -42,7 +42,10 @@ async fn rows(lake: &Lake, def: &boxoffice_lake::TableDef) -> Vec<RecordBatch> {
     read_rows(&table).await.expect("read")
 }
 
-async fn sequence_numbers(lake: &Lake, def: &boxoffice_lake::TableDef) -> Vec<(i32, i64)> {
+pub(super) async fn sequence_numbers(
+    lake: &Lake,
+    def: &boxoffice_lake::TableDef,
+) -> Vec<(i32, i64)> {
     let mut out = Vec::new();
     for b in rows(lake, def).await {
         let p = b.column_by_name("partition_id").expect("partition_id");
@@ -56,7 +59,7 @@ async fn sequence_numbers(lake: &Lake, def: &boxoffice_lake::TableDef) -> Vec<(i
     out
 }
 
-fn local_lake() -> (tempfile::TempDir, Lake) {
+pub(super) fn local_lake() -> (tempfile::TempDir, Lake) {
     let dir = tempfile::tempdir().expect("tempdir");
     let lake = Lake::local(dir.path()).expect("lake");
     (dir, lake)

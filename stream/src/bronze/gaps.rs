@@ -90,7 +90,7 @@ pub async fn record_gap(lake: &Lake, gap: &Gap, at: DateTime<Utc>) -> Result<(),
     .await
     .map_err(|source| ArchiveError::Commit {
         hub: gap.hub,
-        partition: gap.partition,
+        partitions: vec![gap.partition],
         table: ARCHIVE_GAPS.qualified_name(),
         source: Box::new(source),
     })?;

@@ -11,4 +11,6 @@ pub use rows::{QuarantineRow, quarantine_batch};
 pub use tables::{BOOKINGS_RAW, PAYMENTS_RAW, QUARANTINE, TABLES, raw_table};
 
 #[cfg(test)]
-mod archive_tests;
+pub(crate) mod archive_tests;
+#[cfg(test)]
+mod archive_together_tests;

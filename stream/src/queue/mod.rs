@@ -402,6 +402,16 @@ impl Partition {
         }
     }
 
+    /// Takes up to `max` of the events waiting now, without waiting for more: for a consumer
+    /// that lands this partition's events in the same commit as another partition's batch.
+    pub fn take_waiting(&self, max: usize) -> Result<Option<Vec<ReceivedEvent>>, QueueError> {
+        let mut st = self.lock();
+        if st.pending.is_empty() {
+            return Ok(None);
+        }
+        self.take(&mut st, max.max(1)).map(Some)
+    }
+
     fn take(&self, st: &mut State, max: usize) -> Result<Vec<ReceivedEvent>, QueueError> {
         let n = st.pending.len().min(max);
         let batch: Vec<ReceivedEvent> = st.pending.drain(..n).collect();
