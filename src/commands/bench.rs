@@ -223,7 +223,7 @@ fn print_report(r: &IngestReport) {
         mem(&r.generator)
     );
     println!(
-        "bronze landing         {:>9} events/s   ({} events in {:.1} s, {} batches; {})",
+        "bronze landing         {:>9} events/s   ({} events in {:.1} s, {} raw-table commits; {})",
         thousands(r.landing.events_per_sec),
         thousands(r.landing.events),
         r.landing.seconds,

@@ -85,7 +85,7 @@ pub struct LandingTotals {
     pub quarantined: u64,
     /// Events skipped because they were already in Bronze (replays after a crash).
     pub already_landed: u64,
-    /// Batches committed.
+    /// Commits to the raw tables: each holds every partition of its hub that had events waiting.
     pub batches: u64,
     /// Milliseconds from the oldest event's enqueue to its commit, in the latest batch.
     pub last_lag_ms: u64,
