@@ -1,10 +1,13 @@
 //! A hub's partitions landed together: one commit per table, still exactly once per partition.
 
+use std::collections::HashMap;
+
 use boxoffice_events::Hub;
-use boxoffice_lake::Lake;
+use boxoffice_lake::{Lake, PartitionRows, StreamRows, append_streams_after_check};
 
 use super::archive::{ArchiveError, BronzeArchiver};
 use super::archive_tests::{events, local_lake, sequence_numbers};
+use super::rows::{QuarantineRow, quarantine_batch};
 use super::tables::{BOOKINGS_RAW, QUARANTINE};
 
 /// The `_delta_log` entry of `version` in a local table, one JSON action per line.
@@ -198,4 +201,69 @@ async fn two_batches_of_one_partition_in_one_call_are_refused_before_anything_la
         .expect("archive");
     assert_eq!((reports[0].landed, reports[1].landed), (9, 0));
     assert_eq!(a.checkpoint(1).await.expect("cp"), None);
+}
+
+#[tokio::test]
+async fn a_group_that_crashed_between_its_commits_is_completed_by_the_retry() {
+    let (_dir, lake) = local_lake();
+    let (p0, p1) = (events(0, 39), events(0, 19));
+    // The crashed attempt had landed partition 0's invalid events in quarantine (with its
+    // transaction) and nothing else: partition 1's quarantine rows and both raw rows are missing.
+    let invalid: Vec<QuarantineRow> = p0
+        .iter()
+        .filter(|e| e.sequence_number % 10 == 9)
+        .map(|e| QuarantineRow {
+            received_at: e.enqueued_time,
+            source: "generator".into(),
+            hub: Some("bookings".into()),
+            reason: "malformed JSON".into(),
+            body: e.body.clone(),
+            stage: "archive".into(),
+            partition_id: Some(0),
+            sequence_number: Some(e.sequence_number),
+            event_uid: None,
+            source_file: None,
+            line: None,
+        })
+        .collect();
+    let mut quarantine = lake.ensure_table(&QUARANTINE).await.expect("quarantine");
+    let app = BronzeArchiver::app_id(Hub::Bookings, 0);
+    let stream = StreamRows {
+        app_id: &app,
+        version: 39,
+        rows: vec![PartitionRows::unsplit(
+            quarantine_batch(&invalid).expect("batch"),
+        )],
+    };
+    append_streams_after_check(
+        &mut quarantine,
+        vec![stream],
+        HashMap::new(),
+        QUARANTINE.writer_properties(),
+    )
+    .await
+    .expect("the crashed attempt's quarantine commit");
+
+    let mut a = BronzeArchiver::open(&lake, Hub::Bookings)
+        .await
+        .expect("open");
+    let reports = a
+        .archive_partitions(&[(0, &p0), (1, &p1)])
+        .await
+        .expect("retry");
+    let seen: Vec<(usize, usize, usize)> = reports
+        .iter()
+        .map(|r| (r.landed, r.quarantined, r.already_landed))
+        .collect();
+    assert_eq!(seen, vec![(36, 0, 4), (18, 2, 0)]);
+    // The retry's quarantine commit held partition 1 alone.
+    assert_eq!(
+        txns(&log_entry(&lake, &QUARANTINE, 2)),
+        vec![("archive:bookings:1".to_string(), 19)]
+    );
+    let quarantined = sequence_numbers(&lake, &QUARANTINE).await;
+    assert_eq!(quarantined.len(), 6, "{quarantined:?}");
+    assert_eq!(sequence_numbers(&lake, &BOOKINGS_RAW).await.len(), 54);
+    assert_eq!(a.checkpoint(0).await.expect("cp"), Some(39));
+    assert_eq!(a.checkpoint(1).await.expect("cp"), Some(19));
 }
