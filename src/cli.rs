@@ -591,12 +591,12 @@ pub struct GeneratorArgs {
 #[derive(Debug, Args, Clone, Default)]
 #[command(next_help_heading = "Landing in Bronze")]
 pub struct LandingArgs {
-    /// Longest an event waits before its batch is committed [default: 1s; 200ms under `up`'s
-    /// continuous job cadence]
+    /// Longest an event waits before its partition's batch is committed, together with what the
+    /// hub's other partitions hold [default: 1s; 200ms under `up`'s continuous job cadence]
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub flush_interval: Option<Duration>,
 
-    /// Most events per committed batch [default: 50000]
+    /// Most events per partition's batch [default: 50000]
     #[arg(long, value_name = "N")]
     pub flush_events: Option<usize>,
 

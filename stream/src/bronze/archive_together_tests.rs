@@ -267,3 +267,47 @@ async fn a_group_that_crashed_between_its_commits_is_completed_by_the_retry() {
     assert_eq!(a.checkpoint(0).await.expect("cp"), Some(39));
     assert_eq!(a.checkpoint(1).await.expect("cp"), Some(19));
 }
+
+#[tokio::test]
+async fn on_azurite_a_hubs_partitions_land_in_one_commit_each_in_files_of_its_own() {
+    let azurite = boxoffice_testkit::Azurite::start();
+    let lake = Lake::azurite("az://lake/together", &azurite.endpoint()).expect("lake");
+    lake.prepare().await.expect("container");
+    let mut a = BronzeArchiver::open(&lake, Hub::Bookings)
+        .await
+        .expect("open");
+    let (p0, p1) = (events(0, 19), events(0, 9));
+    a.archive_partitions(&[(0, &p0), (1, &p1)])
+        .await
+        .expect("archive");
+    let again = a
+        .archive_partitions(&[(0, &p0), (1, &p1)])
+        .await
+        .expect("redelivery");
+    assert_eq!(again[0].already_landed + again[1].already_landed, 30);
+
+    let raw = lake
+        .open_table(&BOOKINGS_RAW)
+        .await
+        .expect("open")
+        .expect("exists");
+    assert_eq!(raw.version(), Some(1), "one commit for both partitions");
+    let files: Vec<(i64, i64)> = raw
+        .snapshot()
+        .expect("snapshot")
+        .log_data()
+        .iter()
+        .map(|f| {
+            let stats: serde_json::Value =
+                serde_json::from_str(&f.stats().expect("stats")).expect("json");
+            let bound = |side: &str| stats[side]["partition_id"].as_i64().expect("bound");
+            (bound("minValues"), bound("maxValues"))
+        })
+        .collect();
+    assert_eq!(files.len(), 2, "{files:?}");
+    assert!(files.iter().all(|(lo, hi)| lo == hi), "{files:?}");
+    let landed = sequence_numbers(&lake, &BOOKINGS_RAW).await;
+    assert_eq!(landed.len(), 18 + 9);
+    assert_eq!(a.checkpoint(0).await.expect("cp"), Some(19));
+    assert_eq!(a.checkpoint(1).await.expect("cp"), Some(9));
+}
