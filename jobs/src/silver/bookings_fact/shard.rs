@@ -474,15 +474,19 @@ impl Shard {
     ) -> tokio::task::JoinHandle<Result<Bytes, String>> {
         let mut phases = crate::Phases::new(batch);
         let state = self.state.clone();
-        let mut positions = self.positions.clone();
-        input::advance(&mut positions, ranges);
+        let positions = self.positions_after(ranges);
         phases.done("checkpoint copy");
         tokio::task::spawn_blocking(move || {
-            let mut phases = crate::Phases::new(batch);
-            let bytes = checkpoint::encode(batch, &positions, &state);
-            phases.done("checkpoint encode (background)");
-            bytes
+            encode_timed(batch, &positions, &state, "checkpoint encode (background)")
         })
+    }
+
+    /// The read positions once the batch that read `ranges` is committed: where a checkpoint of
+    /// the state after that batch resumes.
+    fn positions_after(&self, ranges: &[Range]) -> Positions {
+        let mut positions = self.positions.clone();
+        input::advance(&mut positions, ranges);
+        positions
     }
 
     /// Stores the checkpoint `encoding` makes once it is done, in a task of its own. Called only
@@ -521,10 +525,13 @@ impl Shard {
         if self.batch == self.checkpointed {
             return Ok(());
         }
-        let mut phases = crate::Phases::new(self.batch);
-        let bytes = checkpoint::encode(self.batch, &self.positions, &self.state)
-            .map_err(checkpoint_error)?;
-        phases.done("checkpoint encode");
+        let bytes = encode_timed(
+            self.batch,
+            &self.positions,
+            &self.state,
+            "checkpoint encode",
+        )
+        .map_err(checkpoint_error)?;
         self.store_checkpoint(bytes).await
     }
 
@@ -533,12 +540,9 @@ impl Shard {
     /// takes it back. Nothing reads the state meanwhile: writing a batch does not.
     fn encode_in_background(&mut self, ranges: &[Range], batch: u64) -> Encoding {
         let state = std::mem::replace(&mut self.state, JoinState::new(self.settings.join));
-        let mut positions = self.positions.clone();
-        input::advance(&mut positions, ranges);
+        let positions = self.positions_after(ranges);
         tokio::task::spawn_blocking(move || {
-            let mut phases = crate::Phases::new(batch);
-            let bytes = checkpoint::encode(batch, &positions, &state);
-            phases.done("checkpoint encode");
+            let bytes = encode_timed(batch, &positions, &state, "checkpoint encode");
             (state, bytes)
         })
     }
@@ -559,6 +563,19 @@ impl Shard {
         self.checkpointed = self.batch;
         Ok(())
     }
+}
+
+/// Encodes the state after `batch` as its checkpoint, logging the time as `phase`.
+fn encode_timed(
+    batch: u64,
+    positions: &Positions,
+    state: &JoinState,
+    phase: &str,
+) -> Result<Bytes, String> {
+    let mut phases = crate::Phases::new(batch);
+    let bytes = checkpoint::encode(batch, positions, state);
+    phases.done(phase);
+    bytes
 }
 
 /// Stores the encoded state after `batch`, then forgets older checkpoints and the plans it
