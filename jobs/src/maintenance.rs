@@ -15,6 +15,8 @@
 
 use std::time::Duration;
 
+use deltalake::table::config::TablePropertiesExt;
+
 use boxoffice_ingest::bronze::{BOOKINGS_RAW, PAYMENTS_RAW};
 use boxoffice_lake::compact::compact_keeping_apart as compact_table;
 use boxoffice_lake::{Lake, Partition, Rule, TableDef};
@@ -36,6 +38,8 @@ pub struct TableMaintenance {
     pub files_after: u64,
     /// Files vacuum deleted from storage.
     pub files_deleted: u64,
+    /// Expired entries removed from the table's `_delta_log` (by the checkpoint step).
+    pub log_entries_deleted: u64,
     /// Rows in the table's snapshot before the step (a step changes none; appenders may add).
     pub rows: u64,
 }
@@ -102,6 +106,7 @@ pub async fn compact(
             files_before,
             files_after,
             files_deleted: 0,
+            log_entries_deleted: 0,
             rows,
         });
     }
@@ -150,13 +155,18 @@ pub async fn vacuum(
             files_before: files,
             files_after: files,
             files_deleted: metrics.files_deleted.len() as u64,
+            log_entries_deleted: 0,
             rows,
         });
     }
     Ok(out)
 }
 
-/// Writes a checkpoint of each table's current version.
+/// Writes a checkpoint of each table's current version, then removes the log entries that
+/// expired before it: older than the table's `delta.logRetentionDuration` (30 days unless set)
+/// and older than a checkpoint, unless `delta.enableExpiredLogCleanup` is false. boxoffice's
+/// commits leave this to maintenance ([`boxoffice_lake::commit_properties`]): done after every
+/// commit, it lists the whole log each time.
 pub async fn checkpoint(
     lake: &Lake,
     tables: &[&TableDef],
@@ -170,11 +180,24 @@ pub async fn checkpoint(
         deltalake::protocol::checkpoints::create_checkpoint(&table, None)
             .await
             .map_err(|e| maintenance_error(def, "checkpointing", e))?;
+        let cleanup = table
+            .snapshot()
+            .map(|s| s.table_config().enable_expired_log_cleanup())
+            .unwrap_or(false);
+        let log_entries_deleted = if cleanup {
+            deltalake::protocol::checkpoints::cleanup_metadata(&table, None)
+                .await
+                .map_err(|e| maintenance_error(def, "removing expired log entries of", e))?
+                as u64
+        } else {
+            0
+        };
         out.push(TableMaintenance {
             table: def.qualified_name(),
             files_before: files,
             files_after: files,
             files_deleted: 0,
+            log_entries_deleted,
             rows,
         });
     }
@@ -206,4 +229,93 @@ fn counts(table: &deltalake::DeltaTable) -> (u64, u64) {
 
 fn maintenance_error(def: &TableDef, what: &str, e: deltalake::DeltaTableError) -> JobError {
     JobError::Maintenance(format!("{what} {}: {e}", def.qualified_name()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    use boxoffice_lake::{Layer, PartitionRows, append_once, column, read_rows};
+    use deltalake::arrow::array::{Int64Array, RecordBatch};
+    use deltalake::arrow::datatypes::{DataType, Schema};
+
+    use super::*;
+
+    fn schema() -> Schema {
+        Schema::new(vec![column("n", DataType::Int64, false)])
+    }
+
+    /// A table whose log entries expire at once, so that any cleanup shows.
+    const SHORT: TableDef = TableDef {
+        layer: Layer::Silver,
+        name: "short_history",
+        description: "test rows",
+        schema,
+        partition_columns: &[],
+        properties: &[("delta.logRetentionDuration", "interval 0 seconds")],
+        blob_columns: &[],
+    };
+
+    fn commits(lake: &Lake) -> Vec<u64> {
+        let log = lake
+            .local_dir(SHORT.layer)
+            .expect("local")
+            .join(SHORT.name)
+            .join("_delta_log");
+        let mut found: Vec<u64> = std::fs::read_dir(log)
+            .expect("log")
+            .filter_map(|e| {
+                let name = e.expect("entry").file_name().into_string().ok()?;
+                name.strip_suffix(".json")?.parse().ok()
+            })
+            .collect();
+        found.sort_unstable();
+        found
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn commits_leave_expired_log_entries_to_the_checkpoint_step_which_removes_them() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lake = Lake::local(dir.path()).expect("lake");
+        let mut table = lake.ensure_table(&SHORT).await.expect("table");
+        for n in 1..=25 {
+            let batch = RecordBatch::try_new(
+                Arc::new(schema()),
+                vec![Arc::new(Int64Array::from(vec![n]))],
+            )
+            .expect("batch");
+            append_once(
+                &mut table,
+                vec![PartitionRows::unsplit(batch)],
+                "test",
+                n,
+                HashMap::new(),
+                SHORT.writer_properties(),
+            )
+            .await
+            .expect("append");
+        }
+        // delta-rs's own cleanup after each commit would have removed everything before the
+        // checkpoints of versions 9 and 19 already.
+        assert_eq!(commits(&lake), (0..=25).collect::<Vec<u64>>());
+
+        let report = checkpoint(&lake, &[&SHORT]).await.expect("checkpoint");
+        assert_eq!(report.len(), 1);
+        assert!(report[0].log_entries_deleted >= 25, "{report:?}");
+        assert_eq!(
+            commits(&lake),
+            vec![25],
+            "only the checkpointed version is left"
+        );
+        let reopened = lake.open_table(&SHORT).await.expect("open").expect("table");
+        assert_eq!(reopened.version(), Some(25));
+        let rows: usize = read_rows(&reopened)
+            .await
+            .expect("read")
+            .iter()
+            .map(RecordBatch::num_rows)
+            .sum();
+        assert_eq!(rows, 25, "the checkpoint holds every row");
+    }
 }

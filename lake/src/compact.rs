@@ -27,7 +27,7 @@ use std::collections::{BTreeMap, HashSet};
 use chrono::Utc;
 use delta_kernel::expressions::Scalar;
 use deltalake::arrow::array::RecordBatch;
-use deltalake::kernel::transaction::{CommitBuilder, CommitProperties, TransactionError};
+use deltalake::kernel::transaction::{CommitBuilder, TransactionError};
 use deltalake::kernel::{Action, Add, DataType, Remove, Transaction};
 use deltalake::parquet::arrow::ParquetRecordBatchStreamBuilder;
 use deltalake::parquet::file::properties::WriterProperties;
@@ -542,7 +542,7 @@ async fn commit(
             }));
             actions.extend(r.outputs.iter().cloned().map(Action::Add));
         }
-        let properties = CommitProperties::default()
+        let properties = crate::commit_properties()
             .with_application_transaction(Transaction::new(COMPACTION_APP_ID, now))
             .with_metadata([("readVersion".to_string(), snapshot.version().into())]);
         let committed = CommitBuilder::from(properties)

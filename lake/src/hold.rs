@@ -17,9 +17,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 use std::time::{Duration, Instant};
 
-use deltalake::kernel::transaction::{
-    CommitBuilder, CommitConflictError, CommitProperties, TransactionError,
-};
+use deltalake::kernel::transaction::{CommitBuilder, CommitConflictError, TransactionError};
 use deltalake::kernel::{Action, Transaction};
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::{DeltaTable, DeltaTableError};
@@ -190,7 +188,7 @@ async fn commit_round(
     metadata
         .entry("operationMetrics".to_string())
         .or_insert_with(|| serde_json::Value::Object(Default::default()));
-    let properties = CommitProperties::default()
+    let properties = crate::commit_properties()
         .with_application_transactions(txns.to_vec())
         .with_metadata(metadata)
         .with_max_retries(policy.delta_retries);

@@ -41,7 +41,9 @@ pub use layer::Layer;
 pub use lease::{Claim, HeldLease, Holder, Lease, LeaseError};
 pub use read::{normalize, read_rows, with_schema};
 pub use replace::{Replacement, replace_once};
-pub use table::{FREQUENT_CHECKPOINTS, TableDef, blob_columns, column, utc_timestamp};
+pub use table::{
+    FREQUENT_CHECKPOINTS, TableDef, blob_columns, column, commit_properties, utc_timestamp,
+};
 pub use target::{Lake, LakeSettings, StoreKind};
 
 /// Why a lake operation failed; every variant names the table or location involved.

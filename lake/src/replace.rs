@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 
-use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
+use deltalake::kernel::transaction::CommitBuilder;
 use deltalake::kernel::{Action, Transaction};
 use deltalake::parquet::file::properties::WriterProperties;
 use deltalake::protocol::{DeltaOperation, SaveMode};
@@ -76,7 +76,7 @@ pub async fn replace_once(
         partition_by,
         predicate: None,
     };
-    let mut properties = CommitProperties::default()
+    let mut properties = crate::commit_properties()
         .with_application_transaction(Transaction::new(app_id, *version))
         .with_metadata(replacement.metadata);
     for (app, v) in replacement.transactions {

@@ -134,7 +134,7 @@ pub(crate) fn rows_from_json(
 }
 
 fn properties(def: &TableDef, load: i64) -> CommitProperties {
-    CommitProperties::default()
+    boxoffice_lake::commit_properties()
         .with_application_transaction(Transaction::new(
             format!("{JOB}:{}", def.qualified_name()),
             load,

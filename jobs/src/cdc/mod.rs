@@ -73,7 +73,7 @@ pub(crate) async fn reached(
 
 /// Commit properties recording that `def`'s step has reached source version `version`.
 pub(crate) fn reaching(def: &TableDef, version: i64) -> CommitProperties {
-    CommitProperties::default()
+    boxoffice_lake::commit_properties()
         .with_application_transaction(Transaction::new(app_id(def), version))
         .with_metadata(HashMap::from([("operation".to_string(), json!("cdc"))]))
 }

@@ -35,7 +35,6 @@ use deltalake::DeltaTable;
 use deltalake::arrow::array::RecordBatch;
 use deltalake::datafusion::prelude::{SessionConfig, SessionContext};
 use deltalake::kernel::Transaction;
-use deltalake::kernel::transaction::CommitProperties;
 use deltalake::protocol::SaveMode;
 use serde_json::json;
 
@@ -429,7 +428,7 @@ pub(crate) async fn overwrite(
     batches: Vec<RecordBatch>,
     txns: Vec<Transaction>,
 ) -> Result<DeltaTable, JobError> {
-    let properties = CommitProperties::default()
+    let properties = boxoffice_lake::commit_properties()
         .with_application_transactions(txns)
         .with_metadata(HashMap::from([(
             "operation".to_string(),

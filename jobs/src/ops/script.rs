@@ -20,7 +20,6 @@ use deltalake::datafusion::sql::sqlparser::ast::{
 };
 use deltalake::datafusion::sql::sqlparser::dialect::GenericDialect;
 use deltalake::datafusion::sql::sqlparser::parser::Parser;
-use deltalake::kernel::transaction::CommitProperties;
 use deltalake::protocol::SaveMode;
 use serde_json::json;
 
@@ -302,7 +301,7 @@ impl Applier {
     /// Applies one change as one commit; returns the new version (`None` when it changed
     /// nothing: an insert of no rows).
     pub async fn apply(&mut self, change: &Change) -> Result<Option<i64>, JobError> {
-        let properties = CommitProperties::default().with_metadata(HashMap::from([(
+        let properties = boxoffice_lake::commit_properties().with_metadata(HashMap::from([(
             "operation".to_string(),
             json!("cdc apply"),
         )]));

@@ -13,7 +13,6 @@ use deltalake::arrow::datatypes::{
     DataType, Decimal128Type, Field, Int32Type, Schema, TimestampMicrosecondType,
 };
 use deltalake::datafusion::prelude::SessionContext;
-use deltalake::kernel::transaction::CommitProperties;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
@@ -196,7 +195,7 @@ impl Simulator {
             .iter()
             .map(|f| f.name().clone())
             .collect();
-        let properties = CommitProperties::default().with_metadata(HashMap::from([(
+        let properties = boxoffice_lake::commit_properties().with_metadata(HashMap::from([(
             "operation".to_string(),
             json!("cdc simulate"),
         )]));
