@@ -833,6 +833,22 @@ pub struct TablesArgs {
     /// Print JSON instead of a table
     #[arg(long)]
     pub json: bool,
+
+    /// Set the tables' Delta log retention (`delta.logRetentionDuration`), e.g. 30m or 7d: how
+    /// far back time travel reaches, and how many log entries each snapshot update lists on a
+    /// local lake. Maintenance removes older entries at its next checkpoint step. Stop every
+    /// writer first: the change is a metadata commit, which fails their prepared commits
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub set_log_retention: Option<Duration>,
+
+    /// With --set-log-retention: only this table (layer.table, e.g. bronze.bookings_raw);
+    /// repeat it for more. Without it, every table that exists
+    #[arg(
+        long = "table",
+        value_name = "LAYER.TABLE",
+        requires = "set_log_retention"
+    )]
+    pub tables: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]

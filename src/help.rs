@@ -51,10 +51,11 @@ History older than the join's watermark: docs/operations.md (backfill). Event sh
 pub const TABLES: &str = "\
 Examples:
   boxoffice tables
-  boxoffice tables --json
-  boxoffice tables --lake az://lake/dev --emulator
+  boxoffice tables --lake az://lake/dev --emulator --json
+  boxoffice tables --set-log-retention 30m --table bronze.bookings_raw --table bronze.payments_raw
 
-Every table's columns and meaning: docs/tables.md. Small files and compaction: docs/maintenance.md.";
+Every table's columns and meaning: docs/tables.md. Small files and compaction: docs/maintenance.md.
+Log retention on a lake that runs `up` for hours: docs/continuous.md.";
 
 /// `boxoffice job --help`.
 pub const JOB: &str = "\

@@ -523,3 +523,97 @@ fn a_min_file_age_that_is_not_a_duration_is_refused_before_anything_runs() {
         "{stderr}"
     );
 }
+
+/// The `.json` commits in a table's `_delta_log`.
+fn log_commits(table: &Path) -> usize {
+    std::fs::read_dir(table.join("_delta_log"))
+        .expect("log")
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".json"))
+        })
+        .count()
+}
+
+#[test]
+fn tables_sets_a_log_retention_that_the_maintenance_checkpoint_then_applies() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lake = dir.path().join("lake");
+    run_ok(on(&lake).args([
+        "up",
+        "--count",
+        "6000",
+        "--fast",
+        "--seed",
+        "5",
+        "--no-jobs",
+        "--no-dashboard",
+        "--flush-events",
+        "50",
+    ]));
+    let (bookings, payments) = (
+        lake.join("bronze").join("bookings_raw"),
+        lake.join("bronze").join("payments_raw"),
+    );
+    // Date every log entry two hours back, as if the lake had run that long ago.
+    let past = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+    for table in [&bookings, &payments] {
+        for entry in std::fs::read_dir(table.join("_delta_log")).expect("log") {
+            let path = entry.expect("entry").path();
+            if path.is_file() {
+                let file = std::fs::File::options()
+                    .write(true)
+                    .open(&path)
+                    .expect("open");
+                file.set_modified(past).expect("set mtime");
+            }
+        }
+    }
+    let before = (log_commits(&bookings), log_commits(&payments));
+    assert!(before.0 > 12, "enough commits for a checkpoint: {before:?}");
+
+    let set = [
+        "tables",
+        "--set-log-retention",
+        "30m",
+        "--table",
+        "bronze.bookings_raw",
+    ];
+    let out = String::from_utf8_lossy(&run_ok(on(&lake).args(set)).stdout).to_string();
+    assert!(
+        out.contains("bronze.bookings_raw: log retention interval 30 days (Delta's default) -> interval 1800 seconds"),
+        "{out}"
+    );
+    let again = String::from_utf8_lossy(&run_ok(on(&lake).args(set)).stdout).to_string();
+    assert!(
+        again.contains("bronze.bookings_raw: already interval 1800 seconds"),
+        "{again}"
+    );
+    let unknown = common::run_err(on(&lake).args([
+        "tables",
+        "--set-log-retention",
+        "30m",
+        "--table",
+        "bronze.nope",
+    ]));
+    assert!(
+        unknown.contains("no table bronze.nope") && unknown.contains("bronze.bookings_raw"),
+        "{unknown}"
+    );
+
+    let count = "SELECT count(*) FROM bronze.bookings_raw";
+    let rows_before = sql_rows(&lake, count);
+    // The shipped maintenance's checkpoint step removes what expired, in that table only.
+    run_ok(bundle(&lake).args(["run", "maintenance", "--file", SHIPPED]));
+    let after = (log_commits(&bookings), log_commits(&payments));
+    assert!(
+        after.0 <= 12,
+        "bookings_raw keeps the commits since its last checkpoint: {before:?} -> {after:?}"
+    );
+    assert!(
+        after.1 >= before.1,
+        "payments_raw keeps its 30 days: {before:?} -> {after:?}"
+    );
+    // Nothing was lost: the table reads whole from its checkpoint.
+    assert_eq!(sql_rows(&lake, count), rows_before);
+}

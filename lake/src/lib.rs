@@ -23,6 +23,7 @@ pub mod layer;
 pub mod lease;
 pub mod read;
 pub mod replace;
+pub mod retention;
 pub mod table;
 pub mod target;
 mod txn_index;
@@ -41,6 +42,7 @@ pub use layer::Layer;
 pub use lease::{Claim, HeldLease, Holder, Lease, LeaseError};
 pub use read::{normalize, read_rows, with_schema};
 pub use replace::{Replacement, replace_once};
+pub use retention::{LOG_RETENTION, RetentionChange, delta_interval};
 pub use table::{
     FREQUENT_CHECKPOINTS, TableDef, blob_columns, column, commit_properties, utc_timestamp,
 };

@@ -1,7 +1,9 @@
 //! `boxoffice tables`: every declared table, where it is and what state it is in.
 
 use boxoffice_ingest::bronze;
-use boxoffice_lake::{TableDef, TableInfo, TableState};
+use std::time::Duration;
+
+use boxoffice_lake::{Lake, RetentionChange, TableDef, TableInfo, TableState};
 
 use crate::cli::{GlobalArgs, TablesArgs};
 use crate::config;
@@ -22,6 +24,9 @@ pub fn catalog() -> Vec<&'static TableDef> {
 pub async fn run(global: &GlobalArgs, args: TablesArgs) -> anyhow::Result<()> {
     let file = config::load(global)?;
     let lake = config::lake(global, &file)?;
+    if let Some(retention) = args.set_log_retention {
+        return set_log_retention(&lake, retention, &args.tables).await;
+    }
     let mut infos = Vec::new();
     for def in catalog() {
         infos.push(lake.inspect(def).await?);
@@ -31,6 +36,46 @@ pub async fn run(global: &GlobalArgs, args: TablesArgs) -> anyhow::Result<()> {
     } else {
         print!("{}", render(&infos));
     }
+    Ok(())
+}
+
+/// Sets the log retention of the named tables (every existing one when none is named), saying
+/// what it did to each.
+async fn set_log_retention(
+    lake: &Lake,
+    retention: Duration,
+    names: &[String],
+) -> anyhow::Result<()> {
+    let all = catalog();
+    let chosen: Vec<&TableDef> = if names.is_empty() {
+        all
+    } else {
+        let mut chosen = Vec::new();
+        for name in names {
+            let Some(def) = all.iter().find(|d| d.qualified_name() == *name) else {
+                let known: Vec<String> = all.iter().map(|d| d.qualified_name()).collect();
+                anyhow::bail!("no table {name}; the tables are: {}", known.join(", "));
+            };
+            chosen.push(*def);
+        }
+        chosen
+    };
+    for def in chosen {
+        let name = def.qualified_name();
+        match lake.set_log_retention(def, retention).await? {
+            RetentionChange::Missing if !names.is_empty() => {
+                println!("{name}: not created yet, left alone")
+            }
+            RetentionChange::Missing => {}
+            RetentionChange::Unchanged(to) => println!("{name}: already {to}"),
+            RetentionChange::Changed { from, to } => println!(
+                "{name}: log retention {} -> {to}",
+                from.as_deref()
+                    .unwrap_or("interval 30 days (Delta's default)")
+            ),
+        }
+    }
+    println!("maintenance removes the older log entries at its next checkpoint step");
     Ok(())
 }
 
