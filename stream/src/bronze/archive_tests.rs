@@ -59,6 +59,28 @@ pub(super) async fn sequence_numbers(
     out
 }
 
+/// The broken events of `batch` (every tenth) as the archiver quarantines them: what a crashed
+/// attempt had landed in quarantine.
+pub(super) fn broken_as_quarantined(batch: &[ReceivedEvent], partition: i32) -> Vec<QuarantineRow> {
+    batch
+        .iter()
+        .filter(|e| e.sequence_number % 10 == 9)
+        .map(|e| QuarantineRow {
+            received_at: e.enqueued_time,
+            source: "generator".into(),
+            hub: Some("bookings".into()),
+            reason: "malformed JSON".into(),
+            body: e.body.clone(),
+            stage: "archive".into(),
+            partition_id: Some(partition),
+            sequence_number: Some(e.sequence_number),
+            event_uid: None,
+            source_file: None,
+            line: None,
+        })
+        .collect()
+}
+
 pub(super) fn local_lake() -> (tempfile::TempDir, Lake) {
     let dir = tempfile::tempdir().expect("tempdir");
     let lake = Lake::local(dir.path()).expect("lake");
@@ -149,23 +171,7 @@ async fn a_crash_between_the_quarantine_and_raw_commits_is_completed_by_the_retr
     let batch = events(0, 39);
     // The crashed attempt: quarantine committed (with its transaction), raw never written.
     let mut quarantine = lake.ensure_table(&QUARANTINE).await.expect("quarantine");
-    let invalid: Vec<_> = batch
-        .iter()
-        .filter(|e| e.sequence_number % 10 == 9)
-        .map(|e| QuarantineRow {
-            received_at: e.enqueued_time,
-            source: "generator".into(),
-            hub: Some("bookings".into()),
-            reason: "malformed JSON".into(),
-            body: e.body.clone(),
-            stage: "archive".into(),
-            partition_id: Some(0),
-            sequence_number: Some(e.sequence_number),
-            event_uid: None,
-            source_file: None,
-            line: None,
-        })
-        .collect();
+    let invalid = broken_as_quarantined(&batch, 0);
     let app = BronzeArchiver::app_id(Hub::Bookings, 0);
     append_once(
         &mut quarantine,

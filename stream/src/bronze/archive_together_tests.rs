@@ -6,8 +6,8 @@ use boxoffice_events::Hub;
 use boxoffice_lake::{Lake, PartitionRows, StreamRows, append_streams_after_check};
 
 use super::archive::{ArchiveError, BronzeArchiver};
-use super::archive_tests::{events, local_lake, sequence_numbers};
-use super::rows::{QuarantineRow, quarantine_batch};
+use super::archive_tests::{broken_as_quarantined, events, local_lake, sequence_numbers};
+use super::rows::quarantine_batch;
 use super::tables::{BOOKINGS_RAW, QUARANTINE};
 
 /// The `_delta_log` entry of `version` in a local table, one JSON action per line.
@@ -209,23 +209,7 @@ async fn a_group_that_crashed_between_its_commits_is_completed_by_the_retry() {
     let (p0, p1) = (events(0, 39), events(0, 19));
     // The crashed attempt had landed partition 0's invalid events in quarantine (with its
     // transaction) and nothing else: partition 1's quarantine rows and both raw rows are missing.
-    let invalid: Vec<QuarantineRow> = p0
-        .iter()
-        .filter(|e| e.sequence_number % 10 == 9)
-        .map(|e| QuarantineRow {
-            received_at: e.enqueued_time,
-            source: "generator".into(),
-            hub: Some("bookings".into()),
-            reason: "malformed JSON".into(),
-            body: e.body.clone(),
-            stage: "archive".into(),
-            partition_id: Some(0),
-            sequence_number: Some(e.sequence_number),
-            event_uid: None,
-            source_file: None,
-            line: None,
-        })
-        .collect();
+    let invalid = broken_as_quarantined(&p0, 0);
     let mut quarantine = lake.ensure_table(&QUARANTINE).await.expect("quarantine");
     let app = BronzeArchiver::app_id(Hub::Bookings, 0);
     let stream = StreamRows {
