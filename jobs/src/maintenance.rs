@@ -182,8 +182,9 @@ pub async fn checkpoint(
             .map_err(|e| maintenance_error(def, "checkpointing", e))?;
         let cleanup = table
             .snapshot()
-            .map(|s| s.table_config().enable_expired_log_cleanup())
-            .unwrap_or(false);
+            .map_err(|e| maintenance_error(def, "reading the table config of", e))?
+            .table_config()
+            .enable_expired_log_cleanup();
         let log_entries_deleted = if cleanup {
             deltalake::protocol::checkpoints::cleanup_metadata(&table, None)
                 .await

@@ -1,8 +1,8 @@
 //! `boxoffice tables`: every declared table, where it is and what state it is in.
 
-use boxoffice_ingest::bronze;
 use std::time::Duration;
 
+use boxoffice_ingest::bronze;
 use boxoffice_lake::{Lake, RetentionChange, TableDef, TableInfo, TableState};
 
 use crate::cli::{GlobalArgs, TablesArgs};

@@ -267,19 +267,17 @@ impl BronzeArchiver {
     /// Each stream's checkpoint in the raw table, on one refresh.
     async fn checkpoints(&mut self, streams: &[Stream]) -> Result<Vec<Option<i64>>, ArchiveError> {
         let ids: Vec<&str> = streams.iter().map(|s| s.app_id.as_str()).collect();
-        let read = async {
-            self.raw.update_state().await?;
-            recorded_versions(&self.raw, &ids).await
-        };
-        read.await.map_err(|e| {
-            let partitions = streams.iter().map(|s| s.partition).collect();
-            commit_error(
-                self.hub,
-                &raw_table(self.hub).qualified_name(),
-                partitions,
-                e.into(),
-            )
-        })
+        refreshed_checkpoints(&mut self.raw, &ids)
+            .await
+            .map_err(|e| {
+                let partitions = streams.iter().map(|s| s.partition).collect();
+                commit_error(
+                    self.hub,
+                    &raw_table(self.hub).qualified_name(),
+                    partitions,
+                    e.into(),
+                )
+            })
     }
 
     /// Records and logs a batch that starts past the partition's next expected sequence number.
@@ -426,16 +424,12 @@ impl BronzeArchiver {
             };
             let done = match read.take() {
                 Some(done) => done,
-                None => {
-                    let found = async {
-                        table.update_state().await?;
-                        recorded_versions(table, &ids).await
-                    };
-                    let found = found
-                        .await
-                        .map_err(|e| commit_error(self.hub, &name, partitions(), e.into()))?;
-                    found.into_iter().map(|v| v.unwrap_or(-1)).collect()
-                }
+                None => refreshed_checkpoints(table, &ids)
+                    .await
+                    .map_err(|e| commit_error(self.hub, &name, partitions(), e.into()))?
+                    .into_iter()
+                    .map(|v| v.unwrap_or(-1))
+                    .collect(),
             };
             let mut outcome: Vec<(usize, usize)> = totals.iter().map(|t| (0, *t)).collect();
             let mut parts = Vec::new();
@@ -475,6 +469,16 @@ impl BronzeArchiver {
 
 /// A batch's events sorted by validation: those that land raw, and those quarantined.
 type Classified<'a> = (Vec<RawRow<'a>>, Vec<QuarantineRow>);
+
+/// Refreshes `table` and reads each stream's checkpoint (its recorded version) from it: one
+/// refresh for all of them.
+async fn refreshed_checkpoints(
+    table: &mut DeltaTable,
+    ids: &[&str],
+) -> Result<Vec<Option<i64>>, deltalake::DeltaTableError> {
+    table.update_state().await?;
+    recorded_versions(table, ids).await
+}
 
 /// One partition's archive stream as a batch commits it: the application transaction
 /// `(app_id, last)` and the batch's sequence range.
