@@ -64,6 +64,8 @@ pub struct JobsFile {
     pub interval: Option<String>,
     pub max_events: Option<usize>,
     pub checkpoint_every: Option<u64>,
+    /// In `up` and workers, also at least this long between checkpoints of the join's state.
+    pub checkpoint_interval: Option<String>,
     /// Partitions per hub: of the local queue `up` and `ingest` land through, and those the
     /// join expects in Bronze.
     pub partitions_per_hub: Option<u32>,
@@ -371,6 +373,9 @@ pub fn bookings_fact(file: &FileConfig, mode: Option<TimeMode>) -> anyhow::Resul
     }
     if let Some(n) = f.checkpoint_every {
         settings.checkpoint_every = n.max(1);
+    }
+    if let Some(d) = duration_setting("[jobs] checkpoint_interval", &f.checkpoint_interval)? {
+        settings.checkpoint_interval = d;
     }
     if let Some(n) = f.partitions_per_hub {
         if n == 0 {

@@ -58,6 +58,9 @@ impl Lake {
             let store = crate::azurite::emulator_store(self.emulator_endpoint(), container)
                 .map_err(|e| bad(e.into()))?;
             builder = builder.with_storage_backend(store, url.clone());
+        } else if self.kind() == StoreKind::Local {
+            builder = builder
+                .with_storage_backend(crate::folder_store::FolderStore::shared(), url.clone());
         }
         let log_store = builder.build_storage().map_err(bad)?;
         Ok(Files {

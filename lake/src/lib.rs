@@ -16,6 +16,7 @@ mod azurite;
 pub mod commit;
 pub mod compact;
 pub mod files;
+mod folder_store;
 pub mod group;
 pub mod hold;
 pub mod inspect;

@@ -224,6 +224,8 @@ impl Lake {
             let store = crate::azurite::emulator_store(self.emulator_endpoint(), container)
                 .map_err(|e| self.delta_error(def, e.into()))?;
             builder = builder.with_storage_backend(store, url);
+        } else if self.kind() == StoreKind::Local {
+            builder = builder.with_storage_backend(crate::folder_store::FolderStore::shared(), url);
         }
         builder.build().map_err(|e| self.delta_error(def, e))
     }

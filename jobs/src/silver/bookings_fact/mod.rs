@@ -63,6 +63,11 @@ pub struct Settings {
     pub max_events: usize,
     /// Checkpoint the state every this many batches (and at the end of every run).
     pub checkpoint_every: u64,
+    /// In runs that follow each other (`up`, workers), also wait this long after the last
+    /// checkpoint: their batches are small and frequent, so by batches alone the whole state
+    /// (every remembered event id of the dedup horizon) was encoded every few seconds. A crash
+    /// rebuilds the state from the batches since, read again from Bronze.
+    pub checkpoint_interval: std::time::Duration,
     /// Shards the join is split into ([`sharding`]); `None`: as recorded on the lake, or 1 on a
     /// lake whose join never ran.
     pub shards: Option<u32>,
@@ -75,6 +80,7 @@ impl Default for Settings {
             partitions_per_hub: 2,
             max_events: 500_000,
             checkpoint_every: 50,
+            checkpoint_interval: std::time::Duration::from_secs(60),
             shards: None,
         }
     }

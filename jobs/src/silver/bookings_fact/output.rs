@@ -170,6 +170,14 @@ impl Shard {
         Ok(report)
     }
 
+    /// Moves past a joined batch whose outputs were all committed before the last stop, without
+    /// building them again: crash recovery rebuilding the join's state.
+    pub(super) fn skip_written(&mut self, joined: Joined) {
+        input::advance(&mut self.positions, &joined.plan.ranges);
+        self.batch = joined.plan.batch;
+        free_in_background(joined.out);
+    }
+
     /// A joined batch's rows for every output table, with the expectations checked.
     pub(super) fn outputs_of(&self, joined: Joined) -> Result<BatchOutputs, JobError> {
         let Joined {

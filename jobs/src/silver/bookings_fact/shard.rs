@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use boxoffice_lake::{Files, Lake, Layer};
 use bytes::Bytes;
@@ -78,6 +79,8 @@ pub struct Shard {
     pub(super) outputs: Outputs,
     /// The checkpoint being stored in the background, if one is.
     pub(super) storing: Option<Storing>,
+    /// When the last checkpoint was taken (or the shard opened).
+    pub(super) checkpoint_taken: Instant,
 }
 
 pub(super) fn checkpoint_name(batch: u64) -> String {
@@ -130,6 +133,7 @@ impl Shard {
             interrupted: false,
             outputs,
             storing: None,
+            checkpoint_taken: Instant::now(),
         })
     }
 
@@ -172,7 +176,40 @@ impl Shard {
             self.positions = loaded.positions;
             self.state = loaded.state;
         }
+        let plans = self.plans_after_checkpoint().await?;
+        let Some(last) = plans.last().map(|p| p.batch) else {
+            return Ok(Vec::new());
+        };
+        tracing::info!(
+            shard = self.id.index,
+            from = self.batch + 1,
+            last,
+            "rebuilding the join's state from the batches planned after its checkpoint"
+        );
+        // One scan serves them all: every range they take had landed when it was planned.
+        let landed = input::scan(&self.lake, &mut self.bronze, &self.positions, self.id).await?;
         let mut replayed = Vec::new();
+        for plan in plans {
+            let events = input::read(&landed, &plan.ranges).await?;
+            let joined = output::join_batch(&mut self.state, plan, events);
+            if joined.plan.batch < last {
+                // A batch is planned only once the one before it has committed every output,
+                // so only the last can be unfinished: the others just rebuild the state.
+                self.skip_written(joined);
+                continue;
+            }
+            let mut report = self.write(joined).await?;
+            report.replayed = true;
+            replayed.push(report);
+        }
+        self.checkpoint_now().await?;
+        Ok(replayed)
+    }
+
+    /// The plans of the batches after the loaded checkpoint, in order, checked to follow it and
+    /// each other and to have the current settings.
+    async fn plans_after_checkpoint(&self) -> Result<Vec<Plan>, JobError> {
+        let mut plans: Vec<Plan> = Vec::new();
         for name in self.files.list("plans/").await? {
             let Some(batch) = batch_of(&name).filter(|b| *b > self.batch) else {
                 continue;
@@ -181,30 +218,17 @@ impl Shard {
                 Some(bytes) => serde_json::from_slice(&bytes).map_err(checkpoint_error)?,
                 None => continue,
             };
-            if plan.batch != batch || batch != self.batch + 1 {
+            let follows = plans.last().map_or(self.batch, |p| p.batch) + 1;
+            if plan.batch != batch || batch != follows {
                 return Err(checkpoint_error(format!(
                     "plan {name} does not follow batch {}",
-                    self.batch
+                    follows - 1
                 )));
             }
             self.check_settings(batch, &plan.join)?;
-            tracing::info!(
-                shard = self.id.index,
-                batch,
-                "finishing a batch planned before the last stop"
-            );
-            let landed =
-                input::scan(&self.lake, &mut self.bronze, &self.positions, self.id).await?;
-            let events = input::read(&landed, &plan.ranges).await?;
-            let joined = output::join_batch(&mut self.state, plan, events);
-            let mut report = self.write(joined).await?;
-            report.replayed = true;
-            replayed.push(report);
+            plans.push(plan);
         }
-        if !replayed.is_empty() {
-            self.checkpoint_now().await?;
-        }
-        Ok(replayed)
+        Ok(plans)
     }
 
     /// After a run that failed part-way, reloads from the checkpoint and finishes its batches.
@@ -426,7 +450,7 @@ impl Shard {
                 self.stored().await;
             }
             let due = (last && checkpoints == Checkpoints::AtEnd)
-                || batch - self.checkpointed >= self.settings.checkpoint_every;
+                || self.checkpoint_due(batch, checkpoints);
             if due && checkpoints == Checkpoints::Behind {
                 // One at a time: while one is being stored, batches go on without.
                 let encoding = self
@@ -454,6 +478,14 @@ impl Shard {
             }
         }
         Ok(reports)
+    }
+
+    /// Whether the state after `batch` is checkpointed, by the settings' count of batches and,
+    /// for runs that follow each other, their interval.
+    fn checkpoint_due(&self, batch: u64, checkpoints: Checkpoints) -> bool {
+        batch - self.checkpointed >= self.settings.checkpoint_every
+            && (checkpoints != Checkpoints::Behind
+                || self.checkpoint_taken.elapsed() >= self.settings.checkpoint_interval)
     }
 
     /// Writes the state after the current batch (unless already written), then forgets older
@@ -505,6 +537,7 @@ impl Shard {
             store(&files, batch, bytes).await
         });
         self.storing = Some((batch, task));
+        self.checkpoint_taken = Instant::now();
     }
 
     /// Waits for the checkpoint being stored in the background, if any. One that failed is
@@ -561,6 +594,7 @@ impl Shard {
         self.stored().await;
         store(&self.files, self.batch, bytes).await?;
         self.checkpointed = self.batch;
+        self.checkpoint_taken = Instant::now();
         Ok(())
     }
 }
