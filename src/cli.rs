@@ -637,7 +637,7 @@ pub struct UpArgs {
     pub no_jobs: bool,
 
     /// How often up compacts today's small files and checkpoints every table while its jobs
-    /// run, as the bundle's maintenance does; 0s: never [default: 1m when the jobs run
+    /// run, as the bundle's maintenance does; 0s: never [default: 15s when the jobs run
     /// continuously, else never]
     #[arg(help_heading = "Jobs", long, value_name = "DURATION", value_parser = parse_duration)]
     pub maintenance_every: Option<Duration>,
