@@ -209,8 +209,7 @@ pub async fn append_once_with(
 /// has just read [`committed_version`] from this same table and filtered its rows by it. If
 /// another writer committed for `app_id` since that snapshot, Delta's conflict check refuses
 /// this commit ([`AppendError::Conflict`]), so nothing lands twice. Returns the table version,
-/// or `None` if, while waiting out other writers, the batch was found committed already. The
-/// table keeps the snapshot it was checked on: refresh it before reading it again.
+/// or `None` if, while waiting out other writers, the batch was found committed already.
 pub async fn append_after_check(
     table: &mut DeltaTable,
     rows: Vec<PartitionRows>,
@@ -245,7 +244,6 @@ pub struct StreamRows<'a> {
 /// stream: fewer log entries, checkpoints and snapshot updates for every reader of the table.
 /// If another writer committed for any of the streams since the snapshot the caller read their
 /// versions from, the whole commit is refused ([`AppendError::Conflict`]) and nothing lands.
-/// The table keeps the snapshot it was checked on: refresh it before reading it again.
 pub async fn append_streams_after_check(
     table: &mut DeltaTable,
     streams: Vec<StreamRows<'_>>,
@@ -264,10 +262,7 @@ pub async fn append_streams_after_check(
     )
     .await?;
     let actions = written.into_iter().flatten().collect();
-    let policy = CommitPolicy {
-        refresh_after: false,
-        ..CommitPolicy::default()
-    };
+    let policy = CommitPolicy::default();
     let (outcome, _) = commit_held(table, actions, &txns, metadata, &policy).await?;
     Ok(match outcome {
         AppendOutcome::Committed(v) => Some(v),
@@ -580,59 +575,6 @@ mod tests {
         assert_eq!(
             config.get("delta.checkpointInterval").map(String::as_str),
             Some("10")
-        );
-    }
-
-    /// Appends on a checked snapshot skip delta-rs's snapshot update after the commit (its
-    /// replay of every live file), so the handle stays where it was checked (but for the
-    /// commits that complete a checkpoint interval); the Delta
-    /// checkpoints that update would have written every ten commits are still written, at the
-    /// same versions, and a refreshed handle sees every row.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn appends_after_a_check_keep_their_snapshot_and_still_checkpoint_every_ten_commits() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let lake = Lake::local(dir.path()).expect("lake");
-        let mut table = lake.ensure_table(&NUMBERS).await.expect("table");
-        for batch in 1..=24 {
-            table.update_state().await.expect("refresh");
-            let before = table.version();
-            let stream = StreamRows {
-                app_id: "test",
-                version: batch,
-                rows: vec![part(batch, 1, "a")],
-            };
-            let committed = append_streams_after_check(
-                &mut table,
-                vec![stream],
-                HashMap::new(),
-                NUMBERS.writer_properties(),
-            )
-            .await
-            .expect("append");
-            assert_eq!(committed, Some(batch as u64));
-            // Except after a commit that completes a checkpoint interval: refreshed to write it.
-            let expected = if (batch + 1) % 10 == 0 {
-                Some(batch as u64)
-            } else {
-                before
-            };
-            assert_eq!(table.version(), expected, "after batch {batch}");
-        }
-        assert_eq!(checkpoints(&lake, &NUMBERS), vec![9, 19]);
-        table.update_state().await.expect("refresh");
-        assert_eq!(table.version(), Some(24));
-        assert_eq!(
-            committed_version(&mut table, "test").await.expect("txn"),
-            Some(24)
-        );
-        assert_eq!(
-            table
-                .snapshot()
-                .expect("snapshot")
-                .log_data()
-                .iter()
-                .count(),
-            24
         );
     }
 }

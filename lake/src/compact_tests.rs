@@ -357,8 +357,6 @@ async fn appends_on_either_side_of_a_compaction_commit_and_keep_every_row() {
     )
     .await
     .expect("an append after a compaction it did not see");
-    // The appender keeps the snapshot it checked on: refreshed, it sees both commits.
-    appender.update_state().await.expect("refresh");
     assert_eq!(numbers(&appender).await, (0..100).collect::<Vec<i64>>());
     assert_eq!(
         committed_version(&mut appender, "stream").await.expect("v"),

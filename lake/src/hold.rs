@@ -20,7 +20,6 @@ use std::time::{Duration, Instant};
 use deltalake::kernel::transaction::{CommitBuilder, CommitConflictError, TransactionError};
 use deltalake::kernel::{Action, Transaction};
 use deltalake::protocol::{DeltaOperation, SaveMode};
-use deltalake::table::config::TablePropertiesExt;
 use deltalake::{DeltaTable, DeltaTableError};
 
 use crate::commit::{AppendError, AppendOutcome};
@@ -37,11 +36,6 @@ pub struct CommitPolicy {
     /// No new round starts once this long has passed since the first; zero means one round,
     /// which is delta-rs on its own.
     pub patience: Duration,
-    /// Whether the table's snapshot moves to the committed version. delta-rs does that by
-    /// replaying every live file of the table (their statistics parsed again): for a writer
-    /// that refreshes before each batch anyway (the archivers), skipping it halves what each
-    /// commit costs, which at `up`'s several commits a second was half of its CPU.
-    pub refresh_after: bool,
 }
 
 impl Default for CommitPolicy {
@@ -53,7 +47,6 @@ impl Default for CommitPolicy {
             first_backoff: Duration::from_millis(50),
             max_backoff: Duration::from_secs(2),
             patience: Duration::from_secs(600),
-            refresh_after: true,
         }
     }
 }
@@ -92,7 +85,7 @@ pub struct CommitStats {
 /// Commits `actions` (the added files) with the application transactions `txns`, round after
 /// round as `policy` allows. Returns the table version, or [`AppendOutcome::AlreadyCommitted`]
 /// when a re-read between rounds found every transaction committed already. The table's
-/// snapshot moves to the committed version unless the policy says otherwise.
+/// snapshot moves to the committed version.
 pub(crate) async fn commit_held(
     table: &mut DeltaTable,
     actions: Vec<Action>,
@@ -199,38 +192,15 @@ async fn commit_round(
         .with_application_transactions(txns.to_vec())
         .with_metadata(metadata)
         .with_max_retries(policy.delta_retries);
-    let read_version = table.version();
-    let prepared = CommitBuilder::from(properties).with_actions(actions).build(
-        Some(table.snapshot()?),
-        table.log_store(),
-        operation,
-    );
-    let committed = if policy.refresh_after {
-        prepared.await.map(|finalized| {
-            let version = finalized.version();
+    let committed = CommitBuilder::from(properties)
+        .with_actions(actions)
+        .build(Some(table.snapshot()?), table.log_store(), operation)
+        .await;
+    match committed {
+        Ok(finalized) => {
+            let table_version = finalized.version();
             let retries = finalized.metrics.num_retries;
             table.state = Some(finalized.snapshot());
-            (version, retries)
-        })
-    } else {
-        // Without delta-rs's post-commit step; the checkpoint it writes every
-        // `delta.checkpointInterval` commits is written here.
-        match prepared.into_prepared_commit_future().await {
-            Ok(commit) => commit.await.map(|post| {
-                // delta-rs counts its lost rounds in the step skipped; each took a version.
-                let lost = post
-                    .version
-                    .saturating_sub(read_version.map_or(0, |v| v + 1));
-                (post.version, lost)
-            }),
-            Err(e) => Err(e),
-        }
-    };
-    match committed {
-        Ok((table_version, retries)) => {
-            if !policy.refresh_after {
-                checkpoint_if_due(table, table_version).await?;
-            }
             Ok((table_version, retries))
         }
         Err(DeltaTableError::Transaction {
@@ -244,17 +214,6 @@ async fn commit_round(
         }),
         Err(e) => Err(e.into()),
     }
-}
-
-/// Writes the table's Delta checkpoint when `version` completes a `delta.checkpointInterval`
-/// (as delta-rs's post-commit step would), from the table refreshed to its latest version.
-async fn checkpoint_if_due(table: &mut DeltaTable, version: u64) -> Result<(), DeltaTableError> {
-    let interval = table.snapshot()?.table_config().checkpoint_interval().get();
-    if (version + 1).is_multiple_of(interval) {
-        table.update_state().await?;
-        deltalake::checkpoints::create_checkpoint(table, None).await?;
-    }
-    Ok(())
 }
 
 /// Whether a round failed only because other writers kept winning the next version.
