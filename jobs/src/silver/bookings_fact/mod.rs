@@ -24,6 +24,7 @@
 pub mod backfill;
 mod bronze_files;
 pub mod checkpoint;
+mod checkpointing;
 pub mod event;
 pub mod expiry;
 pub mod input;

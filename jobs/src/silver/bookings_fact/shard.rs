@@ -10,7 +10,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use deltalake::DeltaTable;
 
-use super::input::{self, BOOKINGS, PAYMENTS, PartitionId, Positions, Range};
+use super::input::{self, BOOKINGS, PAYMENTS, PartitionId, Positions};
 use super::join::{JoinConfig, JoinState};
 use super::sharding::ShardId;
 use super::{BatchReport, JOB, Outputs, Plan, Settings, checkpoint, checkpoint_error, output};
@@ -33,7 +33,7 @@ enum Take {
 
 /// When a run checkpoints the join's state, and how.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Checkpoints {
+pub(super) enum Checkpoints {
     /// Every `checkpoint_every` batches and after the last, the batch's commits overlapping the
     /// encoding of the state itself: a run on its own, which nothing waits to follow.
     AtEnd,
@@ -53,7 +53,7 @@ impl Take {
 }
 
 /// A checkpoint being encoded on a blocking thread, which hands the state back with the bytes.
-type Encoding = tokio::task::JoinHandle<(JoinState, Result<Bytes, String>)>;
+pub(super) type Encoding = tokio::task::JoinHandle<(JoinState, Result<Bytes, String>)>;
 
 /// A checkpoint of a copy of the state, encoded and stored by a task while batches go on: the
 /// batch it follows, and the task.
@@ -232,7 +232,7 @@ impl Shard {
     }
 
     /// After a run that failed part-way, reloads from the checkpoint and finishes its batches.
-    async fn recover(&mut self) -> Result<Vec<BatchReport>, JobError> {
+    pub(super) async fn recover(&mut self) -> Result<Vec<BatchReport>, JobError> {
         if !self.interrupted {
             return Ok(Vec::new());
         }
@@ -479,157 +479,6 @@ impl Shard {
         }
         Ok(reports)
     }
-
-    /// Whether the state after `batch` is checkpointed, by the settings' count of batches and,
-    /// for runs that follow each other, their interval.
-    fn checkpoint_due(&self, batch: u64, checkpoints: Checkpoints) -> bool {
-        batch - self.checkpointed >= self.settings.checkpoint_every
-            && (checkpoints != Checkpoints::Behind
-                || self.checkpoint_taken.elapsed() >= self.settings.checkpoint_interval)
-    }
-
-    /// Writes the state after the current batch (unless already written), then forgets older
-    /// checkpoints and plans. After a run that failed part-way, first reloads and finishes it.
-    pub async fn checkpoint(&mut self) -> Result<(), JobError> {
-        self.recover().await?;
-        self.stored().await;
-        self.checkpoint_now().await
-    }
-
-    /// Encodes a copy of the state after `batch` (whose `ranges` the positions move past) on a
-    /// blocking thread. Copying takes a small part of encoding's time, and the batches that
-    /// follow go on with the state meanwhile.
-    fn encode_copy(
-        &self,
-        ranges: &[Range],
-        batch: u64,
-    ) -> tokio::task::JoinHandle<Result<Bytes, String>> {
-        let mut phases = crate::Phases::new(batch);
-        let state = self.state.clone();
-        let positions = self.positions_after(ranges);
-        phases.done("checkpoint copy");
-        tokio::task::spawn_blocking(move || {
-            encode_timed(batch, &positions, &state, "checkpoint encode (background)")
-        })
-    }
-
-    /// The read positions once the batch that read `ranges` is committed: where a checkpoint of
-    /// the state after that batch resumes.
-    fn positions_after(&self, ranges: &[Range]) -> Positions {
-        let mut positions = self.positions.clone();
-        input::advance(&mut positions, ranges);
-        positions
-    }
-
-    /// Stores the checkpoint `encoding` makes once it is done, in a task of its own. Called only
-    /// once `batch` is committed: a checkpoint must never be ahead of the tables.
-    fn store_in_background(
-        &mut self,
-        batch: u64,
-        encoding: tokio::task::JoinHandle<Result<Bytes, String>>,
-    ) {
-        let files = self.files.clone();
-        let task = tokio::spawn(async move {
-            let bytes = encoding
-                .await
-                .map_err(|e| checkpoint_error(format!("encoding the checkpoint stopped: {e}")))?
-                .map_err(checkpoint_error)?;
-            store(&files, batch, bytes).await
-        });
-        self.storing = Some((batch, task));
-        self.checkpoint_taken = Instant::now();
-    }
-
-    /// Waits for the checkpoint being stored in the background, if any. One that failed is
-    /// only logged: a restart replays the batches since the checkpoint before it, and the next
-    /// checkpoint is due at once.
-    async fn stored(&mut self) {
-        let Some((batch, task)) = self.storing.take() else {
-            return;
-        };
-        match task.await {
-            Ok(Ok(())) => self.checkpointed = self.checkpointed.max(batch),
-            Ok(Err(e)) => tracing::warn!(batch, "storing the join's checkpoint failed: {e}"),
-            Err(e) => tracing::warn!(batch, "storing the join's checkpoint stopped: {e}"),
-        }
-    }
-
-    async fn checkpoint_now(&mut self) -> Result<(), JobError> {
-        if self.batch == self.checkpointed {
-            return Ok(());
-        }
-        let bytes = encode_timed(
-            self.batch,
-            &self.positions,
-            &self.state,
-            "checkpoint encode",
-        )
-        .map_err(checkpoint_error)?;
-        self.store_checkpoint(bytes).await
-    }
-
-    /// Moves the state to a blocking thread that encodes it as the checkpoint after `batch`
-    /// (whose `ranges` the positions move past); [`finish_encoding`](Self::finish_encoding)
-    /// takes it back. Nothing reads the state meanwhile: writing a batch does not.
-    fn encode_in_background(&mut self, ranges: &[Range], batch: u64) -> Encoding {
-        let state = std::mem::replace(&mut self.state, JoinState::new(self.settings.join));
-        let positions = self.positions_after(ranges);
-        tokio::task::spawn_blocking(move || {
-            let bytes = encode_timed(batch, &positions, &state, "checkpoint encode");
-            (state, bytes)
-        })
-    }
-
-    /// Puts the state back and returns its encoding.
-    async fn finish_encoding(&mut self, encoding: Encoding) -> Result<Bytes, String> {
-        let (state, bytes) = encoding
-            .await
-            .map_err(|e| format!("encoding the checkpoint stopped: {e}"))?;
-        self.state = state;
-        bytes
-    }
-
-    /// Stores the encoded state after the current batch, then forgets older checkpoints and plans.
-    async fn store_checkpoint(&mut self, bytes: Bytes) -> Result<(), JobError> {
-        self.stored().await;
-        store(&self.files, self.batch, bytes).await?;
-        self.checkpointed = self.batch;
-        self.checkpoint_taken = Instant::now();
-        Ok(())
-    }
-}
-
-/// Encodes the state after `batch` as its checkpoint, logging the time as `phase`.
-fn encode_timed(
-    batch: u64,
-    positions: &Positions,
-    state: &JoinState,
-    phase: &str,
-) -> Result<Bytes, String> {
-    let mut phases = crate::Phases::new(batch);
-    let bytes = checkpoint::encode(batch, positions, state);
-    phases.done(phase);
-    bytes
-}
-
-/// Stores the encoded state after `batch`, then forgets older checkpoints and the plans it
-/// covers.
-async fn store(files: &Files, batch: u64, bytes: Bytes) -> Result<(), JobError> {
-    crate::crash_point(&format!("{JOB}:before-checkpoint:{batch}"));
-    let mut phases = crate::Phases::new(batch);
-    files.put(&checkpoint_name(batch), bytes).await?;
-    for name in files.list("state/").await? {
-        if batch_of(&name).is_some_and(|b| b < batch) {
-            files.delete(&name).await?;
-        }
-    }
-    for name in files.list("plans/").await? {
-        if batch_of(&name).is_some_and(|b| b <= batch) {
-            files.delete(&name).await?;
-        }
-    }
-    phases.done("checkpoint write");
-    Ok(())
 }
 
 #[cfg(test)]

@@ -218,6 +218,21 @@ fn stored_batches(lake: &std::path::Path, kind: &str) -> Vec<u64> {
     batches
 }
 
+/// The tables one run over `events`, landed in files of 500 and drained, leaves in a lake at
+/// `folder`: what every restart below must end with.
+async fn drained_outputs(
+    folder: &std::path::Path,
+    events: &[(Hub, i32, String, chrono::DateTime<Utc>)],
+) -> Vec<Vec<String>> {
+    let clean = Lake::local(folder).expect("lake");
+    land(&clean, events, 500).await;
+    let (mut job, _) = BookingsFact::open(&clean, settings(1, 2, 100_000), Expectations::none())
+        .await
+        .expect("open");
+    job.run(true).await.expect("run");
+    outputs(&clean).await
+}
+
 /// Runs that follow each other (`up`, workers) store checkpoints behind the batches that
 /// follow, never before a batch is committed: a process killed after such a store, or while it
 /// was under way, restarts from the last checkpoint stored, replays the batches planned since,
@@ -226,13 +241,7 @@ fn stored_batches(lake: &std::path::Path, kind: &str) -> Vec<u64> {
 async fn checkpoints_stored_behind_the_batches_restart_to_the_same_tables() {
     let dir = tempfile::tempdir().expect("tempdir");
     let events = generated(7, 8_000, 2);
-    let clean = Lake::local(&dir.path().join("clean")).expect("lake");
-    land(&clean, &events, 500).await;
-    let (mut job, _) = BookingsFact::open(&clean, settings(1, 2, 100_000), Expectations::none())
-        .await
-        .expect("open");
-    job.run(true).await.expect("run");
-    let expected = outputs(&clean).await;
+    let expected = drained_outputs(&dir.path().join("clean"), &events).await;
 
     for finished in [true, false] {
         let folder = dir.path().join(format!("finished-{finished}"));
@@ -288,13 +297,7 @@ async fn a_restart_rebuilds_the_state_from_every_batch_since_the_checkpoint_and_
 {
     let dir = tempfile::tempdir().expect("tempdir");
     let events = generated(11, 8_000, 2);
-    let clean = Lake::local(&dir.path().join("clean")).expect("lake");
-    land(&clean, &events, 500).await;
-    let (mut job, _) = BookingsFact::open(&clean, settings(1, 2, 100_000), Expectations::none())
-        .await
-        .expect("open");
-    job.run(true).await.expect("run");
-    let expected = outputs(&clean).await;
+    let expected = drained_outputs(&dir.path().join("clean"), &events).await;
 
     let folder = dir.path().join("restarted");
     let lake = Lake::local(&folder).expect("lake");
