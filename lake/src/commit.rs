@@ -110,8 +110,18 @@ pub async fn committed_version(
     table: &mut DeltaTable,
     app_id: &str,
 ) -> Result<Option<i64>, DeltaTableError> {
+    Ok(refreshed_versions(table, &[app_id]).await?.pop().flatten())
+}
+
+/// Refreshes the table and returns the last version each of `app_ids` committed, in order, all
+/// from that one snapshot: for a writer that then commits them together
+/// ([`append_streams_after_check`]).
+pub async fn refreshed_versions(
+    table: &mut DeltaTable,
+    app_ids: &[&str],
+) -> Result<Vec<Option<i64>>, DeltaTableError> {
     table.update_state().await?;
-    Ok(recorded_versions(table, &[app_id]).await?.pop().flatten())
+    recorded_versions(table, app_ids).await
 }
 
 /// The last version each of `app_ids` committed, in order, as of the snapshot `table` already

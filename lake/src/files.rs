@@ -6,14 +6,13 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use deltalake::DeltaTableBuilder;
 use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
 use crate::LakeError;
 use crate::layer::Layer;
-use crate::target::{Lake, StoreKind};
+use crate::target::Lake;
 
 /// A file as listed: enough to tell one version of it from another.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,19 +49,10 @@ impl Lake {
             location: url.to_string(),
             reason: e.to_string(),
         };
-        let mut builder = DeltaTableBuilder::from_url(url.clone())
-            .map_err(bad)?
-            .with_storage_options(self.storage_options().clone());
-        if self.kind() == StoreKind::Azurite {
-            let container = url.host_str().unwrap_or_default();
-            let store = crate::azurite::emulator_store(self.emulator_endpoint(), container)
-                .map_err(|e| bad(e.into()))?;
-            builder = builder.with_storage_backend(store, url.clone());
-        } else if self.kind() == StoreKind::Local {
-            builder = builder
-                .with_storage_backend(crate::folder_store::FolderStore::shared(), url.clone());
-        }
-        let log_store = builder.build_storage().map_err(bad)?;
+        let log_store = self
+            .delta_builder(&url)
+            .and_then(|b| b.build_storage())
+            .map_err(bad)?;
         Ok(Files {
             store: log_store.object_store(None),
             location: url.to_string(),

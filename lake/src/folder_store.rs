@@ -50,18 +50,17 @@ impl fmt::Display for FolderStore {
     }
 }
 
-/// What one entry of the listed folder is, from its name and type alone.
+/// An entry of the listed folder that the listing needs a closer look at.
 enum Entry {
-    /// At or before the offset, or a file object_store never lists (a write in progress).
-    Skipped,
     /// A file after the offset.
     File(Path),
     /// A folder: its contents are listed as object_store lists them.
     Folder(Path),
 }
 
-/// Sorts one folder entry: only names after the offset are turned into object paths.
-fn entry(prefix: &Path, offset_name: &str, found: &std::fs::DirEntry) -> Result<Entry> {
+/// Sorts one folder entry, `None` for a file at or before the offset or one object_store never
+/// lists (a write in progress); only names after the offset are turned into object paths.
+fn entry(prefix: &Path, offset_name: &str, found: &std::fs::DirEntry) -> Result<Option<Entry>> {
     let name = found.file_name();
     let Some(name) = name.to_str() else {
         // Not UTF-8: object_store refuses it the same way.
@@ -87,12 +86,12 @@ fn entry(prefix: &Path, offset_name: &str, found: &std::fs::DirEntry) -> Result<
         Err(_) => false,
     };
     if is_dir {
-        return Ok(Entry::Folder(location));
+        return Ok(Some(Entry::Folder(location)));
     }
     if !after || in_progress(name) {
-        return Ok(Entry::Skipped);
+        return Ok(None);
     }
-    Ok(Entry::File(location))
+    Ok(Some(Entry::File(location)))
 }
 
 /// object_store writes a file as `<name>#<n>` and renames it when done; listings leave those out.
@@ -102,7 +101,7 @@ fn in_progress(name: &str) -> bool {
 }
 
 /// The folder's entries that a listing from `offset` needs a closer look at.
-fn sorted_entries(folder: std::path::PathBuf, prefix: Path, offset: Path) -> Result<Vec<Entry>> {
+fn entries_after(folder: std::path::PathBuf, prefix: Path, offset: Path) -> Result<Vec<Entry>> {
     let offset_name = offset.filename().unwrap_or_default().to_string();
     let read = match std::fs::read_dir(&folder) {
         Ok(read) => read,
@@ -121,10 +120,7 @@ fn sorted_entries(folder: std::path::PathBuf, prefix: Path, offset: Path) -> Res
             store: "FolderStore",
             source: Box::new(e),
         })?;
-        match entry(&prefix, &offset_name, &found)? {
-            Entry::Skipped => {}
-            kept => entries.push(kept),
-        }
+        entries.extend(entry(&prefix, &offset_name, &found)?);
     }
     Ok(entries)
 }
@@ -149,7 +145,7 @@ impl FolderStore {
         let listing = async move {
             let (entries_prefix, entries_offset) = (prefix.clone(), offset.clone());
             let entries = tokio::task::spawn_blocking(move || {
-                sorted_entries(folder, entries_prefix, entries_offset)
+                entries_after(folder, entries_prefix, entries_offset)
             })
             .await
             .map_err(|e| object_store::Error::Generic {
@@ -159,7 +155,6 @@ impl FolderStore {
             let mut found: Vec<BoxStream<'static, Result<ObjectMeta>>> = Vec::new();
             for entry in entries {
                 match entry {
-                    Entry::Skipped => {}
                     Entry::File(path) => {
                         let head = Arc::clone(&inner);
                         found.push(

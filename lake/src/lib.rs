@@ -33,6 +33,7 @@ pub use commit::{
     AppendError, AppendOutcome, Batch, PartitionRows, PartitionValue, StreamRows,
     append_after_check, append_once, append_once_with, append_streams_after_check,
     committed_version, committed_versions, epoch_days, partitioned_by_date, recorded_versions,
+    refreshed_versions,
 };
 pub use compact::{Compaction, Partition, Rule};
 pub use files::{FileMeta, Files};

@@ -216,18 +216,29 @@ impl Lake {
 
     fn table_handle(&self, def: &TableDef) -> Result<DeltaTable, LakeError> {
         let url = self.table_url(def.layer, def.name)?;
-        let mut builder = DeltaTableBuilder::from_url(url.clone())
-            .map_err(|e| self.delta_error(def, e))?
+        self.delta_builder(&url)
+            .and_then(DeltaTableBuilder::build)
+            .map_err(|e| self.delta_error(def, e))
+    }
+
+    /// A Delta builder for `url` with the lake's storage options and store: Azurite's emulator
+    /// store, the local folder store ([`crate::folder_store`]), or delta-rs's own for Azure.
+    pub(crate) fn delta_builder(
+        &self,
+        url: &url::Url,
+    ) -> Result<DeltaTableBuilder, DeltaTableError> {
+        let builder = DeltaTableBuilder::from_url(url.clone())?
             .with_storage_options(self.storage_options().clone());
-        if self.kind() == StoreKind::Azurite {
-            let container = url.host_str().unwrap_or_default();
-            let store = crate::azurite::emulator_store(self.emulator_endpoint(), container)
-                .map_err(|e| self.delta_error(def, e.into()))?;
-            builder = builder.with_storage_backend(store, url);
-        } else if self.kind() == StoreKind::Local {
-            builder = builder.with_storage_backend(crate::folder_store::FolderStore::shared(), url);
-        }
-        builder.build().map_err(|e| self.delta_error(def, e))
+        Ok(match self.kind() {
+            StoreKind::Azurite => {
+                let container = url.host_str().unwrap_or_default();
+                let store = crate::azurite::emulator_store(self.emulator_endpoint(), container)?;
+                builder.with_storage_backend(store, url.clone())
+            }
+            StoreKind::Local => builder
+                .with_storage_backend(crate::folder_store::FolderStore::shared(), url.clone()),
+            StoreKind::Azure => builder,
+        })
     }
 
     /// Wraps a Delta error with the table's name and, for remote lakes, a hint.

@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use boxoffice_events::{Hub, identify};
 use boxoffice_lake::{
     AppendError, Lake, LakeError, PartitionRows, StreamRows, append_streams_after_check,
-    committed_version, recorded_versions,
+    committed_version, refreshed_versions,
 };
 use chrono::Utc;
 use deltalake::DeltaTable;
@@ -149,7 +149,8 @@ impl BronzeArchiver {
     /// once, with one commit per table for all of them: each partition's rows in files of their
     /// own, every partition's application transaction in the commit. Landing a hub's partitions
     /// together cuts Bronze's commits (by 42% in `up` at 5,000 events/s, two partitions a hub),
-    /// and with them the checkpoints and snapshot updates every reader pays for. Returns a report per batch, in order.
+    /// and with them the checkpoints and snapshot updates every reader pays for. Returns a report
+    /// per batch, in order.
     pub async fn archive_partitions(
         &mut self,
         batches: &[(i32, &[ReceivedEvent])],
@@ -267,17 +268,15 @@ impl BronzeArchiver {
     /// Each stream's checkpoint in the raw table, on one refresh.
     async fn checkpoints(&mut self, streams: &[Stream]) -> Result<Vec<Option<i64>>, ArchiveError> {
         let ids: Vec<&str> = streams.iter().map(|s| s.app_id.as_str()).collect();
-        refreshed_checkpoints(&mut self.raw, &ids)
-            .await
-            .map_err(|e| {
-                let partitions = streams.iter().map(|s| s.partition).collect();
-                commit_error(
-                    self.hub,
-                    &raw_table(self.hub).qualified_name(),
-                    partitions,
-                    e.into(),
-                )
-            })
+        refreshed_versions(&mut self.raw, &ids).await.map_err(|e| {
+            let partitions = streams.iter().map(|s| s.partition).collect();
+            commit_error(
+                self.hub,
+                &raw_table(self.hub).qualified_name(),
+                partitions,
+                e.into(),
+            )
+        })
     }
 
     /// Records and logs a batch that starts past the partition's next expected sequence number.
@@ -424,7 +423,7 @@ impl BronzeArchiver {
             };
             let done = match read.take() {
                 Some(done) => done,
-                None => refreshed_checkpoints(table, &ids)
+                None => refreshed_versions(table, &ids)
                     .await
                     .map_err(|e| commit_error(self.hub, &name, partitions(), e.into()))?
                     .into_iter()
@@ -469,16 +468,6 @@ impl BronzeArchiver {
 
 /// A batch's events sorted by validation: those that land raw, and those quarantined.
 type Classified<'a> = (Vec<RawRow<'a>>, Vec<QuarantineRow>);
-
-/// Refreshes `table` and reads each stream's checkpoint (its recorded version) from it: one
-/// refresh for all of them.
-async fn refreshed_checkpoints(
-    table: &mut DeltaTable,
-    ids: &[&str],
-) -> Result<Vec<Option<i64>>, deltalake::DeltaTableError> {
-    table.update_state().await?;
-    recorded_versions(table, ids).await
-}
 
 /// One partition's archive stream as a batch commits it: the application transaction
 /// `(app_id, last)` and the batch's sequence range.
