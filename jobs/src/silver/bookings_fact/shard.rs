@@ -9,6 +9,7 @@ use boxoffice_lake::{Files, Lake, Layer};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use deltalake::DeltaTable;
+use futures::{StreamExt, TryStreamExt};
 
 use super::input::{self, BOOKINGS, PAYMENTS, PartitionId, Positions};
 use super::join::{JoinConfig, JoinState};
@@ -82,6 +83,9 @@ pub struct Shard {
     /// When the last checkpoint was taken (or the shard opened).
     pub(super) checkpoint_taken: Instant,
 }
+
+/// Plans read at once when a shard opens.
+const PLAN_READS: usize = 16;
 
 pub(super) fn checkpoint_name(batch: u64) -> String {
     format!("state/{batch:020}.parquet")
@@ -209,15 +213,28 @@ impl Shard {
     /// The plans of the batches after the loaded checkpoint, in order, checked to follow it and
     /// each other and to have the current settings.
     async fn plans_after_checkpoint(&self) -> Result<Vec<Plan>, JobError> {
+        let names: Vec<(u64, String)> = self
+            .files
+            .list("plans/")
+            .await?
+            .into_iter()
+            .filter_map(|name| Some((batch_of(&name).filter(|b| *b > self.batch)?, name)))
+            .collect();
+        // Read a few at a time: a minute of batches is hundreds of plans, a request each on Azure.
+        let read: Vec<Option<Bytes>> = futures::stream::iter(names.clone())
+            .map(|(_, name)| {
+                let files = self.files.clone();
+                async move { files.get(&name).await }
+            })
+            .buffered(PLAN_READS)
+            .try_collect()
+            .await?;
         let mut plans: Vec<Plan> = Vec::new();
-        for name in self.files.list("plans/").await? {
-            let Some(batch) = batch_of(&name).filter(|b| *b > self.batch) else {
+        for ((batch, name), bytes) in names.into_iter().zip(read) {
+            let Some(bytes) = bytes else {
                 continue;
             };
-            let plan: Plan = match self.files.get(&name).await? {
-                Some(bytes) => serde_json::from_slice(&bytes).map_err(checkpoint_error)?,
-                None => continue,
-            };
+            let plan: Plan = serde_json::from_slice(&bytes).map_err(checkpoint_error)?;
             let follows = plans.last().map_or(self.batch, |p| p.batch) + 1;
             if plan.batch != batch || batch != follows {
                 return Err(checkpoint_error(format!(
