@@ -71,7 +71,6 @@ impl Shard {
             store(&files, batch, bytes).await
         });
         self.storing = Some((batch, task));
-        self.checkpoint_taken = Instant::now();
     }
 
     /// Waits for the checkpoint being stored in the background, if any. One that failed is
@@ -82,7 +81,10 @@ impl Shard {
             return;
         };
         match task.await {
-            Ok(Ok(())) => self.checkpointed = self.checkpointed.max(batch),
+            Ok(Ok(())) => {
+                self.checkpointed = self.checkpointed.max(batch);
+                self.checkpoint_taken = Instant::now();
+            }
             Ok(Err(e)) => tracing::warn!(batch, "storing the join's checkpoint failed: {e}"),
             Err(e) => tracing::warn!(batch, "storing the join's checkpoint stopped: {e}"),
         }

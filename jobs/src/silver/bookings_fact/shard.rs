@@ -80,7 +80,8 @@ pub struct Shard {
     pub(super) outputs: Outputs,
     /// The checkpoint being stored in the background, if one is.
     pub(super) storing: Option<Storing>,
-    /// When the last checkpoint was taken (or the shard opened).
+    /// When the last checkpoint was stored (or the shard opened): a failed one leaves it, so the
+    /// next is due at once.
     pub(super) checkpoint_taken: Instant,
 }
 
