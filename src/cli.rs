@@ -829,6 +829,7 @@ pub struct IngestArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("retention").multiple(true)))]
 pub struct TablesArgs {
     /// Print JSON instead of a table
     #[arg(long)]
@@ -838,16 +839,20 @@ pub struct TablesArgs {
     /// far back time travel reaches, and how many log entries each snapshot update lists on a
     /// local lake. Maintenance removes older entries at its next checkpoint step. Stop every
     /// writer first: the change is a metadata commit, which fails their prepared commits
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, group = "retention")]
     pub set_log_retention: Option<Duration>,
 
-    /// With --set-log-retention: only this table (layer.table, e.g. bronze.bookings_raw);
-    /// repeat it for more. Without it, every table that exists
-    #[arg(
-        long = "table",
-        value_name = "LAYER.TABLE",
-        requires = "set_log_retention"
-    )]
+    /// Set how long the tables' Delta checkpoints keep tombstones of replaced files
+    /// (`delta.deletedFileRetentionDuration`), e.g. 1h: tables made by boxoffice before this
+    /// setting existed keep Delta's 7 days, and on a lake that runs `up` every checkpoint then
+    /// grows for a week. Vacuum still keeps the files themselves for its own retention. Stop
+    /// every writer first, as for --set-log-retention
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, group = "retention")]
+    pub set_tombstone_retention: Option<Duration>,
+
+    /// With --set-log-retention or --set-tombstone-retention: only this table (layer.table,
+    /// e.g. bronze.bookings_raw); repeat it for more. Without it, every table that exists
+    #[arg(long = "table", value_name = "LAYER.TABLE", requires = "retention")]
     pub tables: Vec<String>,
 }
 

@@ -586,7 +586,7 @@ fn tables_sets_a_log_retention_that_the_maintenance_checkpoint_then_applies() {
     );
     let again = String::from_utf8_lossy(&run_ok(on(&lake).args(set)).stdout).to_string();
     assert!(
-        again.contains("bronze.bookings_raw: already interval 1800 seconds"),
+        again.contains("bronze.bookings_raw: log retention already interval 1800 seconds"),
         "{again}"
     );
     let unknown = common::run_err(on(&lake).args([
@@ -615,5 +615,121 @@ fn tables_sets_a_log_retention_that_the_maintenance_checkpoint_then_applies() {
         "payments_raw keeps its 30 days: {before:?} -> {after:?}"
     );
     // Nothing was lost: the table reads whole from its checkpoint.
+    assert_eq!(sql_rows(&lake, count), rows_before);
+}
+
+/// The `remove` rows (tombstones) of a table's last Delta checkpoint.
+fn tombstones_in_last_checkpoint(table: &Path) -> usize {
+    use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let log = table.join("_delta_log");
+    let hint: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(log.join("_last_checkpoint")).expect("hint"))
+            .expect("json");
+    let version = hint["version"].as_u64().expect("version");
+    let file =
+        std::fs::File::open(log.join(format!("{version:020}.checkpoint.parquet"))).expect("file");
+    ParquetRecordBatchReaderBuilder::try_new(file)
+        .expect("parquet")
+        .build()
+        .expect("reader")
+        .map(|b| {
+            let b = b.expect("batch");
+            let remove = b.column_by_name("remove").expect("remove column");
+            remove.len() - remove.null_count()
+        })
+        .sum()
+}
+
+#[test]
+fn checkpoints_drop_tombstones_after_the_tombstone_retention_and_vacuum_still_deletes_the_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lake = dir.path().join("lake");
+    run_ok(on(&lake).args([
+        "up",
+        "--count",
+        "3000",
+        "--fast",
+        "--seed",
+        "4",
+        "--no-jobs",
+        "--no-dashboard",
+        "--flush-events",
+        "100",
+    ]));
+    let (bookings, quarantine) = (
+        lake.join("bronze").join("bookings_raw"),
+        lake.join("bronze").join("quarantine"),
+    );
+    let created =
+        std::fs::read_to_string(bookings.join("_delta_log").join(format!("{:020}.json", 0)))
+            .expect("first commit");
+    assert!(
+        created.contains(r#""delta.deletedFileRetentionDuration":"interval 1 hour""#),
+        "tables are created with an hour of tombstones: {created}"
+    );
+    let set = [
+        "tables",
+        "--set-tombstone-retention",
+        "1s",
+        "--table",
+        "bronze.bookings_raw",
+    ];
+    let out = String::from_utf8_lossy(&run_ok(on(&lake).args(set)).stdout).to_string();
+    assert!(
+        out.contains(
+            "bronze.bookings_raw: tombstone retention interval 1 hour -> interval 1 seconds"
+        ),
+        "{out}"
+    );
+    let count = "SELECT count(*) FROM bronze.bookings_raw";
+    let rows_before = sql_rows(&lake, count);
+
+    let compact = compact_only(dir.path(), "compact", "layers: bronze, min_file_age: 0s");
+    run_ok(
+        bundle(&lake)
+            .args(["run", "maintenance", "--file"])
+            .arg(&compact),
+    );
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let manifest = dir.path().join("clean.yml");
+    std::fs::write(
+        &manifest,
+        "bundle: {name: t}
+variables: {lake: {default: ./lakehouse}}
+targets: {local: {default: true}}
+jobs:
+  maintenance:
+    tasks:
+      - task_key: checkpoint
+        boxoffice_task: {job: checkpoint, parameters: {layers: bronze}}
+      - task_key: vacuum
+        depends_on: [{task_key: checkpoint}]
+        boxoffice_task: {job: vacuum, parameters: {layers: bronze, retention_hours: '0'}}
+",
+    )
+    .expect("write");
+    run_ok(
+        bundle(&lake)
+            .args(["run", "maintenance", "--file"])
+            .arg(&manifest),
+    );
+
+    assert_eq!(
+        tombstones_in_last_checkpoint(&bookings),
+        0,
+        "expired after 1s"
+    );
+    assert!(
+        tombstones_in_last_checkpoint(&quarantine) > 0,
+        "kept for an hour"
+    );
+    // Vacuum deleted every replaced file, whether a checkpoint still named it or not.
+    let after = tables(&lake);
+    for (name, table) in [
+        ("bronze.bookings_raw", &bookings),
+        ("bronze.quarantine", &quarantine),
+    ] {
+        assert_eq!(files(&after, name), parquet_files(table) as u64, "{name}");
+    }
     assert_eq!(sql_rows(&lake, count), rows_before);
 }

@@ -15,6 +15,7 @@
 
 use std::time::Duration;
 
+use deltalake::operations::vacuum::VacuumMode;
 use deltalake::table::config::TablePropertiesExt;
 
 use boxoffice_ingest::bronze::{BOOKINGS_RAW, PAYMENTS_RAW};
@@ -130,7 +131,12 @@ fn append_only(def: &TableDef) -> bool {
     .contains(&def.qualified_name())
 }
 
-/// Deletes files that no snapshot newer than `retention` refers to.
+/// Deletes the files no live snapshot refers to once they are older than `retention`, in
+/// Delta's full mode: it lists the table's folder instead of trusting tombstones, because
+/// checkpoints keep those only for the table's tombstone retention (an hour on boxoffice's
+/// tables, [`boxoffice_lake::SHORT_TOMBSTONES`]), far less than a vacuum retention of days. A
+/// replaced file whose tombstone a checkpoint no longer carries is judged by when it was
+/// written; files a writer is still committing are younger than any sensible retention.
 pub async fn vacuum(
     lake: &Lake,
     tables: &[&TableDef],
@@ -145,6 +151,7 @@ pub async fn vacuum(
         let (_, metrics) = table
             .vacuum()
             .with_retention_period(retention)
+            .with_mode(VacuumMode::Full)
             // Delta's 7-day floor protects readers of old snapshots; a shorter retention is the
             // user's explicit choice in bundle.yml.
             .with_enforce_retention_duration(false)
@@ -237,9 +244,9 @@ mod tests {
     use std::collections::HashMap;
     use std::sync::Arc;
 
-    use boxoffice_lake::{Layer, PartitionRows, append_once, column, read_rows};
-    use deltalake::arrow::array::{Int64Array, RecordBatch};
-    use deltalake::arrow::datatypes::{DataType, Schema};
+    use boxoffice_lake::{Layer, PartitionRows, PartitionValue, append_once, column, read_rows};
+    use deltalake::arrow::array::{AsArray, Int64Array, RecordBatch, StringArray};
+    use deltalake::arrow::datatypes::{DataType, Int64Type, Schema};
 
     use super::*;
 
@@ -318,5 +325,123 @@ mod tests {
             .map(RecordBatch::num_rows)
             .sum();
         assert_eq!(rows, 25, "the checkpoint holds every row");
+    }
+
+    fn day_schema() -> Schema {
+        Schema::new(vec![
+            column("n", DataType::Int64, false),
+            column("day", DataType::Utf8, false),
+        ])
+    }
+
+    /// A table whose checkpoints drop tombstones a second after the files were replaced.
+    const BRIEF: TableDef = TableDef {
+        layer: Layer::Silver,
+        name: "brief_tombstones",
+        description: "test rows",
+        schema: day_schema,
+        partition_columns: &["day"],
+        properties: &[("delta.deletedFileRetentionDuration", "interval 1 second")],
+        blob_columns: &[],
+    };
+
+    /// Files in [`BRIEF`]'s one partition.
+    fn data_files(lake: &Lake) -> usize {
+        let dir = lake
+            .local_dir(BRIEF.layer)
+            .expect("local")
+            .join(BRIEF.name)
+            .join("day=2000-01-01");
+        std::fs::read_dir(dir).expect("partition").count()
+    }
+
+    /// `files` one-row files appended to [`BRIEF`], compacted into one, and a checkpoint written
+    /// once the tombstones have expired.
+    async fn compacted_past_its_tombstones(lake: &Lake, files: i64) {
+        let mut table = lake.ensure_table(&BRIEF).await.expect("table");
+        for n in 1..=files {
+            let batch = RecordBatch::try_new(
+                Arc::new(day_schema()),
+                vec![
+                    Arc::new(Int64Array::from(vec![n])),
+                    Arc::new(StringArray::from(vec!["2000-01-01"])),
+                ],
+            )
+            .expect("batch");
+            let rows = PartitionRows {
+                batch,
+                values: vec![("day".into(), PartitionValue::Text("2000-01-01".into()))],
+            };
+            let props = BRIEF.writer_properties();
+            append_once(&mut table, vec![rows], "test", n, HashMap::new(), props)
+                .await
+                .expect("append");
+        }
+        let settings = CompactSettings {
+            before: Utc::now().date_naive(),
+            min_file_age: Duration::ZERO,
+            target_bytes: 1 << 20,
+        };
+        let compacted = compact(lake, &[&BRIEF], &settings).await.expect("compact");
+        assert_eq!(
+            (compacted[0].files_before, compacted[0].files_after),
+            (files as u64, 1)
+        );
+        assert_eq!(
+            data_files(lake),
+            files as usize + 1,
+            "replaced files stay on storage"
+        );
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        checkpoint(lake, &[&BRIEF]).await.expect("checkpoint");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn vacuum_deletes_replaced_files_whose_tombstones_checkpoints_no_longer_carry() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lake = Lake::local(dir.path()).expect("lake");
+        compacted_past_its_tombstones(&lake, 3).await;
+        // The checkpoint dropped the expired tombstones, so a vacuum that trusts only them
+        // (Delta's lite mode) finds nothing to delete, even with no retention...
+        let table = lake.open_table(&BRIEF).await.expect("open").expect("table");
+        let (_, lite) = table
+            .vacuum()
+            .with_retention_period(chrono::Duration::zero())
+            .with_enforce_retention_duration(false)
+            .with_mode(VacuumMode::Lite)
+            .with_dry_run(true)
+            .await
+            .expect("lite dry run");
+        assert!(lite.files_deleted.is_empty(), "{:?}", lite.files_deleted);
+        // ...and ours still deletes them, by their age.
+        let report = vacuum(&lake, &[&BRIEF], chrono::Duration::zero())
+            .await
+            .expect("vacuum");
+        assert_eq!(report[0].files_deleted, 3, "{report:?}");
+        assert_eq!(data_files(&lake), 1);
+        let table = lake.open_table(&BRIEF).await.expect("open").expect("table");
+        let mut numbers: Vec<i64> = read_rows(&table)
+            .await
+            .expect("read")
+            .iter()
+            .flat_map(|b| {
+                let n = b.column_by_name("n").expect("n");
+                n.as_primitive::<Int64Type>().values().to_vec()
+            })
+            .collect();
+        numbers.sort_unstable();
+        assert_eq!(numbers, vec![1, 2, 3], "nothing live was deleted");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn vacuum_leaves_replaced_files_younger_than_the_retention() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lake = Lake::local(dir.path()).expect("lake");
+        compacted_past_its_tombstones(&lake, 2).await;
+        let report = vacuum(&lake, &[&BRIEF], chrono::Duration::hours(1))
+            .await
+            .expect("vacuum");
+        assert_eq!(report[0].files_deleted, 0, "{report:?}");
+        assert_eq!(data_files(&lake), 3, "time travel still has its files");
     }
 }

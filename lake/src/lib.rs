@@ -44,9 +44,12 @@ pub use layer::Layer;
 pub use lease::{Claim, HeldLease, Holder, Lease, LeaseError};
 pub use read::{normalize, read_rows, with_schema};
 pub use replace::{Replacement, replace_once};
-pub use retention::{LOG_RETENTION, RetentionChange, delta_interval};
+pub use retention::{
+    LOG_RETENTION, Retention, RetentionChange, TOMBSTONE_RETENTION, delta_interval,
+};
 pub use table::{
-    FREQUENT_CHECKPOINTS, TableDef, blob_columns, column, commit_properties, utc_timestamp,
+    DEFAULT_PROPERTIES, FREQUENT_CHECKPOINTS, SHORT_TOMBSTONES, TableDef, blob_columns, column,
+    commit_properties, utc_timestamp,
 };
 pub use target::{Lake, LakeSettings, StoreKind};
 

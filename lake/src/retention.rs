@@ -1,8 +1,11 @@
-//! A table's Delta log retention (`delta.logRetentionDuration`): how far back time travel
-//! reaches, and how many log entries a table keeps. Every commit is an entry, so a table taking
-//! commits every second keeps millions over the default 30 days, and on a local lake every
-//! snapshot update lists them all (docs/continuous.md). Table maintenance removes the entries
-//! older than the retention at its checkpoint step.
+//! A table's two Delta retentions. The log retention (`delta.logRetentionDuration`) says how far
+//! back time travel reaches and how many log entries a table keeps: every commit is an entry, so
+//! a table taking commits every second keeps millions over the default 30 days, and on a local
+//! lake every snapshot update lists them all (docs/continuous.md); table maintenance removes the
+//! entries older than it at its checkpoint step. The tombstone retention
+//! (`delta.deletedFileRetentionDuration`) says how long each Delta checkpoint repeats the
+//! `remove` entries of replaced files; tables boxoffice creates keep them an hour
+//! ([`crate::SHORT_TOMBSTONES`]), tables made before keep Delta's 7 days until this sets it.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -11,17 +14,55 @@ use crate::LakeError;
 use crate::table::{TableDef, commit_properties};
 use crate::target::Lake;
 
-/// The Delta table property that holds the retention.
+/// The Delta table property that holds the log retention.
 pub const LOG_RETENTION: &str = "delta.logRetentionDuration";
 
-/// What [`Lake::set_log_retention`] did to a table.
+/// The Delta table property that holds the tombstone retention.
+pub const TOMBSTONE_RETENTION: &str = "delta.deletedFileRetentionDuration";
+
+/// Which of a table's retentions [`Lake::set_retention`] sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retention {
+    /// Log entries (`delta.logRetentionDuration`).
+    Log,
+    /// Tombstones in checkpoints (`delta.deletedFileRetentionDuration`).
+    Tombstones,
+}
+
+impl Retention {
+    /// The Delta table property.
+    pub fn property(self) -> &'static str {
+        match self {
+            Retention::Log => LOG_RETENTION,
+            Retention::Tombstones => TOMBSTONE_RETENTION,
+        }
+    }
+
+    /// What a table without the property has, as Delta defines it.
+    pub fn delta_default(self) -> &'static str {
+        match self {
+            Retention::Log => "interval 30 days",
+            Retention::Tombstones => "interval 1 week",
+        }
+    }
+
+    /// How people call it: `log retention`, `tombstone retention`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Retention::Log => "log retention",
+            Retention::Tombstones => "tombstone retention",
+        }
+    }
+}
+
+/// What [`Lake::set_retention`] did to a table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RetentionChange {
     /// The table has not been created yet.
     Missing,
     /// It already had this retention.
     Unchanged(String),
-    /// The retention was changed (from Delta's default of 30 days when `from` is `None`).
+    /// The retention was changed (from Delta's default when `from` is `None`).
     Changed {
         /// The retention before, as the table spelled it.
         from: Option<String>,
@@ -36,13 +77,14 @@ pub fn delta_interval(retention: Duration) -> String {
 }
 
 impl Lake {
-    /// Sets `def`'s log retention, in one metadata commit (none if it is already set so).
+    /// Sets one of `def`'s retentions, in one metadata commit (none if it is already set so).
     ///
     /// A metadata change makes the commits other writers had prepared on an older version fail
     /// Delta's conflict check: change it while nothing else writes to the table.
-    pub async fn set_log_retention(
+    pub async fn set_retention(
         &self,
         def: &TableDef,
+        kind: Retention,
         retention: Duration,
     ) -> Result<RetentionChange, LakeError> {
         let Some(table) = self.open_table(def).await? else {
@@ -54,18 +96,18 @@ impl Lake {
             .map_err(|e| self.delta_error(def, e))?
             .metadata()
             .configuration()
-            .get(LOG_RETENTION)
+            .get(kind.property())
             .cloned();
         if from.as_deref() == Some(to.as_str()) {
             return Ok(RetentionChange::Unchanged(to));
         }
         table
             .set_tbl_properties()
-            .with_properties(HashMap::from([(LOG_RETENTION.to_string(), to.clone())]))
+            .with_properties(HashMap::from([(kind.property().to_string(), to.clone())]))
             .with_commit_properties(commit_properties())
             .await
             .map_err(|e| self.delta_error(def, e))?;
-        tracing::info!(table = %def.qualified_name(), ?from, %to, "set the log retention");
+        tracing::info!(table = %def.qualified_name(), ?from, %to, property = kind.property(), "set a retention");
         Ok(RetentionChange::Changed { from, to })
     }
 }
@@ -97,11 +139,16 @@ mod tests {
         let lake = Lake::local(dir.path()).expect("lake");
         let half_hour = Duration::from_secs(1800);
         assert_eq!(
-            lake.set_log_retention(&T, half_hour).await.expect("set"),
+            lake.set_retention(&T, Retention::Log, half_hour)
+                .await
+                .expect("set"),
             RetentionChange::Missing
         );
         lake.ensure_table(&T).await.expect("table");
-        let changed = lake.set_log_retention(&T, half_hour).await.expect("set");
+        let changed = lake
+            .set_retention(&T, Retention::Log, half_hour)
+            .await
+            .expect("set");
         assert_eq!(
             changed,
             RetentionChange::Changed {
@@ -121,17 +168,60 @@ mod tests {
             config.get(LOG_RETENTION).map(String::as_str),
             Some("interval 1800 seconds")
         );
-        // The other properties stay.
+        // The other properties stay, the defaults tables are created with among them.
         assert_eq!(
             config.get("delta.checkpointInterval").map(String::as_str),
             Some("10")
         );
-        let again = lake.set_log_retention(&T, half_hour).await.expect("again");
+        assert_eq!(
+            config.get(TOMBSTONE_RETENTION).map(String::as_str),
+            Some("interval 1 hour")
+        );
+        let again = lake
+            .set_retention(&T, Retention::Log, half_hour)
+            .await
+            .expect("again");
         assert_eq!(
             again,
             RetentionChange::Unchanged("interval 1800 seconds".into())
         );
         let table = lake.open_table(&T).await.expect("open").expect("table");
         assert_eq!(table.version(), Some(1), "no commit when nothing changes");
+    }
+
+    #[tokio::test]
+    async fn the_tombstone_retention_is_set_apart_from_the_log_retention() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lake = Lake::local(dir.path()).expect("lake");
+        lake.ensure_table(&T).await.expect("table");
+        let changed = lake
+            .set_retention(&T, Retention::Tombstones, Duration::from_secs(600))
+            .await
+            .expect("set");
+        assert_eq!(
+            changed,
+            RetentionChange::Changed {
+                from: Some("interval 1 hour".into()),
+                to: "interval 600 seconds".into()
+            }
+        );
+        let table = lake.open_table(&T).await.expect("open").expect("table");
+        let snapshot = table.snapshot().expect("snapshot");
+        let config = snapshot.metadata().configuration();
+        assert_eq!(
+            config.get(TOMBSTONE_RETENTION).map(String::as_str),
+            Some("interval 600 seconds")
+        );
+        assert_eq!(
+            config.get(LOG_RETENTION),
+            None,
+            "the log retention is left alone"
+        );
+        // delta-rs reads the property as the table's tombstone retention.
+        use deltalake::table::config::TablePropertiesExt;
+        assert_eq!(
+            snapshot.table_config().deleted_file_retention_duration(),
+            Duration::from_secs(600)
+        );
     }
 }

@@ -48,6 +48,19 @@ pub struct TableDef {
 /// docs/performance.md has the measurements and what the checkpoints cost in storage.
 pub const FREQUENT_CHECKPOINTS: (&str, &str) = ("delta.checkpointInterval", "10");
 
+/// How long every table's Delta checkpoints keep tombstones (the `remove` entries of files that
+/// compaction or a rewrite replaced), unless its definition sets it: an hour instead of Delta's
+/// 7 days. `up` replaces thousands of small files a minute, and each checkpoint (every 10
+/// commits) copied every tombstone of the last 7 days, so every checkpoint written and every
+/// reader loading it cost more with each hour the lake ran. The replaced files themselves stay
+/// on storage until vacuum, which deletes them by their age in full mode whether or not a
+/// checkpoint still names them; time travel reaches back as far as they do (docs/lake.md).
+pub const SHORT_TOMBSTONES: (&str, &str) =
+    ("delta.deletedFileRetentionDuration", "interval 1 hour");
+
+/// The properties every table is created with unless its definition sets them.
+pub const DEFAULT_PROPERTIES: [(&str, &str); 2] = [FREQUENT_CHECKPOINTS, SHORT_TOMBSTONES];
+
 impl TableDef {
     /// `layer.table`, the name `boxoffice sql` and the docs use.
     pub fn qualified_name(&self) -> String {
@@ -194,7 +207,8 @@ impl Lake {
                 def.properties
                     .iter()
                     .chain(
-                        std::iter::once(&FREQUENT_CHECKPOINTS)
+                        DEFAULT_PROPERTIES
+                            .iter()
                             .filter(|(key, _)| !def.properties.iter().any(|(k, _)| k == key)),
                     )
                     .map(|(k, v)| (k.to_string(), Some(v.to_string()))),

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use boxoffice_ingest::bronze;
-use boxoffice_lake::{Lake, RetentionChange, TableDef, TableInfo, TableState};
+use boxoffice_lake::{Lake, Retention, RetentionChange, TableDef, TableInfo, TableState};
 
 use crate::cli::{GlobalArgs, TablesArgs};
 use crate::config;
@@ -24,8 +24,15 @@ pub fn catalog() -> Vec<&'static TableDef> {
 pub async fn run(global: &GlobalArgs, args: TablesArgs) -> anyhow::Result<()> {
     let file = config::load(global)?;
     let lake = config::lake(global, &file)?;
-    if let Some(retention) = args.set_log_retention {
-        return set_log_retention(&lake, retention, &args.tables).await;
+    let retentions: Vec<(Retention, Duration)> = [
+        (Retention::Log, args.set_log_retention),
+        (Retention::Tombstones, args.set_tombstone_retention),
+    ]
+    .into_iter()
+    .filter_map(|(kind, d)| Some((kind, d?)))
+    .collect();
+    if !retentions.is_empty() {
+        return set_retentions(&lake, &retentions, &args.tables).await;
     }
     let mut infos = Vec::new();
     for def in catalog() {
@@ -39,11 +46,11 @@ pub async fn run(global: &GlobalArgs, args: TablesArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Sets the log retention of the named tables (every existing one when none is named), saying
-/// what it did to each.
-async fn set_log_retention(
+/// Sets retentions of the named tables (every existing one when none is named), saying what it
+/// did to each.
+async fn set_retentions(
     lake: &Lake,
-    retention: Duration,
+    retentions: &[(Retention, Duration)],
     names: &[String],
 ) -> anyhow::Result<()> {
     let all = catalog();
@@ -62,20 +69,32 @@ async fn set_log_retention(
     };
     for def in chosen {
         let name = def.qualified_name();
-        match lake.set_log_retention(def, retention).await? {
-            RetentionChange::Missing if !names.is_empty() => {
-                println!("{name}: not created yet, left alone")
+        for &(kind, retention) in retentions {
+            match lake.set_retention(def, kind, retention).await? {
+                RetentionChange::Missing if !names.is_empty() => {
+                    println!("{name}: not created yet, left alone")
+                }
+                RetentionChange::Missing => {}
+                RetentionChange::Unchanged(to) => println!("{name}: {} already {to}", kind.label()),
+                RetentionChange::Changed { from, to } => println!(
+                    "{name}: {} {} -> {to}",
+                    kind.label(),
+                    from.unwrap_or_else(|| format!("{} (Delta's default)", kind.delta_default()))
+                ),
             }
-            RetentionChange::Missing => {}
-            RetentionChange::Unchanged(to) => println!("{name}: already {to}"),
-            RetentionChange::Changed { from, to } => println!(
-                "{name}: log retention {} -> {to}",
-                from.as_deref()
-                    .unwrap_or("interval 30 days (Delta's default)")
-            ),
         }
     }
-    println!("maintenance removes the older log entries at its next checkpoint step");
+    for &(kind, _) in retentions {
+        println!(
+            "{}",
+            match kind {
+                Retention::Log =>
+                    "maintenance removes the older log entries at its next checkpoint step",
+                Retention::Tombstones =>
+                    "the next checkpoint of each table drops the older tombstones; vacuum deletes the replaced files by their age",
+            }
+        );
+    }
     Ok(())
 }
 
