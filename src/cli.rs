@@ -642,6 +642,17 @@ pub struct UpArgs {
     #[arg(help_heading = "Jobs", long, value_name = "DURATION", value_parser = parse_duration)]
     pub maintenance_every: Option<Duration>,
 
+    /// How often a maintenance turn also deletes the files compaction and Gold replaced (vacuum
+    /// in full mode) once they are --vacuum-retention old; 0s: never. Without it a lake that
+    /// runs up for a day keeps many times its data in replaced files
+    #[arg(help_heading = "Jobs", long, value_name = "DURATION", value_parser = parse_duration, default_value = "5m")]
+    pub vacuum_every: Duration,
+
+    /// How old a replaced file must be before up's vacuum deletes it: time travel on the lake
+    /// reaches back this far. At least 1m, so that no file a writer has yet to commit is taken
+    #[arg(help_heading = "Jobs", long, value_name = "DURATION", value_parser = parse_vacuum_retention, default_value = "1h")]
+    pub vacuum_retention: Duration,
+
     /// Run the jobs in this many `boxoffice worker` processes instead of in up itself, sharing
     /// the join's shards ([jobs] shards) as workers on separate machines would; 0: up runs them
     #[arg(
@@ -1125,6 +1136,18 @@ pub struct BenchIngestArgs {
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 500ms, 30s, 5m, 1h)"))
+}
+
+/// A vacuum retention: a duration of at least a minute. Vacuum in full mode deletes any file the
+/// table does not use once it is that old, and files being written are younger than that.
+fn parse_vacuum_retention(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d < Duration::from_secs(60) {
+        return Err(format!(
+            "{s} is under a minute: vacuum would take files writers have not committed yet (1m, 1h, 7d)"
+        ));
+    }
+    Ok(d)
 }
 
 fn parse_var(s: &str) -> Result<(String, String), String> {

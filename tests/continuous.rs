@@ -244,6 +244,93 @@ jobs:
             "{name}: compaction changed the rows"
         );
     }
+
+    // up's own vacuum deletes replaced files once they are old enough, even when no checkpoint
+    // names them any more. Age every data file by two hours and let checkpoints drop tombstones
+    // after a second, then run up again: its first maintenance turn vacuums.
+    run_ok(on(&lake).args(["tables", "--set-tombstone-retention", "1s"]));
+    let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+    let aged = data_files(&lake);
+    for file in &aged {
+        let f = std::fs::File::options()
+            .write(true)
+            .open(file)
+            .expect("open");
+        f.set_modified(two_hours_ago).expect("set mtime");
+    }
+    let live: u64 = after
+        .iter()
+        .filter(|(name, _)| !name.starts_with("ops."))
+        .map(|(_, t)| t["state"]["files"].as_u64().unwrap_or(0))
+        .sum();
+    assert!(
+        aged.len() as u64 > live + 20,
+        "{} files, {live} live: replaced files to vacuum",
+        aged.len()
+    );
+    // Every table still reads whole: vacuum took no file a version still uses.
+    let count = "SELECT (SELECT count(*) FROM bronze.bookings_raw) + (SELECT count(*) FROM bronze.payments_raw) + (SELECT count(*) FROM silver.bookings_fact)";
+    let rows_before: u64 = sql_rows(&lake, count)[0].parse().expect("count");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let out = run_ok(on(&lake).args([
+        "up",
+        "--no-dashboard",
+        "--rate",
+        "200",
+        "--duration",
+        "10s",
+        "--seed",
+        "34",
+        "--cdc-rate",
+        "0",
+        "--maintenance-every",
+        "5s",
+    ]));
+    let summary = String::from_utf8_lossy(&out.stdout);
+    let line = summary
+        .lines()
+        .find(|l| l.contains("vacuum every 5m deleted"))
+        .unwrap_or_else(|| panic!("no vacuum in\n{summary}"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let deleted: u64 = line
+        .split_whitespace()
+        .nth(4)
+        .and_then(|w| w.replace(',', "").parse().ok())
+        .unwrap_or_else(|| panic!("{line}"));
+    assert!(deleted > 0, "{line}\n{stderr}");
+    let rows_after: u64 = sql_rows(&lake, count)[0].parse().expect("count");
+    assert!(rows_after >= rows_before, "{rows_before} -> {rows_after}");
+}
+
+/// Every data file of the lake's Delta tables but ops' (not their logs).
+fn data_files(lake: &Path) -> Vec<std::path::PathBuf> {
+    fn walk(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.ends_with("_delta_log") {
+                continue;
+            }
+            if path.is_dir() {
+                walk(&path, out);
+            } else if path.extension().is_some_and(|x| x == "parquet") {
+                out.push(path);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for layer in ["bronze", "silver", "gold", "_system"] {
+        for table in std::fs::read_dir(lake.join(layer))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            // _system also holds files that are not tables (the join's state, leases).
+            if table.path().join("_delta_log").is_dir() {
+                walk(&table.path(), &mut out);
+            }
+        }
+    }
+    out
 }
 
 /// `tables --json`, by table name.

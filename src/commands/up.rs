@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use super::cycle_runs::CycleRuns;
 use super::dashboard::Running;
 use super::job::Cycle;
-use super::up_jobs::{JobsStatus, Trigger, maintain_every, run_jobs};
+use super::up_jobs::{JobsStatus, Trigger, Vacuum, maintain_every, run_jobs};
 use super::up_workers::Workers as UpWorkers;
 use super::{BronzeRows, finish_landing, print_bronze_summary, produce, shutdown_signal};
 use crate::cli::{GlobalArgs, UpArgs};
@@ -292,9 +292,14 @@ async fn run_leased(
     });
     let taking = Taking::refusing(file)?;
     let maintenance = (job_task.is_some() && !maintenance_every.is_zero()).then(|| {
+        let vacuum = Vacuum {
+            every: args.vacuum_every,
+            retention: args.vacuum_retention,
+        };
         tokio::spawn(maintain_every(
             lake.clone(),
             maintenance_every,
+            vacuum,
             taking,
             Arc::clone(&jobs),
             jobs_stop_rx2,
@@ -431,6 +436,14 @@ async fn run_leased(
                 thousands(status.maintenance.1),
                 thousands(status.maintenance.2)
             );
+            if !args.vacuum_every.is_zero() {
+                println!(
+                    "  vacuum every {} deleted {} replaced files at least {} old",
+                    humantime::format_duration(args.vacuum_every),
+                    thousands(status.vacuumed),
+                    humantime::format_duration(args.vacuum_retention)
+                );
+            }
         }
         if let Some((p50, p95)) = percentiles(&mut status.lags) {
             println!(

@@ -47,6 +47,8 @@ pub struct JobsStatus {
     pub waiting: (usize, usize),
     /// Maintenance turns that compacted, and the table files they found and left.
     pub maintenance: (u64, u64, u64),
+    /// Replaced files up's vacuum deleted.
+    pub vacuumed: u64,
 }
 
 impl JobsStatus {
@@ -247,17 +249,28 @@ pub async fn run_jobs(
     }
 }
 
+/// How up's maintenance deletes replaced files: a turn vacuums when `every` has passed since the
+/// last one (the first turn always does), deleting what is `retention` old.
+#[derive(Debug, Clone, Copy)]
+pub struct Vacuum {
+    /// Zero: never.
+    pub every: Duration,
+    pub retention: Duration,
+}
+
 /// Compacts today's small files and checkpoints every table every `every` until `stop`, beside
-/// the jobs (a compaction never conflicts with appenders: docs/maintenance.md), under the
-/// maintenance lease, taken for each turn: a turn is skipped while the bundle's maintenance or
-/// a worker holds it.
+/// the jobs (a compaction never conflicts with appenders: docs/maintenance.md), and now and then
+/// vacuums ([`Vacuum`]), under the maintenance lease, taken for each turn: a turn is skipped
+/// while the bundle's maintenance or a worker holds it.
 pub async fn maintain_every(
     lake: Lake,
     every: Duration,
+    vacuum: Vacuum,
     taking: Taking,
     status: Arc<Mutex<JobsStatus>>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let mut last_vacuum: Option<Instant> = None;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
@@ -280,10 +293,35 @@ pub async fn maintain_every(
             }
             Err(e) => eprintln!("\nmaintenance failed: {e:#}; retried at its next turn"),
         }
+        let due =
+            !vacuum.every.is_zero() && last_vacuum.is_none_or(|t| t.elapsed() >= vacuum.every);
+        if due {
+            last_vacuum = Some(Instant::now());
+            match vacuum_replaced(&lake, vacuum.retention).await {
+                Ok(deleted) => {
+                    if let Ok(mut s) = status.lock() {
+                        s.vacuumed += deleted;
+                    }
+                }
+                Err(e) => eprintln!("\nvacuum failed: {e:#}; retried at its next turn"),
+            }
+        }
         if let Err(e) = lease.release().await {
             tracing::warn!("releasing the maintenance lease: {e:#}");
         }
     }
+}
+
+/// Vacuums the tables the bundle's maintenance vacuums (every layer but ops, whose change feed
+/// the cdc job reads from older versions), returning the files deleted.
+async fn vacuum_replaced(lake: &Lake, retention: Duration) -> anyhow::Result<u64> {
+    let tables: Vec<_> = super::tables::catalog()
+        .into_iter()
+        .filter(|d| d.layer != boxoffice_lake::Layer::Ops)
+        .collect();
+    let retention = chrono::Duration::from_std(retention)?;
+    let report = boxoffice_jobs::maintenance::vacuum(lake, &tables, retention).await?;
+    Ok(report.iter().map(|t| t.files_deleted).sum())
 }
 
 #[cfg(test)]
