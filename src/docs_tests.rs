@@ -438,6 +438,8 @@ fn options_are_grouped_by_what_they_are_for() {
             "job-interval",
             "no-jobs",
             "maintenance-every",
+            "vacuum-every",
+            "vacuum-retention",
             "workers",
             "cdc-rate",
             "bundle",

@@ -52,8 +52,7 @@ pub const TABLES: &str = "\
 Examples:
   boxoffice tables
   boxoffice tables --lake az://lake/dev --emulator --json
-  boxoffice tables --set-log-retention 30m --table bronze.bookings_raw --table bronze.payments_raw
-  boxoffice tables --set-tombstone-retention 1h
+  boxoffice tables --set-tombstone-retention 1h --set-log-retention 30m --table bronze.quarantine
 
 Every table's columns and meaning: docs/tables.md. Small files and compaction: docs/maintenance.md.
 Log and tombstone retention on a lake that runs `up` for hours: docs/continuous.md.";

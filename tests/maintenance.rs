@@ -405,18 +405,7 @@ fn the_join_reads_every_event_once_across_a_same_day_compaction() {
 fn tables_shows_the_last_commit_and_live_files_after_maintenance() {
     let dir = tempfile::tempdir().expect("tempdir");
     let lake = dir.path().join("lake");
-    run_ok(on(&lake).args([
-        "up",
-        "--count",
-        "3000",
-        "--fast",
-        "--seed",
-        "9",
-        "--no-jobs",
-        "--no-dashboard",
-        "--flush-events",
-        "200",
-    ]));
+    land_only(&lake, "3000", "9", "200");
     // The shipped maintenance: compaction (nothing is 5 minutes old yet), a checkpoint of every
     // table's latest version, vacuum.
     run_ok(bundle(&lake).args(["run", "maintenance", "--file", SHIPPED]));
@@ -488,6 +477,24 @@ jobs:
     }
 }
 
+/// `up` landing `count` generated events into Bronze as fast as it can, in commits of up to
+/// `flush` events per partition, with no jobs.
+fn land_only(lake: &Path, count: &str, seed: &str, flush: &str) {
+    run_ok(
+        on(lake)
+            .args([
+                "up",
+                "--count",
+                count,
+                "--fast",
+                "--seed",
+                seed,
+                "--no-jobs",
+            ])
+            .args(["--no-dashboard", "--flush-events", flush]),
+    );
+}
+
 /// Data files under a table's folder (checkpoints in `_delta_log` are Parquet too).
 fn parquet_files(dir: &Path) -> usize {
     std::fs::read_dir(dir)
@@ -539,18 +546,7 @@ fn log_commits(table: &Path) -> usize {
 fn tables_sets_a_log_retention_that_the_maintenance_checkpoint_then_applies() {
     let dir = tempfile::tempdir().expect("tempdir");
     let lake = dir.path().join("lake");
-    run_ok(on(&lake).args([
-        "up",
-        "--count",
-        "6000",
-        "--fast",
-        "--seed",
-        "5",
-        "--no-jobs",
-        "--no-dashboard",
-        "--flush-events",
-        "50",
-    ]));
+    land_only(&lake, "6000", "5", "50");
     let (bookings, payments) = (
         lake.join("bronze").join("bookings_raw"),
         lake.join("bronze").join("payments_raw"),
@@ -644,18 +640,7 @@ fn tombstones_in_last_checkpoint(table: &Path) -> usize {
 fn checkpoints_drop_tombstones_after_the_tombstone_retention_and_vacuum_still_deletes_the_files() {
     let dir = tempfile::tempdir().expect("tempdir");
     let lake = dir.path().join("lake");
-    run_ok(on(&lake).args([
-        "up",
-        "--count",
-        "3000",
-        "--fast",
-        "--seed",
-        "4",
-        "--no-jobs",
-        "--no-dashboard",
-        "--flush-events",
-        "100",
-    ]));
+    land_only(&lake, "3000", "4", "100");
     let (bookings, quarantine) = (
         lake.join("bronze").join("bookings_raw"),
         lake.join("bronze").join("quarantine"),
