@@ -143,30 +143,72 @@ pub async fn vacuum(
     retention: chrono::Duration,
 ) -> Result<Vec<TableMaintenance>, JobError> {
     let mut out = Vec::new();
+    let mut failed = Vec::new();
     for def in tables {
+        match vacuum_table(lake, def, retention).await {
+            Ok(Some(report)) => out.push(report),
+            Ok(None) => {}
+            Err(e) => failed.push(e.to_string()),
+        }
+    }
+    if failed.is_empty() {
+        return Ok(out);
+    }
+    let deleted: u64 = out.iter().map(|t| t.files_deleted).sum();
+    Err(JobError::Maintenance(format!(
+        "{} (the other {} tables were vacuumed: {deleted} files deleted)",
+        failed.join("; "),
+        out.len()
+    )))
+}
+
+/// Attempts at vacuuming one table. Vacuum records itself with two commits around its deletes,
+/// and Delta refuses the first when a writer replaced files meanwhile (Gold does on every run):
+/// nothing was deleted then, and a new attempt plans again on the newer version.
+const VACUUM_ATTEMPTS: u32 = 5;
+
+/// Vacuums one table (`None`: it does not exist yet).
+async fn vacuum_table(
+    lake: &Lake,
+    def: &TableDef,
+    retention: chrono::Duration,
+) -> Result<Option<TableMaintenance>, JobError> {
+    let mut attempt = 1;
+    loop {
         let Some(table) = lake.open_table(def).await? else {
-            continue;
+            return Ok(None);
         };
         let (files, rows) = counts(&table);
-        let (_, metrics) = table
+        let vacuumed = table
             .vacuum()
             .with_retention_period(retention)
             .with_mode(VacuumMode::Full)
             // Delta's 7-day floor protects readers of old snapshots; a shorter retention is the
             // user's explicit choice in bundle.yml.
             .with_enforce_retention_duration(false)
-            .await
-            .map_err(|e| maintenance_error(def, "vacuuming", e))?;
-        out.push(TableMaintenance {
-            table: def.qualified_name(),
-            files_before: files,
-            files_after: files,
-            files_deleted: metrics.files_deleted.len() as u64,
-            log_entries_deleted: 0,
-            rows,
-        });
+            .await;
+        match vacuumed {
+            Ok((_, metrics)) => {
+                return Ok(Some(TableMaintenance {
+                    table: def.qualified_name(),
+                    files_before: files,
+                    files_after: files,
+                    files_deleted: metrics.files_deleted.len() as u64,
+                    log_entries_deleted: 0,
+                    rows,
+                }));
+            }
+            Err(deltalake::DeltaTableError::Transaction { source })
+                if attempt < VACUUM_ATTEMPTS =>
+            {
+                tracing::info!(table = %def.qualified_name(), attempt, error = %source, "vacuum raced a writer; planning again");
+                attempt += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(100 * u64::from(attempt)))
+                    .await;
+            }
+            Err(e) => return Err(maintenance_error(def, "vacuuming", e)),
+        }
     }
-    Ok(out)
 }
 
 /// Writes a checkpoint of each table's current version, then removes the log entries that
