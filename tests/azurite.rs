@@ -89,23 +89,16 @@ fn todays_partition_is_compacted_on_azurite_while_up_appends() {
         ]);
         cmd
     };
-    let manifest = work.path().join("compact.yml");
-    std::fs::write(
-        &manifest,
-        "bundle: {name: t}
-variables: {lake: {default: ./lakehouse}}
-targets: {local: {default: true}}
-jobs:
-  maintenance:
-    tasks:
-      - task_key: compact
+    let manifest = maintenance_bundle(
+        work.path(),
+        "compact",
+        "      - task_key: compact
         boxoffice_task: {job: compact, parameters: {layers: bronze, before: today, min_file_age: 1s}}
       - task_key: checkpoint
         depends_on: [{task_key: compact}]
         boxoffice_task: {job: checkpoint, parameters: {layers: bronze}}
 ",
-    )
-    .expect("write");
+    );
     let manifest = manifest.to_string_lossy().into_owned();
     let up = |seed: &str, count: &str| {
         on_azurite(&[

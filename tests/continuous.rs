@@ -206,20 +206,13 @@ fn a_continuous_run_with_maintenance_compacts_its_small_files() {
             .sum()
     };
     let before = tables(&lake);
-    let manifest = dir.path().join("compact.yml");
-    std::fs::write(
-        &manifest,
-        "bundle: {name: t}
-variables: {lake: {default: ./lakehouse}}
-targets: {local: {default: true}}
-jobs:
-  maintenance:
-    tasks:
-      - task_key: compact
+    let manifest = maintenance_bundle(
+        dir.path(),
+        "compact",
+        "      - task_key: compact
         boxoffice_task: {job: compact, parameters: {layers: 'bronze,silver', min_file_age: 0s}}
 ",
-    )
-    .expect("write bundle");
+    );
     run_ok(
         boxoffice()
             .env("BUNDLE_VAR_lake", &lake)

@@ -8,7 +8,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use common::{assert_no_duplicate_and_no_gap, boxoffice, local, on, run_ok, sql_rows};
+use common::{
+    assert_no_duplicate_and_no_gap, boxoffice, local, maintenance_bundle, on, run_ok, sql_rows,
+};
 
 const SHIPPED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/bundle.yml");
 
@@ -21,20 +23,12 @@ fn bundle(lake: &Path) -> Command {
 
 /// A bundle whose `maintenance` job is one compact task with these parameters.
 fn compact_only(dir: &Path, name: &str, parameters: &str) -> PathBuf {
-    let path = dir.join(format!("{name}.yml"));
-    let text = format!(
-        "bundle: {{name: t}}
-variables: {{lake: {{default: ./lakehouse}}}}
-targets: {{local: {{default: true}}}}
-jobs:
-  maintenance:
-    tasks:
-      - task_key: compact
+    let task = format!(
+        "      - task_key: compact
         boxoffice_task: {{job: compact, parameters: {{{parameters}}}}}
 "
     );
-    std::fs::write(&path, text).expect("write bundle");
-    path
+    maintenance_bundle(dir, name, &task)
 }
 
 fn run_maintenance(lake: &Path, manifest: &Path) -> std::process::Output {
@@ -433,16 +427,10 @@ fn tables_shows_the_last_commit_and_live_files_after_maintenance() {
     assert!(present >= 4, "{text}");
 
     // Compaction and vacuum (retention 0): FILES counts live files, which are all that is left.
-    let manifest = dir.path().join("all.yml");
-    std::fs::write(
-        &manifest,
-        "bundle: {name: t}
-variables: {lake: {default: ./lakehouse}}
-targets: {local: {default: true}}
-jobs:
-  maintenance:
-    tasks:
-      - task_key: compact
+    let manifest = maintenance_bundle(
+        dir.path(),
+        "all",
+        "      - task_key: compact
         boxoffice_task: {job: compact, parameters: {layers: bronze, min_file_age: 0s}}
       - task_key: checkpoint
         depends_on: [{task_key: compact}]
@@ -451,8 +439,7 @@ jobs:
         depends_on: [{task_key: checkpoint}]
         boxoffice_task: {job: vacuum, parameters: {layers: bronze, retention_hours: '0'}}
 ",
-    )
-    .expect("write");
+    );
     let before = tables(&lake);
     run_ok(
         bundle(&lake)
@@ -676,23 +663,16 @@ fn checkpoints_drop_tombstones_after_the_tombstone_retention_and_vacuum_still_de
             .arg(&compact),
     );
     std::thread::sleep(std::time::Duration::from_millis(1500));
-    let manifest = dir.path().join("clean.yml");
-    std::fs::write(
-        &manifest,
-        "bundle: {name: t}
-variables: {lake: {default: ./lakehouse}}
-targets: {local: {default: true}}
-jobs:
-  maintenance:
-    tasks:
-      - task_key: checkpoint
+    let manifest = maintenance_bundle(
+        dir.path(),
+        "clean",
+        "      - task_key: checkpoint
         boxoffice_task: {job: checkpoint, parameters: {layers: bronze}}
       - task_key: vacuum
         depends_on: [{task_key: checkpoint}]
         boxoffice_task: {job: vacuum, parameters: {layers: bronze, retention_hours: '0'}}
 ",
-    )
-    .expect("write");
+    );
     run_ok(
         bundle(&lake)
             .args(["run", "maintenance", "--file"])

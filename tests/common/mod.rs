@@ -36,6 +36,23 @@ pub fn on(lake: &Path) -> Command {
     cmd
 }
 
+/// Writes `dir/name.yml`: a bundle whose `maintenance` job runs `tasks` (YAML list items, each
+/// line indented by six spaces) on the local target, its lake set by `BUNDLE_VAR_lake`.
+pub fn maintenance_bundle(dir: &Path, name: &str, tasks: &str) -> std::path::PathBuf {
+    let path = dir.join(format!("{name}.yml"));
+    let text = format!(
+        "bundle: {{name: t}}
+variables: {{lake: {{default: ./lakehouse}}}}
+targets: {{local: {{default: true}}}}
+jobs:
+  maintenance:
+    tasks:
+{tasks}"
+    );
+    std::fs::write(&path, text).expect("write bundle");
+    path
+}
+
 /// `boxoffice sql` as CSV rows, without the header line.
 pub fn sql_rows(lake: &Path, query: &str) -> Vec<String> {
     let out = run_ok(on(lake).args(["sql", "--format", "csv", query]));
