@@ -8,7 +8,7 @@ use boxoffice_bundle::{JobSpec, Task, TaskStats};
 use boxoffice_jobs::maintenance::{self, TableMaintenance};
 use boxoffice_jobs::silver::bookings_fact::join::TimeMode;
 use boxoffice_jobs::silver::bookings_fact::{BatchReport, BookingsFact, refresh};
-use boxoffice_lake::{Lake, Layer, TableDef};
+use boxoffice_lake::{Lake, Layer};
 use chrono::{NaiveDate, Utc};
 
 use crate::config::{self, FileConfig};
@@ -254,13 +254,15 @@ async fn execute(
                 min_file_age,
                 target_bytes,
             };
-            table_stats(&maintenance::compact(lake, &tables(&layers), &settings).await?)
+            table_stats(
+                &maintenance::compact(lake, &super::tables::in_layers(&layers), &settings).await?,
+            )
         }
-        Work::Vacuum { layers, retention } => {
-            table_stats(&maintenance::vacuum(lake, &tables(&layers), retention).await?)
-        }
+        Work::Vacuum { layers, retention } => table_stats(
+            &maintenance::vacuum(lake, &super::tables::in_layers(&layers), retention).await?,
+        ),
         Work::Checkpoint { layers } => {
-            table_stats(&maintenance::checkpoint(lake, &tables(&layers)).await?)
+            table_stats(&maintenance::checkpoint(lake, &super::tables::in_layers(&layers)).await?)
         }
     })
 }
@@ -287,13 +289,6 @@ async fn bookings_fact(
 }
 
 /// Every table of these layers.
-fn tables(layers: &[Layer]) -> Vec<&'static TableDef> {
-    super::tables::catalog()
-        .into_iter()
-        .filter(|d| layers.contains(&d.layer))
-        .collect()
-}
-
 /// Maintenance reads and writes files, not rows: rows in = files before, rows out = files after.
 fn table_stats(reports: &[TableMaintenance]) -> TaskStats {
     TaskStats {

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use boxoffice_ingest::bronze;
-use boxoffice_lake::{Lake, Retention, RetentionChange, TableDef, TableInfo, TableState};
+use boxoffice_lake::{Lake, Layer, Retention, RetentionChange, TableDef, TableInfo, TableState};
 
 use crate::cli::{GlobalArgs, TablesArgs};
 use crate::config;
@@ -19,6 +19,14 @@ pub fn catalog() -> Vec<&'static TableDef> {
     tables.push(&boxoffice_bundle::history::JOB_RUNS);
     tables.push(&bronze::ARCHIVE_GAPS);
     tables
+}
+
+/// The tables of `layers`, in data-flow order: what a maintenance task over those layers touches.
+pub fn in_layers(layers: &[Layer]) -> Vec<&'static TableDef> {
+    catalog()
+        .into_iter()
+        .filter(|d| layers.contains(&d.layer))
+        .collect()
 }
 
 pub async fn run(global: &GlobalArgs, args: TablesArgs) -> anyhow::Result<()> {

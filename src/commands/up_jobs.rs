@@ -312,13 +312,11 @@ pub async fn maintain_every(
     }
 }
 
-/// Vacuums the tables the bundle's maintenance vacuums (every layer but ops, whose change feed
-/// the cdc job reads from older versions), returning the files deleted.
+/// Vacuums the layers the shipped bundle's maintenance vacuums (not ops, whose change feed the
+/// cdc job reads from older versions), returning the files deleted.
 async fn vacuum_replaced(lake: &Lake, retention: Duration) -> anyhow::Result<u64> {
-    let tables: Vec<_> = super::tables::catalog()
-        .into_iter()
-        .filter(|d| d.layer != boxoffice_lake::Layer::Ops)
-        .collect();
+    use boxoffice_lake::Layer::{Bronze, Gold, Silver, System};
+    let tables = super::tables::in_layers(&[Bronze, Silver, Gold, System]);
     let retention = chrono::Duration::from_std(retention)?;
     let report = boxoffice_jobs::maintenance::vacuum(lake, &tables, retention).await?;
     Ok(report.iter().map(|t| t.files_deleted).sum())
