@@ -440,9 +440,9 @@ impl Cadence {
     }
 }
 
-/// How often the side jobs run in continuous mode (batch_load, the booking service's changes
-/// and cdc), and the longest the join and Gold wait when nothing lands: the timer cadence's
-/// default, so their tables move as they did.
+/// How often the side jobs run in continuous mode (batch_load before a run of the join; the
+/// booking service's changes and cdc in a task of their own), and the longest the join and Gold
+/// wait when nothing lands: the timer cadence's default, so their tables move as they did.
 pub const SIDE_JOBS_EVERY: Duration = Duration::from_secs(2);
 
 /// How long the landing waits before committing a batch when `up` runs its jobs continuously and

@@ -142,6 +142,55 @@ fn continuous_up_refreshes_gold_while_bronze_lands_and_a_timer_waits_for_its_tic
 }
 
 #[test]
+fn a_slow_cdc_turn_does_not_hold_back_the_join_and_gold() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lake = dir.path().join("lake");
+    // Every turn of the booking service's changes and cdc stalls 3 s between the simulator's
+    // commit and cdc's, as a slow storage account or a long cdc run would. 8,000 events at 800 a
+    // second land for about 10 s: the first turn comes 2 s in, so its stall falls within it.
+    let out = run_ok(
+        on(&lake)
+            .env("BOXOFFICE_SLOW_AT", "cdc:before=3000")
+            .args(["up", "--no-dashboard", "--rate", "80", "--speed", "10"])
+            .args(["--count", "8000", "--seed", "34", "--cdc-rate", "20"]),
+    );
+    let summary = String::from_utf8_lossy(&out.stdout);
+    // The first turn's stall: from the simulator's first change to cdc's first commit after it.
+    let changed = commits(&lake.join("ops").join("raw_movie_bookings"))
+        .iter()
+        .find(|c| c.version > 0)
+        .map(|c| c.at)
+        .unwrap_or_else(|| panic!("the simulator changed nothing\n{summary}"));
+    let taken = commits(&lake.join("bronze").join("movie_booking_cdc_events"))
+        .iter()
+        .map(|c| c.at)
+        .filter(|at| *at > changed)
+        .min()
+        .unwrap_or_else(|| panic!("cdc took nothing\n{summary}"));
+    assert!(taken - changed >= 3000, "no stall: {changed} -> {taken}");
+    assert!(
+        changed < last_bronze_commit(&lake),
+        "the stall began after landing ended\n{summary}"
+    );
+    // Gold went on meanwhile: inside the cdc cycle it waited for the stall.
+    let refreshes = gold_refreshes(&lake);
+    let during = refreshes
+        .iter()
+        .filter(|(at, _)| changed < *at && *at < taken)
+        .count();
+    assert!(
+        during >= 1,
+        "no Gold refresh during cdc's stall ({changed} -> {taken}): {refreshes:?}"
+    );
+    // Both recorded their runs.
+    let tasks = sql_rows(
+        &lake,
+        "select distinct task from _system.job_runs where job = 'up' order by task",
+    );
+    assert_eq!(tasks, ["cdc", "continuous"], "{summary}");
+}
+
+#[test]
 fn continuous_runs_give_the_tables_one_run_of_the_jobs_gives_over_the_same_bronze() {
     let dir = tempfile::tempdir().expect("tempdir");
     let lake = dir.path().join("continuous");

@@ -151,6 +151,22 @@ pub fn crash_point(point: &str) {
     }
 }
 
+/// Fault injection for the tests of what waits on what: when the environment variable
+/// `BOXOFFICE_SLOW_AT` is `<point>=<milliseconds>` and names this point, the task waits that
+/// long right here, as it would behind a slow storage account or a job grown long.
+pub async fn slow_point(point: &str) {
+    let Ok(setting) = std::env::var("BOXOFFICE_SLOW_AT") else {
+        return;
+    };
+    if let Some((at, millis)) = setting.rsplit_once('=')
+        && at == point
+        && let Ok(millis) = millis.parse::<u64>()
+    {
+        tracing::info!("BOXOFFICE_SLOW_AT={setting}: waiting {millis} ms");
+        tokio::time::sleep(std::time::Duration::from_millis(millis)).await;
+    }
+}
+
 /// Times the phases of a batch and logs each at debug level (`-vv`): where a slow batch spends
 /// its time, without a profiler.
 pub(crate) struct Phases {

@@ -27,6 +27,10 @@ pub const JOB: &str = "up";
 /// The task of a row merging continuous runs.
 pub const CONTINUOUS_TASK: &str = "continuous";
 
+/// The task of the rows of the booking service's changes and cdc, when they run apart from the
+/// join (continuous mode).
+pub const CHANGES_TASK: &str = "cdc";
+
 /// Attempts not yet appended.
 pub struct CycleRuns {
     lake: Lake,
@@ -34,6 +38,8 @@ pub struct CycleRuns {
     flushed: Instant,
     /// Whether successful runs are merged (continuous mode).
     merging: bool,
+    /// The tasks rows are recorded under: merged, and each on its own.
+    tasks: (&'static str, &'static str),
 }
 
 impl CycleRuns {
@@ -44,7 +50,14 @@ impl CycleRuns {
             pending: Vec::new(),
             flushed: Instant::now(),
             merging,
+            tasks: (CONTINUOUS_TASK, "cycle"),
         }
+    }
+
+    /// Records every row under `task` instead of [`CONTINUOUS_TASK`] and `cycle`.
+    pub fn for_task(mut self, task: &'static str) -> CycleRuns {
+        self.tasks = (task, task);
+        self
     }
 
     /// Keeps one cycle's outcome: every failure, and every cycle that moved data.
@@ -66,11 +79,12 @@ impl CycleRuns {
             ),
         };
         let merged = self.merging && status == Outcome::Succeeded;
+        let (merged_task, own_task) = self.tasks;
         if merged
             && let Some(last) = self
                 .pending
                 .last_mut()
-                .filter(|a| a.task == CONTINUOUS_TASK && a.status == Outcome::Succeeded)
+                .filter(|a| a.task == merged_task && a.status == Outcome::Succeeded)
         {
             last.ended_at = Utc::now();
             last.stats.rows_in += stats.rows_in;
@@ -80,7 +94,7 @@ impl CycleRuns {
         self.pending.push(Attempt {
             run_id: run_id(JOB, started_at),
             job: JOB.to_string(),
-            task: if merged { CONTINUOUS_TASK } else { "cycle" }.to_string(),
+            task: if merged { merged_task } else { own_task }.to_string(),
             attempt: 1,
             started_at,
             ended_at: Utc::now(),
@@ -105,5 +119,42 @@ impl CycleRuns {
                 "\nrecording job cycles in _system/job_runs failed (kept for the next try): {e}"
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn moved(cdc_changes: u64) -> anyhow::Result<CycleReport> {
+        Ok(CycleReport {
+            cdc_changes,
+            ..CycleReport::default()
+        })
+    }
+
+    #[test]
+    fn the_turns_of_a_task_apart_are_merged_and_recorded_under_its_name() {
+        let lake = Lake::local(std::path::Path::new("/tmp/never-written")).expect("lake");
+        let mut runs = CycleRuns::new(lake, true).for_task(CHANGES_TASK);
+        let at = Utc::now();
+        runs.record(at, &moved(3));
+        runs.record(at, &moved(0)); // moved nothing: not kept
+        runs.record(at, &moved(4));
+        runs.record(at, &Err(anyhow::anyhow!("ops table unreadable")));
+        runs.record(at, &moved(5));
+        let rows: Vec<_> = runs
+            .pending
+            .iter()
+            .map(|a| (a.task.as_str(), a.status, a.stats.rows_in))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                (CHANGES_TASK, Outcome::Succeeded, 7),
+                (CHANGES_TASK, Outcome::Failed, 0),
+                (CHANGES_TASK, Outcome::Succeeded, 5),
+            ]
+        );
     }
 }

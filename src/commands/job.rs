@@ -4,11 +4,11 @@ use std::time::Instant;
 
 use anyhow::bail;
 use boxoffice_jobs::gold::{self, Refresh, RefreshReport};
-use boxoffice_jobs::ops::simulator::Simulator;
 use boxoffice_jobs::silver::bookings_fact::BookingsFact;
 use boxoffice_lake::Lake;
 use chrono::Utc;
 
+use super::booking_changes::BookingChanges;
 use crate::cli::{GlobalArgs, JobCommand, JobName, JobRunArgs};
 use crate::config::{self, FileConfig};
 use crate::leases::{Leases, Taking};
@@ -145,8 +145,9 @@ pub struct Cycle {
     job: BookingsFact,
     gold: gold::Gold,
     lake: Lake,
-    /// The booking-service simulator and how many changes it makes per cycle.
-    simulator: Option<(Simulator, usize)>,
+    /// The booking service's changes and cdc, unless taken to run apart
+    /// ([`Cycle::take_changes`]).
+    changes: Option<BookingChanges>,
     /// Whether Silver may hold commits Gold has not taken (a refresh failed since).
     gold_behind: bool,
 }
@@ -176,25 +177,31 @@ impl Cycle {
         let expectations = config::expectations(file, &settings)?;
         super::job_bookings_fact::finish_interrupted(lake, &settings, &expectations).await?;
         let (job, _) = BookingsFact::open(lake, settings, expectations).await?;
-        let simulator = if cdc_changes > 0 {
-            let seed = Utc::now().timestamp_micros().unsigned_abs();
-            Some((Simulator::open(lake, seed).await?, cdc_changes))
-        } else {
-            None
-        };
         Ok(Cycle {
             job,
             gold: gold::Gold::new(lake),
             lake: lake.clone(),
-            simulator,
+            changes: Some(BookingChanges::open(lake, cdc_changes).await?),
             gold_behind: true,
         })
     }
 
+    /// Takes the booking service's changes and cdc out of the cycle, to run in a task of their
+    /// own (`up`'s continuous mode): they write no table the join or the other Gold tables write
+    /// (but quarantine, which everyone appends to).
+    pub fn take_changes(&mut self) -> Option<BookingChanges> {
+        self.changes.take()
+    }
+
+    /// The lake the cycle runs on.
+    pub fn lake(&self) -> &Lake {
+        &self.lake
+    }
+
     /// Loads new landing files, runs the join, then the Gold refresh (the bundle's order, so
     /// Gold sees batch data in the cycle that loaded it); then the booking service's changes and
-    /// the cdc job. Without `side_jobs`, only the join and Gold run: what continuous mode does on
-    /// each Bronze commit, with nothing else between an event landing and Gold.
+    /// the cdc job, unless they were taken to run apart. Without `side_jobs`, only the join and
+    /// Gold run: what continuous mode does on each Bronze commit.
     pub async fn run(&mut self, side_jobs: bool) -> anyhow::Result<CycleReport> {
         let started = Instant::now();
         let batch = if side_jobs {
@@ -212,13 +219,10 @@ impl Cycle {
         }
         let now = Utc::now().timestamp_micros();
         let gold_millis = started.elapsed().as_millis();
-        let mut cdc_changes = 0;
-        if side_jobs {
-            if let Some((simulator, changes)) = &mut self.simulator {
-                simulator.tick(*changes).await?;
-            }
-            cdc_changes = boxoffice_jobs::cdc::run(&self.lake).await?.changes;
-        }
+        let cdc_changes = match self.changes.as_mut().filter(|_| side_jobs) {
+            Some(changes) => changes.run().await?,
+            None => 0,
+        };
         let mut report = CycleReport {
             gold_millis,
             cdc_changes,

@@ -11,6 +11,7 @@ pub mod bench_functions_archive;
 pub mod bench_jobs;
 pub mod bench_scale;
 pub mod bench_scale_report;
+pub mod booking_changes;
 pub mod bundle;
 pub mod bundle_tasks;
 pub mod cdc;

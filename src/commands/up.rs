@@ -13,6 +13,7 @@ use boxoffice_jobs::silver::shows_sold::last_show_sold;
 use boxoffice_lake::Lake;
 use tokio::sync::watch;
 
+use super::booking_changes::{self, Beside};
 use super::cycle_runs::CycleRuns;
 use super::dashboard::Running;
 use super::job::Cycle;
@@ -173,9 +174,14 @@ async fn run_leased(
         None
     } else {
         eprintln!(
-            "  joining into Silver and refreshing Gold {}; batch_load and cdc every {}; the booking service makes {} changes/s for the cdc job",
+            "  joining into Silver and refreshing Gold {}; batch_load and cdc every {}{}; the booking service makes {} changes/s for the cdc job",
             cadence.describe(),
             humantime::format_duration(interval),
+            if cadence == Cadence::Continuous {
+                " (cdc beside the join)"
+            } else {
+                ""
+            },
             args.cdc_rate
         );
         Some(
@@ -270,12 +276,28 @@ async fn run_leased(
     let jobs = Arc::new(Mutex::new(JobsStatus::default()));
     let (jobs_stop_tx, jobs_stop_rx) = watch::channel(false);
     let jobs_stop_rx2 = jobs_stop_rx.clone();
-    let job_task = cycle.map(|cycle| {
-        let runs = CycleRuns::new(lake.clone(), cadence == Cadence::Continuous);
+    let job_task = cycle.map(|mut cycle| {
+        let continuous = cadence == Cadence::Continuous;
+        let runs = CycleRuns::new(lake.clone(), continuous);
         let trigger = Trigger {
             cadence,
             landed: landing.committed(),
         };
+        // Run continuously, the booking service's changes and cdc go apart, so that none of
+        // their turns holds back the events that land meanwhile.
+        let changes = continuous
+            .then(|| cycle.take_changes())
+            .flatten()
+            .map(|changes| {
+                let beside = Beside {
+                    lake: lake.clone(),
+                    every: config::SIDE_JOBS_EVERY,
+                    status: Arc::clone(&jobs),
+                    stop: jobs_stop_rx.clone(),
+                    leases: Arc::clone(&leases),
+                };
+                booking_changes::spawn(changes, beside)
+            });
         tokio::spawn(run_jobs(
             cycle,
             runs,
@@ -283,7 +305,7 @@ async fn run_leased(
             Arc::clone(&jobs),
             jobs_stop_rx,
             Arc::clone(&leases),
-            lake.clone(),
+            changes,
         ))
     });
     let maintenance_every = args.maintenance_every.unwrap_or(match cadence {

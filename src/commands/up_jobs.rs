@@ -1,7 +1,8 @@
 //! `up`'s own jobs: the join and the Gold refresh, either each time the landing commits to
 //! Bronze (continuous, the default) or on a timer, with the side jobs (batch_load, the booking
-//! service's changes, cdc) beside them; and how fresh Gold is kept, for the progress line, the
-//! summary and the dashboard.
+//! service's changes, cdc) between them, or, run continuously, batch_load between them and the
+//! other two in a task of their own ([`super::booking_changes`]); and how fresh Gold is kept,
+//! for the progress line, the summary and the dashboard.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -11,6 +12,7 @@ use boxoffice_jobs::freshness::{self, GoldFreshness, percentiles};
 use boxoffice_lake::Lake;
 use chrono::Utc;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 use super::cycle_runs::CycleRuns;
 use super::job::{Cycle, CycleReport};
@@ -41,6 +43,8 @@ pub struct JobsStatus {
     /// The latest figures over the last [`WINDOW`].
     pub recent: Option<GoldFreshness>,
     pub last_error: Option<String>,
+    /// The last error of the booking service's changes and cdc, when they run apart.
+    pub changes_error: Option<String>,
     /// How long the last run that took events took, to Gold refreshed.
     pub last_millis: u128,
     /// Bookings and payments in the join's state when it stopped.
@@ -62,10 +66,13 @@ impl JobsStatus {
             Some((p50, p95)) => format!("{p50:.2}s (p95 {p95:.2}s)"),
             None => "-".to_string(),
         };
-        let error = self
+        let mut error = self
             .last_error
             .as_ref()
             .map_or(String::new(), |e| format!(" | job error: {e}"));
+        if let Some(e) = &self.changes_error {
+            error.push_str(&format!(" | cdc error: {e}"));
+        }
         format!(
             " | silver fact {} | gold freshness {fresh} | cdc changes {} (join+gold {} ms){error}",
             thousands(self.fact_rows),
@@ -98,6 +105,17 @@ impl JobsStatus {
             self.lags.drain(..1_000_000);
         }
         self.last_error = None;
+    }
+
+    /// Takes in one turn of the booking service's changes and cdc, run apart.
+    pub fn add_changes(&mut self, result: &anyhow::Result<CycleReport>) {
+        match result {
+            Ok(r) => {
+                self.cdc_changes += r.cdc_changes;
+                self.changes_error = None;
+            }
+            Err(e) => self.changes_error = Some(format!("{e:#}")),
+        }
     }
 }
 
@@ -201,7 +219,8 @@ impl Trigger {
 
 /// Runs the join and the Gold refresh as `trigger` says until `stop`, then once more so Silver
 /// and Gold take in everything landed. An error is shown and retried by the next run, except in
-/// the last one, which is returned.
+/// the last one, which is returned; then the error of the last turn of `changes` (the booking
+/// service's changes and cdc, when they run apart), which stops with the same `stop`.
 pub async fn run_jobs(
     mut cycle: Cycle,
     mut runs: CycleRuns,
@@ -209,8 +228,9 @@ pub async fn run_jobs(
     status: Arc<Mutex<JobsStatus>>,
     mut stop: watch::Receiver<bool>,
     leases: Arc<Leases>,
-    lake: Lake,
+    changes: Option<JoinHandle<anyhow::Result<()>>>,
 ) -> anyhow::Result<()> {
+    let lake = cycle.lake().clone();
     let mut recent = Recent::new(trigger.cadence);
     let mut side_due = Instant::now() + SIDE_JOBS_EVERY;
     loop {
@@ -244,7 +264,12 @@ pub async fn run_jobs(
             if let Ok(mut s) = status.lock() {
                 s.waiting = cycle.waiting();
             }
-            return Ok(());
+            return match changes {
+                Some(task) => task
+                    .await
+                    .unwrap_or_else(|e| Err(anyhow::anyhow!("the cdc task ended: {e}"))),
+                None => Ok(()),
+            };
         }
     }
 }
