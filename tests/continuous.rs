@@ -172,7 +172,7 @@ fn a_slow_cdc_turn_does_not_hold_back_the_join_and_gold() {
         changed < last_bronze_commit(&lake),
         "the stall began after landing ended\n{summary}"
     );
-    // Gold went on meanwhile: inside the cdc cycle it waited for the stall.
+    // Gold went on meanwhile (with cdc inside the cycle, it would have waited for the stall).
     let refreshes = gold_refreshes(&lake);
     let during = refreshes
         .iter()

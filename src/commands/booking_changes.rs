@@ -64,7 +64,6 @@ impl BookingChanges {
 
 /// What the changes' task shares with the rest of `up`.
 pub struct Beside {
-    pub lake: Lake,
     pub every: Duration,
     pub status: Arc<Mutex<JobsStatus>>,
     pub stop: watch::Receiver<bool>,
@@ -80,13 +79,12 @@ pub fn spawn(changes: BookingChanges, beside: Beside) -> JoinHandle<anyhow::Resu
 
 async fn run_beside(mut changes: BookingChanges, beside: Beside) -> anyhow::Result<()> {
     let Beside {
-        lake,
         every,
         status,
         mut stop,
         leases,
     } = beside;
-    let mut runs = CycleRuns::new(lake, true).for_task(CHANGES_TASK);
+    let mut runs = CycleRuns::new(changes.lake.clone(), true).for_task(CHANGES_TASK);
     loop {
         let stopping = tokio::select! {
             _ = tokio::time::sleep(every) => false,

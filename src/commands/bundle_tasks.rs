@@ -288,7 +288,6 @@ async fn bookings_fact(
     Ok(reports)
 }
 
-/// Every table of these layers.
 /// Maintenance reads and writes files, not rows: rows in = files before, rows out = files after.
 fn table_stats(reports: &[TableMaintenance]) -> TaskStats {
     TaskStats {

@@ -290,7 +290,6 @@ async fn run_leased(
             .flatten()
             .map(|changes| {
                 let beside = Beside {
-                    lake: lake.clone(),
                     every: config::SIDE_JOBS_EVERY,
                     status: Arc::clone(&jobs),
                     stop: jobs_stop_rx.clone(),
