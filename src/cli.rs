@@ -895,7 +895,8 @@ pub enum BenchCommand {
     Batch(BenchBatchArgs),
 
     /// The cdc job: --changes simulated changes to ops.raw_movie_bookings in a scratch lake
-    /// (commits of 100,000), then one cdc run over all of them; rows/s and peak memory.
+    /// (commits of 100,000), then one cdc run over all of them; rows/s and peak memory. With
+    /// --turns, `up`'s cadence instead: many small turns, and what each costs as the tables grow.
     #[command(after_long_help = help::BENCH)]
     Cdc(BenchCdcArgs),
 
@@ -1052,6 +1053,24 @@ pub struct BenchCdcArgs {
     /// Changes to simulate
     #[arg(long, default_value_t = 1_000_000)]
     pub changes: usize,
+
+    /// Run `up`'s cadence instead: this many turns, each --per-turn changes by the booking
+    /// service then a cdc run, the flow's tables compacted and checkpointed every
+    /// --maintain-every turns; prints what a turn costs as the tables grow
+    #[arg(long)]
+    pub turns: Option<usize>,
+
+    /// With --turns: changes per turn (`up`'s default: 20 a second, a turn every 2 s)
+    #[arg(long, default_value_t = 40)]
+    pub per_turn: usize,
+
+    /// With --turns: compact and checkpoint every this many turns (`up`: every 15 s)
+    #[arg(long, default_value_t = 7)]
+    pub maintain_every: usize,
+
+    /// With --turns: print a line every this many turns
+    #[arg(long, default_value_t = 100)]
+    pub report_every: usize,
 }
 
 #[derive(Debug, Args)]

@@ -132,7 +132,7 @@ pub const BENCH: &str = "\
 Examples (build with --release first: cargo build --release):
   boxoffice bench ingest --events 1000000
   boxoffice bench jobs --bookings 1000000
-  boxoffice bench dashboard --lake /tmp/bench-lake
+  boxoffice bench cdc --turns 600        # 20 minutes of up's cdc turns, back to back
 
 The figures measured so far and how: docs/performance.md.";
 

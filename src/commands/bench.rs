@@ -260,3 +260,56 @@ pub(super) fn peak_rss_mb() -> Option<f64> {
         .ok()?;
     Some(kb / 1024.0)
 }
+
+/// Whose CPU time [`cpu_seconds`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Cpu {
+    /// This process's own threads (`utime` and `stime`).
+    Own,
+    /// Its children that have exited and been waited for (`cutime` and `cstime`).
+    Children,
+}
+
+/// Linux's USER_HZ: the unit of the CPU times in `/proc/<pid>/stat`.
+const TICKS_PER_SECOND: f64 = 100.0;
+
+/// User and system CPU seconds from `/proc/self/stat` (benchmarks measure CPU on Linux only).
+pub(super) fn cpu_seconds(whose: Cpu) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat")
+        .context("reading /proc/self/stat (benchmarks measure CPU time on Linux only)")?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .context("/proc/self/stat has no command name")?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime, stime, cutime and cstime are fields 14 to 17 of the whole line: 11 to 14 after
+    // the name, counted from 0.
+    let ticks = |i: usize| -> anyhow::Result<f64> {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .with_context(|| format!("/proc/self/stat has no field {}", i + 3))
+    };
+    let first = match whose {
+        Cpu::Own => 11,
+        Cpu::Children => 13,
+    };
+    Ok((ticks(first)? + ticks(first + 1)?) / TICKS_PER_SECOND)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cpu_time_of_the_process_and_its_children_is_read() {
+        let spin = Instant::now();
+        let mut x = 0u64;
+        while spin.elapsed().as_millis() < 50 {
+            x = std::hint::black_box(x.wrapping_add(1));
+        }
+        assert!(cpu_seconds(Cpu::Own).expect("own") > 0.0);
+        assert!(cpu_seconds(Cpu::Children).expect("children") >= 0.0);
+    }
+}

@@ -1,5 +1,6 @@
 //! `boxoffice bench cdc` and `bench batch`: the cdc and batch_load jobs' rows/s and peak
-//! memory, on a scratch lake.
+//! memory, on a scratch lake. `bench cdc --turns` measures instead what `up`'s cdc turns cost
+//! as the flow's tables grow over a long run.
 
 use std::time::Instant;
 
@@ -16,6 +17,9 @@ use crate::progress::thousands;
 const PER_COMMIT: usize = 100_000;
 
 pub async fn run(args: BenchCdcArgs) -> anyhow::Result<()> {
+    if let Some(turns) = args.turns {
+        return super::bench_cdc_turns::run(turns, &args).await;
+    }
     let scratch = tempfile::tempdir().context("creating a scratch folder")?;
     let lake = Lake::local(&scratch.path().join("lake"))?;
     eprintln!(

@@ -20,7 +20,7 @@ use boxoffice_jobs::silver::tables::{
 };
 use boxoffice_lake::{Lake, Layer, TableDef, TableState};
 
-use super::bench::end_to_end;
+use super::bench::{Cpu, cpu_seconds, end_to_end};
 use super::bench_scale_report::{
     Commits, Measured, Report, Run, compare, print_report, projection, write_markdown,
 };
@@ -36,9 +36,6 @@ const SILVER: [&TableDef; 4] = [
     &ORPHAN_PAYMENTS,
     &LATE_EVENTS,
 ];
-
-/// Linux's USER_HZ: the unit of the CPU times in `/proc/<pid>/stat`.
-const TICKS_PER_SECOND: f64 = 100.0;
 
 pub async fn run(args: BenchScaleArgs) -> anyhow::Result<()> {
     let partitions = args.partitions;
@@ -166,7 +163,7 @@ async fn drain(
     timeout: std::time::Duration,
 ) -> anyhow::Result<Measured> {
     let exe = std::env::current_exe().context("finding the boxoffice binary")?;
-    let before = children_cpu_seconds()?;
+    let before = cpu_seconds(Cpu::Children)?;
     let started = Instant::now();
     let mut children = Vec::with_capacity(workers);
     for i in 0..workers {
@@ -221,7 +218,7 @@ async fn drain(
     let seconds = started.elapsed().as_secs_f64();
     Ok(Measured {
         seconds,
-        cpu_seconds: children_cpu_seconds()? - before,
+        cpu_seconds: cpu_seconds(Cpu::Children)? - before,
     })
 }
 
@@ -229,27 +226,6 @@ async fn drain(
 fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
-}
-
-/// User and system CPU seconds of this process's children that have exited and been waited for
-/// (`cutime` and `cstime` in `/proc/self/stat`).
-fn children_cpu_seconds() -> anyhow::Result<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat")
-        .context("reading /proc/self/stat (bench scale measures CPU time on Linux only)")?;
-    // Fields after the command name, which is in parentheses and may hold spaces.
-    let rest = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest)
-        .context("/proc/self/stat has no command name")?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // cutime and cstime are fields 16 and 17 of the whole line: 14 and 15 after the name.
-    let ticks = |i: usize| -> anyhow::Result<f64> {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .with_context(|| format!("/proc/self/stat has no field {}", i + 3))
-    };
-    Ok((ticks(13)? + ticks(14)?) / TICKS_PER_SECOND)
 }
 
 /// Row counts of the Silver tables, in [`SILVER`]'s order.
@@ -367,10 +343,5 @@ mod tests {
         assert_eq!(facts(plain), (false, 0, 0));
         let grouped = "{\"commitInfo\":{\"operation\":\"WRITE\"}}\n{\"txn\":{\"appId\":\"a\",\"version\":1}}\n{\"txn\":{\"appId\":\"b\",\"version\":4}}\n{\"add\":{}}";
         assert_eq!(facts(grouped), (true, 0, 2));
-    }
-
-    #[test]
-    fn the_children_cpu_time_is_read() {
-        assert!(children_cpu_seconds().expect("stat") >= 0.0);
     }
 }

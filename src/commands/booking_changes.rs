@@ -14,6 +14,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use boxoffice_jobs::cdc::{CdcReport, Flow};
 use boxoffice_jobs::ops::simulator::Simulator;
 use boxoffice_lake::Lake;
 use chrono::Utc;
@@ -29,11 +30,13 @@ use crate::leases::Leases;
 /// ([`boxoffice_jobs::slow_point`]).
 pub const SLOW_POINT: &str = "cdc:before";
 
-/// The booking-service simulator (when it makes changes) and the cdc job.
+/// The booking-service simulator (when it makes changes) and the cdc job, both holding their
+/// tables open from one turn to the next.
 pub struct BookingChanges {
     lake: Lake,
     /// The simulator and how many changes it makes per turn.
     simulator: Option<(Simulator, usize)>,
+    cdc: Flow,
 }
 
 impl BookingChanges {
@@ -49,16 +52,17 @@ impl BookingChanges {
         Ok(BookingChanges {
             lake: lake.clone(),
             simulator,
+            cdc: Flow::new(lake),
         })
     }
 
-    /// The simulator's changes, then cdc over them; returns the change rows cdc took.
-    pub async fn run(&mut self) -> anyhow::Result<u64> {
+    /// The simulator's changes, then cdc over them; returns what cdc did.
+    pub async fn run(&mut self) -> anyhow::Result<CdcReport> {
         if let Some((simulator, changes)) = &mut self.simulator {
             simulator.tick(*changes).await?;
         }
         boxoffice_jobs::slow_point(SLOW_POINT).await;
-        Ok(boxoffice_jobs::cdc::run(&self.lake).await?.changes)
+        Ok(self.cdc.run().await?)
     }
 }
 
@@ -92,8 +96,8 @@ async fn run_beside(mut changes: BookingChanges, beside: Beside) -> anyhow::Resu
         };
         leases.check()?;
         let started_at = Utc::now();
-        let result = changes.run().await.map(|cdc_changes| CycleReport {
-            cdc_changes,
+        let result = changes.run().await.map(|cdc| CycleReport {
+            cdc_changes: cdc.changes,
             ..CycleReport::default()
         });
         runs.record(started_at, &result);

@@ -23,6 +23,7 @@ async fn simulate(global: &GlobalArgs, args: CdcSimulateArgs) -> anyhow::Result<
     let lake = config::lake(global, &file)?;
     lake.prepare().await?;
     let mut simulator = Simulator::open(&lake, args.seed).await?;
+    let mut flow = boxoffice_jobs::cdc::Flow::new(&lake);
     let started = Instant::now();
     let mut every = tokio::time::interval(Duration::from_secs(1));
     let stop = crate::commands::shutdown_signal();
@@ -44,7 +45,7 @@ async fn simulate(global: &GlobalArgs, args: CdcSimulateArgs) -> anyhow::Result<
             tick.deleted
         );
         if args.run_cdc {
-            println!("{}", cdc_line(&boxoffice_jobs::cdc::run(&lake).await?));
+            println!("{}", cdc_line(&flow.run().await?));
         }
     }
     Ok(())
@@ -60,6 +61,7 @@ async fn apply(global: &GlobalArgs, args: CdcApplyArgs) -> anyhow::Result<()> {
     let lake = config::lake(global, &file)?;
     lake.prepare().await?;
     let mut applier = Applier::open(&lake).await?;
+    let mut flow = boxoffice_jobs::cdc::Flow::new(&lake);
     let mut commits = 0;
     for statement in &statements {
         let pieces = if args.per_row {
@@ -77,7 +79,7 @@ async fn apply(global: &GlobalArgs, args: CdcApplyArgs) -> anyhow::Result<()> {
                 eprintln!("line {}: committed version {v}", statement.line);
             }
             if args.run_cdc {
-                println!("{}", cdc_line(&boxoffice_jobs::cdc::run(&lake).await?));
+                println!("{}", cdc_line(&flow.run().await?));
             }
         }
     }

@@ -220,7 +220,7 @@ impl Cycle {
         let now = Utc::now().timestamp_micros();
         let gold_millis = started.elapsed().as_millis();
         let cdc_changes = match self.changes.as_mut().filter(|_| side_jobs) {
-            Some(changes) => changes.run().await?,
+            Some(changes) => changes.run().await?.changes,
             None => 0,
         };
         let mut report = CycleReport {

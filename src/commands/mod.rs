@@ -3,6 +3,7 @@
 pub mod batch;
 pub mod bench;
 pub mod bench_cdc;
+pub mod bench_cdc_turns;
 pub mod bench_commit_writer;
 pub mod bench_commits;
 pub mod bench_dashboard;

@@ -123,6 +123,7 @@ struct Owned {
 struct LakeJobs {
     leases: Leases,
     gold: boxoffice_jobs::gold::Gold,
+    cdc: boxoffice_jobs::cdc::Flow,
     last_maintenance: Instant,
 }
 
@@ -456,7 +457,7 @@ impl Worker {
             Ok(reports) => lines.extend(reports.iter().map(gold_line)),
             Err(e) => lines.push(format!("Gold failed: {e}; retried next cycle")),
         }
-        match boxoffice_jobs::cdc::run(&self.lake).await {
+        match jobs.cdc.run().await {
             Ok(report) if report.changes > 0 => lines.push(cdc_line(&report)),
             Ok(_) => {}
             Err(e) => lines.push(format!("cdc failed: {e}; retried next cycle")),
@@ -488,6 +489,7 @@ impl Worker {
         Some(LakeJobs {
             leases,
             gold: boxoffice_jobs::gold::Gold::new(&self.lake),
+            cdc: boxoffice_jobs::cdc::Flow::new(&self.lake),
             last_maintenance: Instant::now(),
         })
     }

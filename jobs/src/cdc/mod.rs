@@ -18,14 +18,16 @@
 //! A change read twice is applied once, because every step skips versions it has recorded.
 
 pub mod changes;
+pub mod flow;
 pub mod movie_booking_cdc_events;
 pub mod movie_booking_insights;
 pub mod movie_bookings_filtered;
 pub mod movie_bookings_history;
 pub mod tables;
 
+pub use flow::Flow;
+
 use std::collections::HashMap;
-use std::time::Instant;
 
 use boxoffice_lake::{Lake, TableDef, committed_version};
 use deltalake::DeltaTable;
@@ -54,6 +56,8 @@ pub struct CdcReport {
     pub movies_refreshed: u64,
     /// Wall time.
     pub millis: u128,
+    /// Wall time of each step: Bronze, the latest state, the history, Gold.
+    pub step_millis: [u128; 4],
 }
 
 /// The app id a step records its progress under.
@@ -153,49 +157,38 @@ pub(crate) fn conform(
         .collect()
 }
 
-/// Runs every step once over what is new.
+/// Runs every step once over what is new, opening the flow's tables for this run only (a
+/// caller that runs again and again holds a [`Flow`] instead).
 pub async fn run(lake: &Lake) -> Result<CdcReport, JobError> {
-    let started = Instant::now();
-    let mut report = CdcReport::default();
-    let bronze = movie_booking_cdc_events::run(lake).await?;
-    report.versions = bronze.versions;
-    report.changes = bronze.rows;
-    crate::crash_point("cdc:before:silver.movie_bookings_filtered");
-    let filtered = movie_bookings_filtered::run(lake).await?;
-    report.bookings_changed = filtered.bookings;
-    report.quarantined = filtered.quarantined;
-    crate::crash_point("cdc:before:silver.movie_bookings_history");
-    report.history_rows = movie_bookings_history::run(lake).await?;
-    crate::crash_point("cdc:before:gold.movie_booking_insights");
-    report.movies_refreshed = movie_booking_insights::run(lake).await?;
-    report.millis = started.elapsed().as_millis();
-    Ok(report)
+    Flow::new(lake).run().await
 }
 
-/// The Bronze changes after source version `after` through `through`, decoded, in order.
-pub(crate) async fn changes_between(
-    lake: &Lake,
+/// Reads the Bronze changes after source version `after` through `through` back from `bronze`,
+/// decoded, in order.
+pub(crate) async fn read_changes(
+    bronze: &DeltaTable,
     after: Option<i64>,
     through: i64,
 ) -> Result<Vec<changes::ChangeRow>, JobError> {
     use tables::MOVIE_BOOKING_CDC_EVENTS as BRONZE;
-    let Some(bronze) = lake.open_table(&BRONZE).await? else {
-        return Ok(Vec::new());
-    };
     let ctx = SessionContext::new();
-    register(&ctx, "bronze", &BRONZE, &bronze).await?;
+    register(&ctx, "bronze", &BRONZE, bronze).await?;
     let after = after.unwrap_or(-1);
     let batches = query(
         &ctx,
         &BRONZE,
         &format!(
             "SELECT * FROM bronze WHERE commit_version > {after} AND commit_version <= {through}
-             ORDER BY commit_version, booking_id, change_type, is_update"
+             ORDER BY {CHANGE_ORDER}"
         ),
     )
     .await?;
     changes::decode(&batches)
 }
+
+/// The order the later steps apply Bronze changes in: by source version, then by booking, a
+/// DELETE before an INSERT, the plain change before the half of an update.
+pub(crate) const CHANGE_ORDER: &str = "commit_version, booking_id, change_type, is_update";
 
 #[cfg(test)]
 mod tests;

@@ -5,13 +5,15 @@
 
 use std::collections::HashMap;
 
-use boxoffice_lake::{Lake, PartitionRows, append_once};
-use deltalake::DeltaTableError;
+use boxoffice_lake::{PartitionRows, append_once};
 use deltalake::datafusion::datasource::MemTable;
 use deltalake::datafusion::physical_plan::collect;
 use deltalake::datafusion::prelude::SessionContext;
+use deltalake::{DeltaTable, DeltaTableError};
 use serde_json::json;
 
+use super::changes::decode;
+use super::flow::Fresh;
 use super::tables::MOVIE_BOOKING_CDC_EVENTS as BRONZE;
 use super::{app_id, cdc_error, conform, query, reached};
 use crate::JobError;
@@ -26,21 +28,23 @@ pub struct BronzeReport {
     pub rows: u64,
 }
 
-/// Takes the change feed from the version after the last one taken through the latest.
-pub async fn run(lake: &Lake) -> Result<BronzeReport, JobError> {
-    let Some(source) = lake.open_table(&SOURCE).await? else {
-        return Ok(BronzeReport::default());
-    };
+/// Takes the change feed from the version after the last one taken through the latest
+/// version `source` holds; returns what it appended, decoded, for the later steps.
+pub(crate) async fn run(
+    source: &DeltaTable,
+    bronze: &mut DeltaTable,
+) -> Result<(BronzeReport, Option<Fresh>), JobError> {
     let Some(latest) = source.version().and_then(|v| i64::try_from(v).ok()) else {
-        return Ok(BronzeReport::default());
+        return Ok((BronzeReport::default(), None));
     };
-    let mut bronze = lake.ensure_table(&BRONZE).await?;
-    let from = reached(&mut bronze, &BRONZE).await?.map_or(0, |v| v + 1);
+    let after = reached(bronze, &BRONZE).await?;
+    let from = after.map_or(0, |v| v + 1);
     if from > latest {
-        return Ok(BronzeReport::default());
+        return Ok((BronzeReport::default(), None));
     }
     let ctx = SessionContext::new();
     let plan = source
+        .clone()
         .scan_cdf()
         .with_starting_version(from as u64)
         .with_ending_version(latest as u64)
@@ -59,9 +63,24 @@ pub async fn run(lake: &Lake) -> Result<BronzeReport, JobError> {
     } else {
         Vec::new()
     };
-    let count = rows.iter().map(|b| b.num_rows() as u64).sum();
+    let mut fresh = decode(&rows)?;
+    // The order the later steps read Bronze in (`CHANGE_ORDER`).
+    fresh.sort_by(|a, b| {
+        (
+            a.commit_version,
+            &a.booking.booking_id,
+            a.insert,
+            a.is_update,
+        )
+            .cmp(&(
+                b.commit_version,
+                &b.booking.booking_id,
+                b.insert,
+                b.is_update,
+            ))
+    });
     append_once(
-        &mut bronze,
+        bronze,
         rows.into_iter().map(PartitionRows::unsplit).collect(),
         &app_id(&BRONZE),
         latest,
@@ -76,10 +95,16 @@ pub async fn run(lake: &Lake) -> Result<BronzeReport, JobError> {
         table: BRONZE.qualified_name(),
         source: Box::new(e),
     })?;
-    Ok(BronzeReport {
+    let report = BronzeReport {
         versions: Some((from, latest)),
-        rows: count,
-    })
+        rows: fresh.len() as u64,
+    };
+    let fresh = Fresh {
+        after,
+        through: latest,
+        rows: fresh,
+    };
+    Ok((report, Some(fresh)))
 }
 
 /// The Snowflake stream's columns from delta-rs's change feed, in commit order (within a

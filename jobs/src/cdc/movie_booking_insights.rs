@@ -5,13 +5,14 @@
 //! last refresh are recomputed (a booking moved to another movie changes both); a movie left with
 //! no booking loses its row.
 
-use boxoffice_lake::Lake;
+use deltalake::DeltaTable;
 use deltalake::arrow::array::{RecordBatch, StringArray};
 use deltalake::arrow::datatypes::{DataType, Field, Schema};
 use deltalake::datafusion::prelude::SessionContext;
 
+use super::flow::{Fresh, changes_between};
 use super::tables::{MOVIE_BOOKING_INSIGHTS as INSIGHTS, MOVIE_BOOKINGS_FILTERED as FILTERED};
-use super::{cdc_error, changes_between, query, reached, reaching, record_reached, register};
+use super::{cdc_error, query, reached, reaching, record_reached, register};
 use crate::JobError;
 
 /// The new rows of the movies in `changed`; `gone` marks a movie with no booking left.
@@ -30,20 +31,23 @@ FROM changed c LEFT JOIN filtered f ON f.movie_id = c.movie_id
 GROUP BY c.movie_id
 ";
 
-/// Recomputes the movies changed since the version this table has reached; returns how many.
-pub async fn run(lake: &Lake) -> Result<u64, JobError> {
-    let Some(mut filtered) = lake.open_table(&FILTERED).await? else {
+/// Recomputes the movies changed since the version this table has reached, through the version
+/// the latest state has reached (`fresh`: what the Bronze step appended in this run); returns how
+/// many.
+pub(crate) async fn run(
+    bronze: &DeltaTable,
+    filtered: &mut DeltaTable,
+    table: &mut DeltaTable,
+    fresh: Option<&Fresh>,
+) -> Result<u64, JobError> {
+    let Some(through) = reached(filtered, &FILTERED).await? else {
         return Ok(0);
     };
-    let Some(through) = reached(&mut filtered, &FILTERED).await? else {
-        return Ok(0);
-    };
-    let mut table = lake.ensure_table(&INSIGHTS).await?;
-    let after = reached(&mut table, &INSIGHTS).await?;
+    let after = reached(table, &INSIGHTS).await?;
     if after.is_some_and(|a| a >= through) {
         return Ok(0);
     }
-    let mut movies: Vec<String> = changes_between(lake, after, through)
+    let mut movies: Vec<String> = changes_between(bronze, fresh, after, through)
         .await?
         .into_iter()
         .filter_map(|row| row.booking.movie_id)
@@ -51,7 +55,7 @@ pub async fn run(lake: &Lake) -> Result<u64, JobError> {
     movies.sort_unstable();
     movies.dedup();
     if movies.is_empty() {
-        record_reached(&mut table, &INSIGHTS, through).await?;
+        record_reached(table, &INSIGHTS, through).await?;
         return Ok(0);
     }
     let ctx = SessionContext::new();
@@ -66,7 +70,7 @@ pub async fn run(lake: &Lake) -> Result<u64, JobError> {
     .map_err(|e| cdc_error(&INSIGHTS, e))?;
     ctx.register_batch("changed", changed)
         .map_err(|e| cdc_error(&INSIGHTS, e))?;
-    register(&ctx, "filtered", &FILTERED, &filtered).await?;
+    register(&ctx, "filtered", &FILTERED, filtered).await?;
     let rows = query(&ctx, &INSIGHTS, SQL).await?;
     let source = ctx
         .read_batches(rows)
@@ -77,7 +81,8 @@ pub async fn run(lake: &Lake) -> Result<u64, JobError> {
         .iter()
         .map(|f| f.name().clone())
         .collect();
-    let (mut table, _) = table
+    (*table, _) = table
+        .clone()
         .merge(source, "target.movie_id = source.movie_id")
         .with_source_alias("source")
         .with_target_alias("target")
@@ -100,6 +105,6 @@ pub async fn run(lake: &Lake) -> Result<u64, JobError> {
         .map_err(|e| cdc_error(&INSIGHTS, e))?
         .await
         .map_err(|e| cdc_error(&INSIGHTS, e))?;
-    super::ensure_reached(&mut table, &INSIGHTS, through).await?;
+    super::ensure_reached(table, &INSIGHTS, through).await?;
     Ok(movies.len() as u64)
 }

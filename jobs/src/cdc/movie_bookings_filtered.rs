@@ -10,6 +10,7 @@ use std::sync::Arc;
 use boxoffice_ingest::bronze::QuarantineRow;
 use boxoffice_lake::Lake;
 use chrono::{TimeZone, Utc};
+use deltalake::DeltaTable;
 use deltalake::arrow::array::{
     ArrayRef, BooleanArray, Int64Array, RecordBatch, TimestampMicrosecondArray,
 };
@@ -17,8 +18,9 @@ use deltalake::arrow::datatypes::{DataType, Field, Schema};
 use deltalake::datafusion::prelude::SessionContext;
 
 use super::changes::{Booking, ChangeRow, booking_arrays, refusal, to_json};
+use super::flow::{Fresh, changes_between};
 use super::tables::{MOVIE_BOOKING_CDC_EVENTS as BRONZE, MOVIE_BOOKINGS_FILTERED as FILTERED};
-use super::{app_id, cdc_error, changes_between, reached, reaching};
+use super::{app_id, cdc_error, reached, reaching};
 use crate::JobError;
 
 /// What the step did.
@@ -36,20 +38,22 @@ enum Last {
     Removed,
 }
 
-/// Applies the Bronze changes after the version this table has reached.
-pub async fn run(lake: &Lake) -> Result<FilteredReport, JobError> {
-    let Some(mut bronze) = lake.open_table(&BRONZE).await? else {
+/// Applies the Bronze changes after the version this table has reached, through the version
+/// Bronze has reached (`fresh`: what the Bronze step appended in this run).
+pub(crate) async fn run(
+    lake: &Lake,
+    bronze: &mut DeltaTable,
+    table: &mut DeltaTable,
+    fresh: Option<&Fresh>,
+) -> Result<FilteredReport, JobError> {
+    let Some(through) = reached(bronze, &BRONZE).await? else {
         return Ok(FilteredReport::default());
     };
-    let Some(through) = reached(&mut bronze, &BRONZE).await? else {
-        return Ok(FilteredReport::default());
-    };
-    let mut table = lake.ensure_table(&FILTERED).await?;
-    let after = reached(&mut table, &FILTERED).await?;
+    let after = reached(table, &FILTERED).await?;
     if after.is_some_and(|a| a >= through) {
         return Ok(FilteredReport::default());
     }
-    let rows = changes_between(lake, after, through).await?;
+    let rows = changes_between(bronze, fresh, after, through).await?;
     let mut last: BTreeMap<String, Last> = BTreeMap::new();
     let mut refused = Vec::new();
     for row in &rows {
@@ -78,7 +82,7 @@ pub async fn run(lake: &Lake) -> Result<FilteredReport, JobError> {
     };
     let properties = reaching(&FILTERED, through);
     if last.is_empty() {
-        super::record_reached(&mut table, &FILTERED, through).await?;
+        super::record_reached(table, &FILTERED, through).await?;
         return Ok(report);
     }
     let ctx = SessionContext::new();
@@ -92,6 +96,7 @@ pub async fn run(lake: &Lake) -> Result<FilteredReport, JobError> {
         .map(|f| f.name().clone())
         .collect();
     let merge = table
+        .clone()
         .merge(source, "target.booking_id = source.booking_id")
         .with_source_alias("source")
         .with_target_alias("target")
@@ -116,8 +121,8 @@ pub async fn run(lake: &Lake) -> Result<FilteredReport, JobError> {
             })
         })
         .map_err(|e| cdc_error(&FILTERED, e))?;
-    let (mut table, _) = merge.await.map_err(|e| cdc_error(&FILTERED, e))?;
-    super::ensure_reached(&mut table, &FILTERED, through).await?;
+    (*table, _) = merge.await.map_err(|e| cdc_error(&FILTERED, e))?;
+    super::ensure_reached(table, &FILTERED, through).await?;
     Ok(report)
 }
 

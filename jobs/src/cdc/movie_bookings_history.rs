@@ -7,7 +7,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use boxoffice_lake::Lake;
+use deltalake::DeltaTable;
 use deltalake::arrow::array::{
     ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
 };
@@ -15,8 +15,9 @@ use deltalake::arrow::datatypes::{DataType, Field, Schema};
 use deltalake::datafusion::prelude::SessionContext;
 
 use super::changes::{Booking, refusal};
+use super::flow::{Fresh, changes_between};
 use super::tables::{MOVIE_BOOKING_CDC_EVENTS as BRONZE, MOVIE_BOOKINGS_HISTORY as HISTORY};
-use super::{cdc_error, changes_between, reached, reaching, record_reached};
+use super::{cdc_error, reached, reaching, record_reached};
 use crate::JobError;
 
 /// One row of the MERGE source: a new version to insert, or the close of the version the
@@ -29,21 +30,22 @@ struct Version {
     close: bool,
 }
 
-/// Adds the versions of the Bronze changes after the version this table has reached; returns
+/// Adds the versions of the Bronze changes after the version this table has reached, through
+/// the version Bronze has reached (`fresh`: what the Bronze step appended in this run); returns
 /// how many versions it added.
-pub async fn run(lake: &Lake) -> Result<u64, JobError> {
-    let Some(mut bronze) = lake.open_table(&BRONZE).await? else {
+pub(crate) async fn run(
+    bronze: &mut DeltaTable,
+    table: &mut DeltaTable,
+    fresh: Option<&Fresh>,
+) -> Result<u64, JobError> {
+    let Some(through) = reached(bronze, &BRONZE).await? else {
         return Ok(0);
     };
-    let Some(through) = reached(&mut bronze, &BRONZE).await? else {
-        return Ok(0);
-    };
-    let mut table = lake.ensure_table(&HISTORY).await?;
-    let after = reached(&mut table, &HISTORY).await?;
+    let after = reached(table, &HISTORY).await?;
     if after.is_some_and(|a| a >= through) {
         return Ok(0);
     }
-    let rows = changes_between(lake, after, through).await?;
+    let rows = changes_between(bronze, fresh, after, through).await?;
     let mut out: Vec<Version> = Vec::new();
     // Per booking: the index in `out` of the version this run opened and left open.
     let mut open: HashMap<String, usize> = HashMap::new();
@@ -79,7 +81,7 @@ pub async fn run(lake: &Lake) -> Result<u64, JobError> {
     }
     let added = out.iter().filter(|v| !v.close).count() as u64;
     if out.is_empty() {
-        record_reached(&mut table, &HISTORY, through).await?;
+        record_reached(table, &HISTORY, through).await?;
         return Ok(0);
     }
     let ctx = SessionContext::new();
@@ -92,7 +94,8 @@ pub async fn run(lake: &Lake) -> Result<u64, JobError> {
         .iter()
         .map(|f| f.name().clone())
         .collect();
-    let (mut table, _) = table
+    (*table, _) = table
+        .clone()
         .merge(
             source,
             "target.booking_id = source.booking_id AND target.is_current AND source.action = 'close'",
@@ -116,7 +119,7 @@ pub async fn run(lake: &Lake) -> Result<u64, JobError> {
         .map_err(|e| cdc_error(&HISTORY, e))?
         .await
         .map_err(|e| cdc_error(&HISTORY, e))?;
-    super::ensure_reached(&mut table, &HISTORY, through).await?;
+    super::ensure_reached(table, &HISTORY, through).await?;
     Ok(added)
 }
 

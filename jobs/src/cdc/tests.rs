@@ -12,17 +12,21 @@ use crate::ops::script::{self, Applier};
 
 const SAMPLE: &str = include_str!("../../../samples/movie_bookings.sql");
 
-/// When the cdc job runs while a script is applied.
-#[derive(Debug, Clone, Copy)]
+/// When the cdc job runs while a script is applied. Runs hold the flow's tables open from one
+/// to the next (as `up` does), but in `AfterEachStatementAfresh`, where each opens them anew
+/// (as `boxoffice job cdc` does).
+#[derive(Debug, Clone, Copy, PartialEq)]
 enum Schedule {
     AtTheEnd,
     AfterEachStatement,
+    AfterEachStatementAfresh,
     AfterEachRowChange,
 }
 
 async fn replay(lake: &Lake, script: &str, schedule: Schedule) {
     let statements = script::parse(script).expect("script parses");
     let mut applier = Applier::open(lake).await.expect("ops table");
+    let mut flow = super::Flow::new(lake);
     for statement in &statements {
         let pieces = match schedule {
             Schedule::AfterEachRowChange => {
@@ -32,12 +36,18 @@ async fn replay(lake: &Lake, script: &str, schedule: Schedule) {
         };
         for piece in &pieces {
             applier.apply(piece).await.expect("apply");
-            if !matches!(schedule, Schedule::AtTheEnd) {
-                super::run(lake).await.expect("cdc run");
+            match schedule {
+                Schedule::AtTheEnd => {}
+                Schedule::AfterEachStatementAfresh => {
+                    super::run(lake).await.expect("cdc run");
+                }
+                _ => {
+                    flow.run().await.expect("cdc run");
+                }
             }
         }
     }
-    super::run(lake).await.expect("cdc run");
+    flow.run().await.expect("cdc run");
 }
 
 /// The first column of `batches` as text (NULL for nulls).
@@ -93,6 +103,24 @@ async fn count(lake: &Lake, def: &TableDef, condition: &str) -> i64 {
     batches[0].column(0).as_primitive::<Int64Type>().value(0)
 }
 
+/// The Bronze step alone, on tables opened for it, as a run that stopped after it: what it
+/// appended, and whether it handed changes on to the later steps.
+async fn bronze_step(lake: &Lake) -> (super::movie_booking_cdc_events::BronzeReport, bool) {
+    let source = lake
+        .open_table(&crate::ops::RAW_MOVIE_BOOKINGS)
+        .await
+        .expect("open")
+        .expect("the source exists");
+    let mut bronze = lake
+        .ensure_table(&super::tables::MOVIE_BOOKING_CDC_EVENTS)
+        .await
+        .expect("bronze");
+    let (report, fresh) = super::movie_booking_cdc_events::run(&source, &mut bronze)
+        .await
+        .expect("bronze step");
+    (report, fresh.is_some())
+}
+
 fn lake() -> (tempfile::TempDir, Lake) {
     let dir = tempfile::tempdir().expect("tempdir");
     let lake = Lake::local(&dir.path().join("lake")).expect("lake");
@@ -112,6 +140,7 @@ async fn the_snowflake_sample_gives_the_same_gold_whatever_the_schedule() {
     for schedule in [
         Schedule::AtTheEnd,
         Schedule::AfterEachStatement,
+        Schedule::AfterEachStatementAfresh,
         Schedule::AfterEachRowChange,
     ] {
         let (_dir, lake) = lake();
@@ -188,6 +217,7 @@ async fn cancellations_and_deletes_count_as_section_6_says_on_every_schedule() {
     for schedule in [
         Schedule::AtTheEnd,
         Schedule::AfterEachStatement,
+        Schedule::AfterEachStatementAfresh,
         Schedule::AfterEachRowChange,
     ] {
         let (_dir, lake) = lake();
@@ -234,10 +264,8 @@ async fn a_change_read_twice_is_applied_once() {
     let (_dir, lake) = lake();
     replay(&lake, SAMPLE, Schedule::AtTheEnd).await;
     // Bronze taken again, then every later step, as after a crash between them: nothing new.
-    let again = super::movie_booking_cdc_events::run(&lake)
-        .await
-        .expect("bronze");
-    assert_eq!(again.rows, 0);
+    let (again, fresh) = bronze_step(&lake).await;
+    assert_eq!((again.rows, fresh), (0, false));
     // A step whose progress was lost behind Bronze's (its table holds the changes, its app
     // transaction is older) reapplies them idempotently; here: run the whole job twice more.
     let report = super::run(&lake).await.expect("rerun");
@@ -251,6 +279,30 @@ async fn a_change_read_twice_is_applied_once() {
         11
     );
     assert_eq!(count(&lake, &MOVIE_BOOKINGS_HISTORY, "true").await, 8);
+}
+
+#[tokio::test]
+async fn a_step_behind_bronze_reads_its_changes_back_from_bronze() {
+    let (_dir, lake) = lake();
+    let statements = script::parse(SAMPLE).expect("script parses");
+    let mut applier = Applier::open(&lake).await.expect("ops table");
+    let (first, rest) = statements.split_at(statements.len() / 2);
+    for statement in first {
+        applier.apply(&statement.change).await.expect("apply");
+    }
+    // A run that stopped after the Bronze step: the later steps are behind.
+    let (taken, _) = bronze_step(&lake).await;
+    assert!(taken.rows > 0);
+    for statement in rest {
+        applier.apply(&statement.change).await.expect("apply");
+    }
+    // The next run appends only the rest to Bronze; the later steps need the first part too,
+    // which they read back from Bronze.
+    let report = super::Flow::new(&lake).run().await.expect("cdc");
+    assert_eq!(report.changes + taken.rows, 11, "{report:?}");
+    assert_eq!(insights(&lake).await, EXPECTED);
+    assert_eq!(count(&lake, &MOVIE_BOOKINGS_HISTORY, "true").await, 8);
+    assert_eq!(count(&lake, &MOVIE_BOOKINGS_FILTERED, "true").await, 5);
 }
 
 #[tokio::test]
@@ -330,13 +382,18 @@ async fn the_simulated_service_and_gold_agree_whenever_the_job_runs() {
     use crate::ops::simulator::Simulator;
     let (_dir, lake) = lake();
     let mut sim = Simulator::open(&lake, 7).await.expect("simulator");
+    // One flow held open, as `up` runs it; in round 4 another process's run comes between two
+    // of its runs, and the held flow goes on from there.
+    let mut flow = super::Flow::new(&lake);
     let (mut updated, mut deleted) = (0, 0);
-    for round in 0..6 {
+    for round in 0..8 {
         let tick = sim.tick(200).await.expect("tick");
         updated += tick.updated;
         deleted += tick.deleted;
-        if round % 2 == 1 {
-            super::run(&lake).await.expect("cdc");
+        if round == 4 {
+            super::run(&lake).await.expect("another process's cdc");
+        } else if round % 2 == 1 {
+            flow.run().await.expect("cdc");
         }
     }
     // A restarted simulator continues the same table.
@@ -344,7 +401,7 @@ async fn the_simulated_service_and_gold_agree_whenever_the_job_runs() {
     let tick = sim.tick(200).await.expect("tick");
     updated += tick.updated;
     deleted += tick.deleted;
-    super::run(&lake).await.expect("cdc");
+    flow.run().await.expect("cdc");
     assert!(
         updated > 100 && deleted > 10,
         "{updated} updates, {deleted} deletes"
