@@ -56,6 +56,20 @@ impl ChangeRow {
     }
 }
 
+/// Puts changes in the order the later steps apply them in: by source version, then by booking,
+/// a DELETE before an INSERT, the plain change before the half of an update.
+pub fn in_apply_order(rows: &mut [ChangeRow]) {
+    fn key(r: &ChangeRow) -> (i64, &str, bool, bool) {
+        (
+            r.commit_version,
+            &r.booking.booking_id,
+            r.insert,
+            r.is_update,
+        )
+    }
+    rows.sort_by(|a, b| key(a).cmp(&key(b)));
+}
+
 /// Statuses the booking service uses.
 pub const STATUSES: [&str; 3] = ["BOOKED", "CANCELLED", "COMPLETED"];
 

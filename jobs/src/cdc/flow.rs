@@ -39,8 +39,8 @@ pub(crate) struct Tables {
 }
 
 /// The change rows the Bronze step appended in this run: those of source versions after
-/// `after` (`None`: from the first) through `through`, decoded, in the order
-/// [`changes_between`] reads them.
+/// `after` (`None`: from the first) through `through`, decoded, in the order the later steps
+/// apply them ([`super::changes::in_apply_order`]).
 pub(crate) struct Fresh {
     pub after: Option<i64>,
     pub through: i64,

@@ -178,17 +178,31 @@ pub(crate) async fn read_changes(
         &ctx,
         &BRONZE,
         &format!(
-            "SELECT * FROM bronze WHERE commit_version > {after} AND commit_version <= {through}
-             ORDER BY {CHANGE_ORDER}"
+            "SELECT * FROM bronze WHERE commit_version > {after} AND commit_version <= {through}"
         ),
     )
     .await?;
-    changes::decode(&batches)
+    let mut rows = changes::decode(&batches)?;
+    changes::in_apply_order(&mut rows);
+    Ok(rows)
 }
 
-/// The order the later steps apply Bronze changes in: by source version, then by booking, a
-/// DELETE before an INSERT, the plain change before the half of an update.
-pub(crate) const CHANGE_ORDER: &str = "commit_version, booking_id, change_type, is_update";
+/// The source versions a step has still to take: after the version `table` has reached, through
+/// the version the step before it (`before`) has reached; `None` when there are none.
+pub(crate) async fn to_take(
+    before: &mut DeltaTable,
+    before_def: &TableDef,
+    table: &mut DeltaTable,
+    def: &TableDef,
+) -> Result<Option<(Option<i64>, i64)>, JobError> {
+    let Some(through) = reached(before, before_def).await? else {
+        return Ok(None);
+    };
+    let after = reached(table, def).await?;
+    Ok(after
+        .is_none_or(|a| a < through)
+        .then_some((after, through)))
+}
 
 #[cfg(test)]
 mod tests;

@@ -12,7 +12,7 @@ use deltalake::datafusion::prelude::SessionContext;
 use deltalake::{DeltaTable, DeltaTableError};
 use serde_json::json;
 
-use super::changes::decode;
+use super::changes::{decode, in_apply_order};
 use super::flow::Fresh;
 use super::tables::MOVIE_BOOKING_CDC_EVENTS as BRONZE;
 use super::{app_id, cdc_error, conform, query, reached};
@@ -64,21 +64,7 @@ pub(crate) async fn run(
         Vec::new()
     };
     let mut fresh = decode(&rows)?;
-    // The order the later steps read Bronze in (`CHANGE_ORDER`).
-    fresh.sort_by(|a, b| {
-        (
-            a.commit_version,
-            &a.booking.booking_id,
-            a.insert,
-            a.is_update,
-        )
-            .cmp(&(
-                b.commit_version,
-                &b.booking.booking_id,
-                b.insert,
-                b.is_update,
-            ))
-    });
+    in_apply_order(&mut fresh);
     append_once(
         bronze,
         rows.into_iter().map(PartitionRows::unsplit).collect(),

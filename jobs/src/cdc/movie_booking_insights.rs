@@ -12,7 +12,7 @@ use deltalake::datafusion::prelude::SessionContext;
 
 use super::flow::{Fresh, changes_between};
 use super::tables::{MOVIE_BOOKING_INSIGHTS as INSIGHTS, MOVIE_BOOKINGS_FILTERED as FILTERED};
-use super::{cdc_error, query, reached, reaching, record_reached, register};
+use super::{cdc_error, query, reaching, record_reached, register, to_take};
 use crate::JobError;
 
 /// The new rows of the movies in `changed`; `gone` marks a movie with no booking left.
@@ -40,13 +40,9 @@ pub(crate) async fn run(
     table: &mut DeltaTable,
     fresh: Option<&Fresh>,
 ) -> Result<u64, JobError> {
-    let Some(through) = reached(filtered, &FILTERED).await? else {
+    let Some((after, through)) = to_take(filtered, &FILTERED, table, &INSIGHTS).await? else {
         return Ok(0);
     };
-    let after = reached(table, &INSIGHTS).await?;
-    if after.is_some_and(|a| a >= through) {
-        return Ok(0);
-    }
     let mut movies: Vec<String> = changes_between(bronze, fresh, after, through)
         .await?
         .into_iter()

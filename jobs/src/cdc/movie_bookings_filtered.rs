@@ -20,7 +20,7 @@ use deltalake::datafusion::prelude::SessionContext;
 use super::changes::{Booking, ChangeRow, booking_arrays, refusal, to_json};
 use super::flow::{Fresh, changes_between};
 use super::tables::{MOVIE_BOOKING_CDC_EVENTS as BRONZE, MOVIE_BOOKINGS_FILTERED as FILTERED};
-use super::{app_id, cdc_error, reached, reaching};
+use super::{app_id, cdc_error, reaching, to_take};
 use crate::JobError;
 
 /// What the step did.
@@ -46,13 +46,9 @@ pub(crate) async fn run(
     table: &mut DeltaTable,
     fresh: Option<&Fresh>,
 ) -> Result<FilteredReport, JobError> {
-    let Some(through) = reached(bronze, &BRONZE).await? else {
+    let Some((after, through)) = to_take(bronze, &BRONZE, table, &FILTERED).await? else {
         return Ok(FilteredReport::default());
     };
-    let after = reached(table, &FILTERED).await?;
-    if after.is_some_and(|a| a >= through) {
-        return Ok(FilteredReport::default());
-    }
     let rows = changes_between(bronze, fresh, after, through).await?;
     let mut last: BTreeMap<String, Last> = BTreeMap::new();
     let mut refused = Vec::new();

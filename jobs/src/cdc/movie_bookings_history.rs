@@ -17,7 +17,7 @@ use deltalake::datafusion::prelude::SessionContext;
 use super::changes::{Booking, refusal};
 use super::flow::{Fresh, changes_between};
 use super::tables::{MOVIE_BOOKING_CDC_EVENTS as BRONZE, MOVIE_BOOKINGS_HISTORY as HISTORY};
-use super::{cdc_error, reached, reaching, record_reached};
+use super::{cdc_error, reaching, record_reached, to_take};
 use crate::JobError;
 
 /// One row of the MERGE source: a new version to insert, or the close of the version the
@@ -38,13 +38,9 @@ pub(crate) async fn run(
     table: &mut DeltaTable,
     fresh: Option<&Fresh>,
 ) -> Result<u64, JobError> {
-    let Some(through) = reached(bronze, &BRONZE).await? else {
+    let Some((after, through)) = to_take(bronze, &BRONZE, table, &HISTORY).await? else {
         return Ok(0);
     };
-    let after = reached(table, &HISTORY).await?;
-    if after.is_some_and(|a| a >= through) {
-        return Ok(0);
-    }
     let rows = changes_between(bronze, fresh, after, through).await?;
     let mut out: Vec<Version> = Vec::new();
     // Per booking: the index in `out` of the version this run opened and left open.

@@ -15,7 +15,7 @@ const SAMPLE: &str = include_str!("../../../samples/movie_bookings.sql");
 /// When the cdc job runs while a script is applied. Runs hold the flow's tables open from one
 /// to the next (as `up` does), but in `AfterEachStatementAfresh`, where each opens them anew
 /// (as `boxoffice job cdc` does).
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy)]
 enum Schedule {
     AtTheEnd,
     AfterEachStatement,
