@@ -840,7 +840,7 @@ pub struct IngestArgs {
 }
 
 #[derive(Debug, Args)]
-#[command(group(clap::ArgGroup::new("retention").multiple(true)))]
+#[command(group(clap::ArgGroup::new("change").multiple(true)))]
 pub struct TablesArgs {
     /// Print JSON instead of a table
     #[arg(long)]
@@ -850,7 +850,7 @@ pub struct TablesArgs {
     /// far back time travel reaches, and how many log entries each snapshot update lists on a
     /// local lake. Maintenance removes older entries at its next checkpoint step. Stop every
     /// writer first: the change is a metadata commit, which fails their prepared commits
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration, group = "retention")]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, group = "change")]
     pub set_log_retention: Option<Duration>,
 
     /// Set how long the tables' Delta checkpoints keep tombstones of replaced files
@@ -858,12 +858,21 @@ pub struct TablesArgs {
     /// setting existed keep Delta's 7 days, and on a lake that runs `up` every checkpoint then
     /// grows for a week. Vacuum still keeps the files themselves for its own retention. Stop
     /// every writer first, as for --set-log-retention
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration, group = "retention")]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, group = "change")]
     pub set_tombstone_retention: Option<Duration>,
 
-    /// With --set-log-retention or --set-tombstone-retention: only this table (layer.table,
-    /// e.g. bronze.bookings_raw); repeat it for more. Without it, every table that exists
-    #[arg(long = "table", value_name = "LAYER.TABLE", requires = "retention")]
+    /// Record file statistics (min/max per file) only for the columns boxoffice declares for
+    /// each table, from the next file written on (`delta.dataSkippingStatsColumns`). Tables
+    /// made by an earlier boxoffice record every column's, which every commit and every refresh
+    /// of a table held open parses again for every live file. Stop every writer first,
+    /// as for --set-log-retention
+    #[arg(long, group = "change")]
+    pub set_stats_columns: bool,
+
+    /// With --set-log-retention, --set-tombstone-retention or --set-stats-columns: only this
+    /// table (layer.table, e.g. bronze.bookings_raw); repeat it for more. Without it, every
+    /// table that exists
+    #[arg(long = "table", value_name = "LAYER.TABLE", requires = "change")]
     pub tables: Vec<String>,
 }
 

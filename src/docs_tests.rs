@@ -148,6 +148,14 @@ fn section_problems(def: &TableDef, table: &DocTable) -> Vec<String> {
     if def.partition_columns.is_empty() && table.text.contains("Partitioned by") {
         problems.push(format!("{at}: the table is not partitioned"));
     }
+    let stats: Vec<String> = def.stats_columns.iter().map(|c| format!("`{c}`")).collect();
+    let stats = format!("File statistics on {}.", stats.join(", "));
+    if !def.stats_columns.is_empty() && !table.text.contains(&stats) {
+        problems.push(format!("{at}: expected `{stats}`"));
+    }
+    if def.stats_columns.is_empty() && table.text.contains("File statistics on") {
+        problems.push(format!("{at}: the table keeps Delta's default statistics"));
+    }
     problems
 }
 

@@ -52,10 +52,11 @@ pub const TABLES: &str = "\
 Examples:
   boxoffice tables
   boxoffice tables --lake az://lake/dev --emulator --json
-  boxoffice tables --set-tombstone-retention 1h --set-log-retention 30m --table bronze.quarantine
+  boxoffice tables --set-stats-columns --set-tombstone-retention 1h --set-log-retention 30m
 
-Every table's columns and meaning: docs/tables.md. Small files and compaction: docs/maintenance.md.
-Log and tombstone retention on a lake that runs `up` for hours: docs/continuous.md.";
+Every table's columns, meaning and file statistics: docs/tables.md. Small files and compaction:
+docs/maintenance.md. Log and tombstone retention on a lake that runs `up` for hours:
+docs/continuous.md. Stop `up` and every other writer before changing a table.";
 
 /// `boxoffice job --help`.
 pub const JOB: &str = "\

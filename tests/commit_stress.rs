@@ -34,6 +34,7 @@ const BENCH_TABLE: TableDef = TableDef {
     partition_columns: &[],
     properties: &[],
     blob_columns: &[],
+    stats_columns: &[],
 };
 
 /// `bench commits` with 16 grouped writers for 60 s against `lake_args`; its JSON report.

@@ -40,6 +40,7 @@ pub const JOB_RUNS: TableDef = TableDef {
     partition_columns: &[],
     properties: &[],
     blob_columns: &[],
+    stats_columns: &[],
 };
 
 /// Appends each attempt to `_system/job_runs` as it ends.

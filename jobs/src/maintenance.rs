@@ -305,6 +305,7 @@ mod tests {
         partition_columns: &[],
         properties: &[("delta.logRetentionDuration", "interval 0 seconds")],
         blob_columns: &[],
+        stats_columns: &[],
     };
 
     fn commits(lake: &Lake) -> Vec<u64> {
@@ -385,6 +386,7 @@ mod tests {
         partition_columns: &["day"],
         properties: &[("delta.deletedFileRetentionDuration", "interval 1 second")],
         blob_columns: &[],
+        stats_columns: &[],
     };
 
     /// Files in [`BRIEF`]'s one partition.

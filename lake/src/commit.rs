@@ -120,7 +120,7 @@ pub async fn refreshed_versions(
     table: &mut DeltaTable,
     app_ids: &[&str],
 ) -> Result<Vec<Option<i64>>, DeltaTableError> {
-    table.update_state().await?;
+    crate::refresh::refresh(table, "append check").await?;
     recorded_versions(table, app_ids).await
 }
 
@@ -151,7 +151,7 @@ pub async fn committed_versions(
     table: &mut DeltaTable,
     app_ids: &[&str],
 ) -> Result<Vec<Option<i64>>, DeltaTableError> {
-    table.update_state().await?;
+    crate::refresh::refresh(table, "append check").await?;
     let found = crate::txn_index::committed_versions(table, app_ids).await?;
     Ok(app_ids
         .iter()
@@ -465,6 +465,7 @@ mod tests {
         partition_columns: &["p"],
         properties: &[],
         blob_columns: &[],
+        stats_columns: &[],
     };
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -221,7 +221,7 @@ pub async fn prepare_keeping_apart(
     rule: impl Fn(&Partition) -> Rule,
     apart: Option<&str>,
 ) -> Result<Prepared, DeltaTableError> {
-    table.update_state().await?;
+    crate::refresh::refresh(table, "compact").await?;
     let mut prepared = Prepared {
         partitions: Vec::new(),
         target_bytes,
@@ -515,7 +515,7 @@ async fn commit(
         if attempt > 0 {
             report.retries += 1;
         }
-        table.update_state().await?;
+        crate::refresh::refresh(table, "compact").await?;
         let snapshot = table.snapshot()?;
         let live: HashSet<String> = snapshot
             .log_data()
@@ -545,6 +545,7 @@ async fn commit(
         let properties = crate::commit_properties()
             .with_application_transaction(Transaction::new(COMPACTION_APP_ID, now))
             .with_metadata([("readVersion".to_string(), snapshot.version().into())]);
+        let started = std::time::Instant::now();
         let committed = CommitBuilder::from(properties)
             .with_actions(actions)
             .with_max_retries(COMMIT_RETRIES)
@@ -559,6 +560,14 @@ async fn commit(
             .await;
         match committed {
             Ok(finalized) => {
+                crate::refresh::logged(
+                    "commit",
+                    table,
+                    "compact",
+                    crate::refresh::version(table),
+                    finalized.version() as i64,
+                    started,
+                );
                 table.state = Some(finalized.snapshot());
                 report.commits += 1;
                 for r in &pending {

@@ -102,6 +102,7 @@ const NUMBERS: TableDef = TableDef {
     partition_columns: &["day"],
     properties: &[],
     blob_columns: &["label"],
+    stats_columns: &[],
 };
 
 /// Rows `from..from + n` of one day, as one append (one file).

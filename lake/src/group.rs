@@ -358,7 +358,7 @@ async fn commit_staged(
     if batches.is_empty() {
         return Ok(led);
     }
-    table.update_state().await?;
+    crate::refresh::refresh(table, "group append").await?;
     let (landed, pending) = split_landed(table, batches).await?;
     let mut receipts: Vec<(Staged, Option<u64>)> = landed.into_iter().map(|b| (b, None)).collect();
     if !pending.is_empty() {

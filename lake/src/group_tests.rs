@@ -23,6 +23,7 @@ const BATCHES: TableDef = TableDef {
     partition_columns: &[],
     properties: &[],
     blob_columns: &[],
+    stats_columns: &[],
 };
 
 fn app(writer: i32) -> String {

@@ -126,7 +126,7 @@ pub(crate) async fn commit_held(
         let wait = policy.backoff(stats.rounds);
         tokio::time::sleep(wait).await;
         stats.waited += wait;
-        table.update_state().await?;
+        crate::refresh::refresh(table, "append retry").await?;
         let now = versions(table, txns).await?;
         if now
             .iter()
@@ -192,6 +192,7 @@ async fn commit_round(
         .with_application_transactions(txns.to_vec())
         .with_metadata(metadata)
         .with_max_retries(policy.delta_retries);
+    let started = std::time::Instant::now();
     let committed = CommitBuilder::from(properties)
         .with_actions(actions)
         .build(Some(table.snapshot()?), table.log_store(), operation)
@@ -199,6 +200,14 @@ async fn commit_round(
     match committed {
         Ok(finalized) => {
             let table_version = finalized.version();
+            crate::refresh::logged(
+                "commit",
+                table,
+                "append",
+                crate::refresh::version(table),
+                table_version as i64,
+                started,
+            );
             let retries = finalized.metrics.num_retries;
             table.state = Some(finalized.snapshot());
             Ok((table_version, retries))

@@ -179,6 +179,7 @@ mod tests {
         partition_columns: &[],
         properties: &[],
         blob_columns: &[],
+        stats_columns: &[],
     };
 
     fn last_commit(info: &TableInfo) -> Option<DateTime<Utc>> {

@@ -11,6 +11,7 @@
 //! - [`read`]: a table's rows without a query engine (Bronze readers, tests).
 //! - [`files`]: plain files beside the tables (job plans and checkpoints).
 //! - [`lease`]: one holder at a time for a job or the landing, across processes and machines.
+//! - [`properties`], [`retention`]: changing a table's Delta properties after it was created.
 
 mod azurite;
 pub mod commit;
@@ -22,7 +23,9 @@ pub mod hold;
 pub mod inspect;
 pub mod layer;
 pub mod lease;
+pub mod properties;
 pub mod read;
+pub mod refresh;
 pub mod replace;
 pub mod retention;
 pub mod table;
@@ -42,14 +45,13 @@ pub use hold::{CommitPolicy, CommitStats};
 pub use inspect::{TableInfo, TableState, compatibility_problems};
 pub use layer::Layer;
 pub use lease::{Claim, HeldLease, Holder, Lease, LeaseError};
+pub use properties::PropertyChange;
 pub use read::{normalize, read_rows, with_schema};
 pub use replace::{Replacement, replace_once};
-pub use retention::{
-    LOG_RETENTION, Retention, RetentionChange, TOMBSTONE_RETENTION, delta_interval,
-};
+pub use retention::{LOG_RETENTION, Retention, TOMBSTONE_RETENTION, delta_interval};
 pub use table::{
-    DEFAULT_PROPERTIES, FREQUENT_CHECKPOINTS, SHORT_TOMBSTONES, TableDef, blob_columns, column,
-    commit_properties, utc_timestamp,
+    DEFAULT_PROPERTIES, FREQUENT_CHECKPOINTS, SHORT_TOMBSTONES, STATS_COLUMNS, TableDef,
+    blob_columns, column, commit_properties, utc_timestamp,
 };
 pub use target::{Lake, LakeSettings, StoreKind};
 

@@ -7,11 +7,11 @@
 //! `remove` entries of replaced files; tables boxoffice creates keep them an hour
 //! ([`crate::SHORT_TOMBSTONES`]), tables made before keep Delta's 7 days until this sets it.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::LakeError;
-use crate::table::{TableDef, commit_properties};
+use crate::properties::PropertyChange;
+use crate::table::TableDef;
 use crate::target::Lake;
 
 /// The Delta table property that holds the log retention.
@@ -55,22 +55,6 @@ impl Retention {
     }
 }
 
-/// What [`Lake::set_retention`] did to a table.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RetentionChange {
-    /// The table has not been created yet.
-    Missing,
-    /// It already had this retention.
-    Unchanged(String),
-    /// The retention was changed (from Delta's default when `from` is `None`).
-    Changed {
-        /// The retention before, as the table spelled it.
-        from: Option<String>,
-        /// The retention now.
-        to: String,
-    },
-}
-
 /// A duration as Delta spells an interval: `interval 1800 seconds`.
 pub fn delta_interval(retention: Duration) -> String {
     format!("interval {} seconds", retention.as_secs())
@@ -86,29 +70,9 @@ impl Lake {
         def: &TableDef,
         kind: Retention,
         retention: Duration,
-    ) -> Result<RetentionChange, LakeError> {
-        let Some(table) = self.open_table(def).await? else {
-            return Ok(RetentionChange::Missing);
-        };
-        let to = delta_interval(retention);
-        let from = table
-            .snapshot()
-            .map_err(|e| self.delta_error(def, e))?
-            .metadata()
-            .configuration()
-            .get(kind.property())
-            .cloned();
-        if from.as_deref() == Some(to.as_str()) {
-            return Ok(RetentionChange::Unchanged(to));
-        }
-        table
-            .set_tbl_properties()
-            .with_properties(HashMap::from([(kind.property().to_string(), to.clone())]))
-            .with_commit_properties(commit_properties())
+    ) -> Result<PropertyChange, LakeError> {
+        self.set_property(def, kind.property(), delta_interval(retention))
             .await
-            .map_err(|e| self.delta_error(def, e))?;
-        tracing::info!(table = %def.qualified_name(), ?from, %to, property = kind.property(), "set a retention");
-        Ok(RetentionChange::Changed { from, to })
     }
 }
 
@@ -131,6 +95,7 @@ mod tests {
         partition_columns: &[],
         properties: &[],
         blob_columns: &[],
+        stats_columns: &[],
     };
 
     #[tokio::test]
@@ -142,7 +107,7 @@ mod tests {
             lake.set_retention(&T, Retention::Log, half_hour)
                 .await
                 .expect("set"),
-            RetentionChange::Missing
+            PropertyChange::Missing
         );
         lake.ensure_table(&T).await.expect("table");
         let changed = lake
@@ -151,7 +116,7 @@ mod tests {
             .expect("set");
         assert_eq!(
             changed,
-            RetentionChange::Changed {
+            PropertyChange::Changed {
                 from: None,
                 to: "interval 1800 seconds".into()
             }
@@ -183,7 +148,7 @@ mod tests {
             .expect("again");
         assert_eq!(
             again,
-            RetentionChange::Unchanged("interval 1800 seconds".into())
+            PropertyChange::Unchanged("interval 1800 seconds".into())
         );
         let table = lake.open_table(&T).await.expect("open").expect("table");
         assert_eq!(table.version(), Some(1), "no commit when nothing changes");
@@ -200,7 +165,7 @@ mod tests {
             .expect("set");
         assert_eq!(
             changed,
-            RetentionChange::Changed {
+            PropertyChange::Changed {
                 from: Some("interval 1 hour".into()),
                 to: "interval 600 seconds".into()
             }

@@ -37,7 +37,17 @@ pub struct TableDef {
     /// Columns written without dictionary encoding or min/max statistics, which cost time on
     /// every write and help no reader: large free text (raw bodies) and random identifiers.
     pub blob_columns: &'static [&'static str],
+    /// The columns whose minimum and maximum Delta records for each file
+    /// (`delta.dataSkippingStatsColumns`): the ones readers skip files by. Every snapshot update
+    /// (each commit, each refresh of a table held open) parses every live file's statistics
+    /// again, so each column recorded costs on every commit of a busy table. Empty: Delta's
+    /// default, the first 32 columns.
+    pub stats_columns: &'static [&'static str],
 }
+
+/// The Delta table property that names the columns with file statistics
+/// ([`TableDef::stats_columns`]).
+pub const STATS_COLUMNS: &str = "delta.dataSkippingStatsColumns";
 
 /// The checkpoint interval every table is created with, unless its definition sets one: a Delta
 /// checkpoint every 10 commits instead of Delta's default 100. `up` commits to Bronze up to five
@@ -65,6 +75,11 @@ impl TableDef {
     /// `layer.table`, the name `boxoffice sql` and the docs use.
     pub fn qualified_name(&self) -> String {
         format!("{}.{}", self.layer, self.name)
+    }
+
+    /// The value of [`STATS_COLUMNS`] this table is created with; `None` for Delta's default.
+    pub fn stats_property(&self) -> Option<String> {
+        (!self.stats_columns.is_empty()).then(|| self.stats_columns.join(","))
     }
 
     /// The Arrow schema, shared.
@@ -120,8 +135,13 @@ impl Lake {
             return Ok(None);
         }
         let mut table = self.table_handle(def)?;
+        let started = std::time::Instant::now();
         match table.load().await {
-            Ok(()) => Ok(Some(table)),
+            Ok(()) => {
+                let loaded = crate::refresh::version(&table);
+                crate::refresh::logged("load", &table, "open", -1, loaded, started);
+                Ok(Some(table))
+            }
             Err(DeltaTableError::NotATable(_)) => Ok(None),
             Err(e) => Err(self.delta_error(def, e)),
         }
@@ -211,7 +231,11 @@ impl Lake {
                             .iter()
                             .filter(|(key, _)| !def.properties.iter().any(|(k, _)| k == key)),
                     )
-                    .map(|(k, v)| (k.to_string(), Some(v.to_string()))),
+                    .map(|(k, v)| (k.to_string(), Some(v.to_string())))
+                    .chain(
+                        def.stats_property()
+                            .map(|v| (STATS_COLUMNS.to_string(), Some(v))),
+                    ),
             )
             .await;
         match created {

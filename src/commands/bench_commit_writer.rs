@@ -40,6 +40,7 @@ pub const BENCH_TABLE: TableDef = TableDef {
     partition_columns: &[],
     properties: &[],
     blob_columns: &[],
+    stats_columns: &[],
 };
 
 /// The application transaction of `writer`.

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use boxoffice_ingest::bronze;
-use boxoffice_lake::{Lake, Layer, Retention, RetentionChange, TableDef, TableInfo, TableState};
+use boxoffice_lake::{Lake, Layer, PropertyChange, Retention, TableDef, TableInfo, TableState};
 
 use crate::cli::{GlobalArgs, TablesArgs};
 use crate::config;
@@ -39,8 +39,15 @@ pub async fn run(global: &GlobalArgs, args: TablesArgs) -> anyhow::Result<()> {
     .into_iter()
     .filter_map(|(kind, d)| Some((kind, d?)))
     .collect();
-    if !retentions.is_empty() {
-        return set_retentions(&lake, &retentions, &args.tables).await;
+    if !retentions.is_empty() || args.set_stats_columns {
+        let chosen = chosen(&args.tables)?;
+        if !retentions.is_empty() {
+            set_retentions(&lake, &retentions, &chosen, !args.tables.is_empty()).await?;
+        }
+        if args.set_stats_columns {
+            set_stats_columns(&lake, &chosen, !args.tables.is_empty()).await?;
+        }
+        return Ok(());
     }
     let mut infos = Vec::new();
     for def in catalog() {
@@ -54,37 +61,41 @@ pub async fn run(global: &GlobalArgs, args: TablesArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Sets retentions of the named tables (every existing one when none is named), saying what it
-/// did to each.
+/// The named tables, or every declared one when none is named.
+fn chosen(names: &[String]) -> anyhow::Result<Vec<&'static TableDef>> {
+    let all = catalog();
+    if names.is_empty() {
+        return Ok(all);
+    }
+    let mut chosen = Vec::new();
+    for name in names {
+        let Some(def) = all.iter().find(|d| d.qualified_name() == *name) else {
+            let known: Vec<String> = all.iter().map(|d| d.qualified_name()).collect();
+            anyhow::bail!("no table {name}; the tables are: {}", known.join(", "));
+        };
+        chosen.push(*def);
+    }
+    Ok(chosen)
+}
+
+/// Sets retentions of `chosen`, saying what it did to each; `named` when the user named them
+/// (then a table not created yet is mentioned).
 async fn set_retentions(
     lake: &Lake,
     retentions: &[(Retention, Duration)],
-    names: &[String],
+    chosen: &[&TableDef],
+    named: bool,
 ) -> anyhow::Result<()> {
-    let all = catalog();
-    let chosen: Vec<&TableDef> = if names.is_empty() {
-        all
-    } else {
-        let mut chosen = Vec::new();
-        for name in names {
-            let Some(def) = all.iter().find(|d| d.qualified_name() == *name) else {
-                let known: Vec<String> = all.iter().map(|d| d.qualified_name()).collect();
-                anyhow::bail!("no table {name}; the tables are: {}", known.join(", "));
-            };
-            chosen.push(*def);
-        }
-        chosen
-    };
     for def in chosen {
         let name = def.qualified_name();
         for &(kind, retention) in retentions {
             match lake.set_retention(def, kind, retention).await? {
-                RetentionChange::Missing if !names.is_empty() => {
+                PropertyChange::Missing if named => {
                     println!("{name}: not created yet, left alone")
                 }
-                RetentionChange::Missing => {}
-                RetentionChange::Unchanged(to) => println!("{name}: {} already {to}", kind.label()),
-                RetentionChange::Changed { from, to } => println!(
+                PropertyChange::Missing => {}
+                PropertyChange::Unchanged(to) => println!("{name}: {} already {to}", kind.label()),
+                PropertyChange::Changed { from, to } => println!(
                     "{name}: {} {} -> {to}",
                     kind.label(),
                     from.unwrap_or_else(|| format!("{} (Delta's default)", kind.delta_default()))
@@ -103,6 +114,34 @@ async fn set_retentions(
             }
         );
     }
+    Ok(())
+}
+
+/// Sets the columns with file statistics of `chosen` to those boxoffice declares, saying what it
+/// did to each.
+async fn set_stats_columns(lake: &Lake, chosen: &[&TableDef], named: bool) -> anyhow::Result<()> {
+    for def in chosen {
+        let name = def.qualified_name();
+        match (lake.set_stats_columns(def).await?, named) {
+            (None, true) => println!(
+                "{name}: declares no columns, keeps statistics on every column (Delta's default)"
+            ),
+            (Some(PropertyChange::Missing), true) => {
+                println!("{name}: not created yet, left alone")
+            }
+            (None | Some(PropertyChange::Missing), false) => {}
+            (Some(PropertyChange::Unchanged(to)), _) => {
+                println!("{name}: statistics already on {to}")
+            }
+            (Some(PropertyChange::Changed { from, to }), _) => println!(
+                "{name}: statistics on {} -> {to}",
+                from.unwrap_or_else(|| "the first 32 columns (Delta's default)".into())
+            ),
+        }
+    }
+    println!(
+        "files written from now on record these statistics; compaction rewrites the older small files with them"
+    );
     Ok(())
 }
 
@@ -170,4 +209,33 @@ fn render(infos: &[TableInfo]) -> String {
         out.push('\n');
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A misspelt column would silently record no statistics, and readers would read every
+    /// file; partition columns have none in Delta.
+    #[test]
+    fn every_column_a_table_records_statistics_on_is_one_of_its_data_columns() {
+        let mut declaring = 0;
+        for def in catalog() {
+            let schema = def.arrow_schema();
+            for column in def.stats_columns {
+                assert!(
+                    schema.field_with_name(column).is_ok(),
+                    "{}: no column {column}",
+                    def.qualified_name()
+                );
+                assert!(
+                    !def.partition_columns.contains(column),
+                    "{}: {column} is a partition column",
+                    def.qualified_name()
+                );
+            }
+            declaring += usize::from(!def.stats_columns.is_empty());
+        }
+        assert!(declaring >= 8, "the busy tables declare theirs");
+    }
 }

@@ -76,8 +76,7 @@ impl Tracked {
     /// Brings the table to its latest version; `Some` when that is not the version last seen.
     async fn moved(&mut self, lake: &Lake) -> Result<Option<&DeltaTable>, DashboardError> {
         let updated = match &mut self.table {
-            Some(table) => table
-                .update_state()
+            Some(table) => boxoffice_lake::refresh::refresh(table, "dashboard")
                 .await
                 .map_err(|e| lake.delta_error(self.def, e)),
             None => lake.open_table(self.def).await.map(|t| self.table = t),

@@ -26,6 +26,7 @@ pub const EVENT_CATALOG: TableDef = TableDef {
     partition_columns: &[],
     properties: &[],
     blob_columns: &[],
+    stats_columns: &[],
 };
 
 fn batch_files_schema() -> Schema {
@@ -52,6 +53,7 @@ pub const BATCH_FILES: TableDef = TableDef {
     partition_columns: &[],
     properties: &[],
     blob_columns: &[],
+    stats_columns: &[],
 };
 
 /// Both, for the catalog of tables.

@@ -127,9 +127,7 @@ impl Flow {
     async fn open(&mut self) -> Result<Option<&mut Tables>, JobError> {
         match &mut self.tables {
             Some(tables) => {
-                tables
-                    .source
-                    .update_state()
+                boxoffice_lake::refresh::refresh(&mut tables.source, "cdc source")
                     .await
                     .map_err(|e| super::cdc_error(&SOURCE, e))?;
             }

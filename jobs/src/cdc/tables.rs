@@ -47,6 +47,7 @@ pub const MOVIE_BOOKING_CDC_EVENTS: TableDef = TableDef {
     partition_columns: &[],
     properties: &[],
     blob_columns: &[],
+    stats_columns: &[],
 };
 
 fn filtered_schema() -> Schema {
@@ -65,6 +66,7 @@ pub const MOVIE_BOOKINGS_FILTERED: TableDef = TableDef {
     partition_columns: &[],
     properties: &[],
     blob_columns: &[],
+    stats_columns: &[],
 };
 
 fn history_schema() -> Schema {
@@ -89,6 +91,7 @@ pub const MOVIE_BOOKINGS_HISTORY: TableDef = TableDef {
     partition_columns: &[],
     properties: &[],
     blob_columns: &[],
+    stats_columns: &[],
 };
 
 fn insights_schema() -> Schema {
@@ -112,6 +115,7 @@ pub const MOVIE_BOOKING_INSIGHTS: TableDef = TableDef {
     partition_columns: &[],
     properties: &[],
     blob_columns: &[],
+    stats_columns: &[],
 };
 
 /// Every table of the flow, source first.

@@ -463,6 +463,7 @@ mod tests {
         partition_columns: &[],
         properties: &[],
         blob_columns: &[],
+        stats_columns: &[],
     };
 
     /// A batch big enough to be checked in slices on every core, with broken rows on and around

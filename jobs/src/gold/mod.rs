@@ -184,8 +184,7 @@ impl Gold {
         let started = Instant::now();
         for input in &mut self.inputs {
             match &mut input.table {
-                Some(table) => table
-                    .update_state()
+                Some(table) => boxoffice_lake::refresh::refresh(table, "gold input")
                     .await
                     .map_err(|e| self.lake.delta_error(input.def, e))?,
                 None => input.table = self.lake.open_table(input.def).await?,

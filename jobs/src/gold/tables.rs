@@ -39,6 +39,7 @@ pub const EVENT_PERFORMANCE: TableDef = TableDef {
     partition_columns: &[],
     properties: &[],
     blob_columns: &[],
+    stats_columns: &[],
 };
 
 fn sales_by_category_hour_schema() -> Schema {
@@ -65,6 +66,7 @@ pub const SALES_BY_CATEGORY_HOUR: TableDef = TableDef {
     partition_columns: &[],
     properties: &[],
     blob_columns: &[],
+    stats_columns: &[],
 };
 
 fn payment_mix_schema() -> Schema {
@@ -91,6 +93,7 @@ pub const PAYMENT_MIX: TableDef = TableDef {
     partition_columns: &[],
     properties: &[],
     blob_columns: &[],
+    stats_columns: &[],
 };
 
 fn conversion_schema() -> Schema {
@@ -116,6 +119,7 @@ pub const CONVERSION: TableDef = TableDef {
     partition_columns: &[],
     properties: &[],
     blob_columns: &[],
+    stats_columns: &[],
 };
 
 fn event_occupancy_schema() -> Schema {
@@ -142,6 +146,7 @@ pub const EVENT_OCCUPANCY: TableDef = TableDef {
     partition_columns: &[],
     properties: &[],
     blob_columns: &[],
+    stats_columns: &[],
 };
 
 fn booking_funnel_schema() -> Schema {
@@ -170,6 +175,7 @@ pub const BOOKING_FUNNEL: TableDef = TableDef {
     partition_columns: &[],
     properties: &[],
     blob_columns: &[],
+    stats_columns: &[],
 };
 
 /// Every Gold table.

@@ -25,4 +25,5 @@ pub const RAW_MOVIE_BOOKINGS: TableDef = TableDef {
     partition_columns: &[],
     properties: &[("delta.enableChangeDataFeed", "true")],
     blob_columns: &[],
+    stats_columns: &[],
 };

@@ -67,6 +67,14 @@ pub const BOOKINGS_FACT: TableDef = TableDef {
         "customer_name",
         "customer_email",
     ],
+    // What queries over Silver filter on: times, the event, when the job wrote the row.
+    stats_columns: &[
+        "booking_time",
+        "booking_event_time",
+        "payment_time",
+        "event_id",
+        "processed_at",
+    ],
 };
 
 fn unpaid_bookings_schema() -> Schema {
@@ -106,6 +114,12 @@ pub const UNPAID_BOOKINGS: TableDef = TableDef {
     partition_columns: &["booking_date"],
     properties: &[],
     blob_columns: &[],
+    stats_columns: &[
+        "booking_time",
+        "booking_event_time",
+        "event_id",
+        "processed_at",
+    ],
 };
 
 fn orphan_payments_schema() -> Schema {
@@ -137,6 +151,7 @@ pub const ORPHAN_PAYMENTS: TableDef = TableDef {
     partition_columns: &["payment_date"],
     properties: &[],
     blob_columns: &[],
+    stats_columns: &["payment_time", "payment_event_time", "processed_at"],
 };
 
 fn late_events_schema() -> Schema {
@@ -168,6 +183,14 @@ pub const LATE_EVENTS: TableDef = TableDef {
     partition_columns: &[],
     properties: &[],
     blob_columns: &["body"],
+    stats_columns: &[
+        "hub",
+        "partition_id",
+        "sequence_number",
+        "event_time",
+        "arrival_time",
+        "processed_at",
+    ],
 };
 
 fn expectations_schema() -> Schema {
@@ -194,6 +217,7 @@ pub const EXPECTATIONS: TableDef = TableDef {
     partition_columns: &[],
     properties: &[],
     blob_columns: &[],
+    stats_columns: &["run_at", "job", "table_name", "batch"],
 };
 
 /// Every table the Silver jobs write.

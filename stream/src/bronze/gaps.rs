@@ -40,6 +40,7 @@ pub const ARCHIVE_GAPS: TableDef = TableDef {
     partition_columns: &[],
     properties: &[],
     blob_columns: &[],
+    stats_columns: &[],
 };
 
 /// One jump in a partition's sequence numbers.

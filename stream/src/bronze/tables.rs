@@ -21,6 +21,16 @@ fn raw_schema() -> Schema {
     ])
 }
 
+/// The raw tables' columns with file statistics: the join's shards skip other partitions' files
+/// by the first two, compaction keeps partitions apart by the first, and the dashboard reads the
+/// newest event time.
+const RAW_STATS_COLUMNS: &[&str] = &[
+    "partition_id",
+    "sequence_number",
+    "enqueued_time",
+    "ingested_at",
+];
+
 /// `bronze/bookings_raw`: every valid booking event, raw JSON plus its Event Hubs stamps.
 pub const BOOKINGS_RAW: TableDef = TableDef {
     layer: Layer::Bronze,
@@ -30,6 +40,7 @@ pub const BOOKINGS_RAW: TableDef = TableDef {
     partition_columns: &["ingest_date"],
     properties: &[],
     blob_columns: &["body", "event_uid"],
+    stats_columns: RAW_STATS_COLUMNS,
 };
 
 /// `bronze/payments_raw`: every valid payment event, raw JSON plus its Event Hubs stamps.
@@ -41,6 +52,7 @@ pub const PAYMENTS_RAW: TableDef = TableDef {
     partition_columns: &["ingest_date"],
     properties: &[],
     blob_columns: &["body", "event_uid"],
+    stats_columns: RAW_STATS_COLUMNS,
 };
 
 fn quarantine_schema() -> Schema {
@@ -71,6 +83,14 @@ pub const QUARANTINE: TableDef = TableDef {
     partition_columns: &[],
     properties: &[],
     blob_columns: &["body", "reason"],
+    // Where a row came from, which the join's refresh filters on, and when.
+    stats_columns: &[
+        "stage",
+        "hub",
+        "partition_id",
+        "sequence_number",
+        "received_at",
+    ],
 };
 
 /// The raw table of a hub.

@@ -295,3 +295,43 @@ impl AsyncFileReader for RangedReader {
         .boxed()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use boxoffice_ingest::bronze::{BOOKINGS_RAW, PAYMENTS_RAW};
+
+    use super::*;
+    use crate::test_bronze::{generated, land};
+
+    /// The raw tables record statistics on few columns; the ones shards skip files by must be
+    /// among them, or every shard would read every file.
+    #[tokio::test]
+    async fn every_raw_file_shows_the_partitions_and_sequences_shards_skip_files_by() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lake = Lake::local(dir.path()).expect("lake");
+        land(&lake, &generated(5, 400, 4), 50).await;
+        for (hub, def) in [(0, &BOOKINGS_RAW), (1, &PAYMENTS_RAW)] {
+            let table = lake.open_table(def).await.expect("open").expect("landed");
+            let files = list_files(&lake, &table, hub, def).expect("files");
+            assert!(files.len() >= 4, "{}: {} files", def.name, files.len());
+            for f in &files {
+                let (low, high) = f.partitions.expect("partition statistics");
+                assert_eq!(low, high, "{}: one partition a file", f.path);
+                assert!(f.sequences.is_some(), "{}: sequence statistics", f.path);
+            }
+            let stats = table
+                .snapshot()
+                .expect("snapshot")
+                .log_data()
+                .iter()
+                .filter_map(|f| f.stats())
+                .next()
+                .expect("statistics");
+            assert!(
+                !stats.contains("\"body\"") && !stats.contains("\"partition_key\""),
+                "{}: statistics only on the declared columns: {stats}",
+                def.name
+            );
+        }
+    }
+}

@@ -124,8 +124,7 @@ impl BronzeTables {
                 None => return Ok(None),
             };
         } else if let Some(table) = self.open.get_mut(def.name) {
-            table
-                .update_state()
+            boxoffice_lake::refresh::refresh(table, "join input")
                 .await
                 .map_err(|e| lake.delta_error(def, e))?;
         }
