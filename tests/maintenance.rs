@@ -698,3 +698,58 @@ fn checkpoints_drop_tombstones_after_the_tombstone_retention_and_vacuum_still_de
     }
     assert_eq!(sql_rows(&lake, count), rows_before);
 }
+
+#[test]
+fn busy_tables_are_created_with_few_statistics_columns_and_tables_sets_them_on_request() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lake = dir.path().join("lake");
+    land_only(&lake, "2000", "5", "100");
+    let log = lake.join("bronze").join("bookings_raw").join("_delta_log");
+    let created = std::fs::read_to_string(log.join(format!("{:020}.json", 0))).expect("create");
+    assert!(
+        created.contains(r#""delta.dataSkippingStatsColumns":"partition_id,sequence_number,enqueued_time,ingested_at""#),
+        "{created}"
+    );
+    let appended = std::fs::read_to_string(log.join(format!("{:020}.json", 1))).expect("append");
+    assert!(
+        appended.contains(r#"\"maxValues\":{\"#) && !appended.contains(r#"\"partition_key\""#),
+        "statistics on the declared columns only: {appended}"
+    );
+
+    let table = lake.join("bronze").join("bookings_raw");
+    let commits = log_commits(&table);
+    let out = run_ok(on(&lake).args(["tables", "--set-stats-columns"]));
+    let out = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.contains(
+            "bronze.bookings_raw: statistics already on partition_id,sequence_number,enqueued_time,ingested_at"
+        ),
+        "{out}"
+    );
+    let gold = [
+        "tables",
+        "--set-stats-columns",
+        "--table",
+        "gold.conversion",
+    ];
+    let out = String::from_utf8_lossy(&run_ok(on(&lake).args(gold)).stdout).to_string();
+    assert!(
+        out.contains("gold.conversion: declares no columns"),
+        "{out}"
+    );
+    let unknown = on(&lake)
+        .args(["tables", "--set-stats-columns", "--table", "bronze.nope"])
+        .output()
+        .expect("run");
+    assert!(!unknown.status.success());
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr).contains("no table bronze.nope"),
+        "{}",
+        String::from_utf8_lossy(&unknown.stderr)
+    );
+    assert_eq!(
+        log_commits(&table),
+        commits,
+        "nothing committed: the table already had its columns"
+    );
+}
