@@ -560,14 +560,7 @@ async fn commit(
             .await;
         match committed {
             Ok(finalized) => {
-                crate::refresh::logged(
-                    "commit",
-                    table,
-                    "compact",
-                    crate::refresh::version(table),
-                    finalized.version() as i64,
-                    started,
-                );
+                crate::refresh::committed(table, "compact", finalized.version(), started);
                 table.state = Some(finalized.snapshot());
                 report.commits += 1;
                 for r in &pending {

@@ -200,14 +200,7 @@ async fn commit_round(
     match committed {
         Ok(finalized) => {
             let table_version = finalized.version();
-            crate::refresh::logged(
-                "commit",
-                table,
-                "append",
-                crate::refresh::version(table),
-                table_version as i64,
-                started,
-            );
+            crate::refresh::committed(table, "append", table_version, started);
             let retries = finalized.metrics.num_retries;
             table.state = Some(finalized.snapshot());
             Ok((table_version, retries))

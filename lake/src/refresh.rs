@@ -19,9 +19,18 @@ pub async fn refresh(table: &mut DeltaTable, site: &'static str) -> Result<(), D
     result
 }
 
-/// Logs a snapshot update that happened elsewhere: `commit` (delta-rs updates the snapshot
-/// after each commit) or `load` (a table opened afresh).
-pub(crate) fn logged(
+/// Logs the snapshot update delta-rs made after committing `to` on `table` (whose snapshot is
+/// still the one the commit was prepared on), begun at `started`.
+pub(crate) fn committed(table: &DeltaTable, site: &'static str, to: u64, started: Instant) {
+    logged("commit", table, site, version(table), to as i64, started);
+}
+
+/// Logs a table opened afresh, begun at `started`.
+pub(crate) fn loaded(table: &DeltaTable, started: Instant) {
+    logged("load", table, "open", -1, version(table), started);
+}
+
+fn logged(
     what: &'static str,
     table: &DeltaTable,
     site: &'static str,
@@ -40,6 +49,6 @@ pub(crate) fn logged(
 }
 
 /// The table's version, -1 before it is loaded.
-pub(crate) fn version(table: &DeltaTable) -> i64 {
+fn version(table: &DeltaTable) -> i64 {
     table.version().map_or(-1, |v| v as i64)
 }

@@ -138,8 +138,7 @@ impl Lake {
         let started = std::time::Instant::now();
         match table.load().await {
             Ok(()) => {
-                let loaded = crate::refresh::version(&table);
-                crate::refresh::logged("load", &table, "open", -1, loaded, started);
+                crate::refresh::loaded(&table, started);
                 Ok(Some(table))
             }
             Err(DeltaTableError::NotATable(_)) => Ok(None),
