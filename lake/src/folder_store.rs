@@ -16,6 +16,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::{self, BoxStream, StreamExt};
 use object_store::local::LocalFileSystem;
+
+use crate::watched_folders::{WatchedFolders, in_progress, is_plain};
 use object_store::path::{Path, PathPart};
 use object_store::{
     CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
@@ -71,10 +73,7 @@ fn entry(prefix: &Path, offset_name: &str, found: &std::fs::DirEntry) -> Result<
     };
     // A name that object_store keeps as it is compares the same way as its object path; any
     // other is converted as object_store converts it (rare: not in Delta's logs).
-    let plain = name
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-    let location = if plain {
+    let location = if is_plain(name) {
         prefix.clone().join(name)
     } else {
         Path::from_absolute_path(found.path())?
@@ -94,15 +93,16 @@ fn entry(prefix: &Path, offset_name: &str, found: &std::fs::DirEntry) -> Result<
     Ok(Some(Entry::File(location)))
 }
 
-/// object_store writes a file as `<name>#<n>` and renames it when done; listings leave those out.
-fn in_progress(name: &str) -> bool {
-    name.split_once('#')
-        .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
-}
-
-/// The folder's entries that a listing from `offset` needs a closer look at.
+/// The folder's entries that a listing from `offset` needs a closer look at: from the names
+/// kept for a watched folder, else from reading it.
 fn entries_after(folder: std::path::PathBuf, prefix: Path, offset: Path) -> Result<Vec<Entry>> {
     let offset_name = offset.filename().unwrap_or_default().to_string();
+    if let Some(names) = WatchedFolders::shared().names_after(&folder, &offset_name) {
+        return Ok(names
+            .into_iter()
+            .map(|name| Entry::File(prefix.clone().join(name)))
+            .collect());
+    }
     let read = match std::fs::read_dir(&folder) {
         Ok(read) => read,
         // As object_store: an absent folder lists nothing.
@@ -335,5 +335,29 @@ mod tests {
         let in_missing = missing.clone().join("0.json");
         assert_eq!(listed(&ours, &missing, &in_missing).await, Vec::new());
         assert_eq!(listed(&theirs, &missing, &in_missing).await, Vec::new());
+    }
+
+    /// A plain log folder, as the watched names answer it, changed between listings: the
+    /// answers stay those of the local file system, sizes included.
+    #[tokio::test]
+    async fn a_watched_log_lists_as_the_local_file_system_does_while_it_changes() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log = dir.path().join("t").join("_delta_log");
+        std::fs::create_dir_all(&log).expect("folders");
+        let ours = FolderStore::new();
+        let theirs = LocalFileSystem::new();
+        let prefix = Path::from_absolute_path(&log).expect("prefix");
+        for v in 0..60u64 {
+            std::fs::write(log.join(format!("{v:020}.json")), vec![b'x'; v as usize])
+                .expect("commit");
+            if v % 10 == 9 {
+                std::fs::write(log.join(format!("{v:020}.checkpoint.parquet")), b"pq").expect("cp");
+                // Rewritten in place: the same name, another size.
+                std::fs::write(log.join("_last_checkpoint"), vec![b'c'; v as usize]).expect("hint");
+            }
+            let offset = prefix.clone().join(format!("{:020}", v - v % 10).as_str());
+            let want = listed(&theirs, &prefix, &offset).await;
+            assert_eq!(listed(&ours, &prefix, &offset).await, want, "version {v}");
+        }
     }
 }

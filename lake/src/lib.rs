@@ -31,6 +31,7 @@ pub mod retention;
 pub mod table;
 pub mod target;
 mod txn_index;
+mod watched_folders;
 
 pub use commit::{
     AppendError, AppendOutcome, Batch, PartitionRows, PartitionValue, StreamRows,
