@@ -3,6 +3,7 @@
 //! - [`silver::bookings_fact`]: the 2-minute bookings-payments join, exactly once.
 //! - [`gold`]: aggregates refreshed from what changed in Silver.
 
+pub mod background;
 pub mod batch;
 pub mod cdc;
 pub mod expectations;

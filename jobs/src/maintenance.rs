@@ -213,9 +213,10 @@ async fn vacuum_table(
 
 /// Writes a checkpoint of each table's current version, then removes the log entries that
 /// expired before it: older than the table's `delta.logRetentionDuration` (30 days unless set)
-/// and older than a checkpoint, unless `delta.enableExpiredLogCleanup` is false. boxoffice's
-/// commits leave this to maintenance ([`boxoffice_lake::commit_properties`]): done after every
-/// commit, it lists the whole log each time.
+/// and older than a checkpoint, unless `delta.enableExpiredLogCleanup` is false, at most every
+/// tenth of the retention ([`expired_entries_every`]). boxoffice's commits leave this to
+/// maintenance ([`boxoffice_lake::commit_properties`]): done after every commit, it lists the
+/// whole log each time.
 pub async fn checkpoint(
     lake: &Lake,
     tables: &[&TableDef],
@@ -229,19 +230,22 @@ pub async fn checkpoint(
         deltalake::protocol::checkpoints::create_checkpoint(&table, None)
             .await
             .map_err(|e| maintenance_error(def, "checkpointing", e))?;
-        let cleanup = table
+        let config = table
             .snapshot()
             .map_err(|e| maintenance_error(def, "reading the table config of", e))?
-            .table_config()
-            .enable_expired_log_cleanup();
-        let log_entries_deleted = if cleanup {
-            deltalake::protocol::checkpoints::cleanup_metadata(&table, None)
-                .await
-                .map_err(|e| maintenance_error(def, "removing expired log entries of", e))?
-                as u64
-        } else {
-            0
-        };
+            .table_config();
+        let retention = config.log_retention_duration();
+        let location = table.table_url().to_string();
+        let log_entries_deleted =
+            if config.enable_expired_log_cleanup() && expired_entries_due(&location, retention) {
+                let deleted = deltalake::protocol::checkpoints::cleanup_metadata(&table, None)
+                    .await
+                    .map_err(|e| maintenance_error(def, "removing expired log entries of", e))?;
+                expired_entries_removed(&location);
+                deleted as u64
+            } else {
+                0
+            };
         out.push(TableMaintenance {
             table: def.qualified_name(),
             files_before: files,
@@ -252,6 +256,34 @@ pub async fn checkpoint(
         });
     }
     Ok(out)
+}
+
+/// How often the checkpoint step looks for a table's expired log entries: a tenth of its log
+/// retention, so the log holds at most 1.1 times the retention. Looking reads the whole
+/// `_delta_log` folder with each entry's metadata, a cost that grows with the entries the
+/// retention keeps; every 15 s (`up`'s maintenance turn) under Delta's default of 30 days it
+/// would grow without end, though nothing can expire for a month.
+pub fn expired_entries_every(log_retention: Duration) -> Duration {
+    log_retention / 10
+}
+
+/// When this process last removed each table's expired log entries, by table location. A new
+/// process (a restart, a `maintenance` command) looks at its first checkpoint step.
+static EXPIRED_REMOVED: std::sync::LazyLock<
+    std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+> = std::sync::LazyLock::new(Default::default);
+
+/// Whether the table at `location` is due to have its expired log entries looked for.
+fn expired_entries_due(location: &str, log_retention: Duration) -> bool {
+    let removed = EXPIRED_REMOVED.lock().unwrap_or_else(|p| p.into_inner());
+    removed
+        .get(location)
+        .is_none_or(|at| at.elapsed() >= expired_entries_every(log_retention))
+}
+
+fn expired_entries_removed(location: &str) {
+    let mut removed = EXPIRED_REMOVED.lock().unwrap_or_else(|p| p.into_inner());
+    removed.insert(location.to_string(), std::time::Instant::now());
 }
 
 /// Live files and rows (from file statistics) of the loaded snapshot.
@@ -309,10 +341,15 @@ mod tests {
     };
 
     fn commits(lake: &Lake) -> Vec<u64> {
+        commits_of(lake, &SHORT)
+    }
+
+    /// The versions whose commit is in `def`'s log.
+    fn commits_of(lake: &Lake, def: &TableDef) -> Vec<u64> {
         let log = lake
-            .local_dir(SHORT.layer)
+            .local_dir(def.layer)
             .expect("local")
-            .join(SHORT.name)
+            .join(def.name)
             .join("_delta_log");
         let mut found: Vec<u64> = std::fs::read_dir(log)
             .expect("log")
@@ -368,6 +405,78 @@ mod tests {
             .map(RecordBatch::num_rows)
             .sum();
         assert_eq!(rows, 25, "the checkpoint holds every row");
+    }
+
+    /// A table whose log entries expire after 100 s: looked for every 10 s.
+    const HUNDRED_SECONDS: TableDef = TableDef {
+        name: "hundred_seconds_history",
+        properties: &[("delta.logRetentionDuration", "interval 100 seconds")],
+        ..SHORT
+    };
+
+    /// Appends rows `from..=to` to `def`, then dates every commit file 200 s back.
+    async fn aged_commits(lake: &Lake, def: &TableDef, from: i64, to: i64) {
+        let mut table = lake.ensure_table(def).await.expect("table");
+        for n in from..=to {
+            let batch = RecordBatch::try_new(
+                Arc::new(schema()),
+                vec![Arc::new(Int64Array::from(vec![n]))],
+            )
+            .expect("batch");
+            let props = def.writer_properties();
+            append_once(
+                &mut table,
+                vec![PartitionRows::unsplit(batch)],
+                "test",
+                n,
+                HashMap::new(),
+                props,
+            )
+            .await
+            .expect("append");
+        }
+        let log = lake
+            .local_dir(def.layer)
+            .expect("local")
+            .join(def.name)
+            .join("_delta_log");
+        let past = std::time::SystemTime::now() - Duration::from_secs(200);
+        for entry in std::fs::read_dir(log).expect("log") {
+            let file = std::fs::File::options()
+                .write(true)
+                .open(entry.expect("entry").path())
+                .expect("open");
+            file.set_modified(past).expect("date it back");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn expired_log_entries_are_looked_for_once_every_tenth_of_the_retention() {
+        assert_eq!(
+            expired_entries_every(Duration::from_secs(30 * 86_400)),
+            Duration::from_secs(3 * 86_400)
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lake = Lake::local(dir.path()).expect("lake");
+        aged_commits(&lake, &HUNDRED_SECONDS, 1, 25).await;
+        let first = checkpoint(&lake, &[&HUNDRED_SECONDS])
+            .await
+            .expect("checkpoint");
+        assert!(first[0].log_entries_deleted >= 25, "{first:?}");
+
+        // Expired as well, but the next step comes within 10 s: it leaves them.
+        aged_commits(&lake, &HUNDRED_SECONDS, 26, 40).await;
+        let second = checkpoint(&lake, &[&HUNDRED_SECONDS])
+            .await
+            .expect("checkpoint");
+        assert_eq!(second[0].log_entries_deleted, 0, "{second:?}");
+        let kept = commits_of(&lake, &HUNDRED_SECONDS);
+        assert!(kept.contains(&26), "{kept:?}");
+
+        // Another table of the same lake is due on its own.
+        aged_commits(&lake, &SHORT, 1, 12).await;
+        let other = checkpoint(&lake, &[&SHORT]).await.expect("checkpoint");
+        assert!(other[0].log_entries_deleted >= 10, "{other:?}");
     }
 
     fn day_schema() -> Schema {

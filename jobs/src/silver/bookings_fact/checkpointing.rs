@@ -1,6 +1,6 @@
 //! When a shard checkpoints the join's state, and how: encoded on a blocking thread (the state
-//! itself, or a copy while batches go on), stored as one file, older checkpoints and the plans it
-//! covers deleted after.
+//! itself), or a copy on a background thread while batches go on; stored as one file, older
+//! checkpoints and the plans it covers deleted after.
 
 use std::time::Instant;
 
@@ -12,6 +12,9 @@ use super::join::JoinState;
 use super::shard::{Checkpoints, Encoding, Shard, batch_of, checkpoint_name};
 use super::{JOB, checkpoint, checkpoint_error};
 use crate::JobError;
+
+/// A checkpoint being encoded on a background thread.
+pub(super) type BackgroundEncoding = crate::background::Background<Result<Bytes, String>>;
 
 impl Shard {
     /// Whether the state after `batch` is checkpointed, by the settings' count of batches and,
@@ -31,18 +34,14 @@ impl Shard {
     }
 
     /// Encodes a copy of the state after `batch` (whose `ranges` the positions move past) on a
-    /// blocking thread. Copying takes a small part of encoding's time, and the batches that
-    /// follow go on with the state meanwhile.
-    pub(super) fn encode_copy(
-        &self,
-        ranges: &[Range],
-        batch: u64,
-    ) -> tokio::task::JoinHandle<Result<Bytes, String>> {
+    /// thread of its own that yields the cores to the batches that follow
+    /// ([`crate::background`]). Copying takes a small part of encoding's time.
+    pub(super) fn encode_copy(&self, ranges: &[Range], batch: u64) -> BackgroundEncoding {
         let mut phases = crate::Phases::new(batch);
         let state = self.state.clone();
         let positions = self.positions_after(ranges);
         phases.done("checkpoint copy");
-        tokio::task::spawn_blocking(move || {
+        crate::background::spawn("join checkpoint", move || {
             encode_timed(batch, &positions, &state, "checkpoint encode (background)")
         })
     }
@@ -57,16 +56,12 @@ impl Shard {
 
     /// Stores the checkpoint `encoding` makes once it is done, in a task of its own. Called only
     /// once `batch` is committed: a checkpoint must never be ahead of the tables.
-    pub(super) fn store_in_background(
-        &mut self,
-        batch: u64,
-        encoding: tokio::task::JoinHandle<Result<Bytes, String>>,
-    ) {
+    pub(super) fn store_in_background(&mut self, batch: u64, encoding: BackgroundEncoding) {
         let files = self.files.clone();
         let task = tokio::spawn(async move {
             let bytes = encoding
                 .await
-                .map_err(|e| checkpoint_error(format!("encoding the checkpoint stopped: {e}")))?
+                .map_err(|e| checkpoint_error(format!("encoding the checkpoint: {e}")))?
                 .map_err(checkpoint_error)?;
             store(&files, batch, bytes).await
         });

@@ -1,0 +1,111 @@
+//! Work that must not take the cores from the runs: a thread of its own at a lower CPU priority.
+//!
+//! In continuous `up` the join's state checkpoint is encoded once a minute from a copy, about 4-5
+//! CPU-seconds on a state of 300 MB, while the join, Gold and the archivers keep both cores of a
+//! small machine busy. At the same priority it took those seconds from the runs in one burst,
+//! and the lag of that minute's events showed it (docs/performance.md, "Freshness in `up`").
+//! At a lower priority it takes the cores' spare time and, when there is none, a small share,
+//! so it finishes later and the runs barely notice.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::sync::oneshot;
+
+/// The nice value of background threads: a tenth of a normal thread's CPU share when both want
+/// a core (the kernel's weights: 110 against 1,024).
+const NICE: i32 = 10;
+
+/// The result of work done on a background thread; awaiting it waits for the thread.
+pub struct Background<T> {
+    done: oneshot::Receiver<T>,
+}
+
+/// Why a background thread gave no result.
+#[derive(Debug, thiserror::Error)]
+#[error("the background thread stopped before it finished (it panicked, or could not start)")]
+pub struct Stopped;
+
+/// Runs `work` on a new thread named `name`, at a lower CPU priority.
+pub fn spawn<T: Send + 'static>(
+    name: &str,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Background<T> {
+    let (send, done) = oneshot::channel();
+    let started = std::thread::Builder::new()
+        .name(name.to_string())
+        .spawn(move || {
+            lower_priority();
+            // The receiver gone means nobody waits for the result any more.
+            let _ = send.send(work());
+        });
+    if let Err(e) = started {
+        // `done` then reports `Stopped`: the sender was dropped with the closure.
+        tracing::warn!(thread = name, error = %e, "could not start a background thread");
+    }
+    Background { done }
+}
+
+impl<T> Future for Background<T> {
+    type Output = Result<T, Stopped>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.done).poll(cx).map_err(|_| Stopped)
+    }
+}
+
+/// Lowers the calling thread's priority. On Linux a nice value belongs to a thread, so the
+/// process's other threads keep theirs; elsewhere the work runs at normal priority.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // Never raise it: a process started with `nice` keeps at least its own.
+        let nice = nice_of_this_thread().max(NICE);
+        // SAFETY: setpriority takes plain integers and touches no memory; `who` 0 is the
+        // calling thread on Linux.
+        let set = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) };
+        if set != 0 {
+            tracing::debug!(error = %std::io::Error::last_os_error(), "background thread at normal priority");
+        }
+    }
+}
+
+/// The calling thread's nice value.
+#[cfg(target_os = "linux")]
+fn nice_of_this_thread() -> i32 {
+    // SAFETY: as in `lower_priority`. (-1 is both an error and a nice value; an error cannot
+    // happen for the calling thread.)
+    unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn work_runs_at_a_lower_priority_on_its_own_thread_and_leaves_the_callers_alone() {
+        let before = nice_of_this_thread();
+        let (name, nice) = spawn("background test", || {
+            (
+                std::thread::current().name().map(str::to_string),
+                nice_of_this_thread(),
+            )
+        })
+        .await
+        .expect("a result");
+        assert_eq!(name.as_deref(), Some("background test"));
+        assert_eq!(nice, before.max(NICE));
+        assert_eq!(
+            nice_of_this_thread(),
+            before,
+            "the caller's thread keeps its priority"
+        );
+    }
+
+    #[tokio::test]
+    async fn work_that_panics_is_reported_as_stopped() {
+        let result = spawn("background panic", || -> u32 { panic!("on purpose") }).await;
+        assert!(matches!(result, Err(Stopped)));
+    }
+}
