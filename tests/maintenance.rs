@@ -737,16 +737,13 @@ fn busy_tables_are_created_with_few_statistics_columns_and_tables_sets_them_on_r
         out.contains("gold.conversion: declares no columns"),
         "{out}"
     );
-    let unknown = on(&lake)
-        .args(["tables", "--set-stats-columns", "--table", "bronze.nope"])
-        .output()
-        .expect("run");
-    assert!(!unknown.status.success());
-    assert!(
-        String::from_utf8_lossy(&unknown.stderr).contains("no table bronze.nope"),
-        "{}",
-        String::from_utf8_lossy(&unknown.stderr)
-    );
+    let unknown = common::run_err(on(&lake).args([
+        "tables",
+        "--set-stats-columns",
+        "--table",
+        "bronze.nope",
+    ]));
+    assert!(unknown.contains("no table bronze.nope"), "{unknown}");
     assert_eq!(
         log_commits(&table),
         commits,

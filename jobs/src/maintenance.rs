@@ -344,14 +344,39 @@ mod tests {
         commits_of(lake, &SHORT)
     }
 
-    /// The versions whose commit is in `def`'s log.
-    fn commits_of(lake: &Lake, def: &TableDef) -> Vec<u64> {
-        let log = lake
-            .local_dir(def.layer)
+    /// `def`'s `_delta_log` folder.
+    fn log_dir(lake: &Lake, def: &TableDef) -> std::path::PathBuf {
+        lake.local_dir(def.layer)
             .expect("local")
             .join(def.name)
-            .join("_delta_log");
-        let mut found: Vec<u64> = std::fs::read_dir(log)
+            .join("_delta_log")
+    }
+
+    /// Appends the rows `from..=to` to `def`, one commit each.
+    async fn append_rows(lake: &Lake, def: &TableDef, from: i64, to: i64) {
+        let mut table = lake.ensure_table(def).await.expect("table");
+        for n in from..=to {
+            let batch = RecordBatch::try_new(
+                Arc::new(schema()),
+                vec![Arc::new(Int64Array::from(vec![n]))],
+            )
+            .expect("batch");
+            append_once(
+                &mut table,
+                vec![PartitionRows::unsplit(batch)],
+                "test",
+                n,
+                HashMap::new(),
+                def.writer_properties(),
+            )
+            .await
+            .expect("append");
+        }
+    }
+
+    /// The versions whose commit is in `def`'s log.
+    fn commits_of(lake: &Lake, def: &TableDef) -> Vec<u64> {
+        let mut found: Vec<u64> = std::fs::read_dir(log_dir(lake, def))
             .expect("log")
             .filter_map(|e| {
                 let name = e.expect("entry").file_name().into_string().ok()?;
@@ -366,24 +391,7 @@ mod tests {
     async fn commits_leave_expired_log_entries_to_the_checkpoint_step_which_removes_them() {
         let dir = tempfile::tempdir().expect("tempdir");
         let lake = Lake::local(dir.path()).expect("lake");
-        let mut table = lake.ensure_table(&SHORT).await.expect("table");
-        for n in 1..=25 {
-            let batch = RecordBatch::try_new(
-                Arc::new(schema()),
-                vec![Arc::new(Int64Array::from(vec![n]))],
-            )
-            .expect("batch");
-            append_once(
-                &mut table,
-                vec![PartitionRows::unsplit(batch)],
-                "test",
-                n,
-                HashMap::new(),
-                SHORT.writer_properties(),
-            )
-            .await
-            .expect("append");
-        }
+        append_rows(&lake, &SHORT, 1, 25).await;
         // delta-rs's own cleanup after each commit would have removed everything before the
         // checkpoints of versions 9 and 19 already.
         assert_eq!(commits(&lake), (0..=25).collect::<Vec<u64>>());
@@ -416,32 +424,9 @@ mod tests {
 
     /// Appends rows `from..=to` to `def`, then dates every commit file 200 s back.
     async fn aged_commits(lake: &Lake, def: &TableDef, from: i64, to: i64) {
-        let mut table = lake.ensure_table(def).await.expect("table");
-        for n in from..=to {
-            let batch = RecordBatch::try_new(
-                Arc::new(schema()),
-                vec![Arc::new(Int64Array::from(vec![n]))],
-            )
-            .expect("batch");
-            let props = def.writer_properties();
-            append_once(
-                &mut table,
-                vec![PartitionRows::unsplit(batch)],
-                "test",
-                n,
-                HashMap::new(),
-                props,
-            )
-            .await
-            .expect("append");
-        }
-        let log = lake
-            .local_dir(def.layer)
-            .expect("local")
-            .join(def.name)
-            .join("_delta_log");
+        append_rows(lake, def, from, to).await;
         let past = std::time::SystemTime::now() - Duration::from_secs(200);
-        for entry in std::fs::read_dir(log).expect("log") {
+        for entry in std::fs::read_dir(log_dir(lake, def)).expect("log") {
             let file = std::fs::File::options()
                 .write(true)
                 .open(entry.expect("entry").path())

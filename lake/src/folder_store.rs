@@ -16,13 +16,13 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::{self, BoxStream, StreamExt};
 use object_store::local::LocalFileSystem;
-
-use crate::watched_folders::{WatchedFolders, in_progress, is_plain};
 use object_store::path::{Path, PathPart};
 use object_store::{
     CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
     ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, Result,
 };
+
+use crate::watched_folders::{WatchedFolders, in_progress, is_plain};
 
 /// A local file system rooted at `/` whose listings from an offset read names first.
 #[derive(Debug)]

@@ -118,6 +118,28 @@ mod linux {
         0xCA45_1A4E, // bcachefs
     ];
 
+    /// What an entry of a watched folder, read or notified, is to its names.
+    enum Entry<'a> {
+        /// A plain file name, kept.
+        Kept(&'a str),
+        /// A write in progress: listings leave it out.
+        Left,
+        /// A folder, or a name that is not UTF-8 or that object_store would convert: the
+        /// folder is read at every listing from then on.
+        Unwatchable,
+    }
+
+    impl<'a> Entry<'a> {
+        fn of(name: Option<&'a str>, is_dir: bool) -> Self {
+            match name {
+                _ if is_dir => Entry::Unwatchable,
+                Some(name) if super::in_progress(name) => Entry::Left,
+                Some(name) if super::is_plain(name) => Entry::Kept(name),
+                _ => Entry::Unwatchable,
+            }
+        }
+    }
+
     /// One watched folder.
     struct Folder {
         path: PathBuf,
@@ -268,14 +290,13 @@ mod linux {
                 let is_dir = entry
                     .file_type()
                     .map_or(true, |t| t.is_dir() || t.is_symlink());
-                match entry.file_name().into_string() {
-                    Ok(name) if !is_dir && super::in_progress(&name) => {}
-                    Ok(name) if !is_dir && super::is_plain(&name) => {
-                        if name.as_str() > floor {
-                            folder.names.insert(name);
-                        }
+                let name = entry.file_name();
+                match Entry::of(name.to_str(), is_dir) {
+                    Entry::Kept(name) if name > floor => {
+                        folder.names.insert(name.to_string());
                     }
-                    _ => folder.unwatchable = true,
+                    Entry::Kept(_) | Entry::Left => {}
+                    Entry::Unwatchable => folder.unwatchable = true,
                 }
             }
         }
@@ -322,24 +343,21 @@ mod linux {
                 let Some(folder) = self.folders.get_mut(&event.wd()) else {
                     continue;
                 };
-                let Some(name) = event.file_name().map(|n| n.to_str()) else {
+                let Some(name) = event.file_name() else {
                     continue;
                 };
-                let Ok(name) = name else {
-                    folder.unwatchable = true;
-                    continue;
-                };
-                if super::in_progress(name) && !flags.contains(ReadFlags::ISDIR) {
-                    continue;
-                }
-                if flags.contains(ReadFlags::ISDIR) || !super::is_plain(name) {
-                    folder.unwatchable = true;
-                } else if flags.intersects(ReadFlags::CREATE | ReadFlags::MOVED_TO) {
-                    if name > folder.floor.as_str() {
-                        folder.names.insert(name.to_string());
+                match Entry::of(name.to_str().ok(), flags.contains(ReadFlags::ISDIR)) {
+                    Entry::Kept(name) => {
+                        if flags.intersects(ReadFlags::CREATE | ReadFlags::MOVED_TO) {
+                            if name > folder.floor.as_str() {
+                                folder.names.insert(name.to_string());
+                            }
+                        } else if flags.intersects(ReadFlags::DELETE | ReadFlags::MOVED_FROM) {
+                            folder.names.remove(name);
+                        }
                     }
-                } else if flags.intersects(ReadFlags::DELETE | ReadFlags::MOVED_FROM) {
-                    folder.names.remove(name);
+                    Entry::Left => {}
+                    Entry::Unwatchable => folder.unwatchable = true,
                 }
             }
         }
