@@ -29,6 +29,7 @@ pub mod event;
 pub mod expiry;
 pub mod input;
 pub mod join;
+mod kept_events;
 mod output;
 pub mod published;
 pub mod refresh;

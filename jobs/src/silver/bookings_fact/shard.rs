@@ -14,7 +14,9 @@ use futures::{StreamExt, TryStreamExt};
 use super::input::{self, BOOKINGS, PAYMENTS, PartitionId, Positions};
 use super::join::{JoinConfig, JoinState};
 use super::sharding::ShardId;
-use super::{BatchReport, JOB, Outputs, Plan, Settings, checkpoint, checkpoint_error, output};
+use super::{
+    BatchReport, JOB, Outputs, Plan, Settings, checkpoint, checkpoint_error, kept_events, output,
+};
 use crate::JobError;
 use crate::expectations::Expectations;
 
@@ -174,8 +176,17 @@ impl Shard {
                 .get(&name)
                 .await?
                 .ok_or_else(|| checkpoint_error(format!("{name} vanished")))?;
-            let loaded = checkpoint::decode(bytes).map_err(checkpoint_error)?;
-            self.check_settings(loaded.batch, loaded.state.config())?;
+            let stored = checkpoint::decode(bytes).map_err(checkpoint_error)?;
+            self.check_settings(stored.batch(), stored.config())?;
+            let kept = kept_events::read(
+                &self.lake,
+                &mut self.bronze,
+                self.id,
+                &stored.positions(),
+                &stored.places,
+            )
+            .await?;
+            let loaded = stored.restore(kept).map_err(checkpoint_error)?;
             self.batch = loaded.batch;
             self.checkpointed = loaded.batch;
             self.positions = loaded.positions;
