@@ -236,6 +236,10 @@ impl Lake {
                             .map(|v| (STATS_COLUMNS.to_string(), Some(v))),
                     ),
             )
+            // No retry: delta-rs commits a create that lost the race for version 0 again as the
+            // next version without checking it, a second metadata change that makes every append
+            // planned on the winner's version fail. Losing, we use the winner's table below.
+            .with_commit_properties(commit_properties().with_max_retries(0))
             .await;
         match created {
             Ok(t) => {
@@ -351,4 +355,56 @@ fn check_schema(def: &TableDef, table: &DeltaTable) -> Result<Columns, LakeError
 pub fn commit_properties() -> deltalake::kernel::transaction::CommitProperties {
     deltalake::kernel::transaction::CommitProperties::default()
         .with_cleanup_expired_logs(Some(false))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn schema() -> Schema {
+        Schema::new(vec![Field::new("n", DataType::Int64, false)])
+    }
+
+    const RACED: TableDef = TableDef {
+        layer: Layer::Bronze,
+        name: "raced",
+        description: "test rows",
+        schema,
+        partition_columns: &[],
+        properties: &[],
+        blob_columns: &[],
+        stats_columns: &[],
+    };
+
+    /// Writers that find no table and create it at the same moment end with one table of one
+    /// version, each using it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn writers_creating_a_table_at_once_leave_it_at_its_first_version() {
+        for round in 0..20 {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let lake = Lake::local(dir.path()).expect("lake");
+            let start = Arc::new(tokio::sync::Barrier::new(4));
+            let creators: Vec<_> = (0..4)
+                .map(|_| {
+                    let (lake, start) = (lake.clone(), Arc::clone(&start));
+                    tokio::spawn(async move {
+                        start.wait().await;
+                        lake.ensure_table(&RACED).await.map(|t| t.version())
+                    })
+                })
+                .collect();
+            for creator in creators {
+                let version = creator.await.expect("join").expect("create");
+                assert_eq!(version, Some(0), "round {round}");
+            }
+            let mut log: Vec<String> =
+                std::fs::read_dir(dir.path().join("bronze/raced/_delta_log"))
+                    .expect("log")
+                    .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                    .filter(|name| name.ends_with(".json"))
+                    .collect();
+            log.sort();
+            assert_eq!(log, vec!["00000000000000000000.json"], "round {round}");
+        }
+    }
 }
