@@ -5,7 +5,10 @@
 //! small machine busy. At the same priority it took those seconds from the runs in one burst,
 //! and the lag of that minute's events showed it (docs/performance.md, "Freshness in `up`").
 //! At a lower priority it takes the cores' spare time and, when there is none, a small share,
-//! so it finishes later and the runs barely notice.
+//! so it finishes later and the runs barely notice. `up`'s table maintenance (compacting the
+//! small files of the last 15 seconds, a few CPU-seconds a turn) runs the same way, on a runtime
+//! of its own ([`spawn_async`]), so that it holds neither a core nor one of the main runtime's
+//! two workers while the runs wait.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -45,6 +48,25 @@ pub fn spawn<T: Send + 'static>(
         tracing::warn!(thread = name, error = %e, "could not start a background thread");
     }
     Background { done }
+}
+
+/// Runs the future `work` makes on a new thread named `name`, at a lower CPU priority, driven by
+/// a runtime of its own whose blocking threads (file I/O) inherit that priority. The error is the
+/// runtime's, when it cannot start.
+pub fn spawn_async<T, F, Fut>(name: &str, work: F) -> Background<std::io::Result<T>>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = T>,
+{
+    let blocking = format!("{name} (blocking)");
+    spawn(name, move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .thread_name(blocking)
+            .build()?;
+        Ok(runtime.block_on(work()))
+    })
 }
 
 impl<T> Future for Background<T> {
@@ -101,6 +123,41 @@ mod tests {
             before,
             "the caller's thread keeps its priority"
         );
+    }
+
+    #[tokio::test]
+    async fn async_work_runs_on_a_runtime_of_its_own_at_a_lower_priority() {
+        let before = nice_of_this_thread();
+        let (name, nice, blocking) = spawn_async("background runtime", || async {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            let blocking = tokio::task::spawn_blocking(|| {
+                (
+                    std::thread::current().name().map(str::to_string),
+                    nice_of_this_thread(),
+                )
+            })
+            .await
+            .expect("a blocking thread");
+            (
+                std::thread::current().name().map(str::to_string),
+                nice_of_this_thread(),
+                blocking,
+            )
+        })
+        .await
+        .expect("a result")
+        .expect("a runtime");
+        assert_eq!(name.as_deref(), Some("background runtime"));
+        assert_eq!(nice, before.max(NICE));
+        assert_eq!(
+            blocking,
+            (
+                Some("background runtime (blocking)".to_string()),
+                before.max(NICE)
+            ),
+            "file I/O runs at the same priority"
+        );
+        assert_eq!(nice_of_this_thread(), before);
     }
 
     #[tokio::test]

@@ -317,14 +317,17 @@ async fn run_leased(
             every: args.vacuum_every,
             retention: args.vacuum_retention,
         };
-        tokio::spawn(maintain_every(
-            lake.clone(),
-            maintenance_every,
-            vacuum,
-            taking,
-            Arc::clone(&jobs),
-            jobs_stop_rx2,
-        ))
+        let (lake, status) = (lake.clone(), Arc::clone(&jobs));
+        boxoffice_jobs::background::spawn_async("maintenance", move || {
+            maintain_every(
+                lake,
+                maintenance_every,
+                vacuum,
+                taking,
+                status,
+                jobs_stop_rx2,
+            )
+        })
     });
     let progress = {
         let queue = Arc::clone(&queue);
@@ -397,7 +400,9 @@ async fn run_leased(
         );
     }
     if let Some(task) = maintenance {
-        task.await.context("the maintenance task failed")?;
+        task.await
+            .context("the maintenance thread failed")?
+            .context("the maintenance thread's runtime could not start")?;
     }
     let job_result = match job_task {
         Some(task) => Some(task.await.context("the job task failed")?),
