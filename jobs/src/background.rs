@@ -1,15 +1,18 @@
-//! Work that must not take the cores from the runs: a thread of its own at a lower CPU priority.
+//! Work kept apart from the runs, on a thread of its own.
 //!
-//! In continuous `up` the join's state checkpoint is encoded once a minute from a copy, about 4-5
-//! CPU-seconds on a state of 300 MB, while the join, Gold and the archivers keep both cores of a
-//! small machine busy. At the same priority it took those seconds from the runs in one burst,
-//! and the lag of that minute's events showed it (docs/performance.md, "Freshness in `up`").
-//! At a lower priority it takes the cores' spare time and, when there is none, a small share,
-//! so it finishes later and the runs barely notice. `up`'s table maintenance (compacting the
-//! small files of the last 15 seconds, a few CPU-seconds a turn) runs the same way, on a runtime
-//! of its own ([`spawn_async`]), so that it holds neither a core nor one of the main runtime's
-//! two workers while the runs wait.
-
+//! In continuous `up` the join's state checkpoint is encoded once a minute from a copy, seconds
+//! of CPU while the join, Gold and the archivers keep both cores of a small machine busy. At the
+//! same priority it took those seconds from the runs in one burst, and the lag of that minute's
+//! events showed it (docs/performance.md, "Freshness in `up`"). At a lower priority
+//! ([`spawn`]) it takes the cores' spare time and, when there is none, a small share, so it
+//! finishes later and the runs barely notice.
+//!
+//! `up`'s table maintenance (compacting the small files of the last 15 seconds, a few
+//! CPU-seconds a turn) is async code. On the main runtime it held one of its two workers for
+//! seconds, and the runs' tasks queued behind it; it now runs on a runtime of its own
+//! ([`spawn_async`]), at normal priority: at nice 10 its thousands of preemptions a minute made
+//! every run slower (fewer runs a minute, a higher median lag), where at the same priority the
+//! kernel simply shares the cores.
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -35,11 +38,39 @@ pub fn spawn<T: Send + 'static>(
     name: &str,
     work: impl FnOnce() -> T + Send + 'static,
 ) -> Background<T> {
+    start(name, move || {
+        lower_priority();
+        work()
+    })
+}
+
+/// Runs the future `work` makes on a new thread named `name`, driven by a runtime of its own
+/// (its blocking threads, for file I/O, named after it), at the caller's priority. The error is
+/// the runtime's, when it cannot start.
+pub fn spawn_async<T, F, Fut>(name: &str, work: F) -> Background<std::io::Result<T>>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = T>,
+{
+    let blocking = format!("{name} (blocking)");
+    start(name, move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .thread_name(blocking)
+            .build()?;
+        Ok(runtime.block_on(work()))
+    })
+}
+
+fn start<T: Send + 'static>(
+    name: &str,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Background<T> {
     let (send, done) = oneshot::channel();
     let started = std::thread::Builder::new()
         .name(name.to_string())
         .spawn(move || {
-            lower_priority();
             // The receiver gone means nobody waits for the result any more.
             let _ = send.send(work());
         });
@@ -48,25 +79,6 @@ pub fn spawn<T: Send + 'static>(
         tracing::warn!(thread = name, error = %e, "could not start a background thread");
     }
     Background { done }
-}
-
-/// Runs the future `work` makes on a new thread named `name`, at a lower CPU priority, driven by
-/// a runtime of its own whose blocking threads (file I/O) inherit that priority. The error is the
-/// runtime's, when it cannot start.
-pub fn spawn_async<T, F, Fut>(name: &str, work: F) -> Background<std::io::Result<T>>
-where
-    T: Send + 'static,
-    F: FnOnce() -> Fut + Send + 'static,
-    Fut: Future<Output = T>,
-{
-    let blocking = format!("{name} (blocking)");
-    spawn(name, move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .thread_name(blocking)
-            .build()?;
-        Ok(runtime.block_on(work()))
-    })
 }
 
 impl<T> Future for Background<T> {
@@ -126,7 +138,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn async_work_runs_on_a_runtime_of_its_own_at_a_lower_priority() {
+    async fn async_work_runs_on_a_runtime_of_its_own_at_the_callers_priority() {
         let before = nice_of_this_thread();
         let (name, nice, blocking) = spawn_async("background runtime", || async {
             tokio::time::sleep(std::time::Duration::from_millis(1)).await;
@@ -148,16 +160,12 @@ mod tests {
         .expect("a result")
         .expect("a runtime");
         assert_eq!(name.as_deref(), Some("background runtime"));
-        assert_eq!(nice, before.max(NICE));
+        assert_eq!(nice, before);
         assert_eq!(
             blocking,
-            (
-                Some("background runtime (blocking)".to_string()),
-                before.max(NICE)
-            ),
-            "file I/O runs at the same priority"
+            (Some("background runtime (blocking)".to_string()), before),
+            "file I/O on the runtime's own blocking threads"
         );
-        assert_eq!(nice_of_this_thread(), before);
     }
 
     #[tokio::test]

@@ -31,6 +31,7 @@ pub async fn read(
     if places.is_empty() {
         return Ok(KeptBodies::default());
     }
+    let started = std::time::Instant::now();
     let ranges = spans(places);
     let mut from = positions.clone();
     from.extend(ranges.iter().map(|r| (r.id, r.before)));
@@ -40,7 +41,9 @@ pub async fn read(
         .map(|p| (p.key.hub, p.key.partition, p.key.sequence))
         .collect();
     let mut bodies = KeptBodies::default();
-    for row in input::read(&landed, &ranges).await? {
+    let rows = input::read(&landed, &ranges).await?;
+    let scanned = rows.len();
+    for row in rows {
         let place = (row.key.hub, row.key.partition, row.key.sequence);
         if !wanted.contains(&place) {
             continue;
@@ -58,6 +61,14 @@ pub async fn read(
             }
         }
     }
+    tracing::info!(
+        shard = shard.index,
+        waiting = places.len(),
+        found = bodies.len(),
+        scanned,
+        ms = started.elapsed().as_millis(),
+        "read the waiting events of the join's checkpoint back from Bronze"
+    );
     Ok(bodies)
 }
 
