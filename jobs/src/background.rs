@@ -13,6 +13,7 @@
 //! ([`spawn_async`]), at normal priority: at nice 10 its thousands of preemptions a minute made
 //! every run slower (fewer runs a minute, a higher median lag), where at the same priority the
 //! kernel simply shares the cores.
+
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -63,6 +64,7 @@ where
     })
 }
 
+/// Runs `work` on a new thread named `name`; its result, or [`Stopped`], when awaited.
 fn start<T: Send + 'static>(
     name: &str,
     work: impl FnOnce() -> T + Send + 'static,
