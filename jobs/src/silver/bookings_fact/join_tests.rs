@@ -431,16 +431,64 @@ pub(crate) fn generated(seed: u64, n: usize) -> Vec<JoinEvent> {
         .collect()
 }
 
+/// What a join produced: matches, unpaid bookings, orphan payments and late events (each by uid,
+/// sorted), and the duplicates dropped.
+pub(crate) type Summary = (
+    Vec<(String, String)>,
+    Vec<String>,
+    Vec<String>,
+    Vec<String>,
+    u64,
+);
+
+/// The [`Summary`] of `out`.
+pub(crate) fn summary(out: &JoinOutput) -> Summary {
+    let mut matches: Vec<_> = out
+        .matches
+        .iter()
+        .map(|m| (m.booking.uid.to_string(), m.payment.uid.to_string()))
+        .collect();
+    matches.sort();
+    let mut unpaid: Vec<_> = out.unpaid.iter().map(|b| b.uid.to_string()).collect();
+    unpaid.sort();
+    let mut orphans: Vec<_> = out.orphans.iter().map(|p| p.uid.to_string()).collect();
+    orphans.sort();
+    let mut late: Vec<_> = out.late.iter().map(|l| l.event.uid().to_string()).collect();
+    late.sort();
+    (matches, unpaid, orphans, late, out.duplicates)
+}
+
+/// A kept event: uid, arrival key, join time, matched, paid, whether it holds a raw body.
+pub(crate) type KeptRow = (String, ArrivalKey, Micros, bool, bool, bool);
+
+/// Every booking and payment `state` keeps, in arrival order.
+pub(crate) fn kept(state: &JoinState) -> Vec<KeptRow> {
+    fn row<T>(p: &Pending<T>, uid: String, key: ArrivalKey, body: bool) -> KeptRow {
+        (uid, key, p.time, p.matched, p.paid, body)
+    }
+    let bookings = state.bookings.values().flatten().map(|b| {
+        let item = &b.item;
+        row(b, item.uid.to_string(), item.arrival, item.body.is_some())
+    });
+    let payments = state.payments.values().flatten().map(|p| {
+        let item = &p.item;
+        row(p, item.uid.to_string(), item.arrival, item.body.is_some())
+    });
+    let mut all: Vec<_> = bookings.chain(payments).collect();
+    all.sort_by_key(|row| row.1);
+    all
+}
+
+/// The same rows, as events without a raw body: whether the join dropped an event's body when
+/// keeping it depends on whether its batch's outputs still shared the event.
+pub(crate) fn without_bodies(rows: Vec<KeptRow>) -> Vec<KeptRow> {
+    rows.into_iter()
+        .map(|(uid, key, time, matched, paid, _)| (uid, key, time, matched, paid, false))
+        .collect()
+}
+
 mod batch_independence {
     use super::*;
-
-    type Summary = (
-        Vec<(String, String)>,
-        Vec<String>,
-        Vec<String>,
-        Vec<String>,
-        u64,
-    );
 
     /// Runs the stream cut into batches at `cuts`, evicting after each, then drains.
     fn run(events: &[JoinEvent], cuts: &[usize], mode: TimeMode) -> Summary {
@@ -458,19 +506,7 @@ mod batch_independence {
             start = cut;
         }
         state.drain(&mut out);
-        let mut matches: Vec<_> = out
-            .matches
-            .iter()
-            .map(|m| (m.booking.uid.to_string(), m.payment.uid.to_string()))
-            .collect();
-        matches.sort();
-        let mut unpaid: Vec<_> = out.unpaid.iter().map(|b| b.uid.to_string()).collect();
-        unpaid.sort();
-        let mut orphans: Vec<_> = out.orphans.iter().map(|p| p.uid.to_string()).collect();
-        orphans.sort();
-        let mut late: Vec<_> = out.late.iter().map(|l| l.event.uid().to_string()).collect();
-        late.sort();
-        (matches, unpaid, orphans, late, out.duplicates)
+        summary(&out)
     }
 
     #[test]

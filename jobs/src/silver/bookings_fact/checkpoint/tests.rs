@@ -1,7 +1,8 @@
 use super::older::{text_uid_schema, with_bodies_schema};
 use super::*;
 use crate::silver::bookings_fact::input::{PartitionId, Progress};
-use crate::silver::bookings_fact::join::{JoinOutput, Pending};
+use crate::silver::bookings_fact::join::JoinOutput;
+use crate::silver::bookings_fact::join::tests::{kept, summary, without_bodies};
 use deltalake::arrow::array::{
     Array, BooleanArray, Int32Array, Int64Array, StringArray, UInt8Array,
 };
@@ -18,63 +19,6 @@ fn bronze(events: &[JoinEvent]) -> KeptBodies {
             let k = e.arrival();
             ((k.hub, k.partition, k.sequence), e.clone())
         })
-        .collect()
-}
-
-/// Matches, unpaid, orphans (each by uid, sorted), late count, duplicate count.
-type Summary = (Vec<(String, String)>, Vec<String>, Vec<String>, usize, u64);
-
-fn summary(out: &JoinOutput) -> Summary {
-    let mut m: Vec<_> = out
-        .matches
-        .iter()
-        .map(|m| (m.booking.uid.to_string(), m.payment.uid.to_string()))
-        .collect();
-    m.sort();
-    let mut u: Vec<_> = out.unpaid.iter().map(|b| b.uid.to_string()).collect();
-    u.sort();
-    let mut o: Vec<_> = out.orphans.iter().map(|p| p.uid.to_string()).collect();
-    o.sort();
-    (m, u, o, out.late.len(), out.duplicates)
-}
-
-/// A kept event: uid, arrival key, join time, matched, paid, whether it holds a raw body.
-type KeptRow = (String, ArrivalKey, Micros, bool, bool, bool);
-
-/// Every kept event of `state`: uid, arrival key, join time, flags, and whether it holds a body.
-fn kept(state: &JoinState) -> Vec<KeptRow> {
-    fn row<T>(p: &Pending<T>, uid: String, key: ArrivalKey, body: bool) -> KeptRow {
-        (uid, key, p.time, p.matched, p.paid, body)
-    }
-    let mut all: Vec<_> = state
-        .bookings
-        .values()
-        .flatten()
-        .map(|b| {
-            row(
-                b,
-                b.item.uid.to_string(),
-                b.item.arrival,
-                b.item.body.is_some(),
-            )
-        })
-        .chain(state.payments.values().flatten().map(|p| {
-            row(
-                p,
-                p.item.uid.to_string(),
-                p.item.arrival,
-                p.item.body.is_some(),
-            )
-        }))
-        .collect();
-    all.sort_by_key(|row| row.1);
-    all
-}
-
-/// The same rows, as events without a raw body.
-fn without_bodies(rows: Vec<KeptRow>) -> Vec<KeptRow> {
-    rows.into_iter()
-        .map(|(uid, key, time, matched, paid, _)| (uid, key, time, matched, paid, false))
         .collect()
 }
 
@@ -113,8 +57,7 @@ fn a_restored_state_continues_exactly_like_the_original() {
     let restored = stored.restore(bronze(&first)).expect("restore");
     assert_eq!(restored.batch, 3);
     assert_eq!(restored.positions, positions);
-    // Restored events hold no raw body, as the join's own kept events (the original's share
-    // theirs with the test's events).
+    // Restored events hold no raw body (the original's share theirs with the test's events).
     assert_eq!(kept(&restored.state), without_bodies(kept(&original)));
     assert_eq!(restored.state.marks(), original.marks());
     assert_eq!(restored.state.seen, original.seen);
