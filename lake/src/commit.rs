@@ -458,14 +458,8 @@ mod tests {
     }
 
     const NUMBERS: TableDef = TableDef {
-        layer: Layer::Silver,
-        name: "numbers",
-        description: "test rows",
-        schema,
         partition_columns: &["p"],
-        properties: &[],
-        blob_columns: &[],
-        stats_columns: &[],
+        ..TableDef::test(Layer::Silver, "numbers", schema)
     };
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

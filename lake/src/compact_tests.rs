@@ -95,14 +95,9 @@ fn schema() -> Schema {
 }
 
 const NUMBERS: TableDef = TableDef {
-    layer: Layer::Bronze,
-    name: "numbers",
-    description: "test rows",
-    schema,
     partition_columns: &["day"],
-    properties: &[],
     blob_columns: &["label"],
-    stats_columns: &[],
+    ..TableDef::test(Layer::Bronze, "numbers", schema)
 };
 
 /// Rows `from..from + n` of one day, as one append (one file).

@@ -171,16 +171,7 @@ mod tests {
         Schema::new(vec![column("n", ArrowType::Int64, false)])
     }
 
-    const NUMBERS: TableDef = TableDef {
-        layer: Layer::Silver,
-        name: "numbers",
-        description: "test rows",
-        schema,
-        partition_columns: &[],
-        properties: &[],
-        blob_columns: &[],
-        stats_columns: &[],
-    };
+    const NUMBERS: TableDef = TableDef::test(Layer::Silver, "numbers", schema);
 
     fn last_commit(info: &TableInfo) -> Option<DateTime<Utc>> {
         match &info.state {

@@ -92,16 +92,7 @@ mod tests {
     }
 
     /// As an earlier boxoffice declared it: statistics on every column.
-    const BEFORE: TableDef = TableDef {
-        layer: Layer::Silver,
-        name: "measured",
-        description: "test rows",
-        schema,
-        partition_columns: &[],
-        properties: &[],
-        blob_columns: &[],
-        stats_columns: &[],
-    };
+    const BEFORE: TableDef = TableDef::test(Layer::Silver, "measured", schema);
 
     const NOW: TableDef = TableDef {
         stats_columns: &["b"],

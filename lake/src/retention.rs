@@ -87,16 +87,7 @@ mod tests {
         Schema::new(vec![column("n", DataType::Int64, false)])
     }
 
-    const T: TableDef = TableDef {
-        layer: Layer::Gold,
-        name: "retained",
-        description: "test rows",
-        schema,
-        partition_columns: &[],
-        properties: &[],
-        blob_columns: &[],
-        stats_columns: &[],
-    };
+    const T: TableDef = TableDef::test(Layer::Gold, "retained", schema);
 
     #[tokio::test]
     async fn the_retention_is_set_once_and_tables_not_created_are_left_alone() {

@@ -71,6 +71,24 @@ pub const SHORT_TOMBSTONES: (&str, &str) =
 /// The properties every table is created with unless its definition sets them.
 pub const DEFAULT_PROPERTIES: [(&str, &str); 2] = [FREQUENT_CHECKPOINTS, SHORT_TOMBSTONES];
 
+#[cfg(test)]
+impl TableDef {
+    /// A table of test rows in `layer`: no partitions, properties, blob or statistics columns
+    /// (a test sets what it needs with `..TableDef::test(...)`).
+    pub(crate) const fn test(layer: Layer, name: &'static str, schema: fn() -> Schema) -> TableDef {
+        TableDef {
+            layer,
+            name,
+            description: "test rows",
+            schema,
+            partition_columns: &[],
+            properties: &[],
+            blob_columns: &[],
+            stats_columns: &[],
+        }
+    }
+}
+
 impl TableDef {
     /// `layer.table`, the name `boxoffice sql` and the docs use.
     pub fn qualified_name(&self) -> String {
@@ -365,16 +383,7 @@ mod tests {
         Schema::new(vec![Field::new("n", DataType::Int64, false)])
     }
 
-    const RACED: TableDef = TableDef {
-        layer: Layer::Bronze,
-        name: "raced",
-        description: "test rows",
-        schema,
-        partition_columns: &[],
-        properties: &[],
-        blob_columns: &[],
-        stats_columns: &[],
-    };
+    const RACED: TableDef = TableDef::test(Layer::Bronze, "raced", schema);
 
     /// Writers that find no table and create it at the same moment end with one table of one
     /// version, each using it.
