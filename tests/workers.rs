@@ -500,3 +500,54 @@ fn a_worker_whose_lake_stops_answering_gives_its_shards_up_and_joins_again() {
     });
     terminate(worker);
 }
+
+#[test]
+fn a_workers_maintenance_runs_on_a_thread_of_its_own_while_its_shards_go_on() {
+    let lab = Lab::new();
+    let mut producer = lab.producer("1500", "12s", "200ms");
+    let worker = lab.worker_with("w0", &["--maintenance-every", "1s"]);
+    let text = || std::fs::read_to_string(lab.log("w0")).unwrap_or_default();
+    let threads = format!("/proc/{}/task", worker.id());
+    let names = || -> Vec<String> {
+        let Ok(tasks) = std::fs::read_dir(&threads) else {
+            return Vec::new();
+        };
+        tasks
+            .flatten()
+            .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+            .map(|n| n.trim().to_string())
+            .collect()
+    };
+    // A turn (compaction, then a checkpoint of every table) lasts a fraction of a second here:
+    // the worker's threads are looked at every few milliseconds while the load lands.
+    let (mut seen, mut looks) = (false, 0);
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(10) && !seen {
+        seen = names().iter().any(|n| n == "maintenance");
+        looks += 1;
+        std::thread::sleep(Duration::from_millis(3));
+    }
+    assert!(
+        seen,
+        "a thread named maintenance in {looks} looks at the worker's threads: {:?}\n{}",
+        names(),
+        text()
+    );
+    assert!(producer.wait().expect("up exits").success());
+    wait_for("two maintenance turns said what they did", || {
+        text().matches("maintenance: ").count() >= 2
+    });
+    terminate(worker);
+    let said = text();
+    assert!(!said.contains("failed"), "{said}");
+    assert!(said.contains("checkpoints written"), "{said}");
+    assert!(said.contains("stopped after"), "{said}");
+    // The shards joined what landed while the turns ran.
+    let fact: u64 = sql_rows(
+        lab.lake.as_deref().expect("a local lake"),
+        "select count(*) from silver.bookings_fact",
+    )[0]
+    .parse()
+    .expect("a count");
+    assert!(fact > 0, "the worker joined what landed");
+}

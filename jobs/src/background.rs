@@ -12,7 +12,8 @@
 //! seconds, and the runs' tasks queued behind it; it now runs on a runtime of its own
 //! ([`spawn_async`]), at normal priority: at nice 10 its thousands of preemptions a minute made
 //! every run slower (fewer runs a minute, a higher median lag), where at the same priority the
-//! kernel simply shares the cores.
+//! kernel simply shares the cores. A `boxoffice worker` runs its maintenance turns the same way,
+//! so that its shards' cycles go on while a turn compacts.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -81,6 +82,18 @@ fn start<T: Send + 'static>(
         tracing::warn!(thread = name, error = %e, "could not start a background thread");
     }
     Background { done }
+}
+
+impl<T> Background<T> {
+    /// The result if the work has finished, without waiting; `None` while it runs. Taken once:
+    /// after a result, the next call says [`Stopped`].
+    pub fn try_take(&mut self) -> Option<Result<T, Stopped>> {
+        match self.done.try_recv() {
+            Ok(result) => Some(Ok(result)),
+            Err(oneshot::error::TryRecvError::Empty) => None,
+            Err(oneshot::error::TryRecvError::Closed) => Some(Err(Stopped)),
+        }
+    }
 }
 
 impl<T> Future for Background<T> {
@@ -168,6 +181,36 @@ mod tests {
             (Some("background runtime (blocking)".to_string()), before),
             "file I/O on the runtime's own blocking threads"
         );
+    }
+
+    #[test]
+    fn a_result_is_taken_without_waiting_once_the_work_has_finished() {
+        let (go, wait) = std::sync::mpsc::channel::<()>();
+        let mut running = spawn("background poll", move || {
+            wait.recv().expect("told to finish");
+            7
+        });
+        assert!(running.try_take().is_none(), "still waiting to be told");
+        go.send(()).expect("the thread waits");
+        assert_eq!(polled(&mut running).expect("a result"), 7);
+        assert!(
+            matches!(running.try_take(), Some(Err(Stopped))),
+            "taken once"
+        );
+        let mut panicked = spawn("background panic poll", || -> u32 { panic!("on purpose") });
+        assert!(matches!(polled(&mut panicked), Err(Stopped)));
+    }
+
+    /// `try_take` until it gives a result (at most 10 s).
+    fn polled<T>(background: &mut Background<T>) -> Result<T, Stopped> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            if let Some(result) = background.try_take() {
+                return result;
+            }
+            assert!(std::time::Instant::now() < deadline, "no result in 10 s");
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
     }
 
     #[tokio::test]

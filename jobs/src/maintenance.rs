@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use deltalake::operations::vacuum::VacuumMode;
 use deltalake::table::config::TablePropertiesExt;
+use futures::StreamExt;
 
 use boxoffice_ingest::bronze::{BOOKINGS_RAW, PAYMENTS_RAW};
 use boxoffice_lake::compact::compact_keeping_apart as compact_table;
@@ -137,78 +138,110 @@ fn append_only(def: &TableDef) -> bool {
 /// tables, [`boxoffice_lake::SHORT_TOMBSTONES`]), far less than a vacuum retention of days. A
 /// replaced file whose tombstone a checkpoint no longer carries is judged by when it was
 /// written; files a writer is still committing are younger than any sensible retention.
-pub async fn vacuum(
-    lake: &Lake,
-    tables: &[&TableDef],
-    retention: chrono::Duration,
-) -> Result<Vec<TableMaintenance>, JobError> {
-    let mut out = Vec::new();
-    let mut failed = Vec::new();
+pub async fn vacuum(lake: &Lake, tables: &[&TableDef], retention: chrono::Duration) -> Vacuumed {
+    let mut done = Vacuumed::default();
     for def in tables {
         match vacuum_table(lake, def, retention).await {
-            Ok(Some(report)) => out.push(report),
+            Ok(Some(report)) => done.tables.push(report),
             Ok(None) => {}
-            Err(e) => failed.push(e.to_string()),
+            Err(e) => done.failed.push(e.to_string()),
         }
     }
-    if failed.is_empty() {
-        return Ok(out);
-    }
-    let deleted: u64 = out.iter().map(|t| t.files_deleted).sum();
-    Err(JobError::Maintenance(format!(
-        "{} (the other {} tables were vacuumed: {deleted} files deleted)",
-        failed.join("; "),
-        out.len()
-    )))
+    done
 }
 
-/// Attempts at vacuuming one table. Vacuum records itself with two commits around its deletes,
-/// and Delta refuses the first when a writer replaced files meanwhile (Gold does on every run):
-/// nothing was deleted then, and a new attempt plans again on the newer version.
-const VACUUM_ATTEMPTS: u32 = 5;
+/// What a vacuum did, table by table: the tables it vacuumed, and why the others failed (a
+/// failed table does not stop the others).
+#[derive(Debug, Default)]
+pub struct Vacuumed {
+    /// The tables vacuumed.
+    pub tables: Vec<TableMaintenance>,
+    /// One message per table that failed.
+    pub failed: Vec<String>,
+}
 
-/// Vacuums one table (`None`: it does not exist yet).
+impl Vacuumed {
+    /// Files deleted over every table vacuumed.
+    pub fn files_deleted(&self) -> u64 {
+        self.tables.iter().map(|t| t.files_deleted).sum()
+    }
+
+    /// The tables vacuumed, or an error naming each table that failed and what the others did.
+    pub fn into_result(self) -> Result<Vec<TableMaintenance>, JobError> {
+        if self.failed.is_empty() {
+            return Ok(self.tables);
+        }
+        Err(JobError::Maintenance(format!(
+            "{} (the other {} tables were vacuumed: {} files deleted)",
+            self.failed.join("; "),
+            self.tables.len(),
+            self.files_deleted()
+        )))
+    }
+}
+
+/// Vacuums one table (`None`: it does not exist yet). delta-rs plans which files go (a dry run:
+/// its rules, no commit) and they are deleted here, without the two log entries a Delta vacuum
+/// records around its deletes (`VACUUM START`, `VACUUM END`). Those entries are history, not
+/// table state, and Delta refuses the first whenever a writer replaced files since the vacuum
+/// read the table: in `up`, Gold replaces its files on every run, a few times a second, so every
+/// attempt at a Gold table lost that race and its replaced files were never deleted. Deleting a
+/// planned file needs no commit: no version within the retention refers to it.
 async fn vacuum_table(
     lake: &Lake,
     def: &TableDef,
     retention: chrono::Duration,
 ) -> Result<Option<TableMaintenance>, JobError> {
-    let mut attempt = 1;
-    loop {
-        let Some(table) = lake.open_table(def).await? else {
-            return Ok(None);
-        };
-        let (files, rows) = counts(&table);
-        let vacuumed = table
-            .vacuum()
-            .with_retention_period(retention)
-            .with_mode(VacuumMode::Full)
-            // Delta's 7-day floor protects readers of old snapshots; a shorter retention is the
-            // user's explicit choice in bundle.yml.
-            .with_enforce_retention_duration(false)
-            .await;
-        match vacuumed {
-            Ok((_, metrics)) => {
-                return Ok(Some(TableMaintenance {
-                    table: def.qualified_name(),
-                    files_before: files,
-                    files_after: files,
-                    files_deleted: metrics.files_deleted.len() as u64,
-                    log_entries_deleted: 0,
-                    rows,
-                }));
-            }
-            Err(deltalake::DeltaTableError::Transaction { source })
-                if attempt < VACUUM_ATTEMPTS =>
-            {
-                tracing::info!(table = %def.qualified_name(), attempt, error = %source, "vacuum raced a writer; planning again");
-                attempt += 1;
-                tokio::time::sleep(std::time::Duration::from_millis(100 * u64::from(attempt)))
-                    .await;
-            }
-            Err(e) => return Err(maintenance_error(def, "vacuuming", e)),
+    let Some(table) = lake.open_table(def).await? else {
+        return Ok(None);
+    };
+    let (files, rows) = counts(&table);
+    let store = table.log_store().object_store(None);
+    let (_, plan) = table
+        .vacuum()
+        .with_retention_period(retention)
+        .with_mode(VacuumMode::Full)
+        // Delta's 7-day floor protects readers of old snapshots; a shorter retention is the
+        // user's explicit choice in bundle.yml.
+        .with_enforce_retention_duration(false)
+        .with_dry_run(true)
+        .await
+        .map_err(|e| maintenance_error(def, "planning the vacuum of", e))?;
+    let mut planned = Vec::with_capacity(plan.files_deleted.len());
+    for name in &plan.files_deleted {
+        let path = object_store::path::Path::parse(name).map_err(|e| {
+            JobError::Maintenance(format!(
+                "vacuuming {}: the planned file {name:?}: {e}",
+                def.qualified_name()
+            ))
+        })?;
+        planned.push(Ok(path));
+    }
+    let mut results = store.delete_stream(futures::stream::iter(planned).boxed());
+    let (mut deleted, mut refused) = (0usize, Vec::new());
+    while let Some(result) = results.next().await {
+        match result {
+            // Gone already (another vacuum got there first) counts as deleted.
+            Ok(_) | Err(object_store::Error::NotFound { .. }) => deleted += 1,
+            Err(e) => refused.push(e.to_string()),
         }
     }
+    if let Some(first) = refused.first() {
+        return Err(JobError::Maintenance(format!(
+            "vacuuming {}: {deleted} replaced files deleted, {} refused by the storage (the next \
+             vacuum tries them again), the first because: {first}",
+            def.qualified_name(),
+            refused.len()
+        )));
+    }
+    Ok(Some(TableMaintenance {
+        table: def.qualified_name(),
+        files_before: files,
+        files_after: files,
+        files_deleted: deleted as u64,
+        log_entries_deleted: 0,
+        rows,
+    }))
 }
 
 /// Writes a checkpoint of each table's current version, then removes the log entries that
@@ -554,6 +587,7 @@ mod tests {
         // ...and ours still deletes them, by their age.
         let report = vacuum(&lake, &[&BRIEF], chrono::Duration::zero())
             .await
+            .into_result()
             .expect("vacuum");
         assert_eq!(report[0].files_deleted, 3, "{report:?}");
         assert_eq!(data_files(&lake), 1);
@@ -571,6 +605,83 @@ mod tests {
         assert_eq!(numbers, vec![1, 2, 3], "nothing live was deleted");
     }
 
+    /// A table replaced whole on every write, as Gold's are.
+    const REPLACED: TableDef = TableDef {
+        layer: Layer::Gold,
+        name: "replaced_whole",
+        description: "test rows",
+        schema,
+        partition_columns: &[],
+        properties: &[],
+        blob_columns: &[],
+        stats_columns: &[],
+    };
+
+    /// Replaces [`REPLACED`]'s rows with the one row `n`.
+    async fn replace_with(lake: &Lake, n: i64) {
+        let table = lake.ensure_table(&REPLACED).await.expect("table");
+        let batch = RecordBatch::try_new(
+            Arc::new(schema()),
+            vec![Arc::new(Int64Array::from(vec![n]))],
+        )
+        .expect("batch");
+        table
+            .write(vec![batch])
+            .with_save_mode(deltalake::protocol::SaveMode::Overwrite)
+            .await
+            .expect("overwrite");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn vacuum_deletes_replaced_files_while_a_writer_replaces_the_table_again_and_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lake = Lake::local(dir.path()).expect("lake");
+        for n in 1..=5 {
+            replace_with(&lake, n).await;
+        }
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        // Replacing files as fast as it can: a Delta vacuum's own commits lost to it every time.
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer = {
+            let (lake, stop) = (lake.clone(), Arc::clone(&stop));
+            tokio::spawn(async move {
+                let mut n = 5;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    n += 1;
+                    replace_with(&lake, n).await;
+                }
+                n
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let vacuumed = vacuum(&lake, &[&REPLACED], chrono::Duration::seconds(1))
+            .await
+            .into_result()
+            .expect("a vacuum beside a writer");
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let last = writer.await.expect("the writer");
+        assert!(
+            vacuumed[0].files_deleted >= 4,
+            "the files the first four versions replaced: {vacuumed:?}"
+        );
+        assert!(last > 6, "the writer replaced the table during the vacuum");
+        let table = lake
+            .open_table(&REPLACED)
+            .await
+            .expect("open")
+            .expect("table");
+        let rows: Vec<i64> = read_rows(&table)
+            .await
+            .expect("the live files are all there")
+            .iter()
+            .flat_map(|b| {
+                let n = b.column_by_name("n").expect("n");
+                n.as_primitive::<Int64Type>().values().to_vec()
+            })
+            .collect();
+        assert_eq!(rows, vec![last], "the last write, whole");
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn vacuum_leaves_replaced_files_younger_than_the_retention() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -578,6 +689,7 @@ mod tests {
         compacted_past_its_tombstones(&lake, 2).await;
         let report = vacuum(&lake, &[&BRIEF], chrono::Duration::hours(1))
             .await
+            .into_result()
             .expect("vacuum");
         assert_eq!(report[0].files_deleted, 0, "{report:?}");
         assert_eq!(data_files(&lake), 3, "time travel still has its files");

@@ -259,7 +259,9 @@ async fn execute(
             )
         }
         Work::Vacuum { layers, retention } => table_stats(
-            &maintenance::vacuum(lake, &super::tables::in_layers(&layers), retention).await?,
+            &maintenance::vacuum(lake, &super::tables::in_layers(&layers), retention)
+                .await
+                .into_result()?,
         ),
         Work::Checkpoint { layers } => {
             table_stats(&maintenance::checkpoint(lake, &super::tables::in_layers(&layers)).await?)

@@ -322,13 +322,12 @@ pub async fn maintain_every(
             !vacuum.every.is_zero() && last_vacuum.is_none_or(|t| t.elapsed() >= vacuum.every);
         if due {
             last_vacuum = Some(Instant::now());
-            match vacuum_replaced(&lake, vacuum.retention).await {
-                Ok(deleted) => {
-                    if let Ok(mut s) = status.lock() {
-                        s.vacuumed += deleted;
-                    }
-                }
-                Err(e) => eprintln!("\nvacuum failed: {e:#}; retried at its next turn"),
+            let (deleted, vacuumed) = vacuum_replaced(&lake, vacuum.retention).await;
+            if let Ok(mut s) = status.lock() {
+                s.vacuumed += deleted;
+            }
+            if let Err(e) = vacuumed {
+                eprintln!("\nvacuum failed: {e:#}; retried at its next turn");
             }
         }
         if let Err(e) = lease.release().await {
@@ -338,13 +337,25 @@ pub async fn maintain_every(
 }
 
 /// Vacuums the layers the shipped bundle's maintenance vacuums (not ops, whose change feed the
-/// cdc job reads from older versions), returning the files deleted.
-async fn vacuum_replaced(lake: &Lake, retention: Duration) -> anyhow::Result<u64> {
+/// cdc job reads from older versions): the files deleted, counted even when some tables failed,
+/// and the failures.
+async fn vacuum_replaced(lake: &Lake, retention: Duration) -> (u64, anyhow::Result<()>) {
     use boxoffice_lake::Layer::{Bronze, Gold, Silver, System};
     let tables = super::tables::in_layers(&[Bronze, Silver, Gold, System]);
-    let retention = chrono::Duration::from_std(retention)?;
-    let report = boxoffice_jobs::maintenance::vacuum(lake, &tables, retention).await?;
-    Ok(report.iter().map(|t| t.files_deleted).sum())
+    let Ok(retention) = chrono::Duration::from_std(retention) else {
+        return (
+            0,
+            Err(anyhow::anyhow!(
+                "a vacuum retention of {retention:?} is too long"
+            )),
+        );
+    };
+    let vacuumed = boxoffice_jobs::maintenance::vacuum(lake, &tables, retention).await;
+    let deleted = vacuumed.files_deleted();
+    (
+        deleted,
+        vacuumed.into_result().map(|_| ()).map_err(Into::into),
+    )
 }
 
 #[cfg(test)]

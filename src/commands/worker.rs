@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use boxoffice_jobs::background::{self, Background, Stopped};
 use boxoffice_jobs::expectations::Expectations;
 use boxoffice_jobs::maintenance;
 use boxoffice_jobs::silver::bookings_fact::refresh;
@@ -125,6 +126,31 @@ struct LakeJobs {
     gold: boxoffice_jobs::gold::Gold,
     cdc: boxoffice_jobs::cdc::Flow,
     last_maintenance: Instant,
+    /// The maintenance turn in progress, on a thread and runtime of its own: compacting takes
+    /// seconds, and on the worker's runtime its shards' cycles would wait for it.
+    maintenance: Option<Background<std::io::Result<String>>>,
+}
+
+impl LakeJobs {
+    /// The line of the maintenance turn that has finished since the last call, if one has.
+    fn finished_maintenance(&mut self) -> Option<String> {
+        let result = self.maintenance.as_mut()?.try_take()?;
+        self.maintenance = None;
+        Some(maintenance_line(result))
+    }
+
+    /// Starts a maintenance turn unless one is in progress or the last began under `every` ago.
+    fn start_maintenance_if_due(&mut self, lake: &Lake, every: Option<Duration>) {
+        let due = every.is_some_and(|every| self.last_maintenance.elapsed() >= every);
+        if !due || self.maintenance.is_some() {
+            return;
+        }
+        self.last_maintenance = Instant::now();
+        let lake = lake.clone();
+        self.maintenance = Some(background::spawn_async("maintenance", move || async move {
+            maintain(&lake).await
+        }));
+    }
 }
 
 struct Worker {
@@ -411,8 +437,9 @@ impl Worker {
         ));
     }
 
-    /// Runs batch_load, the owned shards, Gold, cdc and (now and then) maintenance. Returns
-    /// whether every owned shard and lake job ran without failing.
+    /// Runs batch_load, the owned shards, Gold and cdc, and now and then starts a maintenance
+    /// turn beside them (its line is said at the first cycle after it ends). Returns whether
+    /// every owned shard and lake job ran without failing.
     async fn work(&mut self) -> bool {
         let mut all_ran = true;
         if !self.shards_only && self.lake_jobs.is_none() {
@@ -462,13 +489,8 @@ impl Worker {
             Ok(_) => {}
             Err(e) => lines.push(format!("cdc failed: {e}; retried next cycle")),
         }
-        let due = self
-            .maintenance_every
-            .is_some_and(|every| jobs.last_maintenance.elapsed() >= every);
-        if due {
-            jobs.last_maintenance = Instant::now();
-            lines.push(maintain(&self.lake).await);
-        }
+        lines.extend(jobs.finished_maintenance());
+        jobs.start_maintenance_if_due(&self.lake, self.maintenance_every);
         for line in lines
             .iter()
             .filter(|l| l.contains("failed") || l.contains("maintenance"))
@@ -491,6 +513,7 @@ impl Worker {
             gold: boxoffice_jobs::gold::Gold::new(&self.lake),
             cdc: boxoffice_jobs::cdc::Flow::new(&self.lake),
             last_maintenance: Instant::now(),
+            maintenance: None,
         })
     }
 
@@ -501,6 +524,11 @@ impl Worker {
             self.give_up(k, "stopping").await;
         }
         if let Some(jobs) = self.lake_jobs.take() {
+            if let Some(turn) = jobs.maintenance {
+                // Under the maintenance lease until it is done: released, another worker's turn
+                // could start beside it.
+                self.say(&maintenance_line(turn.await));
+            }
             jobs.leases.release().await?;
         }
         if let Some(member) = self.member.take() {
@@ -511,6 +539,17 @@ impl Worker {
             thousands(self.cycles as u64)
         ));
         Ok(())
+    }
+}
+
+/// What a maintenance turn on its own thread said, or why it said nothing.
+fn maintenance_line(result: Result<std::io::Result<String>, Stopped>) -> String {
+    match result {
+        Ok(Ok(line)) => line,
+        Ok(Err(e)) => {
+            format!("maintenance failed: its runtime did not start: {e}; retried at its next turn")
+        }
+        Err(stopped) => format!("maintenance failed: {stopped}; retried at its next turn"),
     }
 }
 
