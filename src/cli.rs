@@ -854,10 +854,10 @@ pub struct TablesArgs {
     pub set_log_retention: Option<Duration>,
 
     /// Set how long the tables' Delta checkpoints keep tombstones of replaced files
-    /// (`delta.deletedFileRetentionDuration`), e.g. 1h: tables made by boxoffice before this
-    /// setting existed keep Delta's 7 days, and on a lake that runs `up` every checkpoint then
-    /// grows for a week. Vacuum still keeps the files themselves for its own retention. Stop
-    /// every writer first, as for --set-log-retention
+    /// (`delta.deletedFileRetentionDuration`), e.g. 5m, what tables are made with now: tables
+    /// made by an earlier boxoffice keep Delta's 7 days or an hour, and on a lake that runs `up`
+    /// every checkpoint then carries that long's tombstones. Vacuum still keeps the files
+    /// themselves for its own retention. Stop every writer first, as for --set-log-retention
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, group = "change")]
     pub set_tombstone_retention: Option<Duration>,
 

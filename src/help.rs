@@ -52,7 +52,7 @@ pub const TABLES: &str = "\
 Examples:
   boxoffice tables
   boxoffice tables --lake az://lake/dev --emulator --json
-  boxoffice tables --set-stats-columns --set-tombstone-retention 1h --set-log-retention 30m
+  boxoffice tables --set-stats-columns --set-tombstone-retention 5m --set-log-retention 30m
 
 Every table's columns, meaning and file statistics: docs/tables.md. Small files and compaction:
 docs/maintenance.md. Log and tombstone retention on a lake that runs `up` for hours:

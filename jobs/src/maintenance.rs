@@ -134,7 +134,7 @@ fn append_only(def: &TableDef) -> bool {
 
 /// Deletes the files no live snapshot refers to once they are older than `retention`, in
 /// Delta's full mode: it lists the table's folder instead of trusting tombstones, because
-/// checkpoints keep those only for the table's tombstone retention (an hour on boxoffice's
+/// checkpoints keep those only for the table's tombstone retention (5 minutes on boxoffice's
 /// tables, [`boxoffice_lake::SHORT_TOMBSTONES`]), far less than a vacuum retention of days. A
 /// replaced file whose tombstone a checkpoint no longer carries is judged by when it was
 /// written; files a writer is still committing are younger than any sensible retention.

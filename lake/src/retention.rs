@@ -4,8 +4,9 @@
 //! lake every snapshot update lists them all (docs/continuous.md); table maintenance removes the
 //! entries older than it at its checkpoint step. The tombstone retention
 //! (`delta.deletedFileRetentionDuration`) says how long each Delta checkpoint repeats the
-//! `remove` entries of replaced files; tables boxoffice creates keep them an hour
-//! ([`crate::SHORT_TOMBSTONES`]), tables made before keep Delta's 7 days until this sets it.
+//! `remove` entries of replaced files; tables boxoffice creates keep them 5 minutes
+//! ([`crate::SHORT_TOMBSTONES`]); tables made before keep what they were made with (Delta's 7
+//! days, or an hour) until this sets it.
 
 use std::time::Duration;
 
@@ -131,7 +132,7 @@ mod tests {
         );
         assert_eq!(
             config.get(TOMBSTONE_RETENTION).map(String::as_str),
-            Some("interval 1 hour")
+            Some("interval 5 minutes")
         );
         let again = lake
             .set_retention(&T, Retention::Log, half_hour)
@@ -157,7 +158,7 @@ mod tests {
         assert_eq!(
             changed,
             PropertyChange::Changed {
-                from: Some("interval 1 hour".into()),
+                from: Some("interval 5 minutes".into()),
                 to: "interval 600 seconds".into()
             }
         );
