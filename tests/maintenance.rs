@@ -636,8 +636,8 @@ fn checkpoints_drop_tombstones_after_the_tombstone_retention_and_vacuum_still_de
         std::fs::read_to_string(bookings.join("_delta_log").join(format!("{:020}.json", 0)))
             .expect("first commit");
     assert!(
-        created.contains(r#""delta.deletedFileRetentionDuration":"interval 1 hour""#),
-        "tables are created with an hour of tombstones: {created}"
+        created.contains(r#""delta.deletedFileRetentionDuration":"interval 5 minutes""#),
+        "tables are created with 5 minutes of tombstones: {created}"
     );
     let set = [
         "tables",
@@ -649,7 +649,7 @@ fn checkpoints_drop_tombstones_after_the_tombstone_retention_and_vacuum_still_de
     let out = String::from_utf8_lossy(&run_ok(on(&lake).args(set)).stdout).to_string();
     assert!(
         out.contains(
-            "bronze.bookings_raw: tombstone retention interval 1 hour -> interval 1 seconds"
+            "bronze.bookings_raw: tombstone retention interval 5 minutes -> interval 1 seconds"
         ),
         "{out}"
     );
@@ -686,7 +686,7 @@ fn checkpoints_drop_tombstones_after_the_tombstone_retention_and_vacuum_still_de
     );
     assert!(
         tombstones_in_last_checkpoint(&quarantine) > 0,
-        "kept for an hour"
+        "kept for 5 minutes"
     );
     // Vacuum deleted every replaced file, whether a checkpoint still named it or not.
     let after = tables(&lake);

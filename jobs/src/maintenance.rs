@@ -591,10 +591,20 @@ mod tests {
             .expect("vacuum");
         assert_eq!(report[0].files_deleted, 3, "{report:?}");
         assert_eq!(data_files(&lake), 1);
-        let table = lake.open_table(&BRIEF).await.expect("open").expect("table");
+        assert_eq!(
+            numbers(&lake, &BRIEF).await,
+            vec![1, 2, 3],
+            "nothing live was deleted"
+        );
+    }
+
+    /// The `n` column of `def`'s live rows, sorted: reading them fails if vacuum deleted a
+    /// live file.
+    async fn numbers(lake: &Lake, def: &TableDef) -> Vec<i64> {
+        let table = lake.open_table(def).await.expect("open").expect("table");
         let mut numbers: Vec<i64> = read_rows(&table)
             .await
-            .expect("read")
+            .expect("the live files are all there")
             .iter()
             .flat_map(|b| {
                 let n = b.column_by_name("n").expect("n");
@@ -602,7 +612,7 @@ mod tests {
             })
             .collect();
         numbers.sort_unstable();
-        assert_eq!(numbers, vec![1, 2, 3], "nothing live was deleted");
+        numbers
     }
 
     /// A table replaced whole on every write, as Gold's are.
@@ -665,21 +675,11 @@ mod tests {
             "the files the first four versions replaced: {vacuumed:?}"
         );
         assert!(last > 6, "the writer replaced the table during the vacuum");
-        let table = lake
-            .open_table(&REPLACED)
-            .await
-            .expect("open")
-            .expect("table");
-        let rows: Vec<i64> = read_rows(&table)
-            .await
-            .expect("the live files are all there")
-            .iter()
-            .flat_map(|b| {
-                let n = b.column_by_name("n").expect("n");
-                n.as_primitive::<Int64Type>().values().to_vec()
-            })
-            .collect();
-        assert_eq!(rows, vec![last], "the last write, whole");
+        assert_eq!(
+            numbers(&lake, &REPLACED).await,
+            vec![last],
+            "the last write, whole"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
