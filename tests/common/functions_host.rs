@@ -97,12 +97,17 @@ pub fn serve_logging(args: &[&str], env: &[(&str, &str)], log: Option<&Path>) ->
         .stderr(stderr)
         .spawn()
         .expect("serve starts");
-    let server = Server { child, port };
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut server = Server { child, port };
+    // It prepares the lake before it listens; on a busy machine running several Azurites at
+    // once that once took over a minute (one `.ci/run` in 19).
+    let deadline = Instant::now() + Duration::from_secs(150);
     while request(port, "GET", "/", None).is_none() {
+        if let Ok(Some(status)) = server.child.try_wait() {
+            panic!("the handler exited before it answered GET /: {status}");
+        }
         assert!(
             Instant::now() < deadline,
-            "the handler did not answer GET / within 60 s"
+            "the handler did not answer GET / within 150 s"
         );
         std::thread::sleep(Duration::from_millis(100));
     }
