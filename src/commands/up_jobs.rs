@@ -322,11 +322,12 @@ pub async fn maintain_every(
             !vacuum.every.is_zero() && last_vacuum.is_none_or(|t| t.elapsed() >= vacuum.every);
         if due {
             last_vacuum = Some(Instant::now());
-            let (deleted, vacuumed) = vacuum_replaced(&lake, vacuum.retention).await;
-            if let Ok(mut s) = status.lock() {
-                s.vacuumed += deleted;
+            let vacuumed = vacuum_replaced(&lake, vacuum.retention).await;
+            if let (Ok(vacuumed), Ok(mut s)) = (&vacuumed, status.lock()) {
+                // Counted even when some tables failed.
+                s.vacuumed += vacuumed.files_deleted();
             }
-            if let Err(e) = vacuumed {
+            if let Err(e) = vacuumed.and_then(|v| Ok(v.into_result()?)) {
                 eprintln!("\nvacuum failed: {e:#}; retried at its next turn");
             }
         }
@@ -337,25 +338,15 @@ pub async fn maintain_every(
 }
 
 /// Vacuums the layers the shipped bundle's maintenance vacuums (not ops, whose change feed the
-/// cdc job reads from older versions): the files deleted, counted even when some tables failed,
-/// and the failures.
-async fn vacuum_replaced(lake: &Lake, retention: Duration) -> (u64, anyhow::Result<()>) {
+/// cdc job reads from older versions).
+async fn vacuum_replaced(
+    lake: &Lake,
+    retention: Duration,
+) -> anyhow::Result<boxoffice_jobs::maintenance::Vacuumed> {
     use boxoffice_lake::Layer::{Bronze, Gold, Silver, System};
     let tables = super::tables::in_layers(&[Bronze, Silver, Gold, System]);
-    let Ok(retention) = chrono::Duration::from_std(retention) else {
-        return (
-            0,
-            Err(anyhow::anyhow!(
-                "a vacuum retention of {retention:?} is too long"
-            )),
-        );
-    };
-    let vacuumed = boxoffice_jobs::maintenance::vacuum(lake, &tables, retention).await;
-    let deleted = vacuumed.files_deleted();
-    (
-        deleted,
-        vacuumed.into_result().map(|_| ()).map_err(Into::into),
-    )
+    let retention = chrono::Duration::from_std(retention)?;
+    Ok(boxoffice_jobs::maintenance::vacuum(lake, &tables, retention).await)
 }
 
 #[cfg(test)]
