@@ -467,6 +467,27 @@ fn up_with_workers_lands_joins_and_hands_every_lease_back() {
     assert_no_duplicate_and_no_gap(&lab.open());
     // Every shard's lease was handed back: a run of the whole join is not refused.
     run_ok(lab.cmd().args(["job", "run", "bookings_fact"]));
+    assert!(!both.contains("tombstones longer than"), "{both}");
+
+    // A table keeping tombstones longer than new tables do (as an earlier boxoffice made them)
+    // is named when a worker starts, with the command that shortens it.
+    run_ok(lab.cmd().args([
+        "tables",
+        "--set-tombstone-retention",
+        "1h",
+        "--table",
+        "silver.bookings_fact",
+    ]));
+    let out = run_ok(
+        lab.cmd()
+            .args(["worker", "--name", "w", "--duration", "1s"]),
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("note: 1 table keeps tombstones longer than the 5m new tables keep (silver.bookings_fact 1h)")
+            && said.contains("boxoffice tables --set-tombstone-retention 5m"),
+        "{said}"
+    );
 }
 
 #[test]

@@ -49,10 +49,12 @@ pub use lease::{Claim, HeldLease, Holder, Lease, LeaseError};
 pub use properties::PropertyChange;
 pub use read::{normalize, read_rows, with_schema};
 pub use replace::{Replacement, replace_once};
-pub use retention::{LOG_RETENTION, Retention, TOMBSTONE_RETENTION, delta_interval};
+pub use retention::{
+    LOG_RETENTION, LongTombstones, Retention, TOMBSTONE_RETENTION, delta_interval,
+};
 pub use table::{
-    DEFAULT_PROPERTIES, FREQUENT_CHECKPOINTS, SHORT_TOMBSTONES, STATS_COLUMNS, TableDef,
-    blob_columns, column, commit_properties, utc_timestamp,
+    DEFAULT_PROPERTIES, FREQUENT_CHECKPOINTS, SHORT_TOMBSTONES, SHORT_TOMBSTONES_KEPT,
+    STATS_COLUMNS, TableDef, blob_columns, column, commit_properties, utc_timestamp,
 };
 pub use target::{Lake, LakeSettings, StoreKind};
 

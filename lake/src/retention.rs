@@ -10,6 +10,8 @@
 
 use std::time::Duration;
 
+use deltalake::table::config::TablePropertiesExt;
+
 use crate::LakeError;
 use crate::properties::PropertyChange;
 use crate::table::TableDef;
@@ -61,7 +63,42 @@ pub fn delta_interval(retention: Duration) -> String {
     format!("interval {} seconds", retention.as_secs())
 }
 
+/// A table whose Delta checkpoints repeat tombstones longer than tables boxoffice creates do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LongTombstones {
+    /// `layer.table`.
+    pub table: String,
+    /// Its tombstone retention (Delta's week when the property is not set).
+    pub kept: Duration,
+}
+
 impl Lake {
+    /// The tables among `defs` whose tombstone retention is longer than `limit`, in `defs`'
+    /// order; tables not created yet are left out.
+    ///
+    /// Why it matters: every checkpoint (every 10 commits) copies each tombstone younger than
+    /// the retention, so a busy table made by an earlier boxoffice (an hour, or Delta's week)
+    /// carries thousands of them into every checkpoint and every snapshot that reads one.
+    pub async fn tombstones_kept_longer_than(
+        &self,
+        defs: &[&TableDef],
+        limit: Duration,
+    ) -> Result<Vec<LongTombstones>, LakeError> {
+        let kept = futures::future::try_join_all(defs.iter().map(|&def| async move {
+            let Some(table) = self.open_table(def).await? else {
+                return Ok::<_, LakeError>(None);
+            };
+            let snapshot = table.snapshot().map_err(|e| self.delta_error(def, e))?;
+            let kept = snapshot.table_config().deleted_file_retention_duration();
+            Ok((kept > limit).then(|| LongTombstones {
+                table: def.qualified_name(),
+                kept,
+            }))
+        }))
+        .await?;
+        Ok(kept.into_iter().flatten().collect())
+    }
+
     /// Sets one of `def`'s retentions, in one metadata commit (none if it is already set so).
     ///
     /// A metadata change makes the commits other writers had prepared on an older version fail
@@ -180,5 +217,38 @@ mod tests {
             snapshot.table_config().deleted_file_retention_duration(),
             Duration::from_secs(600)
         );
+    }
+    const OTHER: TableDef = TableDef::test(Layer::Gold, "other", schema);
+    const NEVER_MADE: TableDef = TableDef::test(Layer::Gold, "never_made", schema);
+
+    #[tokio::test]
+    async fn tables_keeping_tombstones_longer_than_new_tables_do_are_named() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lake = Lake::local(dir.path()).expect("lake");
+        lake.ensure_table(&T).await.expect("table");
+        lake.ensure_table(&OTHER).await.expect("table");
+        let all = [&T, &OTHER, &NEVER_MADE];
+        let long = |lake: Lake| async move {
+            lake.tombstones_kept_longer_than(&all, crate::SHORT_TOMBSTONES_KEPT)
+                .await
+                .expect("read")
+        };
+        // New tables keep exactly the default, which delta-rs reads as the same duration.
+        assert_eq!(long(lake.clone()).await, vec![]);
+        let hour = Duration::from_secs(3600);
+        lake.set_retention(&OTHER, Retention::Tombstones, hour)
+            .await
+            .expect("set");
+        assert_eq!(
+            long(lake.clone()).await,
+            vec![LongTombstones {
+                table: OTHER.qualified_name(),
+                kept: hour
+            }]
+        );
+        lake.set_retention(&OTHER, Retention::Tombstones, crate::SHORT_TOMBSTONES_KEPT)
+            .await
+            .expect("set back");
+        assert_eq!(long(lake).await, vec![], "set back to 5 minutes");
     }
 }

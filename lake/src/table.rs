@@ -71,6 +71,10 @@ pub const FREQUENT_CHECKPOINTS: (&str, &str) = ("delta.checkpointInterval", "10"
 pub const SHORT_TOMBSTONES: (&str, &str) =
     ("delta.deletedFileRetentionDuration", "interval 5 minutes");
 
+/// [`SHORT_TOMBSTONES`] as a duration: what `up` and workers compare an existing lake's tables
+/// with, to say when a table made by an earlier boxoffice keeps tombstones longer.
+pub const SHORT_TOMBSTONES_KEPT: std::time::Duration = std::time::Duration::from_secs(5 * 60);
+
 /// The properties every table is created with unless its definition sets them.
 pub const DEFAULT_PROPERTIES: [(&str, &str); 2] = [FREQUENT_CHECKPOINTS, SHORT_TOMBSTONES];
 

@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use boxoffice_ingest::bronze;
-use boxoffice_lake::{Lake, Layer, PropertyChange, Retention, TableDef, TableInfo, TableState};
+use boxoffice_lake::{
+    Lake, Layer, PropertyChange, Retention, SHORT_TOMBSTONES_KEPT, TableDef, TableInfo, TableState,
+};
 
 use crate::cli::{GlobalArgs, TablesArgs};
 use crate::config;
@@ -59,6 +61,38 @@ pub async fn run(global: &GlobalArgs, args: TablesArgs) -> anyhow::Result<()> {
         print!("{}", render(&infos));
     }
     Ok(())
+}
+
+/// A note for `up` and workers when some of the lake's tables keep tombstones longer than tables
+/// boxoffice creates now (tables made by an earlier boxoffice: an hour, or Delta's week), with
+/// what that costs and the command that changes it; `None` when no table does.
+pub async fn long_tombstones_note(lake: &Lake) -> anyhow::Result<Option<String>> {
+    let long = lake
+        .tombstones_kept_longer_than(&catalog(), SHORT_TOMBSTONES_KEPT)
+        .await?;
+    if long.is_empty() {
+        return Ok(None);
+    }
+    let mut named: Vec<String> = long
+        .iter()
+        .take(3)
+        .map(|t| format!("{} {}", t.table, humantime::format_duration(t.kept)))
+        .collect();
+    if long.len() > 3 {
+        named.push(format!("and {} more", long.len() - 3));
+    }
+    let short = humantime::format_duration(SHORT_TOMBSTONES_KEPT);
+    let which = match long.len() {
+        1 => "1 table keeps".to_string(),
+        n => format!("{n} tables keep"),
+    };
+    Ok(Some(format!(
+        "{which} tombstones longer than the {short} new tables keep ({}): every Delta checkpoint \
+         repeats them, and over an hour of `up` at 5,000 events/s they slowed every run until \
+         Gold fell behind; `boxoffice tables --set-tombstone-retention {short}` sets {short} \
+         (docs/continuous.md#running-for-hours-tombstones)",
+        named.join(", ")
+    )))
 }
 
 /// The named tables, or every declared one when none is named.

@@ -136,6 +136,9 @@ async fn run_leased(
 ) -> anyhow::Result<()> {
     let lake = lake.clone();
     eprintln!("boxoffice up: lake {}", lake.describe());
+    if let Some(note) = super::tables::long_tombstones_note(&lake).await? {
+        eprintln!("  note: {note}");
+    }
     let pace = match pacing {
         Pacing::RealTime { speed: 1.0 } => "real time".to_string(),
         Pacing::RealTime { speed } => format!("{speed}x compressed time"),

@@ -63,6 +63,9 @@ pub async fn run(global: &GlobalArgs, args: WorkerArgs) -> anyhow::Result<()> {
             ""
         }
     ));
+    if let Some(note) = super::tables::long_tombstones_note(&lake).await? {
+        worker.say(&format!("note: {note}"));
+    }
     let (duration, on_eof, drain) = (args.duration, args.stop_when_stdin_closes, args.drain);
     let stop = async move {
         let until = async move {
