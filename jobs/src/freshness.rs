@@ -66,9 +66,116 @@ pub fn percentiles(values: &mut [f64]) -> Option<(f64, f64)> {
     Some((at(0.5), at(0.95)))
 }
 
+/// Lags counted to the millisecond, for a whole run's median and p95 in bounded memory: a run
+/// of hours at 5,000 events/s has tens of millions of matches. Lags from 0 to [`Self::SPAN_MS`]
+/// are counted in 1 ms buckets (480 KB); the rare ones outside (a negative lag from a clock
+/// ahead of the hub's, or one over a minute) are kept exactly.
+#[derive(Debug, Clone)]
+pub struct LagHistogram {
+    /// Lags in `[ms, ms + 1)` milliseconds, by `ms`.
+    buckets: Vec<u64>,
+    /// Their total.
+    counted: u64,
+    /// Lags outside the buckets' span, seconds.
+    outside: Vec<f64>,
+}
+
+impl Default for LagHistogram {
+    fn default() -> Self {
+        LagHistogram {
+            buckets: vec![0; Self::SPAN_MS],
+            counted: 0,
+            outside: Vec::new(),
+        }
+    }
+}
+
+impl LagHistogram {
+    /// Milliseconds the buckets span.
+    pub const SPAN_MS: usize = 60_000;
+
+    /// Counts each of `lags` (seconds).
+    pub fn extend(&mut self, lags: &[f64]) {
+        for &lag in lags {
+            let ms = (lag * 1000.0).floor();
+            if ms >= 0.0 && ms < Self::SPAN_MS as f64 {
+                self.buckets[ms as usize] += 1;
+                self.counted += 1;
+            } else {
+                self.outside.push(lag);
+            }
+        }
+    }
+
+    /// Lags counted.
+    pub fn len(&self) -> u64 {
+        self.counted + self.outside.len() as u64
+    }
+
+    /// Whether none was counted.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The median and 95th percentile by nearest rank, as [`percentiles`] gives them over the
+    /// same lags, to within a millisecond (a bucket is read as its middle).
+    pub fn percentiles(&mut self) -> Option<(f64, f64)> {
+        if self.is_empty() {
+            return None;
+        }
+        self.outside.sort_by(f64::total_cmp);
+        let below = self.outside.partition_point(|l| *l < 0.0) as u64;
+        let rank = |q: f64| ((self.len() - 1) as f64 * q).round() as u64;
+        Some((self.at(rank(0.5), below), self.at(rank(0.95), below)))
+    }
+
+    /// The lag of `rank` (0-based, in order), with `below` negative lags first.
+    fn at(&self, rank: u64, below: u64) -> f64 {
+        if rank < below {
+            return self.outside[rank as usize];
+        }
+        let mut left = rank - below;
+        for (ms, &n) in self.buckets.iter().enumerate() {
+            if left < n {
+                return (ms as f64 + 0.5) / 1000.0;
+            }
+            left -= n;
+        }
+        self.outside[(below + left) as usize]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_histogram_gives_the_percentiles_of_its_lags_to_the_millisecond() {
+        let mut histogram = LagHistogram::default();
+        assert_eq!(histogram.percentiles(), None);
+        // A spread of lags with a long tail, a negative one and two over the buckets' span,
+        // added in several calls as up adds each run's.
+        let mut lags: Vec<f64> = (0..20_000u32)
+            .map(|i| 0.2 + f64::from(i % 997) * 0.0007 + f64::from(i % 13) * 0.11)
+            .collect();
+        lags.extend([-0.25, 61.5, 3600.0]);
+        for chunk in lags.chunks(777) {
+            histogram.extend(chunk);
+        }
+        assert_eq!(histogram.len(), 20_003);
+        let (p50, p95) = histogram.percentiles().expect("lags");
+        let (exact50, exact95) = percentiles(&mut lags).expect("lags");
+        assert!((p50 - exact50).abs() <= 0.001, "{p50} vs {exact50}");
+        assert!((p95 - exact95).abs() <= 0.001, "{p95} vs {exact95}");
+
+        // Lags outside the span are ranked exactly, below and above the buckets.
+        let mut few = LagHistogram::default();
+        few.extend(&[-0.5, 0.25, 120.0]);
+        assert_eq!(few.percentiles(), Some((0.2505, 120.0)));
+        let mut low = LagHistogram::default();
+        low.extend(&[-0.5, -0.4, 0.25]);
+        assert_eq!(low.percentiles(), Some((-0.4, 0.2505)));
+    }
 
     #[test]
     fn percentiles_by_nearest_rank() {

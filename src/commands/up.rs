@@ -7,7 +7,6 @@ use anyhow::Context;
 use boxoffice_events::{Generator, GeneratorConfig};
 use boxoffice_ingest::landing::{Landing, LandingConfig};
 use boxoffice_ingest::queue::QueueError;
-use boxoffice_jobs::freshness::percentiles;
 use boxoffice_jobs::silver::bookings_fact::BookingsFact;
 use boxoffice_jobs::silver::shows_sold::last_show_sold;
 use boxoffice_lake::Lake;
@@ -474,10 +473,10 @@ async fn run_leased(
                 );
             }
         }
-        if let Some((p50, p95)) = percentiles(&mut status.lags) {
+        if let Some((p50, p95)) = status.lags.percentiles() {
             println!(
                 "  freshness (a match's later event arriving -> in Gold): median {p50:.2}s, p95 {p95:.2}s over {} matches",
-                thousands(status.lags.len() as u64)
+                thousands(status.lags.len())
             );
         }
         println!(

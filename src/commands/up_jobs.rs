@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use boxoffice_jobs::freshness::{self, GoldFreshness, percentiles};
+use boxoffice_jobs::freshness::{self, GoldFreshness, LagHistogram, percentiles};
 use boxoffice_lake::Lake;
 use chrono::Utc;
 use tokio::sync::watch;
@@ -38,8 +38,8 @@ pub struct JobsStatus {
     pub fact_rows: u64,
     pub cdc_changes: u64,
     pub batch_rows: u64,
-    /// Freshness of every match so far, seconds.
-    pub lags: Vec<f64>,
+    /// Freshness of every match so far.
+    pub lags: LagHistogram,
     /// The latest figures over the last [`WINDOW`].
     pub recent: Option<GoldFreshness>,
     pub last_error: Option<String>,
@@ -100,10 +100,6 @@ impl JobsStatus {
         self.cdc_changes += r.cdc_changes;
         self.batch_rows += r.batch_rows;
         self.lags.extend(&r.lags);
-        // Bounded: a long run keeps its most recent million matches.
-        if self.lags.len() > 2_000_000 {
-            self.lags.drain(..1_000_000);
-        }
         self.last_error = None;
     }
 
