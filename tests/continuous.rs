@@ -89,6 +89,24 @@ fn up(lake: &Path, seed: &str, extra: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// `up` over `lake` at 200 events a second for `duration`, the booking service making no
+/// changes, with these extra flags.
+fn up_at_200(lake: &Path, duration: &str, extra: &[&str]) -> std::process::Output {
+    run_ok(
+        on(lake)
+            .args([
+                "up",
+                "--no-dashboard",
+                "--rate",
+                "200",
+                "--duration",
+                duration,
+            ])
+            .args(["--cdc-rate", "0"])
+            .args(extra),
+    )
+}
+
 #[test]
 fn continuous_up_refreshes_gold_while_bronze_lands_and_a_timer_waits_for_its_tick() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -215,22 +233,18 @@ fn a_continuous_run_with_maintenance_compacts_its_small_files() {
     let dir = tempfile::tempdir().expect("tempdir");
     let lake = dir.path().join("lake");
     // Long enough for files to pass compaction's minimum age (20 s) before up's maintenance turn.
-    let out = run_ok(on(&lake).args([
-        "up",
-        "--no-dashboard",
-        "--rate",
-        "200",
-        "--speed",
-        "10",
-        "--duration",
+    let out = up_at_200(
+        &lake,
         "30s",
-        "--seed",
-        "33",
-        "--cdc-rate",
-        "0",
-        "--maintenance-every",
-        "25s",
-    ]));
+        &[
+            "--speed",
+            "10",
+            "--seed",
+            "33",
+            "--maintenance-every",
+            "25s",
+        ],
+    );
     let summary = String::from_utf8_lossy(&out.stdout);
     let line = summary
         .lines()
@@ -314,20 +328,7 @@ fn a_continuous_run_with_maintenance_compacts_its_small_files() {
     let count = "SELECT (SELECT count(*) FROM bronze.bookings_raw) + (SELECT count(*) FROM bronze.payments_raw) + (SELECT count(*) FROM silver.bookings_fact)";
     let rows_before: u64 = sql_rows(&lake, count)[0].parse().expect("count");
     std::thread::sleep(std::time::Duration::from_millis(1100));
-    let out = run_ok(on(&lake).args([
-        "up",
-        "--no-dashboard",
-        "--rate",
-        "200",
-        "--duration",
-        "10s",
-        "--seed",
-        "34",
-        "--cdc-rate",
-        "0",
-        "--maintenance-every",
-        "5s",
-    ]));
+    let out = up_at_200(&lake, "10s", &["--seed", "34", "--maintenance-every", "5s"]);
     let summary = String::from_utf8_lossy(&out.stdout);
     let line = summary
         .lines()
@@ -347,16 +348,7 @@ fn a_continuous_run_with_maintenance_compacts_its_small_files() {
     // Tables keeping tombstones an hour, as an earlier boxoffice made them: up names them when
     // it starts, and says how to shorten it.
     run_ok(on(&lake).args(["tables", "--set-tombstone-retention", "1h"]));
-    let out = run_ok(on(&lake).args([
-        "up",
-        "--no-dashboard",
-        "--rate",
-        "200",
-        "--duration",
-        "2s",
-        "--cdc-rate",
-        "0",
-    ]));
+    let out = up_at_200(&lake, "2s", &[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     let note = stderr
         .lines()
