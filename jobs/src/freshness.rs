@@ -74,8 +74,6 @@ pub fn percentiles(values: &mut [f64]) -> Option<(f64, f64)> {
 pub struct LagHistogram {
     /// Lags in `[ms, ms + 1)` milliseconds, by `ms`.
     buckets: Vec<u64>,
-    /// Their total.
-    counted: u64,
     /// Lags outside the buckets' span, seconds.
     outside: Vec<f64>,
 }
@@ -84,7 +82,6 @@ impl Default for LagHistogram {
     fn default() -> Self {
         LagHistogram {
             buckets: vec![0; Self::SPAN_MS],
-            counted: 0,
             outside: Vec::new(),
         }
     }
@@ -100,7 +97,6 @@ impl LagHistogram {
             let ms = (lag * 1000.0).floor();
             if ms >= 0.0 && ms < Self::SPAN_MS as f64 {
                 self.buckets[ms as usize] += 1;
-                self.counted += 1;
             } else {
                 self.outside.push(lag);
             }
@@ -109,7 +105,7 @@ impl LagHistogram {
 
     /// Lags counted.
     pub fn len(&self) -> u64 {
-        self.counted + self.outside.len() as u64
+        self.buckets.iter().sum::<u64>() + self.outside.len() as u64
     }
 
     /// Whether none was counted.
@@ -125,7 +121,8 @@ impl LagHistogram {
         }
         self.outside.sort_by(f64::total_cmp);
         let below = self.outside.partition_point(|l| *l < 0.0) as u64;
-        let rank = |q: f64| ((self.len() - 1) as f64 * q).round() as u64;
+        let last = self.len() - 1;
+        let rank = |q: f64| (last as f64 * q).round() as u64;
         Some((self.at(rank(0.5), below), self.at(rank(0.95), below)))
     }
 

@@ -218,6 +218,7 @@ mod tests {
             Duration::from_secs(600)
         );
     }
+
     const OTHER: TableDef = TableDef::test(Layer::Gold, "other", schema);
     const NEVER_MADE: TableDef = TableDef::test(Layer::Gold, "never_made", schema);
 
@@ -234,6 +235,16 @@ mod tests {
                 .expect("read")
         };
         // New tables keep exactly the default, which delta-rs reads as the same duration.
+        let table = lake.open_table(&T).await.expect("open").expect("table");
+        assert_eq!(
+            table
+                .snapshot()
+                .expect("snapshot")
+                .table_config()
+                .deleted_file_retention_duration(),
+            crate::SHORT_TOMBSTONES_KEPT,
+            "SHORT_TOMBSTONES and SHORT_TOMBSTONES_KEPT say the same"
+        );
         assert_eq!(long(lake.clone()).await, vec![]);
         let hour = Duration::from_secs(3600);
         lake.set_retention(&OTHER, Retention::Tombstones, hour)
